@@ -1,1 +1,1 @@
-"""flows"""
+"""Prefect flows, tasks, deployments and the CLI: thin wrappers over transfer/."""

@@ -1,0 +1,61 @@
+"""Prefect flow for one language pair: a thin wrapper over ``transfer.pipeline``.
+
+Every stage runs as a Prefect task whose cache key is the stage's content-addressed key
+(``transfer.cache``), so the UI shows cached stages and plain library calls share the
+same folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from transfer.cache import StageCache, StageOutput
+from transfer.config import AdaptConfig
+from transfer.pipeline import AdaptResult, run_adaptation
+from transfer.stages import StageSpec, execute
+
+
+def _cache_root(cache_dir: str) -> str:
+    return str(Path(cache_dir).resolve())
+
+
+def stage_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
+    """The stage key, but only while its folder exists: a deleted folder runs the stage again."""
+    spec: StageSpec = parameters["spec"]
+    root = _cache_root(parameters["cache_dir"])
+    if not StageCache(root).is_complete(spec.stage, spec.key):
+        return None
+    return f"{spec.stage}-{spec.key}-{hashlib.sha256(root.encode()).hexdigest()[:8]}"
+
+
+@task(cache_key_fn=stage_cache_key, persist_result=True, task_run_name="{spec.stage}")
+def run_stage(spec: StageSpec, cache_dir: str) -> StageOutput:
+    output, cached = execute(spec, StageCache(_cache_root(cache_dir)))
+    get_run_logger().info("%s %s (%s)", spec.stage, "reused" if cached else "built", output.path)
+    return output
+
+
+def result_markdown(result: AdaptResult) -> str:
+    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in result.bpb.items())
+    fert = result.fertility
+    return (
+        f"# {result.config.model_name()}\n\n"
+        f"Model: `{result.model_dir}`\n\n| evaluation | bits per byte |\n|---|---|\n{rows}\n\n"
+        f"Fertility (tokens/word): source {fert['source']['tokens_per_word']:.2f}, "
+        f"target {fert['target']['tokens_per_word']:.2f}\n"
+    )
+
+
+@flow(name="adapt-language", log_prints=True)
+def adapt_flow(config: AdaptConfig = AdaptConfig()) -> AdaptResult:
+    """Adapt a source model to one target language (all stages cached)."""
+    cache_dir = str(config.cache_dir)
+    result = run_adaptation(config, execute_stage=lambda spec: run_stage(spec, cache_dir))
+    create_markdown_artifact(markdown=result_markdown(result), key="adaptation-summary",
+                             description="Bits per byte before and after adaptation")
+    return result

@@ -1,0 +1,401 @@
+"""The adaptation pipeline: the stages of DESIGN.md in order, each cached by its key.
+
+``run_adaptation`` is the whole path as a plain library call. ``flows/`` runs the very
+same sequence with each stage wrapped in a Prefect task, by passing ``execute_stage``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from transfer.cache import StageCache, StageOutput, code_version
+from transfer.config import AdaptConfig
+from transfer.errors import CorpusError
+from transfer.stages import StageSpec, builder, execute, read_json, upstream_of, write_json
+
+ExecuteStage = Callable[[StageSpec], StageOutput]
+StageListener = Callable[[str, str], None]  # (stage label, "cached" | "built" | "running")
+
+
+# ---------------------------------------------------------------- specs (what to compute)
+
+def corpus_spec(cfg: AdaptConfig) -> StageSpec:
+    from transfer.bible import bible_content_hash
+    from transfer.corpus import corpus_content_hash
+
+    inputs = {"bible": bible_content_hash(sorted(set(cfg.target_bible + cfg.source_bible)))}
+    for i, path in enumerate(cfg.target_files):
+        inputs[f"file{i}"] = corpus_content_hash(path)
+    params = {
+        "target_bible": cfg.target_bible,
+        "target_files": [str(Path(p)) for p in cfg.target_files],
+        "text_field": cfg.text_field,
+        "source_bible": cfg.source_bible,
+        "dev_fraction": cfg.dev_fraction,
+        "test_fraction": cfg.test_fraction,
+    }
+    return StageSpec(stage="corpus", params=params, inputs=inputs)
+
+
+def source_spec(cfg: AdaptConfig) -> StageSpec:
+    from transfer.source_model import source_fingerprint
+
+    return StageSpec(
+        stage="source",
+        params={"source_model": cfg.source_model},
+        inputs={"weights": source_fingerprint(cfg.source_model)},
+    )
+
+
+def tokenizer_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput) -> StageSpec:
+    inputs, upstream = upstream_of(corpus=corpus, source=source)
+    return StageSpec(
+        stage="tokenizer",
+        params={"vocab_size": cfg.vocab_size, "min_frequency": cfg.min_frequency,
+                "eval_split": cfg.eval_split, "eval_texts": cfg.eval_texts},
+        inputs=inputs,
+        upstream=upstream,
+    )
+
+
+def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput) -> StageSpec:
+    inputs, upstream = upstream_of(source=source, tokenizer=tokenizer)
+    return StageSpec(
+        stage="init",
+        params={"strategy": cfg.strategy, "strategy_params": cfg.strategy_params, "seed": cfg.seed},
+        inputs=inputs,
+        upstream=upstream,
+    )
+
+
+def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput) -> StageSpec:
+    inputs, upstream = upstream_of(model=init, corpus=corpus)
+    return StageSpec(
+        stage="train",
+        params={"steps": cfg.train_steps, "batch_size": cfg.batch_size,
+                "block_size": cfg.block_size, "learning_rate": cfg.learning_rate, "seed": cfg.seed},
+        inputs=inputs,
+        upstream=upstream,
+        runtime={"device": cfg.device},
+    )
+
+
+def evaluate_spec(cfg: AdaptConfig, model: StageOutput, corpus: StageOutput, texts: str) -> StageSpec:
+    """``texts``: "target" (held-out target-language texts) or "source" (the same verses in
+    the source model's language, for the no-transfer baseline)."""
+    inputs, upstream = upstream_of(model=model, corpus=corpus)
+    return StageSpec(
+        stage="evaluate",
+        params={"texts": texts, "split": cfg.eval_split, "n_texts": cfg.eval_texts},
+        inputs=inputs,
+        upstream=upstream,
+        runtime={"device": cfg.device, "batch_size": cfg.eval_batch_size},
+    )
+
+
+# ---------------------------------------------------------------- builders (how to compute)
+
+def _eval_file(split: str, texts: str) -> str:
+    return f"{split}.{texts}.txt"
+
+
+def read_lines(path: Path, limit: int | None = None) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.rstrip("\n") for line in handle]
+    return lines[:limit] if limit is not None else lines
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            yield line.rstrip("\n")
+
+
+def _hash_order(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@builder("corpus")
+def build_corpus(spec: StageSpec, out: Path) -> None:
+    """Split by verse key (Bible) or document hash (files) into train/dev/test files; the
+    ``*.target.txt``/``*.source.txt`` files hold the first translation's held-out verses and
+    the same verses in the source language, in a stable hash order for evaluation."""
+    from transfer.bible import read_verses
+    from transfer.corpus import iter_documents, split_documents
+    from transfer.splits import SPLITS, SplitFractions
+
+    p = spec.params
+    fractions = SplitFractions(dev=p["dev_fraction"], test=p["test_fraction"])
+    stats: dict[str, Any] = {}
+    for split in SPLITS:
+        n_docs = n_bytes = 0
+        with open(out / f"{split}.txt", "w", encoding="utf-8") as handle:
+            for code in p["target_bible"]:
+                for verse in read_verses(code, split, fractions=fractions):
+                    handle.write(verse.text + "\n")
+                    n_docs += 1
+                    n_bytes += len(verse.text.encode())
+            for path in p["target_files"]:
+                for doc in split_documents(iter_documents(path, p["text_field"]), split, fractions):
+                    handle.write(doc + "\n")
+                    n_docs += 1
+                    n_bytes += len(doc.encode())
+        stats[split] = {"documents": n_docs, "bytes": n_bytes}
+        if n_docs == 0:
+            raise CorpusError(
+                f"target corpus (bible={p['target_bible']}, files={p['target_files']}) has no "
+                f"{split} documents: the corpus is empty or too small to split"
+            )
+        if split == "train":
+            continue
+        # evaluation texts: first target source, ordered by a stable hash of the key
+        if p["target_bible"]:
+            verses = read_verses(p["target_bible"][0], split, fractions=fractions)
+            keyed = sorted(((v.key, v.text) for v in verses), key=lambda kv: _hash_order(kv[0]))
+            target_by_key = dict(keyed)
+            (out / _eval_file(split, "target")).write_text("".join(t + "\n" for _, t in keyed))
+            if p["source_bible"]:
+                source = {v.key: v.text for v in read_verses(p["source_bible"][0], split, fractions=fractions)}
+                lines = [source[k] for k, _ in keyed if k in source]
+                (out / _eval_file(split, "source")).write_text("".join(t + "\n" for t in lines))
+                stats[split]["source_eval_texts"] = len(lines)
+            stats[split]["target_eval_texts"] = len(target_by_key)
+        else:
+            docs = read_lines(out / f"{split}.txt")
+            docs.sort(key=_hash_order)
+            (out / _eval_file(split, "target")).write_text("".join(d + "\n" for d in docs))
+            stats[split]["target_eval_texts"] = len(docs)
+    write_json(out / "corpus.json", {"params": p, "stats": stats})
+
+
+@builder("source")
+def build_source(spec: StageSpec, out: Path) -> None:
+    """Load the source model (de-quantizing a GGUF) and save a clean Hugging Face copy."""
+    from transfer.source_model import load_source, save_model
+    from tokenizer_builds.families import detect_family
+
+    model, tokenizer = load_source(spec.params["source_model"])
+    save_model(model, tokenizer, out / "model")
+    write_json(out / "source.json", {
+        "source_model": spec.params["source_model"],
+        "fingerprint": spec.inputs["weights"],
+        "architecture": type(model).__name__,
+        "vocab_size": len(tokenizer),
+        "tied": bool(getattr(model.config, "tie_word_embeddings", False)),
+        "tokenizer_family": detect_family(tokenizer).value,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    })
+
+
+@builder("tokenizer")
+def build_tokenizer(spec: StageSpec, out: Path) -> None:
+    """Train the target tokenizer on train texts only; report fertility on held-out texts."""
+    from transformers import AutoTokenizer
+
+    from tokenizer_builds.build import build_target_tokenizer, save_tokenizer
+    from transfer.fertility import compare_fertility
+
+    corpus = spec.upstream_path("corpus")
+    source_tokenizer = AutoTokenizer.from_pretrained(spec.upstream_path("source") / "model")
+    target = build_target_tokenizer(
+        source_tokenizer,
+        iter_lines(corpus / "train.txt"),
+        spec.params["vocab_size"],
+        min_frequency=spec.params["min_frequency"],
+    )
+    save_tokenizer(target, out / "tokenizer")
+    texts = read_lines(corpus / _eval_file(spec.params["eval_split"], "target"), spec.params["eval_texts"])
+    fertility = compare_fertility(source_tokenizer, target, texts)
+    write_json(out / "fertility.json", {k: v.to_dict() for k, v in fertility.items()})
+
+
+@builder("init")
+def build_init(spec: StageSpec, out: Path) -> None:
+    """Initialize the target embeddings with the chosen strategy and swap them in."""
+    from transformers import AutoTokenizer
+
+    from transfer.source_model import load_source, save_model
+    from transfer.strategies import initialize
+    from transfer.strategies.base import StrategyInputs
+    from transfer.surgery import get_source_embeddings, swap_vocabulary
+
+    model, source_tokenizer = load_source(str(spec.upstream_path("source") / "model"))
+    target_tokenizer = AutoTokenizer.from_pretrained(spec.upstream_path("tokenizer") / "tokenizer")
+    inputs = StrategyInputs(
+        source=get_source_embeddings(model),
+        source_tokenizer=source_tokenizer,
+        target_tokenizer=target_tokenizer,
+        seed=spec.params["seed"],
+    )
+    target = initialize(spec.params["strategy"], inputs, **spec.params["strategy_params"])
+    model = swap_vocabulary(model, target_tokenizer, target)
+    save_model(model, target_tokenizer, out / "model")
+    write_json(out / "init_report.json", target.report.to_dict())
+
+
+@builder("train")
+def build_train(spec: StageSpec, out: Path) -> None:
+    """Embeddings-only continued pretraining on the target train split (body frozen)."""
+    from transfer.pretrain import pack_blocks, train_embeddings_only
+    from transfer.source_model import load_source, save_model
+
+    p = spec.params
+    model, tokenizer = load_source(str(spec.upstream_path("model") / "model"))
+    blocks = pack_blocks(tokenizer, iter_lines(spec.upstream_path("corpus") / "train.txt"), p["block_size"])
+    log = train_embeddings_only(
+        model, blocks, steps=p["steps"], batch_size=p["batch_size"], lr=p["learning_rate"],
+        seed=p["seed"], device=spec.runtime.get("device"),
+    )
+    save_model(model, tokenizer, out / "model")
+    write_json(out / "train_log.json", log.to_dict())
+
+
+@builder("evaluate")
+def build_evaluate(spec: StageSpec, out: Path) -> None:
+    """Bits per byte of the model on held-out texts (DESIGN.md's definition)."""
+    from transfer.evaluate import bits_per_byte
+    from transfer.source_model import load_source
+
+    p = spec.params
+    path = spec.upstream_path("corpus") / _eval_file(p["split"], p["texts"])
+    if not path.exists():
+        raise CorpusError(f"{path}: no {p['texts']}-language evaluation texts for split {p['split']!r}")
+    texts = read_lines(path, p["n_texts"])
+    model, tokenizer = load_source(str(spec.upstream_path("model") / "model"))
+    result = bits_per_byte(model, tokenizer, texts, batch_size=spec.runtime.get("batch_size", 16),
+                           device=spec.runtime.get("device"))
+    write_json(out / "metrics.json", {"texts": p["texts"], "split": p["split"], **result.to_dict()})
+
+
+# ---------------------------------------------------------------- the whole path
+
+class AdaptResult(BaseModel):
+    """What a run produced: metrics, where things are, and which stages were cached."""
+
+    config: AdaptConfig
+    code_version: str
+    model_dir: str
+    stage_keys: dict[str, str]
+    stages_cached: dict[str, bool]
+    bpb: dict[str, float]
+    fertility: dict[str, dict[str, float]]
+    init_report: dict[str, Any]
+    train_log: dict[str, Any] | None
+    seconds: float
+
+
+def validate_config(cfg: AdaptConfig) -> None:
+    """Refuse bad input before any expensive work starts."""
+    from transfer.bible import translation_codes
+    from transfer.source_model import source_fingerprint
+    from transfer.strategies import get_strategy
+
+    get_strategy(cfg.strategy)
+    for path in cfg.target_files:
+        if not Path(path).exists():
+            raise CorpusError(f"target_files: {path} does not exist")
+    codes = cfg.target_bible + cfg.source_bible
+    if codes:
+        available = translation_codes()
+        unknown = [c for c in codes if c not in available]
+        if unknown:
+            raise CorpusError(f"Bible translation codes {unknown} are unknown; available: {available}")
+    if not cfg.target_bible and not cfg.target_files:
+        raise CorpusError("no target corpus: give target_bible codes or target_files")
+    source_fingerprint(cfg.source_model)  # raises for a missing file or folder
+
+
+def _local_execute(cache: StageCache, listener: StageListener | None) -> ExecuteStage:
+    def run(spec: StageSpec) -> StageOutput:
+        if listener:
+            listener(spec.stage, "running")
+        output, cached = execute(spec, cache)
+        if listener:
+            listener(spec.stage, "cached" if cached else "built")
+        return output
+
+    return run
+
+
+def export_model(model_stage: StageOutput, destination: Path) -> Path:
+    """Copy the final model folder to ``destination`` atomically (replacing an old copy)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.tmp-", dir=destination.parent))
+    try:
+        shutil.copytree(model_stage.path / "model", tmp, dirs_exist_ok=True)
+        if destination.exists():
+            shutil.rmtree(destination)
+        tmp.rename(destination)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return destination
+
+
+def run_adaptation(
+    cfg: AdaptConfig,
+    *,
+    execute_stage: ExecuteStage | None = None,
+    listener: StageListener | None = None,
+) -> AdaptResult:
+    """Adapt ``cfg.source_model`` to the target language; every stage is cached by its key."""
+    started = time.perf_counter()
+    validate_config(cfg)
+    cache = StageCache(cfg.cache_dir)
+    run = execute_stage or _local_execute(cache, listener)
+    cached_before = {}
+
+    def stage(spec: StageSpec, label: str) -> StageOutput:
+        cached_before[label] = cache.is_complete(spec.stage, spec.key)
+        return run(spec)
+
+    corpus = stage(corpus_spec(cfg), "corpus")
+    source = stage(source_spec(cfg), "source")
+    tokenizer = stage(tokenizer_spec(cfg, corpus, source), "tokenizer")
+    init = stage(init_spec(cfg, source, tokenizer), "init")
+    final = init
+    train_log = None
+    if cfg.train_steps > 0:
+        final = stage(train_spec(cfg, init, corpus), "train")
+        train_log = read_json(final.file("train_log.json"))
+
+    evaluations = {
+        "source_model_on_target": (source, "target"),
+        "adapted_step0": (init, "target"),
+    }
+    if cfg.source_bible and cfg.target_bible:
+        evaluations["source_model_on_source_language"] = (source, "source")
+    if final is not init:
+        evaluations["adapted_trained"] = (final, "target")
+    bpb = {}
+    for label, (model_stage, texts) in evaluations.items():
+        out = stage(evaluate_spec(cfg, model_stage, corpus, texts), f"evaluate:{label}")
+        bpb[label] = read_json(out.file("metrics.json"))["bpb"]
+
+    model_dir = export_model(final, cfg.output_dir / cfg.model_name())
+    fertility = read_json(tokenizer.file("fertility.json"))
+    stage_keys = {"corpus": corpus.key, "source": source.key, "tokenizer": tokenizer.key,
+                  "init": init.key, "final": final.key}
+    result = AdaptResult(
+        config=cfg,
+        code_version=code_version(),
+        model_dir=str(model_dir),
+        stage_keys=stage_keys,
+        stages_cached=cached_before,
+        bpb=bpb,
+        fertility=fertility,
+        init_report=read_json(init.file("init_report.json")),
+        train_log=train_log,
+        seconds=time.perf_counter() - started,
+    )
+    write_json(model_dir / "adaptation.json", result.model_dump(mode="json"))
+    return result
+
