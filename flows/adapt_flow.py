@@ -24,12 +24,10 @@ def _cache_root(cache_dir: str) -> str:
     return str(Path(cache_dir).resolve())
 
 
-def stage_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
-    """The stage key, but only while its folder exists: a deleted folder runs the stage again."""
+def stage_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    """The library's stage key (plus the cache root, since the result is a folder path)."""
     spec: StageSpec = parameters["spec"]
     root = _cache_root(parameters["cache_dir"])
-    if not StageCache(root).is_complete(spec.stage, spec.key):
-        return None
     return f"{spec.stage}-{spec.key}-{hashlib.sha256(root.encode()).hexdigest()[:8]}"
 
 
@@ -51,11 +49,20 @@ def result_markdown(result: AdaptResult) -> str:
     )
 
 
+def execute_as_task(spec: StageSpec, cache_dir: str) -> StageOutput:
+    """Run a stage as a Prefect task; a cached Prefect result whose folder was deleted
+    (``make clean-cache``) is refreshed instead of trusted."""
+    output = run_stage(spec, cache_dir)
+    if not StageCache(_cache_root(cache_dir)).is_complete(spec.stage, spec.key):
+        output = run_stage.with_options(refresh_cache=True)(spec, cache_dir)
+    return output
+
+
 @flow(name="adapt-language", log_prints=True)
 def adapt_flow(config: AdaptConfig = AdaptConfig()) -> AdaptResult:
     """Adapt a source model to one target language (all stages cached)."""
     cache_dir = str(config.cache_dir)
-    result = run_adaptation(config, execute_stage=lambda spec: run_stage(spec, cache_dir))
+    result = run_adaptation(config, execute_stage=lambda spec: execute_as_task(spec, cache_dir))
     create_markdown_artifact(markdown=result_markdown(result), key="adaptation-summary",
                              description="Bits per byte before and after adaptation")
     return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -19,7 +18,7 @@ app = typer.Typer(help="Adapt a pretrained language model to a new language.", n
 console = Console()
 
 
-def _print_result(result) -> None:  # noqa: ANN001 - AdaptResult, imported lazily
+def _print_result(result) -> None:
     table = Table(title=f"{result.config.model_name()}: bits per byte on held-out {result.config.eval_split} texts")
     table.add_column("model")
     table.add_column("texts")
@@ -48,17 +47,17 @@ def _print_result(result) -> None:  # noqa: ANN001 - AdaptResult, imported lazil
 
 @app.command()
 def adapt(
-    config: Optional[Path] = typer.Option(None, help="JSON file with AdaptConfig fields."),
-    source_model: Optional[str] = typer.Option(None, help="'smollm2', a .gguf file, a folder or a hub id."),
-    target_language: Optional[str] = typer.Option(None),
-    target_bible: Optional[list[str]] = typer.Option(None, help="Bible translation code(s) of the target language."),
-    target_file: Optional[list[Path]] = typer.Option(None, help="Target corpus file(s) or folder(s)."),
-    strategy: Optional[str] = typer.Option(None, help="Initialization strategy."),
-    vocab_size: Optional[int] = typer.Option(None),
-    train_steps: Optional[int] = typer.Option(None),
-    eval_texts: Optional[int] = typer.Option(None),
-    device: Optional[str] = typer.Option(None),
-    cache_dir: Optional[Path] = typer.Option(None),
+    config: Path | None = typer.Option(None, help="JSON file with AdaptConfig fields."),
+    source_model: str | None = typer.Option(None, help="'smollm2', a .gguf file, a folder or a hub id."),
+    target_language: str | None = typer.Option(None),
+    target_bible: list[str] | None = typer.Option(None, help="Bible translation code(s) of the target language."),
+    target_file: list[Path] | None = typer.Option(None, help="Target corpus file(s) or folder(s)."),
+    strategy: str | None = typer.Option(None, help="Initialization strategy."),
+    vocab_size: int | None = typer.Option(None),
+    train_steps: int | None = typer.Option(None),
+    eval_texts: int | None = typer.Option(None),
+    device: str | None = typer.Option(None),
+    cache_dir: Path | None = typer.Option(None),
     prefect: bool = typer.Option(True, help="Run as a Prefect flow (shows in the UI when a server is configured)."),
 ) -> None:
     """Adapt the source model to one target language and print bits per byte before and after."""

@@ -38,7 +38,7 @@ class AdaptConfig(BaseModel):
     dev_fraction: float = Field(0.05, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.05, gt=0.0, lt=0.5)
 
-    vocab_size: int = Field(32000, ge=300, le=1_000_000, description="Target tokenizer vocabulary size.")
+    vocab_size: int = Field(32000, ge=2, le=1_000_000, description="Target tokenizer vocabulary size.")
     min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a BPE merge.")
 
     strategy: str = Field("mean", description="Embedding initialization strategy (see `vocab-transfer strategies`).")

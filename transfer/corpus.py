@@ -23,10 +23,17 @@ import json
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from transfer.errors import CorpusError
-from transfer.splits import Split, SplitFractions, check_split, document_key, split_of
+from transfer.splits import (
+    DEFAULT_FRACTIONS,
+    Split,
+    SplitFractions,
+    check_split,
+    document_key,
+    split_of,
+)
 
 Format = Literal["text", "jsonl"]
 
@@ -148,7 +155,9 @@ def _iter_jsonl_file(path: Path, gzipped: bool, text_field: str) -> Iterator[str
             # JSON escapes can smuggle in lone surrogates, which no tokenizer can encode.
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise CorpusError(f"{where}: field {text_field!r} is not encodable text ({exc})") from exc
+            raise CorpusError(
+                f"{where}: field {text_field!r} is not encodable text ({exc})"
+            ) from exc
         if text.strip():
             yield text
 
@@ -175,7 +184,7 @@ def iter_documents(path: str | Path, text_field: str = "text") -> Iterator[str]:
 
 
 def split_documents(
-    docs: Iterable[str], split: Split, fractions: SplitFractions = SplitFractions()
+    docs: Iterable[str], split: Split, fractions: SplitFractions = DEFAULT_FRACTIONS
 ) -> Iterator[str]:
     """The documents that belong to ``split`` (by a stable hash of each document's text)."""
     check_split(split)
@@ -186,7 +195,7 @@ def iter_split_documents(
     path: str | Path,
     split: Split,
     text_field: str = "text",
-    fractions: SplitFractions = SplitFractions(),
+    fractions: SplitFractions = DEFAULT_FRACTIONS,
 ) -> Iterator[str]:
     """Shorthand: the documents of one split of a corpus file or folder."""
     return split_documents(iter_documents(path, text_field), split, fractions)
@@ -215,7 +224,7 @@ def corpus_content_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _update_with_file(digest: "hashlib._Hash", path: Path) -> None:
+def _update_with_file(digest: Any, path: Path) -> None:
     try:
         with open(path, "rb") as handle:
             while block := handle.read(_CHUNK):

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from transfer.devices import place_model
@@ -36,6 +35,8 @@ from transfer.errors import VocabTransferError
 
 # Strings that mark the end of a document in common tokenizers, in order of preference.
 END_OF_TEXT_TOKENS: tuple[str, ...] = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>")
+# At most this many float64 log-probabilities exist at once (2**24 x 8 bytes = 128 MiB).
+_LOGPROB_ELEMENTS = 1 << 24
 
 
 class EvaluationError(VocabTransferError):
@@ -177,7 +178,9 @@ def bits_per_byte(
         raise EvaluationError(f"batch_size must be >= 1, got {batch_size}")
     length = max_length if max_length is not None else max_positions(model)
     if length is not None and length < 2:
-        raise EvaluationError(f"max_length must be >= 2 (one context + one scored token), got {length}")
+        raise EvaluationError(
+            f"max_length must be >= 2 (one context + one scored token), got {length}"
+        )
 
     context = context_token_id(tokenizer)
     encoded, n_bytes = _tokenize(tokenizer, texts)
@@ -235,13 +238,16 @@ def _score_batch(
     logits = model(input_ids=input_ids, attention_mask=attention_mask.to(device)).logits
     total = torch.zeros((), dtype=torch.float64, device=device)
     scored = 0
+    chunk = max(1, _LOGPROB_ELEMENTS // logits.size(-1))
     for row, seq in enumerate(batch):
         # Right padding: the real tokens are a prefix, so this slice is a view, not a copy.
         # Position t predicts token t+1; the first token is context only.
         n = len(seq) - 1
-        nll = F.cross_entropy(
-            logits[row, :n].float(), input_ids[row, 1 : n + 1], reduction="none"
-        )
-        total += nll.double().sum()
+        targets = input_ids[row, 1 : n + 1]
+        # float64 log-softmax (uniform logits give exactly log2(V) bits), in chunks of
+        # positions so the float64 copy stays small whatever the vocabulary size.
+        for lo in range(0, n, chunk):
+            logp = torch.log_softmax(logits[row, lo : min(lo + chunk, n)].double(), dim=-1)
+            total -= logp.gather(1, targets[lo : lo + chunk, None]).sum()
         scored += n
     return total.cpu(), scored

@@ -179,8 +179,8 @@ def build_corpus(spec: StageSpec, out: Path) -> None:
 @builder("source")
 def build_source(spec: StageSpec, out: Path) -> None:
     """Load the source model (de-quantizing a GGUF) and save a clean Hugging Face copy."""
-    from transfer.source_model import load_source, save_model
     from tokenizer_builds.families import detect_family
+    from transfer.source_model import load_source, save_model
 
     model, tokenizer = load_source(spec.params["source_model"])
     save_model(model, tokenizer, out / "model")
@@ -236,7 +236,7 @@ def build_init(spec: StageSpec, out: Path) -> None:
         seed=spec.params["seed"],
     )
     target = initialize(spec.params["strategy"], inputs, **spec.params["strategy_params"])
-    model = swap_vocabulary(model, target_tokenizer, target)
+    model = swap_vocabulary(model, target_tokenizer, target, source_tokenizer=source_tokenizer)
     save_model(model, target_tokenizer, out / "model")
     write_json(out / "init_report.json", target.report.to_dict())
 

@@ -59,6 +59,10 @@ class SplitFractions:
         return 1.0 - self.dev - self.test
 
 
+# Shared default (frozen, so one instance is safe to reuse as a default argument).
+DEFAULT_FRACTIONS = SplitFractions()
+
+
 def check_split(split: str, parameter: str = "split") -> Split:
     """Return ``split`` typed as :data:`Split`, or raise naming the parameter."""
     if split not in SPLITS:
@@ -74,7 +78,7 @@ def key_unit(key: str) -> float:
     return int.from_bytes(digest[:8], "big") / _UNIT
 
 
-def split_of(key: str, fractions: SplitFractions = SplitFractions()) -> Split:
+def split_of(key: str, fractions: SplitFractions = DEFAULT_FRACTIONS) -> Split:
     """The split a key belongs to: test below ``test``, dev below ``test + dev``, else train."""
     unit = key_unit(key)
     if unit < fractions.test:

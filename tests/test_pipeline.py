@@ -1,0 +1,93 @@
+"""The whole path on a tiny model and a tiny corpus: stages, caching, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from transfer.config import AdaptConfig
+from transfer.errors import (
+    CorpusError,
+    TokenizerBuildError,
+    UnknownStrategyError,
+    VocabTransferError,
+)
+from transfer.pipeline import run_adaptation
+
+
+def _config(tmp_path: Path, source: Path, corpus: Path, **overrides) -> AdaptConfig:
+    values = {
+        "source_model": str(source), "target_language": "de", "target_bible": [],
+        "source_bible": [], "target_files": [str(corpus)], "vocab_size": 350, "train_steps": 2,
+        "batch_size": 2, "block_size": 16, "eval_texts": 8, "dev_fraction": 0.1,
+        "test_fraction": 0.1, "device": "cpu", "cache_dir": tmp_path / "cache",
+        "output_dir": tmp_path / "models",
+    }
+    values.update(overrides)
+    return AdaptConfig(**values)
+
+
+def test_end_to_end_then_everything_cached(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    cfg = _config(tmp_path, tiny_source, tiny_corpus)
+    first = run_adaptation(cfg)
+    assert not any(first.stages_cached.values())
+    assert set(first.bpb) == {"source_model_on_target", "adapted_step0", "adapted_trained"}
+    assert all(v > 0 for v in first.bpb.values())
+    assert first.init_report["counts"]["special"] >= 1
+    assert len(first.train_log["losses"]) == 2
+
+    second = run_adaptation(cfg)
+    assert all(second.stages_cached.values()), second.stages_cached
+    assert second.bpb == first.bpb
+
+    # the exported model is a plain Hugging Face folder with the target tokenizer
+    model = AutoModelForCausalLM.from_pretrained(first.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(first.model_dir)
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    assert model.config.vocab_size == len(tokenizer)
+    ids = tokenizer("Im Anfang war das Wort", return_tensors="pt").input_ids
+    assert torch.isfinite(model(ids).logits).all()
+    record = json.loads((Path(first.model_dir) / "adaptation.json").read_text())
+    assert record["bpb"] == first.bpb
+
+
+def test_changed_parameter_reruns_only_downstream(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    run_adaptation(_config(tmp_path, tiny_source, tiny_corpus))
+    second = run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, strategy="random"))
+    cached = second.stages_cached
+    assert cached["corpus"] and cached["source"] and cached["tokenizer"]
+    assert cached["evaluate:source_model_on_target"]
+    assert not cached["init"] and not cached["train"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "message"),
+    [
+        ({"strategy": "no-such-strategy"}, UnknownStrategyError, "no-such-strategy"),
+        ({"target_files": ["/does/not/exist.txt"]}, CorpusError, "/does/not/exist.txt"),
+        ({"source_model": "/does/not/exist-model"}, VocabTransferError, "/does/not/exist-model"),
+        ({"target_bible": ["Q"]}, CorpusError, "'Q'"),
+    ],
+)
+def test_bad_input_is_refused_before_work(tmp_path: Path, tiny_source: Path, tiny_corpus: Path,
+                                          overrides: dict, error: type, message: str) -> None:
+    cfg = _config(tmp_path, tiny_source, tiny_corpus, **overrides)
+    with pytest.raises(error, match=message):
+        run_adaptation(cfg)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.complete"))
+
+
+def test_empty_corpus_and_tiny_vocab(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(CorpusError, match="empty"):
+        run_adaptation(_config(tmp_path, tiny_source, empty))
+    with pytest.raises(TokenizerBuildError, match="vocab"):
+        run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, vocab_size=100))
+    # the failed tokenizer stage left no entry, no temporary folder
+    tokenizer_dir = tmp_path / "cache" / "tokenizer"
+    assert not tokenizer_dir.exists() or list(tokenizer_dir.iterdir()) == []

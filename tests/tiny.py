@@ -1,0 +1,217 @@
+"""Tiny random models and tiny tokenizers for fast tests (shared by every test module).
+
+Tokenizers are trained with ``tokenizers`` directly on a few sentences, one per family:
+byte-level BPE (GPT-2/SmolLM2 style), SentencePiece-style Unigram with byte fallback
+(Llama/XLM-R style) and WordPiece (BERT style).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import torch
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+ENGLISH_SENTENCES: list[str] = [
+    "In the beginning God created the heaven and the earth.",
+    "And the earth was without form, and void; and darkness was upon the face of the deep.",
+    "And God said, Let there be light: and there was light.",
+    "And God saw the light, that it was good: and God divided the light from the darkness.",
+    "And God called the light Day, and the darkness he called Night.",
+    "The quick brown fox jumps over the lazy dog.",
+    "She sells sea shells by the sea shore.",
+    "A house is not a home without friends and family.",
+]
+
+GERMAN_SENTENCES: list[str] = [
+    "Im Anfang schuf Gott die Himmel und die Erde.",
+    "Und die Erde war wüst und leer, und Finsternis war über der Tiefe.",
+    "Und Gott sprach: Es werde Licht! und es ward Licht.",
+    "Und Gott sah das Licht, dass es gut war; und Gott schied das Licht von der Finsternis.",
+    "Und Gott nannte das Licht Tag, und die Finsternis nannte er Nacht.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "Grüße aus München: das Haus ist schön, die Straße ist groß.",
+    "Ein Haus ist kein Zuhause ohne Freunde und Familie.",
+]
+
+# short aliases
+ENGLISH = ENGLISH_SENTENCES
+GERMAN = GERMAN_SENTENCES
+
+SMOL_SPECIALS: tuple[str, ...] = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+
+def _seeded(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def tiny_llama(
+    vocab_size: int, tie: bool = True, seed: int = 0, **config: object
+) -> LlamaForCausalLM:
+    """A random 2-layer Llama (hidden 32, 4 heads, intermediate 64)."""
+    _seeded(seed)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        tie_word_embeddings=tie,
+        **config,
+    )
+    return LlamaForCausalLM(cfg).eval()
+
+
+def tiny_gpt2(vocab_size: int, seed: int = 0, **config: object) -> GPT2LMHeadModel:
+    """A random 2-layer GPT-2 (tied head)."""
+    _seeded(seed)
+    cfg = GPT2Config(
+        vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=128, **config
+    )
+    return GPT2LMHeadModel(cfg).eval()
+
+
+def tiny_bert(vocab_size: int, seed: int = 0, **config: object) -> BertForMaskedLM:
+    """A random 2-layer BERT masked LM (tied decoder with its own bias)."""
+    _seeded(seed)
+    cfg = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **config,
+    )
+    model = BertForMaskedLM(cfg).eval()
+    with torch.no_grad():  # a non-zero bias, so tests can see it carried over
+        model.get_output_embeddings().bias.normal_(0.0, 0.1)
+    return model
+
+
+def tiny_byte_bpe_tokenizer(
+    texts: Sequence[str],
+    vocab_size: int = 400,
+    specials: Sequence[str] = SMOL_SPECIALS,
+    *,
+    bos: str | None = None,
+    eos: str | None = None,
+    unk: str | None = None,
+    pad: str | None = None,
+) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (all 256 byte characters + merges) with SmolLM2-like roles by
+    default: unk = specials[0], bos = specials[1], eos = specials[2] (when present)."""
+    specials = list(specials)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    roles = {
+        "unk_token": unk if unk is not None else (specials[0] if specials else None),
+        "bos_token": bos if bos is not None else (specials[1] if len(specials) > 1 else None),
+        "eos_token": eos if eos is not None else (specials[2] if len(specials) > 2 else None),
+        "pad_token": pad,
+    }
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **{k: v for k, v in roles.items() if v})
+
+
+def tiny_unigram_tokenizer(
+    texts: Sequence[str],
+    vocab_size: int = 200,
+    specials: Sequence[str] = ("<unk>", "<s>", "</s>"),
+) -> PreTrainedTokenizerFast:
+    """SentencePiece-style Unigram (``▁`` word marker) with byte fallback ``<0x00>``..
+    ``<0xFF>`` after the specials, Llama-style roles unk/bos/eos = specials[0..2]."""
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(specials),
+        unk_token=specials[0],
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    # Insert the 256 byte-fallback pieces right after the specials (as Llama does).
+    spec = json.loads(tok.to_str())
+    pieces = spec["model"]["vocab"]
+    n_special = len(specials)
+    byte_pieces = [[f"<0x{b:02X}>", 0.0] for b in range(256)]
+    spec["model"]["vocab"] = pieces[:n_special] + byte_pieces + pieces[n_special:]
+    spec["model"]["byte_fallback"] = True
+    spec["model"]["unk_id"] = 0
+    spec["added_tokens"] = [
+        {
+            "id": i,
+            "content": s,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+        for i, s in enumerate(specials)
+    ]
+    rebuilt = Tokenizer.from_str(json.dumps(spec))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=rebuilt,
+        unk_token=specials[0],
+        bos_token=specials[1],
+        eos_token=specials[2],
+    )
+
+
+def tiny_wordpiece_tokenizer(
+    texts: Sequence[str], vocab_size: int = 300
+) -> PreTrainedTokenizerFast:
+    """BERT-style cased WordPiece with [PAD] [UNK] [CLS] [SEP] [MASK]."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )

@@ -1,0 +1,87 @@
+"""Tokenizer fertility: how many tokens a tokenizer spends on a text.
+
+Reported next to bits per byte: tokens per whitespace-separated word (lower is better for
+a language) and UTF-8 bytes per token (higher means shorter sequences, so faster models).
+Special tokens are not counted, so tokenizers with and without bos/eos compare fairly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from tokenizers import Tokenizer
+from transformers import PreTrainedTokenizerBase
+
+from transfer.errors import CorpusError, VocabTransferError
+
+
+@dataclass(frozen=True)
+class Fertility:
+    """Token, word and byte counts of one tokenizer over one set of texts."""
+
+    n_texts: int
+    n_words: int
+    n_bytes: int
+    n_tokens: int
+
+    @property
+    def tokens_per_word(self) -> float:
+        """Tokens per whitespace-separated word (NaN when there are no words)."""
+        return self.n_tokens / self.n_words if self.n_words else math.nan
+
+    @property
+    def bytes_per_token(self) -> float:
+        """UTF-8 bytes per token (NaN when there are no tokens)."""
+        return self.n_bytes / self.n_tokens if self.n_tokens else math.nan
+
+    def to_dict(self) -> dict[str, float | int]:
+        """Counts plus the two ratios, for reports."""
+        return {
+            **asdict(self),
+            "tokens_per_word": self.tokens_per_word,
+            "bytes_per_token": self.bytes_per_token,
+        }
+
+
+def _count_tokens(tokenizer: PreTrainedTokenizerBase | Tokenizer, batch: list[str]) -> int:
+    """Tokens in a batch of texts, without special tokens, in one batched encode call."""
+    if isinstance(tokenizer, Tokenizer):
+        encodings = tokenizer.encode_batch(batch, add_special_tokens=False)
+        return sum(len(encoding.ids) for encoding in encodings)
+    ids = tokenizer(batch, add_special_tokens=False)["input_ids"]
+    return sum(len(row) for row in ids)
+
+
+def measure_fertility(
+    tokenizer: PreTrainedTokenizerBase | Tokenizer,
+    texts: Sequence[str],
+    batch_size: int = 1000,
+) -> Fertility:
+    """Count texts, whitespace-separated words, UTF-8 bytes and tokens over ``texts``."""
+    if isinstance(texts, str):
+        raise CorpusError("texts must be a sequence of strings, not a single string")
+    if len(texts) == 0:
+        raise CorpusError("texts: no texts to measure fertility on")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise VocabTransferError(f"batch_size={batch_size!r} must be an integer >= 1")
+    n_words = n_bytes = n_tokens = 0
+    for start in range(0, len(texts), batch_size):
+        batch = list(texts[start : start + batch_size])
+        n_words += sum(len(text.split()) for text in batch)
+        n_bytes += sum(len(text.encode("utf-8")) for text in batch)
+        n_tokens += _count_tokens(tokenizer, batch)
+    return Fertility(n_texts=len(texts), n_words=n_words, n_bytes=n_bytes, n_tokens=n_tokens)
+
+
+def compare_fertility(
+    source_tok: PreTrainedTokenizerBase | Tokenizer,
+    target_tok: PreTrainedTokenizerBase | Tokenizer,
+    texts: Sequence[str],
+) -> dict[str, Fertility]:
+    """Fertility of the source and target tokenizers on the same texts."""
+    return {
+        "source": measure_fertility(source_tok, texts),
+        "target": measure_fertility(target_tok, texts),
+    }

@@ -1,0 +1,288 @@
+"""Special tokens by role and byte tokens by byte value, across tokenizer families.
+
+DESIGN ("Strategies"): special tokens (bos, eos, pad, unk, mask, chat markers) are mapped
+by *role*, not by string, because two tokenizers rarely spell them alike (``<s>`` vs
+``<|im_start|>``) but a model has learned what each role does. Byte-level and
+byte-fallback tokens stand for one byte whatever their spelling (GPT-2's ``Ċ`` and
+SentencePiece's ``<0x0A>`` are both the newline byte), so they map by byte value.
+
+This module also knows how each tokenizer family writes a token's surface form
+(``tokenizer_family``, ``token_surface``), which the overlap strategy reuses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from transformers import PreTrainedTokenizerBase
+
+# Role order doubles as priority when one token plays several roles (eos and pad, ...).
+ROLES: tuple[str, ...] = ("bos", "eos", "pad", "unk", "mask", "cls", "sep")
+ADDED_PREFIX = "added:"
+# Stand-ins when the other side lacks a role: BERT's [CLS]/[SEP] open/close a sequence.
+ROLE_ALIASES: dict[str, tuple[str, ...]] = {
+    "bos": ("cls",),
+    "cls": ("bos",),
+    "eos": ("sep",),
+    "sep": ("eos",),
+}
+
+BYTE_LEVEL = "byte_level"
+SENTENCEPIECE = "sentencepiece"
+WORDPIECE = "wordpiece"
+OTHER = "other"
+
+_FALLBACK_BYTE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+@lru_cache(maxsize=1)
+def byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character alphabet.
+
+    Printable Latin-1 bytes stand for themselves; the remaining 68 bytes (control
+    characters, space, ...) are shifted to code points 256, 257, ... in byte order.
+    """
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    mapping: dict[int, str] = {b: chr(b) for b in printable}
+    shifted = 0
+    for b in range(256):
+        if b not in mapping:
+            mapping[b] = chr(256 + shifted)
+            shifted += 1
+    return mapping
+
+
+@lru_cache(maxsize=1)
+def unicode_to_byte() -> dict[str, int]:
+    return {char: b for b, char in byte_to_unicode().items()}
+
+
+# ---------------------------------------------------------------------------------------
+# roles
+
+
+def _extra_special_strings(tok: PreTrainedTokenizerBase) -> list[str]:
+    """Additional special tokens: the named list (``additional_special_tokens`` in
+    transformers 4, ``extra_special_tokens`` in 5) plus added tokens flagged special."""
+    found: list[str] = []
+    for attr in ("additional_special_tokens", "extra_special_tokens"):
+        value = getattr(tok, attr, None)
+        if isinstance(value, dict):
+            value = list(value.values())
+        for item in value or []:
+            found.append(str(item))
+    for added in getattr(tok, "added_tokens_decoder", {}).values():
+        if getattr(added, "special", False):
+            found.append(added.content)
+    return list(dict.fromkeys(found))
+
+
+def special_token_roles(tok: PreTrainedTokenizerBase) -> dict[str, str]:
+    """Role -> token string: ``bos`` ... ``sep`` where set, and ``added:<content>`` for
+    every other special token (chat markers and the like)."""
+    roles: dict[str, str] = {}
+    for role in ROLES:
+        value = getattr(tok, f"{role}_token", None)
+        if value is not None:
+            roles[role] = str(value)
+    named = set(roles.values())
+    for content in _extra_special_strings(tok):
+        if content not in named:
+            roles[f"{ADDED_PREFIX}{content}"] = content
+    return roles
+
+
+def special_token_ids(tok: PreTrainedTokenizerBase) -> set[int]:
+    """Ids of every special token of ``tok`` (all roles)."""
+    vocab = tok.get_vocab()
+    return {vocab[s] for s in special_token_roles(tok).values() if s in vocab}
+
+
+def _role_priority(role: str) -> int:
+    return ROLES.index(role) if role in ROLES else len(ROLES)
+
+
+def map_special_tokens(
+    source_tok: PreTrainedTokenizerBase, target_tok: PreTrainedTokenizerBase
+) -> dict[int, int]:
+    """Target id -> source id for special tokens: by role first, then by identical string.
+
+    A target token with several roles (eos that is also pad) prefers the role whose
+    source token has the same string, else the highest-priority role in ``ROLES`` order.
+    Roles the source lacks fall back to ``ROLE_ALIASES`` (cls <-> bos, sep <-> eos).
+    """
+    source_roles = special_token_roles(source_tok)
+    target_roles = special_token_roles(target_tok)
+    source_vocab = source_tok.get_vocab()
+    target_vocab = target_tok.get_vocab()
+
+    roles_by_token: dict[str, list[str]] = {}
+    for role, content in target_roles.items():
+        roles_by_token.setdefault(content, []).append(role)
+
+    mapping: dict[int, int] = {}
+    for content, roles in roles_by_token.items():
+        if content not in target_vocab:
+            continue
+        roles.sort(key=_role_priority)
+        candidates = [source_roles[r] for r in roles if source_roles.get(r) in source_vocab]
+        if not candidates:
+            aliases = [a for r in roles for a in ROLE_ALIASES.get(r, ())]
+            candidates = [source_roles[a] for a in aliases if source_roles.get(a) in source_vocab]
+        if content in candidates:
+            chosen = content
+        elif candidates:
+            chosen = candidates[0]
+        elif content in source_vocab:
+            chosen = content  # no shared role: an identically spelled source token
+        else:
+            continue
+        mapping[target_vocab[content]] = source_vocab[chosen]
+    return mapping
+
+
+# ---------------------------------------------------------------------------------------
+# tokenizer families and surface forms
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    """How a tokenizer writes word boundaries: its family and its marker."""
+
+    family: str
+    marker: str = ""
+
+
+def tokenizer_family(tok: PreTrainedTokenizerBase) -> FamilyInfo:
+    """Detect byte-level BPE, SentencePiece-style (``▁``) or WordPiece (``##``) from the
+    fast tokenizer's pipeline; anything else (or a slow tokenizer) is ``other``."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:
+        return FamilyInfo(OTHER)
+    model = backend.model
+    if type(model).__name__ == "WordPiece":
+        return FamilyInfo(WORDPIECE, getattr(model, "continuing_subword_prefix", "##") or "##")
+    pipeline = " ".join(repr(part) for part in (backend.pre_tokenizer, backend.decoder))
+    if "ByteLevel(" in pipeline:
+        return FamilyInfo(BYTE_LEVEL, byte_to_unicode()[ord(" ")])
+    normalizer = repr(backend.normalizer)
+    if "Metaspace(" in pipeline or "▁" in pipeline or "▁" in normalizer:
+        for part in (backend.pre_tokenizer, backend.decoder):
+            replacement = getattr(part, "replacement", None)
+            if isinstance(replacement, str) and replacement:
+                return FamilyInfo(SENTENCEPIECE, replacement)
+        return FamilyInfo(SENTENCEPIECE, "▁")
+    return FamilyInfo(OTHER)
+
+
+def fallback_byte(token: str) -> int | None:
+    """The byte a byte-fallback token like ``<0x0A>`` stands for, else None."""
+    match = _FALLBACK_BYTE.match(token)
+    return int(match.group(1), 16) if match else None
+
+
+def token_surface(token: str, info: FamilyInfo) -> tuple[bytes, bool]:
+    """(surface bytes, starts a word) of a model-vocabulary token.
+
+    Word-boundary markers (``Ġ``, ``▁``, ``##``) are stripped and turned into the flag, so
+    ``Ġhaus``, ``▁haus`` and WordPiece ``haus`` all give ``(b"haus", True)``. A token that
+    is only a marker keeps it as a plain space: ``(b" ", False)``.
+    """
+    if info.family == BYTE_LEVEL:
+        decoder = unicode_to_byte()
+        if all(ch in decoder for ch in token):
+            raw = bytes(decoder[ch] for ch in token)
+        else:
+            raw = token.encode("utf-8")
+        return _split_space(raw)
+    if info.family == SENTENCEPIECE:
+        value = fallback_byte(token)
+        if value is not None:
+            return bytes([value]), False
+        return _split_space(token.replace(info.marker, " ").encode("utf-8"))
+    if info.family == WORDPIECE:
+        if token.startswith(info.marker) and len(token) > len(info.marker):
+            return token[len(info.marker) :].encode("utf-8"), False
+        return token.encode("utf-8"), True
+    return _split_space(token.encode("utf-8"))
+
+
+def _split_space(raw: bytes) -> tuple[bytes, bool]:
+    if len(raw) > 1 and raw.startswith(b" "):
+        return raw[1:], True
+    return raw, False
+
+
+def model_vocab(tok: PreTrainedTokenizerBase) -> dict[str, int]:
+    """The model's own vocabulary, without added tokens (whose strings are raw text)."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.get_vocab(with_added_tokens=False)
+    added = {t.content for t in getattr(tok, "added_tokens_decoder", {}).values()}
+    return {t: i for t, i in tok.get_vocab().items() if t not in added}
+
+
+# ---------------------------------------------------------------------------------------
+# byte tokens
+
+_KIND_BYTE_LEVEL = "byte_level"  # GPT-2 alphabet character
+_KIND_FALLBACK = "fallback"  # <0xNN>
+_KIND_CHAR = "char"  # printable ASCII character in a non-byte-level vocabulary
+
+# Which source spelling of a byte to prefer for each target spelling: same kind first.
+_PREFERENCE = {
+    _KIND_BYTE_LEVEL: (_KIND_BYTE_LEVEL, _KIND_CHAR, _KIND_FALLBACK),
+    _KIND_FALLBACK: (_KIND_FALLBACK, _KIND_BYTE_LEVEL, _KIND_CHAR),
+}
+
+
+def _byte_tokens(tok: PreTrainedTokenizerBase, *, with_chars: bool) -> dict[int, dict[str, int]]:
+    """byte value -> {kind: token id} for the tokens of ``tok`` that stand for one byte."""
+    info = tokenizer_family(tok)
+    alphabet = unicode_to_byte()
+    excluded = special_token_ids(tok)
+    found: dict[int, dict[str, int]] = {}
+    for token, idx in sorted(model_vocab(tok).items(), key=lambda kv: kv[1]):
+        if idx in excluded:
+            continue
+        value = fallback_byte(token)
+        if value is not None:
+            found.setdefault(value, {}).setdefault(_KIND_FALLBACK, idx)
+        elif info.family == BYTE_LEVEL:
+            if len(token) == 1 and token in alphabet:
+                found.setdefault(alphabet[token], {}).setdefault(_KIND_BYTE_LEVEL, idx)
+        elif with_chars and len(token) == 1 and 0x21 <= ord(token) <= 0x7E:
+            found.setdefault(ord(token), {}).setdefault(_KIND_CHAR, idx)
+    return found
+
+
+def map_byte_tokens(
+    source_tok: PreTrainedTokenizerBase, target_tok: PreTrainedTokenizerBase
+) -> dict[int, int]:
+    """Target id -> source id for target tokens that stand for one byte.
+
+    Target byte tokens are GPT-2 byte-level single characters (in a byte-level tokenizer)
+    and byte-fallback tokens ``<0xNN>``. Each maps to the source token for the same byte,
+    preferring the same spelling kind; a byte-level source's ``Ċ`` serves a target
+    ``<0x0A>`` and vice versa. Special tokens on either side are never byte tokens.
+    """
+    target_bytes = _byte_tokens(target_tok, with_chars=False)
+    source_bytes = _byte_tokens(source_tok, with_chars=True)
+    target_special = special_token_ids(target_tok) | set(map_special_tokens(source_tok, target_tok))
+    mapping: dict[int, int] = {}
+    for value, kinds in target_bytes.items():
+        options = source_bytes.get(value, {})
+        for kind, target_id in kinds.items():
+            if target_id in target_special:
+                continue
+            for preferred in _PREFERENCE[kind]:
+                if preferred in options:
+                    mapping[target_id] = options[preferred]
+                    break
+    return mapping
