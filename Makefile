@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system demo test clean-cache
+.PHONY: setup system demo test serve clean-cache
 
 setup: $(STAMP) system
 
@@ -25,9 +25,15 @@ $(STAMP): pyproject.toml Makefile
 	touch $@
 
 system:
-	@test -f /usr/share/trans/de-en || { \
+	@test -f /usr/share/trans/de-en -a -x /usr/bin/chromium || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq trans-de-en; }
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    trans-de-en chromium >/dev/null; }
+
+# Local Prefect server (SQLite, 127.0.0.1:4200, UI and API) serving the deployments.
+serve: setup
+	$(VENV)/bin/vocab-transfer serve
 
 demo: setup
 	$(VENV)/bin/vocab-transfer adapt

@@ -2,22 +2,47 @@
 
 Every stage runs as a Prefect task whose cache key is the stage's content-addressed key
 (``transfer.cache``), so the UI shows cached stages and plain library calls share the
-same folders.
+same folders. Stages reach the flow through ``run_adaptation``'s ``execute_stage`` hook,
+so a stage added to the pipeline (vectors, alignment, surgery, the full trainer,
+registration) becomes a task here without a change to this file.
+
+Around each stage the flow adds what only an orchestrator can: retries for failures
+that can be transient (I/O, a busy or failing GPU; never bad input), a concurrency limit
+so that one worker machine trains one model at a time, and a progress artifact.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+import socket
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.concurrency.sync import concurrency
 
+from flows.parameters import AdaptParameters
+from flows.reports import (
+    RunProgress,
+    artifact_key,
+    publish_reports,
+    result_markdown,
+    training_progress_context,
+)
 from transfer.cache import StageCache, StageOutput
-from transfer.config import AdaptConfig
+from transfer.errors import VocabTransferError
 from transfer.pipeline import AdaptResult, run_adaptation
 from transfer.stages import StageSpec, execute
+
+__all__ = ["adapt_flow", "execute_as_task", "is_transient", "result_markdown", "run_stage",
+           "stage_cache_key", "training_limit_name"]
+
+#: Retries of a stage whose failure may be transient, and the waits before them (seconds).
+STAGE_RETRIES = 2
+RETRY_DELAYS = [10, 60]
 
 
 def _cache_root(cache_dir: str) -> str:
@@ -31,38 +56,107 @@ def stage_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     return f"{spec.stage}-{spec.key}-{hashlib.sha256(root.encode()).hexdigest()[:8]}"
 
 
-@task(cache_key_fn=stage_cache_key, persist_result=True, task_run_name="{spec.stage}")
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying may help: I/O and network errors, timeouts, CUDA runtime failures.
+    Bad input (``VocabTransferError``, validation errors) fails at once: a retry would fail
+    the same way."""
+    if isinstance(error, (VocabTransferError, ValueError, TypeError, KeyError,
+                          FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return False
+    if isinstance(error, (OSError, TimeoutError, ConnectionError)):
+        return True
+    return isinstance(error, RuntimeError) and bool(re.search(r"CUDA|NCCL|cuDNN|out of memory", str(error)))
+
+
+def _retry_if_transient(task_: Any, task_run: Any, state: Any) -> bool:
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, BaseException) and is_transient(error)
+
+
+@task(cache_key_fn=stage_cache_key, persist_result=True, task_run_name="{spec.stage}",
+      retries=STAGE_RETRIES, retry_delay_seconds=RETRY_DELAYS,
+      retry_condition_fn=_retry_if_transient)
 def run_stage(spec: StageSpec, cache_dir: str) -> StageOutput:
     output, cached = execute(spec, StageCache(_cache_root(cache_dir)))
     get_run_logger().info("%s %s (%s)", spec.stage, "reused" if cached else "built", output.path)
     return output
 
 
-def result_markdown(result: AdaptResult) -> str:
-    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in result.bpb.items())
-    fert = result.fertility
-    return (
-        f"# {result.config.model_name()}\n\n"
-        f"Model: `{result.model_dir}`\n\n| evaluation | bits per byte |\n|---|---|\n{rows}\n\n"
-        f"Fertility (tokens/word): source {fert['source']['tokens_per_word']:.2f}, "
-        f"target {fert['target']['tokens_per_word']:.2f}\n"
-    )
+def training_limit_name() -> str:
+    """The global concurrency limit that lets one training run at a time on this worker.
+
+    One per machine by default (its host name plus the GPUs it sees); a worker started per
+    GPU sets ``VOCAB_TRANSFER_TRAINING_LIMIT`` to a name of its own."""
+    name = os.environ.get("VOCAB_TRANSFER_TRAINING_LIMIT")
+    if not name:
+        gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        name = f"training-{socket.gethostname()}" + (f"-gpu{gpus}" if gpus else "")
+    return artifact_key(name)
 
 
-def execute_as_task(spec: StageSpec, cache_dir: str) -> StageOutput:
+def ensure_training_limit(name: str, limit: int = 1) -> None:
+    """Create the limit (one slot) if this Prefect server does not have it yet."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            return
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
+        except ObjectAlreadyExists:
+            pass  # another run created it first
+
+
+def _is_training(spec: StageSpec) -> bool:
+    return "train" in spec.stage
+
+
+def execute_as_task(spec: StageSpec, cache_dir: str, progress: RunProgress | None = None) -> StageOutput:
     """Run a stage as a Prefect task; a cached Prefect result whose folder was deleted
-    (``make clean-cache``) is refreshed instead of trusted."""
-    output = run_stage(spec, cache_dir)
-    if not StageCache(_cache_root(cache_dir)).is_complete(spec.stage, spec.key):
-        output = run_stage.with_options(refresh_cache=True)(spec, cache_dir)
+    (``make clean-cache``) is refreshed instead of trusted. An uncached training stage
+    first takes this worker's training slot."""
+    cache = StageCache(_cache_root(cache_dir))
+    built = cache.is_complete(spec.stage, spec.key)
+    if progress is not None:
+        progress.update(f"{spec.stage}: {'cached' if built else 'running'}")
+    slot, steps = nullcontext(), nullcontext()
+    if _is_training(spec) and not built:
+        name = training_limit_name()
+        ensure_training_limit(name)
+        slot = concurrency(name, occupy=1)
+        steps = training_progress_context(progress)
+    with slot, steps:
+        output = run_stage(spec, cache_dir)
+        if not cache.is_complete(spec.stage, spec.key):
+            output = run_stage.with_options(refresh_cache=True)(spec, cache_dir)
+    if progress is not None:
+        progress.update(f"{spec.stage}: done", finished_stage=True)
     return output
 
 
-@flow(name="adapt-language", log_prints=True)
-def adapt_flow(config: AdaptConfig = AdaptConfig()) -> AdaptResult:
-    """Adapt a source model to one target language (all stages cached)."""
+def _planned_stage_count(config: AdaptParameters) -> int:
+    from flows.plan import plan_adaptation
+
+    try:
+        return len(plan_adaptation(config, measure=False).stages)
+    except VocabTransferError:
+        return 1  # run_adaptation raises the same error with its message right after
+
+
+@flow(name="adapt-language", log_prints=True, flow_run_name="{config.target_language}-{config.strategy}")
+def adapt_flow(config: AdaptParameters = AdaptParameters()) -> AdaptResult:
+    """Adapt a source model to one target language: tokenizer, initialization, training,
+    evaluation (every stage cached by its content key), with a summary, a metrics table,
+    a learning-curve link and a progress bar as artifacts."""
     cache_dir = str(config.cache_dir)
-    result = run_adaptation(config, execute_stage=lambda spec: execute_as_task(spec, cache_dir))
-    create_markdown_artifact(markdown=result_markdown(result), key="adaptation-summary",
-                             description="Bits per byte before and after adaptation")
+    name = config.model_name()
+    progress = RunProgress(_planned_stage_count(config), key=artifact_key(name, "progress"))
+    result = run_adaptation(config, execute_stage=lambda spec: execute_as_task(spec, cache_dir, progress))
+    progress.update("finished")
+    publish_reports(result, Path(config.output_dir).parent / "reports")
     return result

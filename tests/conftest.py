@@ -7,6 +7,8 @@ import os
 # Before transformers/huggingface_hub are imported: they read these once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import pytest
 
@@ -42,3 +44,14 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory):
     lines = [f"{s} ({i})" for i in range(12) for s in GERMAN_SENTENCES]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One temporary Prefect API server (SQLite, 127.0.0.1) shared by every Prefect test;
+    yields its API URL for subprocesses (workers, the CLI)."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield PREFECT_API_URL.value()

@@ -1,0 +1,51 @@
+"""The typed parameters of the flows, as the Prefect UI shows them.
+
+``AdaptParameters`` is ``transfer.config.AdaptConfig`` with the strategy narrowed to the
+names in the strategy registry, so the deployment's form offers a drop-down and a wrong
+name is refused naming the field (``strategy``) before any work. The registry fills
+itself when ``transfer.strategies`` is imported, so the choice is built at import time
+from whatever strategies are installed, not from a list kept here.
+"""
+
+from __future__ import annotations
+
+from copy import copy
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from transfer.config import AdaptConfig
+from transfer.strategies import available_strategies
+
+_STRATEGIES = tuple(available_strategies())
+
+#: The registered strategy names as a type (an ``enum`` in the JSON schema of the form).
+StrategyName = Literal[_STRATEGIES]  # type: ignore[valid-type]
+
+
+class AdaptParameters(AdaptConfig):
+    """One adaptation run (source model -> one target language), as a typed form."""
+
+    model_config = ConfigDict(extra="forbid", title="Adaptation")
+
+    strategy: StrategyName = Field(  # type: ignore[valid-type]
+        "mean",
+        description="Embedding initialization strategy (see `vocab-transfer strategies`).",
+    )
+
+    if "register" in AdaptConfig.model_fields:
+        # a field named like BaseModel.register loses its default in subclasses: restate it
+        register: bool = copy(AdaptConfig.model_fields["register"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_plain_config(cls, data: Any) -> Any:
+        # a library AdaptConfig is accepted and checked again as flow parameters
+        if isinstance(data, AdaptConfig) and not isinstance(data, cls):
+            return data.model_dump()
+        return data
+
+
+def as_parameters(config: AdaptConfig | dict) -> AdaptParameters:
+    """Validate a config (or its dict) as flow parameters: unknown strategies are refused here."""
+    return AdaptParameters.model_validate(config)

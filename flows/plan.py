@@ -1,0 +1,217 @@
+"""The plan of a run without running it (``--dry-run``): its stages, which are cached, and
+a rough estimate of time and memory.
+
+Stage keys are content addresses computed from parameters and upstream keys only, so the
+whole chain of keys is known before anything is built: a stage that is not built yet is
+given the folder it *would* have (``StageCache.path``). The walk follows
+``transfer.pipeline.run_adaptation``'s order; ``tests/test_cli.py`` checks that the planned
+keys are exactly the keys a real run uses, so the two cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transfer import pipeline
+from transfer.cache import StageCache, StageOutput
+from transfer.config import AdaptConfig
+from transfer.stages import StageSpec
+
+# Rough sizes behind the estimate (documented so a user can judge it).
+_TOKENS_PER_EVAL_TEXT = 64  # a Bible verse is ~30 words, ~1.2-2.2 tokens per word
+_TRAIN_FLOPS_PER_PARAM_TOKEN = 6  # forward + backward (the body's backward is still needed)
+_EVAL_FLOPS_PER_PARAM_TOKEN = 2
+_LOAD_SAVE_BYTES_PER_SECOND = 200e6
+_SOURCE_LOAD_SECONDS = 20.0  # de-quantizing the packaged GGUF on 2 cores (DESIGN.md)
+
+
+@dataclass
+class PlannedStage:
+    """One stage of the plan: its label, its key and folder, whether it is cached."""
+
+    label: str
+    stage: str
+    key: str
+    path: str
+    cached: bool
+    seconds: float = 0.0  # rough estimate of the build; 0 when cached
+
+
+@dataclass
+class SourceSize:
+    """What the estimate needs to know about the source model (read from file headers)."""
+
+    parameters: int | None = None
+    hidden_size: int | None = None
+
+
+@dataclass
+class Plan:
+    """The stages of a run in order, and rough totals for the stages still to build."""
+
+    stages: list[PlannedStage] = field(default_factory=list)
+    source: SourceSize = field(default_factory=SourceSize)
+    flops_per_second: float = 0.0
+    peak_memory_bytes: int | None = None
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+    @property
+    def to_build(self) -> list[PlannedStage]:
+        return [s for s in self.stages if not s.cached]
+
+
+def _safetensors_size(folder: Path) -> SourceSize:
+    """Parameter count and embedding width from safetensors headers (no weights read)."""
+    total, hidden = 0, None
+    for path in sorted(folder.glob("*.safetensors")):
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            shape = info["shape"]
+            count = 1
+            for dim in shape:
+                count *= dim
+            total += count
+            if "embed" in name and len(shape) == 2 and hidden is None:
+                hidden = min(shape)
+    return SourceSize(total or None, hidden)
+
+
+def _gguf_size(path: Path) -> SourceSize:
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    total = sum(int(t.n_elements) for t in reader.tensors)
+    embed = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
+    return SourceSize(total, int(min(embed.shape)) if embed is not None else None)
+
+
+def source_size(cfg: AdaptConfig, source_folder: Path | None) -> SourceSize:
+    """Read the size from the cached source copy if there is one, else from the source."""
+    from transfer.source_model import resolve_source
+
+    if source_folder is not None and (source_folder / "model").is_dir():
+        return _safetensors_size(source_folder / "model")
+    spec = resolve_source(cfg.source_model)
+    if spec.kind == "gguf":
+        return _gguf_size(Path(spec.location))
+    if spec.kind == "folder":
+        return _safetensors_size(Path(spec.location))
+    return SourceSize()  # a hub id: nothing local to read
+
+
+def measure_flops_per_second(device: str | None) -> float:
+    """Sustained fp32 matmul throughput of the device the run would use (a ~0.2 s probe)."""
+    import torch
+
+    from transfer.devices import pick_device
+
+    target = pick_device(device)
+    size = 512
+    a = torch.randn(size, size, device=target)
+    b = torch.randn(size, size, device=target)
+    a @ b  # warm-up
+    repeats = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < 0.2:
+        a @ b
+        repeats += 1
+    if target.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def _estimate(stage: PlannedStage, spec: StageSpec, cfg: AdaptConfig, size: SourceSize,
+              flops: float, corpus_bytes: int) -> float:
+    params = size.parameters or 0
+    model_bytes = 4 * params
+    io = 2 * model_bytes / _LOAD_SAVE_BYTES_PER_SECOND
+    if stage.stage == "source":
+        return _SOURCE_LOAD_SECONDS + io
+    if stage.stage == "corpus":
+        return 1.0 + corpus_bytes / 50e6
+    if stage.stage == "tokenizer":
+        return 2.0 + corpus_bytes / 2e6  # BPE training, a few MB/s on 2 cores
+    if stage.stage == "evaluate":
+        tokens = cfg.eval_texts * _TOKENS_PER_EVAL_TEXT
+        return io + _EVAL_FLOPS_PER_PARAM_TOKEN * params * tokens / flops
+    if "train" in stage.stage:
+        tokens = cfg.train_steps * cfg.batch_size * cfg.block_size
+        return io + _TRAIN_FLOPS_PER_PARAM_TOKEN * params * tokens / flops
+    return io  # init, surgery and stages that land later: loading and saving dominate
+
+
+def _peak_memory(cfg: AdaptConfig, size: SourceSize) -> int | None:
+    """Model in fp32, plus gradients and two AdamW moments for the target embeddings, plus
+    activations (~ 34 bytes per token per width per layer as a round upper bound)."""
+    if not size.parameters or not size.hidden_size:
+        return None
+    embeddings = cfg.vocab_size * size.hidden_size
+    activations = 34 * cfg.batch_size * cfg.block_size * size.hidden_size * 32
+    logits = 4 * cfg.batch_size * cfg.block_size * cfg.vocab_size * 2
+    return 4 * size.parameters + 3 * 4 * embeddings + activations + logits
+
+
+def plan_adaptation(cfg: AdaptConfig, *, measure: bool = True) -> Plan:
+    """Every stage ``run_adaptation(cfg)`` would run, in order, with keys and cache state."""
+    pipeline.validate_config(cfg)
+    cache = StageCache(cfg.cache_dir)
+    plan = Plan()
+
+    def add(spec: StageSpec, label: str) -> StageOutput:
+        cached = cache.is_complete(spec.stage, spec.key)
+        path = cache.path(spec.stage, spec.key)
+        plan.stages.append(PlannedStage(label, spec.stage, spec.key, str(path), cached))
+        return StageOutput(spec.stage, spec.key, path)
+
+    specs: dict[str, StageSpec] = {}
+
+    def stage(spec: StageSpec, label: str) -> StageOutput:
+        specs[label] = spec
+        return add(spec, label)
+
+    corpus = stage(pipeline.corpus_spec(cfg), "corpus")
+    source = stage(pipeline.source_spec(cfg), "source")
+    tokenizer = stage(pipeline.tokenizer_spec(cfg, corpus, source), "tokenizer")
+    init = stage(pipeline.init_spec(cfg, source, tokenizer), "init")
+    final = init
+    if cfg.train_steps > 0:
+        final = stage(pipeline.train_spec(cfg, init, corpus), "train")
+    evaluations = {"source_model_on_target": (source, "target"), "adapted_step0": (init, "target")}
+    if cfg.source_bible and cfg.target_bible:
+        evaluations["source_model_on_source_language"] = (source, "source")
+    if final is not init:
+        evaluations["adapted_trained"] = (final, "target")
+    for label, (model_stage, texts) in evaluations.items():
+        stage(pipeline.evaluate_spec(cfg, model_stage, corpus, texts), f"evaluate:{label}")
+
+    source_done = cache.get(source.stage, source.key)
+    plan.source = source_size(cfg, source_done.path if source_done else None)
+    plan.peak_memory_bytes = _peak_memory(cfg, plan.source)
+    if measure and plan.to_build:
+        plan.flops_per_second = measure_flops_per_second(cfg.device)
+        corpus_bytes = _corpus_bytes(cfg)
+        for planned in plan.to_build:
+            planned.seconds = _estimate(planned, specs[planned.label], cfg, plan.source,
+                                        plan.flops_per_second, corpus_bytes)
+    return plan
+
+
+def _corpus_bytes(cfg: AdaptConfig) -> int:
+    """Approximate size of the target corpus (Bible: ~4 MB per translation, DESIGN.md)."""
+    total = 4_000_000 * len(cfg.target_bible)
+    for path in cfg.target_files:
+        p = Path(path)
+        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]
+        total += sum(f.stat().st_size for f in files)
+    return total

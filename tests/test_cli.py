@@ -1,0 +1,71 @@
+"""The CLI: --help everywhere, the dry-run plan (keys equal to a real run's, cache state),
+and the batch plan from a languages file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.test_prefect_flows import _languages_file, tiny_config
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["adapt"], ["batch"], ["serve"], ["strategies"]])
+def test_help_everywhere(command: list[str]) -> None:
+    from flows.cli import app
+
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_plan_matches_the_run_and_sees_the_cache(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    from flows.cli import app
+    from flows.plan import plan_adaptation
+    from transfer.pipeline import run_adaptation
+
+    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus)
+    before = plan_adaptation(cfg)
+    assert before.stages and not any(s.cached for s in before.stages)
+    assert before.seconds > 0 and before.source.parameters > 0 and before.peak_memory_bytes > 0
+
+    config_file = tmp_path / "config.json"
+    config_file.write_text(cfg.model_dump_json())
+    dry = runner.invoke(app, ["adapt", "--config", str(config_file), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "to build" in dry.output and "0/" in dry.output
+    assert not Path(cfg.cache_dir).exists() or not any(Path(cfg.cache_dir).rglob(".complete"))
+
+    result = run_adaptation(cfg)
+    planned = {s.label: s.key for s in before.stages}
+    for name in ("corpus", "source", "tokenizer", "init"):
+        assert planned[name] == result.stage_keys[name]
+    assert planned["train"] == result.stage_keys["final"]
+    assert set(result.stages_cached) <= set(planned)
+
+    after = plan_adaptation(cfg, measure=False)
+    assert all(s.cached for s in after.stages)
+    again = runner.invoke(app, ["adapt", "--config", str(config_file), "--dry-run"])
+    assert f"{len(after.stages)}/{len(after.stages)} stages cached" in again.output.replace("\n", " ")
+
+
+def test_batch_dry_run_and_bad_language(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    from flows.cli import app
+
+    languages = _languages_file(tmp_path, tiny_corpus, tiny_source)
+    plan = runner.invoke(app, ["batch", "--languages", str(languages), "--only", "de", "--dry-run"])
+    assert plan.exit_code == 0, plan.output
+    assert "German (de)" in plan.output and "to build" in plan.output
+    unknown = runner.invoke(app, ["batch", "--languages", str(languages), "--only", "zz", "--dry-run"])
+    assert unknown.exit_code == 2 and "zz" in unknown.output
+
+
+def test_adapt_refuses_a_bad_strategy_naming_the_field(tmp_path: Path) -> None:
+    from flows.cli import app
+
+    result = runner.invoke(app, ["adapt", "--strategy", "nope", "--dry-run"])
+    assert result.exit_code == 2
+    assert "strategy" in result.output and "nope" in result.output
