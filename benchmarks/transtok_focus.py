@@ -1,0 +1,211 @@
+"""Trans-tokenization and FOCUS beside ``mean``: SmolLM2-135M -> German (Bible).
+
+Source model and 32k German byte-level BPE tokenizer come from the pipeline's stage cache
+(``corpus``/``source``/``tokenizer`` stages of ``transfer.pipeline``, built when missing).
+Trans-tokenization aligns the English KJV, WEB and BBE train verses (``k``/``4``/``3``)
+against the German Elberfelder (``e``) train verses with eflomal at token level; FOCUS
+trains fastText (one thread) on the German train split (Elberfelder + Schlachter)
+pre-tokenized with the German tokenizer. Each strategy: BPB on the first 300 dev verses
+(hash order, DESIGN's definition) at step 0 and after 20 embeddings-only steps of 4 x 256
+tokens (AdamW lr 5e-4, identical batches for every strategy), all in one run.
+
+    flock /tmp/vocab-transfer-heavy.lock .venv/bin/python benchmarks/transtok_focus.py
+    .venv/bin/python benchmarks/transtok_focus.py --smoke   # seconds: tiny model and data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).parent / "results"
+PARALLEL_SOURCES = ("k", "4", "3")
+PARALLEL_TARGET = "e"
+
+
+def _parallel_pairs(limit: int | None = None) -> list[tuple[str, str]]:
+    from transfer.bible import verse_pairs
+
+    pairs: list[tuple[str, str]] = []
+    for code in PARALLEL_SOURCES:
+        rows = verse_pairs(code, PARALLEL_TARGET, "train")[:limit]
+        pairs += [(src, tgt) for _, src, tgt in rows]
+    return pairs
+
+
+def _real_assets(cache_dir: Path):
+    """Source model folder, German tokenizer and corpus folder, from the stage cache."""
+    from transformers import AutoTokenizer
+
+    from transfer.cache import StageCache
+    from transfer.config import AdaptConfig
+    from transfer.pipeline import corpus_spec, source_spec, tokenizer_spec
+    from transfer.stages import execute
+
+    cfg = AdaptConfig(cache_dir=cache_dir)
+    cache = StageCache(cache_dir)
+    corpus, corpus_cached = execute(corpus_spec(cfg), cache)
+    source, source_cached = execute(source_spec(cfg), cache)
+    tokenizer, tok_cached = execute(tokenizer_spec(cfg, corpus, source), cache)
+    target_tok = AutoTokenizer.from_pretrained(tokenizer.path / "tokenizer")
+    cached = {"corpus": corpus_cached, "source": source_cached, "tokenizer": tok_cached}
+    return source.path / "model", target_tok, corpus.path, cached
+
+
+def _smoke_assets(out: Path):
+    """A tiny random Llama with byte-level BPE tokenizers trained on a few hundred verses."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from transfer.bible import read_texts
+    from transfer.source_model import save_model
+
+    def bpe(texts: list[str], size: int) -> PreTrainedTokenizerFast:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=size, special_tokens=["<|endoftext|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        )
+        tok.train_from_iterator(texts, trainer=trainer)
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+            unk_token="<|endoftext|>",
+        )
+
+    english = read_texts("k", "train")[:300]
+    german = read_texts(PARALLEL_TARGET, "train")[:300]
+    source_tok, target_tok = bpe(english, 600), bpe(german, 600)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(source_tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, intermediate_size=64, max_position_embeddings=512,
+        tie_word_embeddings=True, bos_token_id=0, eos_token_id=0,
+    ))
+    save_model(model, source_tok, out / "source")
+    corpus = out / "corpus"
+    corpus.mkdir(parents=True, exist_ok=True)
+    (corpus / "train.txt").write_text("".join(t + "\n" for t in german))
+    dev = read_texts(PARALLEL_TARGET, "dev")[:50]
+    (corpus / "dev.target.txt").write_text("".join(t + "\n" for t in dev))
+    return out / "source", target_tok, corpus, {}
+
+
+def _resources(strategy: str, corpus: Path, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    if strategy == "trans_tokenization":
+        return {"parallel": pairs}
+    if strategy == "focus":
+        return {"target_corpus": corpus / "train.txt"}
+    return {}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from transfer.evaluate import bits_per_byte
+    from transfer.pipeline import iter_lines, read_lines
+    from transfer.pretrain import pack_blocks, train_embeddings_only
+    from transfer.source_model import load_source
+    from transfer.strategies import StrategyInputs, initialize
+    from transfer.surgery import get_source_embeddings, swap_vocabulary
+
+    started = time.perf_counter()
+    if args.smoke:
+        work = Path(args.out_dir) / "transtok_focus_smoke"
+        source_dir, target_tok, corpus, cached = _smoke_assets(work)
+        pairs = _parallel_pairs(limit=200)
+        steps, batch, block, n_eval = 2, 2, 64, 20
+        params = {"focus": {"fasttext_dim": 16, "fasttext_epochs": 2, "fasttext_min_count": 2},
+                  "trans_tokenization": {"align_rel_iterations": 0.1}}
+    else:
+        source_dir, target_tok, corpus, cached = _real_assets(Path(args.cache_dir))
+        pairs = _parallel_pairs()
+        steps, batch, block, n_eval = args.steps, 4, 256, args.eval_texts
+        params = {}
+    assets_seconds = time.perf_counter() - started
+    texts = read_lines(corpus / "dev.target.txt", n_eval)
+    blocks = pack_blocks(target_tok, iter_lines(corpus / "train.txt"), block)
+
+    rows = []
+    for strategy in args.strategies:
+        model, source_tok = load_source(str(source_dir))
+        inputs = StrategyInputs(
+            source=get_source_embeddings(model), source_tokenizer=source_tok,
+            target_tokenizer=target_tok, seed=0, resources=_resources(strategy, corpus, pairs),
+        )
+        t0 = time.perf_counter()
+        target = initialize(strategy, inputs, **params.get(strategy, {}))
+        init_seconds = time.perf_counter() - t0
+        model = swap_vocabulary(model, target_tok, target, source_tokenizer=source_tok)
+
+        def evaluate(m, _texts=texts) -> float:
+            return bits_per_byte(m, target_tok, _texts, batch_size=16, device="cpu").bpb
+
+        log = train_embeddings_only(
+            model, blocks, steps=steps, batch_size=batch, lr=5e-4, seed=0, device="cpu",
+            evaluate_at=(0, steps), evaluate=evaluate,
+        )
+        row = {
+            "strategy": strategy,
+            "bpb_step0": log.evaluations[0],
+            f"bpb_step{steps}": log.evaluations[steps],
+            "init_seconds": init_seconds,
+            "train_seconds": log.seconds,
+            "counts": target.report.counts,
+            "notes": target.report.notes,
+        }
+        rows.append(row)
+        print(json.dumps(row, indent=1), flush=True)
+        del model
+    return {
+        "settings": {
+            "smoke": args.smoke, "parallel": f"{'+'.join(PARALLEL_SOURCES)} -> {PARALLEL_TARGET} train",
+            "parallel_pairs": len(pairs), "eval": f"first {len(texts)} dev verses (hash order)",
+            "steps": steps, "batch": batch, "block": block, "lr": 5e-4,
+            "target_vocab": len(target_tok), "stages_cached": cached,
+        },
+        "machine": {
+            "platform": platform.platform(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "loadavg_at_start": os.getloadavg(),
+            "torch": torch.__version__,
+        },
+        "assets_seconds": assets_seconds,
+        "rows": rows,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--strategies", nargs="+", default=["mean", "trans_tokenization", "focus"])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--eval-texts", type=int, default=300)
+    parser.add_argument("--smoke", action="store_true", help="tiny model and data, seconds")
+    parser.add_argument("--cache-dir", default="artifacts/cache")
+    parser.add_argument("--out-dir", default="artifacts/bench", help="smoke-mode scratch folder")
+    parser.add_argument("--results", default=str(RESULTS))
+    args = parser.parse_args(argv)
+    record = run(args)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    name = "transtok_focus_smoke.json" if args.smoke else "transtok_focus.json"
+    tmp = results / f".{name}.tmp"
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, results / name)
+    steps = record["settings"]["steps"]
+    print(f"\n| strategy | BPB step 0 | BPB step {steps} | init s |\n|---|---|---|---|")
+    for row in record["rows"]:
+        print(f"| {row['strategy']} | {row['bpb_step0']:.3f} | {row[f'bpb_step{steps}']:.3f} "
+              f"| {row['init_seconds']:.1f} |")
+    return record
+
+
+if __name__ == "__main__":
+    main()

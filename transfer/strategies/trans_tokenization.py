@@ -1,0 +1,392 @@
+"""``trans_tokenization``: target embeddings from token alignments on a parallel corpus.
+
+Remy et al. (2024), "Trans-Tokenization and Cross-lingual Vocabulary Transfers": tokenize
+a parallel corpus with both tokenizers, align the token sequences with a statistical
+word aligner (eflomal, ``transfer.word_alignment``), count the links c(t, s) between
+target token t and source token s, and set
+
+    E_t = sum_s p(s|t) E_s,    p(s|t) = c(t, s) / sum_s' c(t, s')
+
+after pruning rare links (count below ``min_count``, probability below ``min_prob``) and
+keeping at most ``max_sources`` sources per token. Because E_t is a fixed linear map of
+the source rows, the same sparse weight matrix is applied to the input matrix, an untied
+output head and its bias (``map_source_matrices``), so it works for causal and masked
+models alike. Alignment is done at token level (see ``transfer.parallel`` for why).
+
+Sensible mappings for strings aligners handle badly: target tokens made only of digits,
+punctuation and spaces (numbers, ``.``, ``,``, ``(``) that exist in the source vocabulary
+are copied (an aligner links frequent punctuation to almost anything); other identical
+strings (names) get a small prior count towards their source twin (``identity_prior``),
+so they are copied when never aligned and barely moved when the alignment knows better
+(false friends such as German ``die``). Tokens that stay without a source fall back to a
+WECHSEL-style estimate (top-k cosine neighbours in aligned static token vectors, softmax
+weights) when ``resources["aligned_vectors"]`` gives vectors, else to the mean row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from transfer.errors import ParallelCorpusError, StrategyResourceError
+from transfer.parallel import aligner_words, check_pairs, count_links, tokenize_parallel
+from transfer.special_tokens import model_vocab, token_surface, tokenizer_family
+from transfer.strategies.base import (
+    InitReport,
+    StrategyInputs,
+    TargetEmbeddings,
+    map_source_matrices,
+)
+from transfer.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_rows
+from transfer.strategies.overlap import match_overlap
+from transfer.strategies.registry import register
+
+DEFAULT_MIN_COUNT = 2
+DEFAULT_MIN_PROB = 0.05
+DEFAULT_MAX_SOURCES = 5
+DEFAULT_IDENTITY_PRIOR = 1.0
+# WECHSEL's published defaults for the vector fallback
+DEFAULT_FALLBACK_K = 10
+DEFAULT_FALLBACK_TEMPERATURE = 0.1
+
+
+# ---------------------------------------------------------------------------------------
+# the math: counts -> p(s|t) -> rows
+
+
+def transition_weights(
+    counts: sp.spmatrix,
+    *,
+    min_count: float = DEFAULT_MIN_COUNT,
+    min_prob: float = DEFAULT_MIN_PROB,
+    max_sources: int = DEFAULT_MAX_SOURCES,
+    prior: sp.spmatrix | None = None,
+) -> sp.csr_matrix:
+    """p(s|t) as a sparse (V_t x V_s) matrix whose non-empty rows sum to one.
+
+    Per target token: drop links seen fewer than ``min_count`` times; add ``prior``
+    (pseudo-counts, e.g. towards an identical source string); normalize; drop sources
+    with p(s|t) < ``min_prob``; keep the ``max_sources`` most probable (ties: lower source
+    id); renormalize. A token whose links are all pruned gets an empty row."""
+    if min_count < 0 or not 0 <= min_prob < 1 or max_sources < 1:
+        raise ValueError(
+            f"need min_count >= 0, 0 <= min_prob < 1, max_sources >= 1; got {min_count}, "
+            f"{min_prob}, {max_sources}"
+        )
+    kept = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    kept.data[kept.data < min_count] = 0.0
+    if prior is not None:
+        kept = kept + sp.csr_matrix(prior, dtype=np.float64)
+    kept.eliminate_zeros()
+    kept.sort_indices()
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    for t in range(kept.shape[0]):
+        lo, hi = kept.indptr[t], kept.indptr[t + 1]
+        if lo == hi:
+            continue
+        sources = kept.indices[lo:hi]
+        p = kept.data[lo:hi] / kept.data[lo:hi].sum()
+        keep = p >= min_prob
+        if not keep.any():
+            keep = p == p.max()  # nothing clears min_prob: keep the best source(s)
+        sources, p = sources[keep], p[keep]
+        # stable sort by descending probability: equal probabilities keep source-id order
+        order = np.argsort(-p, kind="stable")[:max_sources]
+        sources, p = sources[order], p[order]
+        rows.append(np.full(len(sources), t, dtype=np.int64))
+        cols.append(sources.astype(np.int64))
+        vals.append(p / p.sum())
+    if not rows:
+        return sp.csr_matrix(kept.shape, dtype=np.float64)
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=kept.shape
+    )
+
+
+def combine_rows(weights: sp.spmatrix, matrix: torch.Tensor) -> torch.Tensor:
+    """``weights @ matrix`` in float64, returned in ``matrix``'s dtype: each target row the
+    weighted sum of source rows (zero where a row of ``weights`` is empty)."""
+    dense = matrix.detach().to(torch.float64).cpu().numpy()
+    out = sp.csr_matrix(weights) @ dense
+    return torch.from_numpy(np.ascontiguousarray(out)).to(matrix.dtype)
+
+
+def vector_fallback_weights(
+    source_vectors: torch.Tensor,
+    target_vectors: torch.Tensor,
+    target_ids: Sequence[int],
+    *,
+    k: int = DEFAULT_FALLBACK_K,
+    temperature: float = DEFAULT_FALLBACK_TEMPERATURE,
+) -> sp.csr_matrix:
+    """WECHSEL-style rows for ``target_ids``: the k most cosine-similar source tokens in
+    the aligned static space with softmax(similarity / temperature) weights. Tokens (on
+    either side) whose vector is all zero or not finite have no direction: target ones
+    get an empty row, source ones are never chosen."""
+    from transfer.similarity import exact_topk, normalize_rows
+
+    n_target, n_source = target_vectors.shape[0], source_vectors.shape[0]
+    source = torch.nan_to_num(source_vectors.detach().to(torch.float32), nan=0.0)
+    source_unit, source_ok = normalize_rows(source)
+    source_rows = source_ok.nonzero().squeeze(1)
+    ids = torch.as_tensor(list(target_ids), dtype=torch.long)
+    target = torch.nan_to_num(target_vectors.detach().to(torch.float32)[ids], nan=0.0)
+    target_unit, target_ok = normalize_rows(target)
+    queries = ids[target_ok]
+    if len(queries) == 0 or len(source_rows) == 0:
+        return sp.csr_matrix((n_target, n_source), dtype=np.float64)
+    k = min(k, len(source_rows))
+    top = exact_topk(target_unit[target_ok], source_unit[source_rows], k, normalize=False)
+    weights = torch.softmax(top.scores.to(torch.float64) / temperature, dim=1)
+    chosen = source_rows[top.indices]
+    return sp.csr_matrix(
+        (
+            weights.reshape(-1).numpy(),
+            (queries.repeat_interleave(k).numpy(), chosen.reshape(-1).numpy()),
+        ),
+        shape=(n_target, n_source),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# identical strings, numbers and punctuation
+
+
+@dataclass(frozen=True)
+class IdentityMatches:
+    """Target tokens with an identically spelled source token, split into the ones copied
+    outright (no letters: numbers, punctuation) and the ones given a prior (words, names)."""
+
+    copied: dict[int, int]
+    prior: dict[int, int]
+
+
+def _has_letters(surface: bytes) -> bool:
+    return any(ch.isalpha() for ch in surface.decode("utf-8", errors="ignore"))
+
+
+def identity_matches(inputs: StrategyInputs) -> IdentityMatches:
+    match = match_overlap(inputs.source_tokenizer, inputs.target_tokenizer)
+    info = tokenizer_family(inputs.target_tokenizer)
+    strings = {i: t for t, i in model_vocab(inputs.target_tokenizer).items()}
+    copied: dict[int, int] = {}
+    prior: dict[int, int] = {}
+    for t, s in zip(match.target_ids, match.source_ids, strict=True):
+        surface, _ = token_surface(strings[t], info)
+        if surface.strip() and not _has_letters(surface):
+            copied[t] = s
+        else:
+            prior[t] = s
+    return IdentityMatches(copied, prior)
+
+
+# ---------------------------------------------------------------------------------------
+# inputs
+
+
+def _aligned_vectors(resources: dict[str, Any], n_source: int, n_target: int):
+    """(source (V_s, D), target (V_t, D)) token vectors in one space, or None."""
+    value = resources.get("aligned_vectors")
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        pair = (value.get("source"), value.get("target"))
+    elif hasattr(value, "source") and hasattr(value, "target"):
+        pair = (value.source, value.target)
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        pair = tuple(value)
+    else:
+        raise StrategyResourceError(
+            "resources['aligned_vectors']: expected (source token vectors, target token "
+            f"vectors) as a pair, a dict or an object with .source/.target; got {type(value).__name__}"
+        )
+    source, target = (torch.as_tensor(np.asarray(m), dtype=torch.float32) for m in pair)
+    if source.dim() != 2 or target.dim() != 2 or source.shape[1] != target.shape[1]:
+        raise StrategyResourceError(
+            f"resources['aligned_vectors']: need two matrices of the same width, got "
+            f"{tuple(source.shape)} and {tuple(target.shape)}"
+        )
+    if source.shape[0] != n_source or target.shape[0] != n_target:
+        raise StrategyResourceError(
+            f"resources['aligned_vectors']: {source.shape[0]} source and {target.shape[0]} "
+            f"target rows, expected one per token: {n_source} and {n_target}"
+        )
+    return source, target
+
+
+@dataclass
+class AlignmentStats:
+    pairs: int
+    dropped_pairs: int
+    links: int
+    seconds: float
+
+
+def align_token_links(
+    inputs: StrategyInputs,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    seed: int,
+    rel_iterations: float = 1.0,
+) -> tuple[sp.csr_matrix, AlignmentStats]:
+    """c(t, s) from aligning the token sequences of the parallel corpus with eflomal
+    (``rel_iterations`` scales eflomal's sampler iterations, which it sets from the corpus
+    size: many for a small corpus, few for a large one)."""
+    tokenized = tokenize_parallel(pairs, inputs.source_tokenizer, inputs.target_tokenizer)
+    if len(tokenized) == 0:
+        raise ParallelCorpusError(
+            "resources['parallel']: every pair tokenizes to nothing on one side"
+        )
+    from transfer.word_alignment import align
+
+    started = time.perf_counter()
+    alignment = align(
+        aligner_words(inputs.source_tokenizer, tokenized.source_ids),
+        aligner_words(inputs.target_tokenizer, tokenized.target_ids),
+        seed=seed,
+        rel_iterations=rel_iterations,
+    )
+    seconds = time.perf_counter() - started
+    counts = count_links(
+        tokenized,
+        alignment.links,
+        n_source=inputs.source.input.shape[0],
+        n_target=len(inputs.target_tokenizer),
+    )
+    stats = AlignmentStats(len(tokenized), tokenized.n_dropped, int(counts.sum()), seconds)
+    return counts, stats
+
+
+# ---------------------------------------------------------------------------------------
+# the strategy
+
+
+@register("trans_tokenization")
+def trans_tokenization(
+    inputs: StrategyInputs,
+    *,
+    min_count: int = DEFAULT_MIN_COUNT,
+    min_prob: float = DEFAULT_MIN_PROB,
+    max_sources: int = DEFAULT_MAX_SOURCES,
+    identity_prior: float = DEFAULT_IDENTITY_PRIOR,
+    copy_symbols: bool = True,
+    align_rel_iterations: float = 1.0,
+    fallback_k: int = DEFAULT_FALLBACK_K,
+    fallback_temperature: float = DEFAULT_FALLBACK_TEMPERATURE,
+    fallback_covariance_scale: float = DEFAULT_COVARIANCE_SCALE,
+) -> TargetEmbeddings:
+    """E_t = sum_s p(s|t) E_s from eflomal token alignments of ``resources["parallel"]``
+    (train-split (source, target) sentence pairs; ``resources["link_counts"]`` may give
+    precomputed c(t, s) instead)."""
+    n_target = len(inputs.target_tokenizer)
+    n_source = inputs.source.input.shape[0]
+    params = {
+        "min_count": min_count, "min_prob": min_prob, "max_sources": max_sources,
+        "identity_prior": identity_prior, "copy_symbols": copy_symbols,
+        "align_rel_iterations": align_rel_iterations,
+        "fallback_k": fallback_k, "fallback_temperature": fallback_temperature,
+        "fallback_covariance_scale": fallback_covariance_scale,
+    }
+    if identity_prior < 0:
+        raise StrategyResourceError(f"identity_prior must be >= 0, got {identity_prior}")
+    vectors = _aligned_vectors(inputs.resources, n_source, n_target)
+    notes: list[str] = []
+
+    # data checks come first: refuse before tokenizing or aligning anything
+    counts = inputs.resources.get("link_counts")
+    if counts is None:
+        if inputs.resources.get("parallel") is None:
+            raise StrategyResourceError(
+                "strategy 'trans_tokenization' needs resources['parallel']: a sequence of "
+                "(source sentence, target sentence) pairs from the train split (e.g. "
+                "transfer.bible.verse_pairs(src, tgt, 'train')); none was given"
+            )
+        pairs = check_pairs(inputs.resources["parallel"], name="resources['parallel']")
+        counts, stats = align_token_links(
+            inputs, pairs, seed=inputs.seed, rel_iterations=align_rel_iterations
+        )
+        notes.append(
+            f"aligned {stats.pairs} sentence pairs at token level with eflomal in "
+            f"{stats.seconds:.1f} s ({stats.dropped_pairs} empty pairs dropped, "
+            f"{stats.links} links)"
+        )
+    else:
+        counts = sp.csr_matrix(counts, dtype=np.float64)
+        if counts.shape != (n_target, n_source):
+            raise StrategyResourceError(
+                f"resources['link_counts'] has shape {counts.shape}, expected "
+                f"(target vocabulary, source rows) = ({n_target}, {n_source})"
+            )
+
+    identity = identity_matches(inputs)
+    copied = dict(identity.copied) if copy_symbols else {}
+    prior = None
+    prior_pairs = identity.prior if copy_symbols else {**identity.prior, **identity.copied}
+    if identity_prior > 0 and prior_pairs:
+        t_ids = np.fromiter(prior_pairs.keys(), dtype=np.int64)
+        s_ids = np.fromiter(prior_pairs.values(), dtype=np.int64)
+        prior = sp.csr_matrix(
+            (np.full(len(t_ids), float(identity_prior)), (t_ids, s_ids)), shape=(n_target, n_source)
+        )
+    weights = transition_weights(
+        counts, min_count=min_count, min_prob=min_prob, max_sources=max_sources, prior=prior
+    ).tolil()
+
+    aligned_any = np.asarray(counts.getnnz(axis=1) > 0)
+    labels = ["fallback"] * n_target
+    has_row = np.asarray(weights.tocsr().getnnz(axis=1) > 0)
+    real_counts = counts.copy()
+    real_counts.data[real_counts.data < min_count] = 0.0
+    real_counts.eliminate_zeros()
+    from_links = np.asarray(real_counts.getnnz(axis=1) > 0)
+    for t in range(n_target):
+        if has_row[t]:
+            labels[t] = "computed" if from_links[t] else "copied"
+    for t, s in copied.items():
+        weights.rows[t], weights.data[t] = [s], [1.0]
+        labels[t] = "copied"
+    weights = weights.tocsr()
+
+    missing = [t for t in range(n_target) if labels[t] == "fallback"]
+    n_vector = 0
+    if vectors is not None and missing:
+        fallback = vector_fallback_weights(
+            vectors[0], vectors[1], missing, k=fallback_k, temperature=fallback_temperature
+        )
+        n_vector = int((fallback.getnnz(axis=1) > 0).sum())
+        weights = (weights + fallback).tocsr()
+    has_row = np.asarray(weights.getnnz(axis=1) > 0)
+    mean_index = torch.from_numpy(np.flatnonzero(~has_row))
+
+    def rule(matrix: torch.Tensor) -> torch.Tensor:
+        out = combine_rows(weights, matrix)
+        out[mean_index] = fallback_mean_rows(
+            matrix, len(mean_index), seed=inputs.seed, covariance_scale=fallback_covariance_scale
+        )
+        return out
+
+    target_input, target_output, target_bias = map_source_matrices(inputs.source, rule)
+    n_computed = labels.count("computed")
+    never = int((~aligned_any).sum())
+    notes += [
+        (f"{n_computed} tokens from aligned sources (<= {max_sources} each, links seen "
+         f">= {min_count} times, p >= {min_prob}); {never} target tokens were never aligned"),
+        (f"{labels.count('copied')} copied from an identical source string "
+         f"({len(copied)} numbers/punctuation outright, the rest by the identity prior alone)"),
+        (f"{labels.count('fallback')} fell back: {n_vector} to WECHSEL-style vector estimates, "
+         f"{len(mean_index)} to the mean"
+         + ("" if vectors is not None else " (no resources['aligned_vectors'] given)")),
+    ]
+    report = InitReport(
+        strategy="trans_tokenization", params=params, n_target=n_target, labels=labels,
+        notes=notes,
+    )
+    return TargetEmbeddings(target_input, target_output, target_bias, report)
