@@ -35,30 +35,70 @@ class AdaptConfig(BaseModel):
         default_factory=lambda: ["k"],
         description="Bible translation codes in the source model's language, for the no-transfer baseline.",
     )
-    dev_fraction: float = Field(0.05, ge=0.0, lt=0.5)
-    test_fraction: float = Field(0.05, gt=0.0, lt=0.5)
+    dev_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Share of verses/documents held out for tuning (dev).")
+    test_fraction: float = Field(0.05, gt=0.0, lt=0.5, description="Share held out for reporting only (test).")
 
     vocab_size: int = Field(32000, ge=2, le=1_000_000, description="Target tokenizer vocabulary size.")
     min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a BPE merge.")
 
     strategy: str = Field("mean", description="Embedding initialization strategy (see `vocab-transfer strategies`).")
-    strategy_params: dict[str, Any] = Field(default_factory=dict)
+    source_train_bible: list[str] = Field(
+        default_factory=lambda: ["k", "4", "3"],
+        description="Source-language Bible translations used to train static vectors and as the source "
+                    "side of the parallel corpus (train verses only), paired with the first target_bible.",
+    )
+    dictionary: str = Field(
+        "auto",
+        description="Bilingual dictionary aligning the static vectors: 'auto' (Ding for German, else "
+                    "induced with eflomal from the parallel Bible), 'induced', or a MUSE/Ding file path.",
+    )
+    vector_dim: int = Field(100, ge=8, le=1000, description="Dimension of the fastText vectors trained for WECHSEL/OFA.")
+    vector_epochs: int = Field(5, ge=1, le=100, description="fastText training epochs.")
+    parallel_max_pairs: int | None = Field(
+        None, ge=1, description="Use only the first N train verse pairs for alignment (None: all).")
+    vector_max_verses: int | None = Field(
+        None, ge=1, description="Train fastText on only the first N train verses per translation (None: all).")
+    token_vector_method: Literal["ngram", "word_average"] = Field(
+        "ngram", description="WECHSEL token vectors: fastText n-gram composition or word average.")
+    strategy_params: dict[str, Any] = Field(default_factory=dict, description="Keyword parameters of the strategy (e.g. k, temperature).")
 
     train_steps: int = Field(20, ge=0, description="Embeddings-only training steps (0 skips training).")
-    batch_size: int = Field(4, ge=1)
+    batch_size: int = Field(4, ge=1, le=4096, description="Sequences per training step.")
     block_size: int = Field(256, ge=8, description="Tokens per training sequence.")
-    learning_rate: float = Field(5e-4, gt=0.0)
+    learning_rate: float = Field(5e-4, gt=0.0, le=1.0, description="Learning rate of the embeddings-only stage.")
+    full_steps: int = Field(0, ge=0, description="Stage two: whole-model training steps after the embeddings-only stage.")
+    full_learning_rate: float = Field(1e-4, gt=0.0, description="Peak learning rate of stage two.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warmup steps at the start of each stage.")
+    lr_schedule: Literal["constant", "cosine", "linear"] = Field(
+        "constant", description="Learning-rate decay after warmup, per stage (cosine/linear decay to 10%).")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay of matrices in stage two.")
+    grad_accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    clip_norm: float | None = Field(1.0, gt=0.0, description="Gradient-norm clipping (None: off).")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="'auto': bf16 autocast on a GPU, fp32 on CPU.")
+    eval_every: int = Field(10, ge=0, description="Dev-BPB learning-curve point every N steps (0: start and end only).")
+    curve_texts: int = Field(100, ge=0, description="Dev texts scored for the learning curve (0: no curve).")
+    checkpoint_every: int = Field(0, ge=0, description="Training checkpoint every N steps for resume (0: none).")
 
     eval_texts: int = Field(300, ge=1, description="Held-out texts scored for bits per byte.")
-    eval_split: Literal["dev", "test"] = "test"
-    eval_batch_size: int = Field(16, ge=1)
+    eval_split: Literal["dev", "test"] = Field("test", description="Held-out split scored for bits per byte.")
+    eval_batch_size: int = Field(16, ge=1, description="Texts scored per batch (speed only, not in cache keys).")
     device: str | None = Field(None, description="'cpu' or 'cuda'; default picks CUDA when present.")
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="Seed of initialization draws and training batches.")
 
-    cache_dir: Path = Path("artifacts/cache")
-    output_dir: Path = Path("artifacts/models")
+    cache_dir: Path = Field(Path("artifacts/cache"), description="Stage cache folder (content-addressed).")
+    output_dir: Path = Field(Path("artifacts/models"), description="Where the adapted model folders go.")
 
-    @field_validator("target_bible", "source_bible")
+    register_model: bool = Field(True, description="Register the adapted model in the MLflow model registry.")
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking/registry URI; default: MLFLOW_TRACKING_URI, else a SQLite "
+                    "file in 'registry/' beside output_dir (artifacts/registry/mlflow.db).",
+    )
+    registered_model_prefix: str = Field(
+        "vocab-transfer-", description="Registered model name = prefix + target language."
+    )
+
+    @field_validator("target_bible", "source_bible", "source_train_bible")
     @classmethod
     def _codes_are_short(cls, codes: list[str]) -> list[str]:
         for code in codes:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from transfer.cache import StageCache, StageOutput, code_version
 from transfer.config import AdaptConfig
 from transfer.errors import CorpusError
+from transfer.registry import Registration
 from transfer.stages import StageSpec, builder, execute, read_json, upstream_of, write_json
 
 ExecuteStage = Callable[[StageSpec], StageOutput]
@@ -66,14 +67,56 @@ def tokenizer_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput) -
     )
 
 
-def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput) -> StageSpec:
-    inputs, upstream = upstream_of(source=source, tokenizer=tokenizer)
-    return StageSpec(
-        stage="init",
-        params={"strategy": cfg.strategy, "strategy_params": cfg.strategy_params, "seed": cfg.seed},
-        inputs=inputs,
-        upstream=upstream,
-    )
+def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput,
+              corpus: StageOutput | None = None, vectors: StageOutput | None = None) -> StageSpec:
+    """Only the data the strategy needs (``transfer.strategy_data``) enters the key."""
+    from transfer.strategy_data import needs
+
+    kinds = needs(cfg.strategy)
+    extra = {"corpus": corpus} if corpus is not None and "target_corpus" in kinds else {}
+    if "vectors" in kinds and vectors is not None:
+        extra["vectors"] = vectors
+    inputs, upstream = upstream_of(source=source, tokenizer=tokenizer, **extra)
+    params: dict[str, Any] = {"strategy": cfg.strategy, "strategy_params": cfg.strategy_params,
+                              "seed": cfg.seed}
+    if "parallel" in kinds:
+        from transfer.bible import bible_content_hash
+
+        params["parallel_source_bible"] = cfg.source_train_bible
+        params["parallel_target_bible"] = cfg.target_bible[0] if cfg.target_bible else None
+        params["parallel_max_pairs"] = cfg.parallel_max_pairs
+        inputs["parallel"] = bible_content_hash(sorted({*cfg.source_train_bible, *cfg.target_bible[:1]}))
+    if "vectors" in kinds:
+        params["token_vector_method"] = cfg.token_vector_method
+    return StageSpec(stage="init", params=params, inputs=inputs, upstream=upstream)
+
+
+def vector_specs(cfg: AdaptConfig) -> tuple[StageSpec, StageSpec]:
+    """fastText on the source-language and the target-language train text."""
+    from transfer.vector_stages import fasttext_spec
+
+    common = {"dim": cfg.vector_dim, "epoch": cfg.vector_epochs, "seed": cfg.seed,
+              "max_verses": cfg.vector_max_verses}
+    return (fasttext_spec(bible=cfg.source_train_bible, **common),
+            fasttext_spec(bible=cfg.target_bible, files=cfg.target_files, text_field=cfg.text_field, **common))
+
+
+def align_stage_spec(cfg: AdaptConfig, source_vectors: StageOutput, target_vectors: StageOutput) -> StageSpec:
+    """Procrustes on a dictionary file (Ding for German) or on an eflomal-induced one."""
+    from transfer.dictionaries import DING_DE_EN
+    from transfer.vector_stages import align_spec
+
+    pairs = [(code, cfg.target_bible[0]) for code in cfg.source_train_bible] if cfg.target_bible else []
+    choice = cfg.dictionary
+    if choice == "auto":
+        choice = "ding" if cfg.target_language == "de" and DING_DE_EN.is_file() else "induced"
+    if choice == "induced":
+        return align_spec(source_vectors, target_vectors, dictionaries="induced", parallel=pairs,
+                          max_parallel=cfg.parallel_max_pairs)
+    path = DING_DE_EN if choice == "ding" else choice
+    # Ding lists "German :: English", i.e. (target, source) for an English source model
+    return align_spec(source_vectors, target_vectors, dictionaries="file", dictionary_path=path,
+                      dictionary_reversed=choice == "ding")
 
 
 def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput) -> StageSpec:
@@ -81,10 +124,17 @@ def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput) -> Stag
     return StageSpec(
         stage="train",
         params={"steps": cfg.train_steps, "batch_size": cfg.batch_size,
-                "block_size": cfg.block_size, "learning_rate": cfg.learning_rate, "seed": cfg.seed},
+                "block_size": cfg.block_size, "learning_rate": cfg.learning_rate, "seed": cfg.seed,
+                "full_steps": cfg.full_steps, "full_learning_rate": cfg.full_learning_rate,
+                "warmup_steps": cfg.warmup_steps, "lr_schedule": cfg.lr_schedule,
+                "weight_decay": cfg.weight_decay, "grad_accumulation": cfg.grad_accumulation,
+                "clip_norm": cfg.clip_norm, "precision": cfg.precision,
+                "eval_every": cfg.eval_every, "curve_texts": cfg.curve_texts},
         inputs=inputs,
         upstream=upstream,
-        runtime={"device": cfg.device},
+        runtime={"device": cfg.device, "checkpoint_every": cfg.checkpoint_every,
+                 "checkpoint_dir": str(cfg.cache_dir / "_checkpoints" / "train"),
+                 "eval_batch_size": cfg.eval_batch_size},
     )
 
 
@@ -225,15 +275,18 @@ def build_init(spec: StageSpec, out: Path) -> None:
     from transfer.source_model import load_source, save_model
     from transfer.strategies import initialize
     from transfer.strategies.base import StrategyInputs
+    from transfer.strategy_data import build_resources
     from transfer.surgery import get_source_embeddings, swap_vocabulary
 
     model, source_tokenizer = load_source(str(spec.upstream_path("source") / "model"))
     target_tokenizer = AutoTokenizer.from_pretrained(spec.upstream_path("tokenizer") / "tokenizer")
+    upstream = {name: spec.upstream_path(name) for name in spec.upstream}
     inputs = StrategyInputs(
         source=get_source_embeddings(model),
         source_tokenizer=source_tokenizer,
         target_tokenizer=target_tokenizer,
         seed=spec.params["seed"],
+        resources=build_resources(spec.params["strategy"], spec.params, upstream),
     )
     target = initialize(spec.params["strategy"], inputs, **spec.params["strategy_params"])
     model = swap_vocabulary(model, target_tokenizer, target, source_tokenizer=source_tokenizer)
@@ -243,25 +296,54 @@ def build_init(spec: StageSpec, out: Path) -> None:
 
 @builder("train")
 def build_train(spec: StageSpec, out: Path) -> None:
-    """Embeddings-only continued pretraining on the target train split (body frozen)."""
-    from transfer.pretrain import pack_blocks, train_embeddings_only
+    """Continued pretraining on the target train split: embeddings only (body frozen), then
+    optionally the whole model; dev-BPB learning curves (CSV/JSON/PNG) go into the folder."""
     from transfer.source_model import load_source, save_model
-
-    p = spec.params
-    model, tokenizer = load_source(str(spec.upstream_path("model") / "model"))
-    blocks = pack_blocks(tokenizer, iter_lines(spec.upstream_path("corpus") / "train.txt"), p["block_size"])
-    log = train_embeddings_only(
-        model, blocks, steps=p["steps"], batch_size=p["batch_size"], lr=p["learning_rate"],
-        seed=p["seed"], device=spec.runtime.get("device"),
+    from transfer.training import (
+        StageConfig,
+        TrainingConfig,
+        active_callbacks,
+        dev_evaluator,
+        pack_train_split,
+        train,
     )
+
+    p, runtime = spec.params, spec.runtime
+    model, tokenizer = load_source(str(spec.upstream_path("model") / "model"))
+    corpus = spec.upstream_path("corpus")
+    data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"])
+    schedule = {"warmup_steps": p.get("warmup_steps", 0), "schedule": p.get("lr_schedule", "constant")}
+    stages = [StageConfig("embeddings", steps=p["steps"], lr=p["learning_rate"], **schedule)]
+    if p.get("full_steps", 0):
+        stages.append(StageConfig("full", steps=p["full_steps"], lr=p["full_learning_rate"],
+                                  weight_decay=p.get("weight_decay", 0.0), **schedule))
+    checkpoint_every = runtime.get("checkpoint_every", 0)
+    config = TrainingConfig(
+        stages=stages, batch_size=p["batch_size"], grad_accumulation=p.get("grad_accumulation", 1),
+        clip_norm=p.get("clip_norm", 1.0), seed=p["seed"], precision=p.get("precision", "auto"),
+        eval_every=p.get("eval_every", 0), checkpoint_every=checkpoint_every,
+    )
+    dev_file = corpus / _eval_file("dev", "target")
+    evaluate = None
+    if p.get("curve_texts", 0) and dev_file.exists():
+        # dev verses only: the test split stays for the final report
+        evaluate = dev_evaluator(tokenizer, read_lines(dev_file, p["curve_texts"]),
+                                 batch_size=runtime.get("eval_batch_size", 16), device=runtime.get("device"))
+    checkpoints = Path(runtime["checkpoint_dir"]) / spec.key if checkpoint_every and runtime.get("checkpoint_dir") else None
+    result = train(model, data, config, tokenizer=tokenizer, evaluate=evaluate, device=runtime.get("device"),
+                   checkpoint_dir=checkpoints, curve_dir=out if evaluate else None, label="train",
+                   callbacks=active_callbacks())
     save_model(model, tokenizer, out / "model")
-    write_json(out / "train_log.json", log.to_dict())
+    write_json(out / "train_log.json", result.to_dict())
 
 
 @builder("evaluate")
 def build_evaluate(spec: StageSpec, out: Path) -> None:
-    """Bits per byte of the model on held-out texts (DESIGN.md's definition)."""
+    """Bits per byte of a causal model on held-out texts (DESIGN.md's definition); the
+    masked-LM loss (fixed seed and 15% rate) for a masked LM. ``metric``/``value`` name the
+    number either way; a ``bpb`` key is present only for causal models."""
     from transfer.evaluate import bits_per_byte
+    from transfer.masked_lm import is_masked_lm, masked_lm_loss
     from transfer.source_model import load_source
 
     p = spec.params
@@ -270,9 +352,15 @@ def build_evaluate(spec: StageSpec, out: Path) -> None:
         raise CorpusError(f"{path}: no {p['texts']}-language evaluation texts for split {p['split']!r}")
     texts = read_lines(path, p["n_texts"])
     model, tokenizer = load_source(str(spec.upstream_path("model") / "model"))
-    result = bits_per_byte(model, tokenizer, texts, batch_size=spec.runtime.get("batch_size", 16),
-                           device=spec.runtime.get("device"))
-    write_json(out / "metrics.json", {"texts": p["texts"], "split": p["split"], **result.to_dict()})
+    batch_size, device = spec.runtime.get("batch_size", 16), spec.runtime.get("device")
+    if is_masked_lm(model):
+        result = masked_lm_loss(model, tokenizer, texts, batch_size=batch_size, device=device)
+        metric = {"metric": "mlm_loss", "value": result.loss}
+    else:
+        result = bits_per_byte(model, tokenizer, texts, batch_size=batch_size, device=device)
+        metric = {"metric": "bpb", "value": result.bpb}
+    write_json(out / "metrics.json", {"texts": p["texts"], "split": p["split"], **metric,
+                                      **result.to_dict()})
 
 
 # ---------------------------------------------------------------- the whole path
@@ -290,6 +378,7 @@ class AdaptResult(BaseModel):
     init_report: dict[str, Any]
     train_log: dict[str, Any] | None
     seconds: float
+    registration: Registration | None = None
 
 
 def validate_config(cfg: AdaptConfig) -> None:
@@ -302,7 +391,7 @@ def validate_config(cfg: AdaptConfig) -> None:
     for path in cfg.target_files:
         if not Path(path).exists():
             raise CorpusError(f"target_files: {path} does not exist")
-    codes = cfg.target_bible + cfg.source_bible
+    codes = cfg.target_bible + cfg.source_bible + cfg.source_train_bible
     if codes:
         available = translation_codes()
         unknown = [c for c in codes if c not in available]
@@ -310,6 +399,21 @@ def validate_config(cfg: AdaptConfig) -> None:
             raise CorpusError(f"Bible translation codes {unknown} are unknown; available: {available}")
     if not cfg.target_bible and not cfg.target_files:
         raise CorpusError("no target corpus: give target_bible codes or target_files")
+    from transfer.strategy_data import needs
+
+    kinds = needs(cfg.strategy)
+    if "parallel" in kinds and not (cfg.target_bible and cfg.source_train_bible):
+        raise CorpusError(
+            f"strategy {cfg.strategy!r} needs a parallel corpus: give target_bible and source_train_bible codes"
+        )
+    if "vectors" in kinds:
+        if not cfg.source_train_bible:
+            raise CorpusError(f"strategy {cfg.strategy!r} needs source_train_bible to train source vectors")
+        if cfg.dictionary not in ("auto", "ding", "induced") and not Path(cfg.dictionary).is_file():
+            raise CorpusError(f"dictionary: {cfg.dictionary} does not exist")
+        induced = cfg.dictionary == "induced" or (cfg.dictionary == "auto" and cfg.target_language != "de")
+        if induced and not cfg.target_bible:
+            raise CorpusError("an induced dictionary needs target_bible codes (verse-aligned text)")
     source_fingerprint(cfg.source_model)  # raises for a missing file or folder
 
 
@@ -347,6 +451,8 @@ def run_adaptation(
     listener: StageListener | None = None,
 ) -> AdaptResult:
     """Adapt ``cfg.source_model`` to the target language; every stage is cached by its key."""
+    from transfer.strategy_data import needs
+
     started = time.perf_counter()
     validate_config(cfg)
     cache = StageCache(cfg.cache_dir)
@@ -360,7 +466,13 @@ def run_adaptation(
     corpus = stage(corpus_spec(cfg), "corpus")
     source = stage(source_spec(cfg), "source")
     tokenizer = stage(tokenizer_spec(cfg, corpus, source), "tokenizer")
-    init = stage(init_spec(cfg, source, tokenizer), "init")
+    vectors = None
+    if "vectors" in needs(cfg.strategy):
+        source_spec_v, target_spec_v = vector_specs(cfg)
+        source_vectors = stage(source_spec_v, "fasttext:source")
+        target_vectors = stage(target_spec_v, "fasttext:target")
+        vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors), "align")
+    init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors), "init")
     final = init
     train_log = None
     if cfg.train_steps > 0:
@@ -378,7 +490,9 @@ def run_adaptation(
     bpb = {}
     for label, (model_stage, texts) in evaluations.items():
         out = stage(evaluate_spec(cfg, model_stage, corpus, texts), f"evaluate:{label}")
-        bpb[label] = read_json(out.file("metrics.json"))["bpb"]
+        metrics = read_json(out.file("metrics.json"))
+        # masked LMs report the masked-LM loss ("value"); causal models keep "bpb"
+        bpb[label] = metrics["bpb"] if "bpb" in metrics else metrics["value"]
 
     model_dir = export_model(final, cfg.output_dir / cfg.model_name())
     fertility = read_json(tokenizer.file("fertility.json"))
@@ -396,6 +510,22 @@ def run_adaptation(
         train_log=train_log,
         seconds=time.perf_counter() - started,
     )
+    # stage 7: run manifest, model card and registration, beside the exported model
+    from transfer.manifest import build_manifest, write_manifest
+    from transfer.model_card import write_model_card
+
+    run_keys = {label: f"{out.stage}:{out.key}" for label, out in (
+        ("corpus", corpus), ("source", source), ("tokenizer", tokenizer), ("init", init), ("final", final))}
+    run_keys.update({f"evaluate.{label}": f"evaluate:{evaluate_spec(cfg, m, corpus, t).key}"
+                     for label, (m, t) in evaluations.items()})
+    write_manifest(build_manifest(cfg, stage_keys=run_keys), model_dir)
+    write_model_card(result, model_dir)
     write_json(model_dir / "adaptation.json", result.model_dump(mode="json"))
+    if cfg.register_model:
+        from transfer.registry import register_result
+
+        result.registration = register_result(
+            result, corpus_hashes=corpus_spec(cfg).inputs, stage_keys=run_keys)
+        write_json(model_dir / "adaptation.json", result.model_dump(mode="json"))
     return result
 

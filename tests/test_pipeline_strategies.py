@@ -1,0 +1,50 @@
+"""Strategies that need more than embeddings run through the pipeline with their data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_pipeline import _config
+from transfer.errors import CorpusError
+from transfer.pipeline import run_adaptation
+from transfer.strategies import available_strategies
+from transfer.strategy_data import NEEDS
+
+
+def test_every_data_hungry_strategy_is_registered() -> None:
+    assert set(NEEDS) <= set(available_strategies())
+
+
+def test_focus_gets_the_target_train_text(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="focus", train_steps=0,
+                  strategy_params={"fasttext_min_count": 1, "fasttext_dim": 16, "fasttext_epochs": 2})
+    result = run_adaptation(cfg)
+    counts = result.init_report["counts"]
+    assert counts.get("copied", 0) > 0 and counts.get("computed", 0) > 0, counts
+
+
+def test_trans_tokenization_gets_train_verse_pairs(tmp_path: Path, tiny_source: Path) -> None:
+    cfg = _config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
+                  source_train_bible=["k"], parallel_max_pairs=300, train_steps=0, vocab_size=400)
+    result = run_adaptation(cfg)
+    counts = result.init_report["counts"]
+    assert counts.get("computed", 0) > 50, counts
+    assert result.stages_cached["init"] is False
+
+
+def test_wechsel_trains_and_aligns_vectors(tmp_path: Path, tiny_source: Path) -> None:
+    cfg = _config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
+                  source_train_bible=["k"], vector_max_verses=1500, vector_dim=16, vector_epochs=2,
+                  dictionary="ding", strategy="wechsel", train_steps=0, vocab_size=400)
+    result = run_adaptation(cfg)
+    cached = result.stages_cached
+    assert {"fasttext:source", "fasttext:target", "align"} <= set(cached)
+    assert result.init_report["counts"].get("computed", 0) > 0, result.init_report
+
+
+def test_parallel_strategy_without_bible_is_refused(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization")
+    with pytest.raises(CorpusError, match="parallel corpus"):
+        run_adaptation(cfg)
