@@ -1,21 +1,27 @@
-"""Command line: ``vocab-transfer adapt`` for one language pair, ``strategies`` to list them."""
+"""Command line: ``adapt`` (one pair), ``batch`` (the languages file), ``serve`` (server and
+deployments), ``strategies``; ``--help`` everywhere, ``--dry-run`` prints the plan."""
 
 from __future__ import annotations
 
-import json
 import os
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 app = typer.Typer(help="Adapt a pretrained language model to a new language.", no_args_is_help=True)
 console = Console()
+
+DEFAULT_LANGUAGES = Path(__file__).resolve().parent.parent / "configs" / "languages.yaml"
 
 
 def _print_result(result) -> None:
@@ -45,28 +51,94 @@ def _print_result(result) -> None:
     console.print(f"Model saved to [bold]{result.model_dir}[/] in {result.seconds:.0f} s")
 
 
+def _print_plan(plan, title: str) -> None:
+    table = Table(title=title)
+    for column in ("stage", "state", "est. time", "folder"):
+        table.add_column(column, justify="right" if column == "est. time" else "left")
+    for stage in plan.stages:
+        table.add_row(stage.label, "cached" if stage.cached else "[yellow]to build[/]",
+                      "" if stage.cached else f"{stage.seconds:.0f} s", stage.path)
+    console.print(table)
+    size = plan.source
+    memory = f"{plan.peak_memory_bytes / 2**30:.1f} GiB" if plan.peak_memory_bytes else "unknown"
+    params = f"{size.parameters / 1e6:.0f}M parameters" if size.parameters else "size unknown"
+    console.print(
+        f"{len(plan.stages) - len(plan.to_build)}/{len(plan.stages)} stages cached; "
+        f"estimate for the rest: ~{plan.seconds / 60:.1f} min, peak memory ~{memory} "
+        f"(source {params}; device at {plan.flops_per_second / 1e9:.0f} GFLOP/s fp32). "
+        "Rough: 6 FLOPs per parameter and token for training, 2 for scoring."
+    )
+
+
+@contextmanager
+def _stage_progress():
+    """A progress bar over the run's stages, fed by the flow's progress updates."""
+    from flows import reports
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        task_id = bar.add_task("starting", total=100)
+
+        def observe(_artifact, percent: float, description: str) -> None:
+            bar.update(task_id, completed=percent, description=description)
+
+        reports.progress_observers.append(observe)
+        try:
+            yield
+        finally:
+            reports.progress_observers.remove(observe)
+
+
+def _error_text(error: Exception) -> str:
+    """One line per bad field for validation errors (field name, problem, given value)."""
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']} (got {e.get('input')!r})"
+            for e in error.errors()
+        )
+    return str(error)
+
+
+def _fail(error: Exception) -> typer.Exit:
+    console.print("[red]error:[/] " + escape(_error_text(error)))
+    return typer.Exit(code=2)
+
+
+def _load_parameters(values: dict):
+    from flows.parameters import AdaptParameters
+
+    return AdaptParameters(**values)
+
+
 @app.command()
 def adapt(
-    config: Path | None = typer.Option(None, help="JSON file with AdaptConfig fields."),
+    config: Path | None = typer.Option(
+        None, help="JSON/YAML file with AdaptConfig fields, or a model's run_manifest.json."),
     source_model: str | None = typer.Option(None, help="'smollm2', a .gguf file, a folder or a hub id."),
-    target_language: str | None = typer.Option(None),
+    target_language: str | None = typer.Option(None, help="Language code of the target language."),
     target_bible: list[str] | None = typer.Option(None, help="Bible translation code(s) of the target language."),
     target_file: list[Path] | None = typer.Option(None, help="Target corpus file(s) or folder(s)."),
-    strategy: str | None = typer.Option(None, help="Initialization strategy."),
-    vocab_size: int | None = typer.Option(None),
-    train_steps: int | None = typer.Option(None),
-    eval_texts: int | None = typer.Option(None),
-    device: str | None = typer.Option(None),
-    cache_dir: Path | None = typer.Option(None),
+    strategy: str | None = typer.Option(None, help="Initialization strategy (see `strategies`)."),
+    vocab_size: int | None = typer.Option(None, help="Target tokenizer vocabulary size."),
+    train_steps: int | None = typer.Option(None, help="Training budget in optimizer steps."),
+    eval_texts: int | None = typer.Option(None, help="Held-out texts scored for bits per byte."),
+    device: str | None = typer.Option(None, help="'cpu' or 'cuda' (default: CUDA when present)."),
+    cache_dir: Path | None = typer.Option(None, help="Stage cache folder."),
     prefect: bool = typer.Option(True, help="Run as a Prefect flow (shows in the UI when a server is configured)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, what is cached, and an estimate; run nothing."),
 ) -> None:
     """Adapt the source model to one target language and print bits per byte before and after."""
     from pydantic import ValidationError
 
-    from transfer.config import AdaptConfig
     from transfer.errors import VocabTransferError
+    from transfer.manifest import load_config_file
 
-    values = json.loads(config.read_text()) if config else {}
+    try:  # a plain config (JSON/YAML) or a run manifest, whose config part reproduces the run
+        values = load_config_file(config, warn=lambda m: console.print(f"[yellow]note:[/] {m}")) if config else {}
+    except VocabTransferError as error:
+        raise _fail(error) from error
     overrides = {
         "source_model": source_model, "target_language": target_language,
         "target_bible": target_bible, "target_files": [str(p) for p in target_file] if target_file else None,
@@ -75,20 +147,117 @@ def adapt(
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        cfg = AdaptConfig(**values)
+        cfg = _load_parameters(values)
+        if dry_run:
+            from flows.plan import plan_adaptation
+
+            _print_plan(plan_adaptation(cfg), f"plan of {cfg.model_name()}")
+            return
         if prefect:
             from flows.adapt_flow import adapt_flow
 
-            result = adapt_flow(cfg)
+            with _stage_progress():
+                result = adapt_flow(cfg)
         else:
             from transfer.pipeline import run_adaptation
 
             with console.status("adapting") as status:
                 result = run_adaptation(cfg, listener=lambda s, state: status.update(f"{s}: {state}"))
     except (ValidationError, VocabTransferError) as error:
-        console.print(f"[red]error:[/] {error}")
-        raise typer.Exit(code=2) from error
+        raise _fail(error) from error
     _print_result(result)
+
+
+@app.command()
+def batch(
+    languages: Path = typer.Option(DEFAULT_LANGUAGES, help="Languages file (YAML)."),
+    only: list[str] | None = typer.Option(None, help="Language code(s) to run (default: all)."),
+    train_steps: int | None = typer.Option(None, help="Override every language's training budget."),
+    device: str | None = typer.Option(None, help="'cpu' or 'cuda'."),
+    cache_dir: Path | None = typer.Option(None, help="Stage cache folder."),
+    output_dir: Path | None = typer.Option(None, help="Where adapted models go."),
+    deployment: str | None = typer.Option(
+        None, help="Submit each language to this deployment (e.g. adapt-language/adapt) for workers."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print each language's plan; run nothing."),
+) -> None:
+    """Adapt every language of the languages file (one sub-run each), then print a summary."""
+    from flows.languages import load_languages
+    from transfer.errors import VocabTransferError
+
+    overrides = {k: v for k, v in {"train_steps": train_steps, "device": device,
+                                    "cache_dir": str(cache_dir) if cache_dir else None,
+                                    "output_dir": str(output_dir) if output_dir else None}.items()
+                 if v is not None}
+    try:
+        config = load_languages(languages)
+        selected = config.select(only)
+        if dry_run:
+            from flows.plan import plan_adaptation
+
+            for code in selected:
+                params = config.parameters(code, **overrides)
+                _print_plan(plan_adaptation(params), f"{selected[code].name} ({code}): {params.model_name()}")
+            return
+        from flows.batch_flow import batch_flow
+
+        state = batch_flow(str(languages), only=list(only) if only else None, overrides=overrides,
+                           deployment=deployment, return_state=True)
+    except VocabTransferError as error:
+        raise _fail(error) from error
+    rows = state.result(raise_on_failure=False)
+    if isinstance(rows, BaseException):
+        console.print(f"[red]batch failed:[/] {rows}")
+        raise typer.Exit(code=1)
+    table = Table(title="batch summary: bits per byte on held-out target texts")
+    for column in ("language", "strategy", "state", "source model", "step 0", "trained"):
+        table.add_column(column)
+    for row in rows:
+        fmt = [("-" if row[k] is None else f"{row[k]:.4f}") for k in ("bpb_source_model", "bpb_step0", "bpb_trained")]
+        table.add_row(f"{row['name']} ({row['language']})", row["strategy"], row["state"], *fmt)
+    console.print(table)
+    for row in rows:
+        if row["message"]:
+            console.print(f"[red]{row['language']}[/]: {row['message']}")
+    if not state.is_completed():
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    languages: Path = typer.Option(DEFAULT_LANGUAGES, help="Languages file (YAML): one scheduled deployment each."),
+    server: bool = typer.Option(
+        True, help="Start a local Prefect server (SQLite, 127.0.0.1) unless PREFECT_API_URL is set; "
+                   "--no-server always uses the configured one."),
+    port: int = typer.Option(4200, help="Port of the local server (API and UI)."),
+    home: Path | None = typer.Option(None, help="PREFECT_HOME of the local server (database, logs)."),
+    pause_schedules: bool = typer.Option(False, help="Register the schedules paused."),
+    limit: int | None = typer.Option(None, help="At most this many runs at once on this machine."),
+) -> None:
+    """Start a local Prefect server and serve the single-pair deployment plus one scheduled
+    deployment per configured language (and the batch). Ctrl-C stops both."""
+    from flows.deployments import ServerError, serve_languages, start_local_server
+    from flows.languages import load_languages
+    from transfer.errors import VocabTransferError
+
+    try:
+        load_languages(languages)  # refuse a bad file before starting anything
+        local = None
+        if server and not os.environ.get("PREFECT_API_URL"):
+            local = start_local_server(port, home=home)
+            os.environ["PREFECT_API_URL"] = local.api_url
+            console.print(f"Prefect UI: [bold]{local.ui_url}[/] (API {local.api_url}; log {local.log_path})")
+    except (VocabTransferError, ServerError) as error:
+        raise _fail(error) from error
+    try:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        api_url = os.environ.get("PREFECT_API_URL")
+        settings = temporary_settings(updates={PREFECT_API_URL: api_url}) if api_url else nullcontext()
+        with settings:
+            serve_languages(languages, paused_schedules=pause_schedules, limit=limit)
+    finally:
+        if local is not None:
+            local.stop()
 
 
 @app.command()
@@ -99,6 +268,16 @@ def strategies() -> None:
     for name in available_strategies():
         doc = (get_strategy(name).__doc__ or "").strip().splitlines()
         console.print(f"[bold]{name}[/]: {doc[0] if doc else ''}")
+
+
+def _add_registry_commands() -> None:
+    from flows.cli_models import cache_app, models_app
+
+    app.add_typer(models_app, name="models")
+    app.add_typer(cache_app, name="cache")
+
+
+_add_registry_commands()
 
 
 if __name__ == "__main__":

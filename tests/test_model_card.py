@@ -1,0 +1,96 @@
+"""Model cards: Hugging Face front matter, metrics, data licences, and a loading recipe
+that works on the folder it describes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+from transfer.config import AdaptConfig
+from transfer.model_card import CARD_FILE, DING_PATH, render_model_card, write_model_card
+from transfer.pipeline import AdaptResult
+
+
+def _result(model_dir: Path, **config) -> AdaptResult:
+    values = {"source_model": "smollm2", "target_language": "de", "target_bible": ["e", "s"],
+              "source_bible": ["k"], "strategy": "wechsel", "vocab_size": 32000, "train_steps": 20}
+    values.update(config)
+    return AdaptResult(
+        config=AdaptConfig(**values),
+        code_version="0.1.0+abcdef",
+        model_dir=str(model_dir),
+        stage_keys={"corpus": "c1", "source": "s1", "tokenizer": "t1", "init": "i1", "final": "f1"},
+        stages_cached={},
+        bpb={"source_model_on_source_language": 0.95, "source_model_on_target": 2.69,
+             "adapted_step0": 3.7421, "adapted_trained": 2.58126},
+        fertility={"source": {"tokens_per_word": 2.17, "bytes_per_token": 2.9},
+                   "target": {"tokens_per_word": 1.21, "bytes_per_token": 5.2}},
+        init_report={"counts": {"special": 3, "byte": 256, "computed": 31000, "fallback": 741}},
+        train_log={"losses": [5.0, 4.0], "steps": 20},
+        seconds=12.0,
+    )
+
+
+def _front_matter(card: str) -> dict:
+    match = re.match(r"---\n(.*?)\n---\n", card, re.DOTALL)
+    assert match, card[:200]
+    return yaml.safe_load(match.group(1))
+
+
+def test_card_front_matter_metrics_and_licences(tmp_path: Path) -> None:
+    result = _result(tmp_path, strategy_params={"dictionary": DING_PATH})
+    card = render_model_card(result)
+    meta = _front_matter(card)
+    assert meta["language"] == ["de"]
+    assert meta["license"] == "apache-2.0"
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-generation"
+    assert "init-wechsel" in meta["tags"]
+    metric = meta["model-index"][0]["results"][0]["metrics"][0]
+    assert metric["type"] == "bits_per_byte" and metric["value"] == 2.5813
+
+    # what was done and the metrics table
+    assert "**wechsel**" in card and "32000 tokens" in card and "20 steps" in card
+    assert "| adapted, step 0 (initialization only) | target language | 3.7421 |" in card
+    assert "| adapted, after training | target language | 2.5813 |" in card
+    assert "| source model, own tokenizer | source language | 0.9500 |" in card
+    assert "| target tokenizer | 1.210 | 5.200 |" in card
+    assert "31000 computed" in card and "741 fallback" in card
+
+    # data and licences: each translation, the dictionary, the source model
+    licences = card.split("## Data and licences")[1].split("## How to load")[0]
+    assert "Elberfelder 1932" in licences and "Schlachter 1951" in licences
+    assert "King James" in licences and "baseline only" in licences
+    assert "public domain" in licences
+    assert "Ding" in licences and "GNU GPL" in licences
+    assert "Apache License 2.0" in licences
+    assert "run_manifest.json" in card and "0.1.0+abcdef" in card
+
+
+def test_card_for_user_source_and_corpus(tmp_path: Path) -> None:
+    card = render_model_card(_result(tmp_path, source_model="/models/my-llama", target_bible=[],
+                                     source_bible=[], target_files=["/data/sw.jsonl"],
+                                     target_language="sw", strategy="mean"))
+    meta = _front_matter(card)
+    assert meta["license"] == "unknown" and "base_model" not in meta
+    assert meta["language"] == ["sw"]
+    assert "`sw.jsonl`" in card and "supplied by the user" in card
+    assert "Ding" not in card and "Elberfelder" not in card  # only the data actually used
+    assert "the source model's own licence applies" in card
+
+
+def test_card_loading_recipe_runs_on_the_folder(tmp_path: Path, tiny_source: Path) -> None:
+    folder = tmp_path / "tiny-de-mean"
+    shutil.copytree(tiny_source, folder)
+    result = _result(folder, source_model=str(tiny_source))
+    path = write_model_card(result, model_ref=str(folder))
+    assert path == folder / CARD_FILE
+    code = re.search(r"```python\n(.*?)```", path.read_text(), re.DOTALL).group(1)
+    code = code.replace("max_new_tokens=20", "max_new_tokens=3")
+    namespace: dict = {}
+    exec(compile(code, "model-card", "exec"), namespace)  # noqa: S102 - the card's own recipe
+    assert namespace["model"].config.vocab_size == len(namespace["tokenizer"])
+    assert not list(folder.glob(".*.tmp"))  # written atomically
