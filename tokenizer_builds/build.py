@@ -1,8 +1,10 @@
 """Build a target-language tokenizer of the source tokenizer's family, and save it.
 
-The entry point detects the source's family and dispatches to that family's trainer
-through one small table; a family without a trainer yet fails with a clear message.
-Cheap input checks (vocabulary budget, empty corpus) run before any training.
+The entry point detects the source's family (byte-level BPE, BPE with byte fallback,
+SentencePiece-style Unigram, WordPiece) and dispatches to that family's trainer through
+one small table; a tokenizer of no known family (WordLevel, BPE without byte handling) is
+refused by the detection with a message naming what it found. Cheap input checks
+(vocabulary budget, empty corpus) run before any training.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from tokenizer_builds.bpe_byte_fallback import train_bpe_byte_fallback
 from tokenizer_builds.byte_level_bpe import BYTE_ALPHABET, train_byte_level_bpe
+from tokenizer_builds.conventions import BYTE_FALLBACK_TOKENS
 from tokenizer_builds.families import (
     TokenizerFamily,
     backend_json,
@@ -24,6 +29,8 @@ from tokenizer_builds.families import (
     family_of_json,
     require_texts,
 )
+from tokenizer_builds.unigram import train_unigram, unigram_alphabet_size
+from tokenizer_builds.wordpiece import train_wordpiece
 from transfer.errors import TokenizerBuildError
 
 #: A family trainer: (source, texts, vocab_size, *, min_frequency, show_progress) -> tokenizer.
@@ -32,15 +39,25 @@ Trainer = Callable[..., PreTrainedTokenizerFast]
 
 @dataclass(frozen=True)
 class FamilyBuilder:
-    """How to train one family, and the base alphabet every vocabulary of it must hold."""
+    """How to train one family, and the base alphabet every vocabulary of it must hold
+    (a fixed size, or a function of the source's backend JSON)."""
 
     train: Trainer
-    alphabet_size: int
+    alphabet_size: int | Callable[[dict[str, Any]], int]
+
+    def alphabet_for(self, spec: dict[str, Any]) -> int:
+        size = self.alphabet_size
+        return size(spec) if callable(size) else size
 
 
-# One entry per supported family; Unigram, byte-fallback BPE and WordPiece come later.
+# One entry per supported family.
 BUILDERS: dict[TokenizerFamily, FamilyBuilder] = {
     TokenizerFamily.BYTE_LEVEL_BPE: FamilyBuilder(train_byte_level_bpe, len(BYTE_ALPHABET)),
+    TokenizerFamily.BPE_BYTE_FALLBACK: FamilyBuilder(
+        train_bpe_byte_fallback, len(BYTE_FALLBACK_TOKENS)
+    ),
+    TokenizerFamily.UNIGRAM: FamilyBuilder(train_unigram, unigram_alphabet_size),
+    TokenizerFamily.WORDPIECE: FamilyBuilder(train_wordpiece, 0),
 }
 
 
@@ -63,7 +80,7 @@ def build_target_tokenizer(
             f"(supported: {', '.join(f.value for f in BUILDERS)})"
         )
     n_added = len(spec.get("added_tokens") or [])
-    check_vocab_size(vocab_size, n_reserved=n_added, alphabet_size=builder.alphabet_size)
+    check_vocab_size(vocab_size, n_reserved=n_added, alphabet_size=builder.alphabet_for(spec))
     check_min_frequency(min_frequency)
     corpus = require_texts(texts)
     return builder.train(

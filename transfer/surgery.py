@@ -57,12 +57,34 @@ def get_source_embeddings(model: PreTrainedModel) -> SourceEmbeddings:
     )
 
 
+def position_padding_id(model: PreTrainedModel) -> int | None:
+    """The pad id a RoBERTa-style model numbers positions from, else None.
+
+    RoBERTa, XLM-R and CamemBERT give position ``pad + 1 + i`` to the i-th non-pad token
+    and look the pad id up in the *input ids*, so the pad id is part of the trained
+    position embeddings and cannot move to another id.
+    """
+    for module in model.modules():
+        padding = getattr(module, "padding_idx", None)
+        if hasattr(module, "create_position_ids_from_input_ids") and isinstance(padding, int):
+            return padding
+    return None
+
+
 def _validate(
     model: PreTrainedModel, target_tokenizer: PreTrainedTokenizerBase, target: TargetEmbeddings
 ) -> None:
     n_rows = len(target_tokenizer)
     width = model.get_input_embeddings().embedding_dim
     name = type(model).__name__
+    position_pad = position_padding_id(model)
+    if position_pad is not None and _role_id(target_tokenizer, "pad") != position_pad:
+        raise SurgeryError(
+            f"{name} numbers positions from its pad id {position_pad}, so the target "
+            f"tokenizer's pad token must keep id {position_pad}; it has "
+            f"{_role_id(target_tokenizer, 'pad')} (tokenizer_builds keeps the source's "
+            "special tokens at their ids when the source has them first)"
+        )
     if tuple(target.input.shape) != (n_rows, width):
         raise SurgeryError(
             f"target input embeddings have shape {tuple(target.input.shape)}, but {name} needs "

@@ -1,0 +1,140 @@
+"""BPE with byte fallback (Llama-2, Mistral, Gemma style): SentencePiece's BPE converted to
+`tokenizers`, with a new vocabulary learned on target-language text.
+
+These tokenizers mark word starts with ``▁`` (through a Metaspace pre-tokenizer, or, in
+Llama-2's conversion, through a normalizer that prepends ``▁`` and replaces spaces, with
+no pre-tokenizer at all) and fall back to 256 ``<0xNN>`` byte pieces for anything the
+vocabulary cannot spell, so every text round-trips. The build keeps the source's
+normalizer, pre-tokenizer, decoder, model flags (``byte_fallback``, ``fuse_unk``, ...) and
+post-processor, puts its special tokens at the first ids and the 256 byte pieces right
+after them (SentencePiece's layout), then the learned characters and merges (Sennrich et
+al., 2016).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from tokenizers import trainers
+from transformers import PreTrainedTokenizerFast
+
+from tokenizer_builds.byte_level_bpe import affix_settings
+from tokenizer_builds.conventions import (
+    BYTE_FALLBACK_TOKENS,
+    added_token,
+    finish,
+    source_layout,
+    untrained_backend,
+)
+from tokenizer_builds.families import (
+    TokenizerFamily,
+    check_min_frequency,
+    check_vocab_size,
+    require_texts,
+)
+
+_DEFAULT_MARKER = "▁"
+
+
+def word_marker(spec: dict[str, Any]) -> str:
+    """The word-start marker: a Metaspace's replacement, else the content a normalizer
+    ``Replace`` puts for a space (Llama-2), else ``▁``."""
+
+    def search(node: Any) -> str | None:
+        if isinstance(node, dict):
+            if node.get("type") == "Metaspace" and node.get("replacement"):
+                return str(node["replacement"])
+            if node.get("type") == "Replace" and node.get("pattern") == {"String": " "}:
+                return str(node.get("content") or "") or None
+            for value in node.values():
+                found = search(value)
+                if found:
+                    return found
+        if isinstance(node, list):
+            for item in node:
+                found = search(item)
+                if found:
+                    return found
+        return None
+
+    for part in ("pre_tokenizer", "normalizer", "decoder"):
+        found = search(spec.get(part))
+        if found:
+            return found
+    return _DEFAULT_MARKER
+
+
+def training_pre_tokenizer(spec: dict[str, Any]) -> Any:
+    """The pre-tokenizer to train with, so that merges stay inside words as SentencePiece's
+    do: the source's own when it splits words; a splitting copy of a Metaspace that does
+    not split (``split: false``, newer Llama/Mistral conversions); and with no
+    pre-tokenizer (Llama-2), a split of the normalized text before each word marker. The
+    final tokenizer gets the source's pre-tokenizer back."""
+    pre_tokenizer = spec.get("pre_tokenizer")
+    if pre_tokenizer is not None:
+        if pre_tokenizer.get("type") == "Metaspace" and pre_tokenizer.get("split") is False:
+            return {**pre_tokenizer, "split": True}
+        return "source"
+    marker = word_marker(spec)
+    return {
+        "type": "Split",
+        "pattern": {"String": marker},
+        "behavior": "MergedWithNext",
+        "invert": False,
+    }
+
+
+def _with_byte_pieces(n_special: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A model fix that puts the 256 byte pieces after the special tokens (ids shift)."""
+
+    def fix(model: dict[str, Any]) -> dict[str, Any]:
+        ordered = sorted(model["vocab"].items(), key=lambda item: item[1])
+        head = [token for token, _ in ordered[:n_special]]
+        rest = [token for token, _ in ordered[n_special:] if token not in BYTE_FALLBACK_TOKENS]
+        tokens = head + list(BYTE_FALLBACK_TOKENS) + rest
+        return {**model, "vocab": {token: index for index, token in enumerate(tokens)}}
+
+    return fix
+
+
+def train_bpe_byte_fallback(
+    source: PreTrainedTokenizerFast,
+    texts: Iterable[str],
+    vocab_size: int,
+    *,
+    min_frequency: int = 2,
+    show_progress: bool = False,
+) -> PreTrainedTokenizerFast:
+    """Train a byte-fallback BPE on ``texts`` with the source tokenizer's conventions.
+
+    ``vocab_size`` counts every token (special, byte and added ones included); a small
+    corpus may give fewer.
+    """
+    layout = source_layout(source, TokenizerFamily.BPE_BYTE_FALLBACK)
+    n_added = len(layout.specials) + len(layout.plain)
+    check_vocab_size(vocab_size, n_reserved=n_added, alphabet_size=len(BYTE_FALLBACK_TOKENS))
+    check_min_frequency(min_frequency)
+    corpus = require_texts(texts)
+
+    specials = [added_token(token) for token in layout.specials]
+    contents = {token["content"] for token in layout.specials}
+    unk = layout.model.get("unk_token")
+    if unk and unk not in contents:
+        specials.append(unk)  # the BPE model needs its unknown token in the vocabulary
+    empty = {**layout.model, "vocab": {}, "merges": []}
+    backend = untrained_backend(layout, empty, pre_tokenizer=training_pre_tokenizer(layout.spec))
+    budget = vocab_size - len(BYTE_FALLBACK_TOKENS) - len(layout.plain)
+    trainer = trainers.BpeTrainer(
+        vocab_size=budget,
+        # Like SentencePiece's character coverage: rare characters that do not fit the
+        # budget are spelled with byte pieces instead of taking a vocabulary slot.
+        limit_alphabet=max(1, budget - len(specials) - 1),
+        min_frequency=min_frequency,
+        show_progress=show_progress,
+        special_tokens=specials,
+        **affix_settings(layout.model),
+    )
+    backend.train_from_iterator(corpus, trainer=trainer)
+    return finish(backend, layout, source, fix_model=_with_byte_pieces(len(specials)))
+
