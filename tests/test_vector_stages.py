@@ -1,0 +1,70 @@
+"""The "fasttext" and "align" stages through the one cache: built once, then cached; a
+failing stage leaves no cache entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transfer.cache import StageCache
+from transfer.errors import AlignmentError, DictionaryError
+from transfer.stages import execute
+from transfer.vector_stages import align_spec, fasttext_spec, load_aligned
+
+SMALL = {"dim": 16, "epoch": 2, "min_count": 3, "bucket": 20_000, "max_verses": 2500}
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory):
+    cache = StageCache(tmp_path_factory.mktemp("cache"))
+    en, cached_en = execute(fasttext_spec(["k"], **SMALL), cache)
+    de, cached_de = execute(fasttext_spec(["e"], **SMALL), cache)
+    assert not cached_en and not cached_de
+    return cache, en, de
+
+
+def test_fasttext_stage_is_cached(stages):
+    cache, en, _ = stages
+    again, cached = execute(fasttext_spec(["k"], **SMALL), cache)
+    assert cached and again.path == en.path
+    assert (en.path / "vectors" / "vectors.safetensors").exists()
+    assert not (en.path / "train.tok.txt").exists()  # the tokenized corpus is not kept
+    other = fasttext_spec(["k"], **{**SMALL, "dim": 8})
+    assert other.key != fasttext_spec(["k"], **SMALL).key
+
+
+def test_align_stage_with_file_and_induced_dictionaries(stages, tmp_path: Path):
+    cache, en, de = stages
+    # a MUSE dictionary file (German first, as Ding: reversed for an English source)
+    muse = tmp_path / "de-en.txt"
+    muse.write_text("Gott God\nHerr LORD\nKönig king\nWasser water\nErde earth\nHimmel heaven\n"
+                    "Sohn son\nVolk people\nHand hand\nTag day\nHaus house\nLand land\n", encoding="utf-8")
+    spec = align_spec(en, de, dictionaries="file+induced", dictionary_path=muse, parallel=[("k", "e")],
+                      max_parallel=300, refine_iterations=1)
+    out, cached = execute(spec, cache)
+    assert not cached
+    source, target, report = load_aligned(out)
+    assert report["file_dictionary"]["both_covered"] >= 8
+    assert report["induced_dictionary"]["pairs"] > 20
+    # the aligned source, reloaded, composes n-gram vectors in the shared space
+    god, gott = source.vector("Godhead"), target.vector("Gottheit")
+    assert god is not None and gott is not None and god.shape == gott.shape
+    assert abs(np.linalg.norm(source.vector("God")) - 1) < 1e-4
+    assert execute(spec, cache)[1]
+
+
+def test_align_stage_bad_input_leaves_no_entry(stages, tmp_path: Path):
+    cache, en, de = stages
+    useless = tmp_path / "useless.txt"
+    useless.write_text("Quark quark\nZwieback rusk\n")
+    spec = align_spec(en, de, dictionary_path=useless)
+    with pytest.raises(AlignmentError, match="none of the 2 dictionary pairs"):
+        execute(spec, cache)
+    assert not cache.path("align", spec.key).exists()
+    assert not [p for p in cache.path("align", spec.key).parent.iterdir() if p.name.startswith(f".{spec.key}")]
+    with pytest.raises(DictionaryError, match="needs dictionary_path"):
+        align_spec(en, de, dictionaries="file")
+    with pytest.raises(DictionaryError, match="does not exist"):
+        align_spec(en, de, dictionary_path=tmp_path / "missing.txt")

@@ -1,0 +1,64 @@
+"""eflomal word alignment, symmetrization and dictionary induction on a tiny corpus."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from transfer.errors import AlignmentError
+from transfer.word_alignment import align, grow_diag_final_and, induce_dictionary
+
+LEXICON = {"house": "Haus", "dog": "Hund", "sees": "sieht", "the": "das", "big": "große",
+           "small": "kleine", "Moses": "Mose", "child": "Kind", "water": "Wasser", "bread": "Brot"}
+
+
+def _corpus(n: int = 300, seed: int = 0) -> tuple[list[list[str]], list[list[str]]]:
+    """Word-for-word translations with a target-side reordering of two adjacent words,
+    plus numbers that stay identical (seeds)."""
+    rng = random.Random(seed)
+    words = list(LEXICON)
+    source, target = [], []
+    for k in range(n):
+        sent = rng.sample(words, 5) + [str(k % 7)]
+        trans = [LEXICON.get(w, w) for w in sent]
+        trans[0], trans[1] = trans[1], trans[0]
+        source.append(sent)
+        target.append(trans)
+    return source, target
+
+
+def test_align_and_induce_recover_the_lexicon():
+    source, target = _corpus()
+    alignment = align(source, target, seed=0)
+    assert len(alignment.links) == len(source) == len(alignment.forward) == len(alignment.reverse)
+    for links, s, t in zip(alignment.links, source, target):
+        assert all(0 <= i < len(s) and 0 <= j < len(t) for i, j in links)
+    correct = sum(LEXICON.get(s[i], s[i]) == t[j] for links, s, t in zip(alignment.links, source, target)
+                  for i, j in links)
+    assert correct / sum(map(len, alignment.links)) > 0.9
+    pairs = induce_dictionary(source, target, alignment, min_count=5, min_ratio=0.3)
+    found = dict(pairs)
+    assert sum(found.get(en) == de for en, de in LEXICON.items()) >= 9
+    assert ("3", "3") in pairs  # identical numbers become seeds
+    stricter = induce_dictionary(source, target, alignment, min_count=10_000, with_identical=False)
+    assert stricter == []
+
+
+def test_grow_diag_final_and():
+    forward = [(0, 0), (1, 1), (2, 1)]
+    reverse = [(0, 0), (1, 1), (2, 2)]
+    # intersection {(0,0),(1,1)}, then grows into the union links (2,1) and (2,2), which
+    # neighbour (1,1) and cover a still unaligned source or target word
+    assert grow_diag_final_and(forward, reverse, 3, 3) == [(0, 0), (1, 1), (2, 1), (2, 2)]
+    # no intersection: final-and adds links whose two words are both unaligned
+    assert grow_diag_final_and([(0, 1)], [(1, 0)], 2, 2) == [(0, 1), (1, 0)]
+
+
+def test_bad_parallel_input():
+    with pytest.raises(AlignmentError, match="2 source sentences but 1 target"):
+        align([["a"], ["b"]], [["x"]])
+    with pytest.raises(AlignmentError, match="empty"):
+        align([], [])
+    with pytest.raises(AlignmentError, match="whitespace"):
+        align([["a b"]], [["x"]])
