@@ -1,0 +1,114 @@
+"""Exact blocked cosine top-k, the faiss approximation and its recall measure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from transfer.errors import SimilarityError
+from transfer.similarity import (
+    FaissParams,
+    TopK,
+    block_rows_for,
+    cosine_topk,
+    exact_topk,
+    faiss_topk,
+    normalize_rows,
+    recall_at_k,
+)
+
+
+def _brute_force(queries: torch.Tensor, keys: torch.Tensor, k: int) -> TopK:
+    q = queries.double() / queries.double().norm(dim=1, keepdim=True)
+    x = keys.double() / keys.double().norm(dim=1, keepdim=True)
+    best = torch.topk(q @ x.T, k, dim=1)
+    return TopK(best.values.float(), best.indices)
+
+
+def _clustered(n: int, dim: int, seed: int, centers: int = 50) -> torch.Tensor:
+    """Vectors around a few centres, like word vectors (not uniform noise)."""
+    g = torch.Generator().manual_seed(seed)
+    middle = torch.randn(centers, dim, generator=g)
+    which = torch.randint(0, centers, (n,), generator=g)
+    return middle[which] + 0.6 * torch.randn(n, dim, generator=g)
+
+
+def test_exact_topk_matches_brute_force_across_many_blocks():
+    g = torch.Generator().manual_seed(0)
+    queries, keys = torch.randn(301, 24, generator=g), torch.randn(517, 24, generator=g)
+    # room for two query rows per block: ~150 blocks and a short last one
+    assert block_rows_for(517, 8 * 517) == 2
+    found = exact_topk(queries, keys, 7, max_block_bytes=8 * 517)
+    expected = _brute_force(queries, keys, 7)
+    assert torch.equal(found.indices, expected.indices)
+    assert torch.allclose(found.scores, expected.scores, atol=1e-5)
+    assert found.scores.dtype == torch.float32 and found.k == 7
+    # best first
+    assert bool((found.scores[:, :-1] >= found.scores[:, 1:]).all())
+
+
+def test_exact_topk_is_scale_invariant_cosine():
+    g = torch.Generator().manual_seed(1)
+    queries, keys = torch.randn(20, 8, generator=g), torch.randn(40, 8, generator=g)
+    scale = torch.rand(40, 1, generator=g) * 100 + 0.01
+    a = exact_topk(queries, keys, 5)
+    b = exact_topk(queries * 3.0, keys * scale, 5)
+    assert torch.equal(a.indices, b.indices)
+    # a key identical to a query in direction scores 1
+    keys[3] = queries[0] * 5
+    assert exact_topk(queries[:1], keys, 1).indices.item() == 3
+    assert exact_topk(queries[:1], keys, 1).scores.item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_normalize_rows_keeps_zero_rows_zero_and_flags_them():
+    rows = torch.tensor([[3.0, 4.0], [0.0, 0.0], [0.0, -2.0]])
+    unit, valid = normalize_rows(rows)
+    assert valid.tolist() == [True, False, True]
+    assert torch.allclose(unit, torch.tensor([[0.6, 0.8], [0.0, 0.0], [0.0, -1.0]]))
+    assert not torch.isnan(unit).any()
+
+
+def test_bad_inputs_are_refused_before_searching():
+    with pytest.raises(SimilarityError, match="dimension"):
+        exact_topk(torch.randn(3, 4), torch.randn(5, 6), 2)
+    with pytest.raises(SimilarityError, match="k=6"):
+        exact_topk(torch.randn(3, 4), torch.randn(5, 4), 6)
+    with pytest.raises(SimilarityError, match="2-d"):
+        exact_topk(torch.randn(4), torch.randn(5, 4), 1)
+    with pytest.raises(SimilarityError, match="unknown"):
+        cosine_topk(torch.randn(3, 4), torch.randn(5, 4), 2, method="annoy")
+
+
+def test_recall_at_k_counts_found_neighbours():
+    exact = TopK(torch.zeros(2, 3), torch.tensor([[1, 2, 3], [4, 5, 6]]))
+    approx = TopK(torch.zeros(2, 3), torch.tensor([[3, 2, 9], [4, 5, 6]]))
+    assert recall_at_k(approx, exact) == pytest.approx(5 / 6)
+    assert recall_at_k(exact, exact) == 1.0
+    with pytest.raises(SimilarityError):
+        recall_at_k(TopK(torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.long)), exact)
+
+
+def test_faiss_search_reaches_high_recall_against_exact():
+    keys = _clustered(6000, 32, seed=2)
+    queries = _clustered(300, 32, seed=3)
+    exact = exact_topk(queries, keys, 10)
+    approx = faiss_topk(queries, keys, 10, FaissParams(n_probe=32))
+    assert recall_at_k(approx, exact) >= 0.95
+    # scanning every list is exhaustive: recall 1 and the same scores
+    n_lists = 8
+    full = faiss_topk(queries, keys, 10, FaissParams(n_lists=n_lists, n_probe=n_lists))
+    assert recall_at_k(full, exact) == 1.0
+    assert torch.allclose(full.scores, exact.scores, atol=1e-5)
+    # and a single probed list of many misses neighbours: the measure can fail
+    poor = faiss_topk(queries, keys, 10, FaissParams(n_lists=150, n_probe=1))
+    assert recall_at_k(poor, exact) < recall_at_k(approx, exact)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_exact_topk_on_gpu_equals_cpu():
+    g = torch.Generator().manual_seed(4)
+    queries, keys = torch.randn(200, 16, generator=g), torch.randn(900, 16, generator=g)
+    cpu = exact_topk(queries, keys, 10, device="cpu")
+    gpu = exact_topk(queries, keys, 10, device="cuda")
+    assert torch.equal(cpu.indices, gpu.indices)
+    assert torch.allclose(cpu.scores, gpu.scores, atol=1e-5)
