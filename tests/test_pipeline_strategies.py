@@ -48,3 +48,13 @@ def test_parallel_strategy_without_bible_is_refused(tmp_path: Path, tiny_source:
     cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization")
     with pytest.raises(CorpusError, match="parallel corpus"):
         run_adaptation(cfg)
+
+
+def test_ofa_exports_a_plain_model(tmp_path: Path, tiny_source: Path) -> None:
+    cfg = _config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
+                  source_train_bible=["k"], vector_max_verses=1500, vector_dim=16, vector_epochs=2,
+                  dictionary="ding", strategy="ofa", strategy_params={"rank": 8}, train_steps=1,
+                  vocab_size=400)
+    result = run_adaptation(cfg)
+    assert result.init_report["counts"].get("copied", 0) + result.init_report["counts"].get("computed", 0) > 0
+    assert set(result.bpb) >= {"adapted_step0", "adapted_trained"}
