@@ -1,0 +1,208 @@
+"""Estimate the memory a training configuration needs, and refuse one that will not fit.
+
+On a GPU an oversized batch raises an out-of-memory error after the model has loaded; on
+a CPU it is worse, the kernel's OOM killer ends the process without a message. So the
+trainer estimates before the first step and refuses with a suggestion instead.
+
+The estimate adds up (bytes):
+
+- weights (float32 masters) + gradients and AdamW's two moments of the *trainable* weights;
+- activations kept for the backward pass, per transformer layer and token, after
+  Korthikanti et al. 2022 ("Reducing activation recomputation in large transformer
+  models"): ``s*b*(10*h + 4*i)`` elements for the linear layers and norms, plus
+  ``2.5*a*s*s*b`` for attention scores when the attention kernel materializes them
+  (eager attention; SDPA/flash kernels do not);
+- the logits: float32 logits, their log-softmax and gradient (``3 * b*s*V * 4`` bytes);
+- a fixed 1.2 margin for the allocator and temporaries.
+
+It is an estimate, deliberately on the high side: its job is to catch configurations
+that are clearly too large, before they crash.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from transfer.errors import MemoryBudgetError, TrainingError
+
+MEMORY_LIMIT_ENV = "VOCAB_TRANSFER_MEMORY_LIMIT"
+_MARGIN = 1.2
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000**2,
+          "mib": 1 << 20, "g": 1 << 30, "gb": 1000**3, "gib": 1 << 30, "t": 1 << 40, "tb": 1000**4, "tib": 1 << 40}
+
+
+def parse_bytes(value: str | int) -> int:
+    """``"2GiB"``, ``"512MB"``, ``"1e9"`` or an int -> bytes."""
+    if isinstance(value, int):
+        return value
+    match = re.fullmatch(r"\s*([0-9.eE+]+)\s*([a-zA-Z]*)\s*", str(value))
+    if not match or match.group(2).lower() not in _UNITS:
+        raise TrainingError(f"memory size {value!r} is not a size like '2GiB' or '512MB'")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a training step needs, by part."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    logits: int
+
+    @property
+    def total(self) -> int:
+        return int((self.weights + self.gradients + self.optimizer + self.activations + self.logits) * _MARGIN)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "total": self.total}
+
+
+def _text_config(model: torch.nn.Module) -> Any:
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def _dims(model: torch.nn.Module) -> tuple[int, int, int, int]:
+    """(layers, hidden, intermediate, heads) from the config, under the names HF uses."""
+    config = _text_config(model)
+
+    def first(*names: str, default: int) -> int:
+        for name in names:
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return default
+
+    hidden = first("hidden_size", "n_embd", "d_model", "dim", default=768)
+    layers = first("num_hidden_layers", "n_layer", "num_layers", default=12)
+    heads = first("num_attention_heads", "n_head", default=max(hidden // 64, 1))
+    inner = first("intermediate_size", "n_inner", "ffn_dim", default=4 * hidden)
+    return layers, hidden, inner, heads
+
+
+def estimate_training_memory(
+    model: torch.nn.Module,
+    *,
+    batch_size: int,
+    block_size: int,
+    trainable_parameters: int,
+    activation_bytes: int = 4,
+    fused_attention: bool | None = None,
+) -> MemoryEstimate:
+    """Estimate one training step's memory (see module doc).
+
+    ``activation_bytes`` is 2 under bf16 autocast, else 4. ``fused_attention`` says whether
+    the attention kernel avoids materializing the score matrix (default: read the model's
+    ``attn_implementation``; only "eager" materializes it).
+    """
+    total_params = sum(p.numel() for p in model.parameters())
+    layers, hidden, inner, heads = _dims(model)
+    vocab = model.get_input_embeddings().weight.shape[0] if hasattr(model.get_input_embeddings(), "weight") else 0
+    head = model.get_output_embeddings()
+    if head is not None and getattr(head, "weight", None) is not None:
+        vocab = head.weight.shape[0]
+    if fused_attention is None:
+        fused_attention = getattr(_text_config(model), "_attn_implementation", "eager") not in (None, "eager")
+    tokens = batch_size * block_size
+    per_layer = tokens * (10 * hidden + 4 * inner) * activation_bytes
+    if not fused_attention:
+        per_layer += int(2.5 * heads * block_size * tokens * activation_bytes)
+    return MemoryEstimate(
+        weights=total_params * 4,
+        gradients=trainable_parameters * 4,
+        optimizer=trainable_parameters * 8,
+        activations=layers * per_layer,
+        logits=3 * tokens * vocab * 4,
+    )
+
+
+def _cgroup_limit() -> int | None:
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            return int(text)
+    return None
+
+
+def available_memory(device: torch.device, limit: str | int | None = None) -> int:
+    """Bytes the training may use on ``device``.
+
+    ``limit`` (or the environment variable ``VOCAB_TRANSFER_MEMORY_LIMIT``) caps it, e.g. to
+    share a machine. CUDA: free device memory. CPU: available RAM, capped by a cgroup limit.
+    """
+    forced = limit if limit is not None else os.environ.get(MEMORY_LIMIT_ENV)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        found = int(free)
+    else:
+        try:
+            import psutil
+
+            found = int(psutil.virtual_memory().available)
+        except ImportError:  # pragma: no cover - psutil is a dependency
+            found = int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        cgroup = _cgroup_limit()
+        if cgroup is not None:
+            found = min(found, cgroup)
+    return min(found, parse_bytes(forced)) if forced is not None else found
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.2f} GiB"
+
+
+def check_memory(
+    estimate: MemoryEstimate,
+    available: int,
+    *,
+    device: torch.device,
+    batch_size: int,
+    block_size: int,
+    grad_accumulation: int,
+) -> None:
+    """Raise :class:`MemoryBudgetError` when the estimate exceeds ``available``, with a
+    configuration that keeps the effective batch and would fit, when one exists."""
+    if estimate.total <= available:
+        return
+    fixed = estimate.weights + estimate.gradients + estimate.optimizer
+    per_sample = (estimate.activations + estimate.logits) / max(batch_size, 1)
+    hint = []
+    room = available / _MARGIN - fixed
+    if room <= 0:
+        hint.append(
+            "even the weights and optimizer state do not fit: train the embeddings only, "
+            "use a GPU with more memory, or a smaller model"
+        )
+    else:
+        fits = int(room // per_sample) if per_sample > 0 else batch_size
+        if 1 <= fits < batch_size:
+            new_batch = max(d for d in range(1, fits + 1) if batch_size % d == 0)
+            hint.append(
+                f"use batch_size={new_batch} with grad_accumulation="
+                f"{grad_accumulation * batch_size // new_batch} (same effective batch)"
+            )
+        shorter = block_size
+        while shorter > 8 and per_sample * batch_size * (shorter / block_size) > room:
+            shorter //= 2
+        if shorter < block_size:
+            hint.append(f"or a shorter sequence, block_size={shorter}")
+        if not hint:
+            hint.append("use gradient accumulation with batch_size=1 or a shorter block_size")
+    raise MemoryBudgetError(
+        f"training needs about {_gib(estimate.total)} on {device} but only {_gib(available)} "
+        f"is available (batch_size={batch_size}, block_size={block_size}; weights "
+        f"{_gib(estimate.weights)}, gradients+optimizer {_gib(estimate.gradients + estimate.optimizer)}, "
+        f"activations {_gib(estimate.activations)}, logits {_gib(estimate.logits)}): "
+        + "; ".join(hint)
+    )
