@@ -160,9 +160,14 @@ def adapt(
                 result = adapt_flow(cfg)
         else:
             from transfer.pipeline import run_adaptation
+            from transfer.training.callbacks import RichProgress, use_callbacks
 
-            with console.status("adapting") as status:
-                result = run_adaptation(cfg, listener=lambda s, state: status.update(f"{s}: {state}"))
+            def listener(stage: str, state: str) -> None:
+                if state != "running":
+                    console.print(f"[dim]{stage}: {state}[/]")
+
+            with use_callbacks(RichProgress(console)):
+                result = run_adaptation(cfg, listener=listener)
     except (ValidationError, VocabTransferError) as error:
         raise _fail(error) from error
     _print_result(result)

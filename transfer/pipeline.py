@@ -475,7 +475,7 @@ def run_adaptation(
     init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors), "init")
     final = init
     train_log = None
-    if cfg.train_steps > 0:
+    if cfg.train_steps > 0 or cfg.full_steps > 0:
         final = stage(train_spec(cfg, init, corpus), "train")
         train_log = read_json(final.file("train_log.json"))
 
