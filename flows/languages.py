@@ -113,6 +113,11 @@ class LanguageEntry(BaseModel):
             vocab_size=self.vocab_size,
             train_steps=self.train_steps,
         )
+        if self.dictionary is not None:
+            kind = self.dictionary.kind
+            values["dictionary"] = self.dictionary.path if kind == "file" else kind
+        if self.parallel is not None:
+            values["source_train_bible"] = [self.parallel.source_bible]
         values.update(self.options)
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:

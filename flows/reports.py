@@ -90,14 +90,13 @@ class TrainingProgress(TrainingCallback):
 
 
 def training_progress_context(progress: RunProgress | None) -> AbstractContextManager:
-    """Hand ``TrainingProgress`` to the trainer while a training stage runs, where the
-    library offers the hook (``transfer.training.callbacks.training_callbacks``)."""
-    from transfer.training import callbacks
+    """Hand ``TrainingProgress`` to the trainer while a training stage runs
+    (``transfer.training.callbacks.use_callbacks``)."""
+    from transfer.training.callbacks import use_callbacks
 
-    install = getattr(callbacks, "training_callbacks", None)
-    if progress is None or install is None:
+    if progress is None:
         return nullcontext()
-    return install(TrainingProgress(progress))
+    return use_callbacks(TrainingProgress(progress))
 
 
 def result_markdown(result: AdaptResult) -> str:
