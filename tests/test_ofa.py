@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -206,11 +207,12 @@ def test_ofa_model_gets_its_factorized_embedding_after_surgery(tokenizers):
     assert any("parameters vs" in note for note in result.report.notes)
 
 
-def test_ofa_benchmark_runs_in_smoke_mode():
+def test_ofa_benchmark_runs_in_smoke_mode(tmp_path):
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "benchmarks/ofa_ranks.py", "--smoke"], cwd=root,
+    env = {**os.environ, "VOCAB_TRANSFER_BENCH_RESULTS": str(tmp_path)}
+    done = subprocess.run([sys.executable, "benchmarks/ofa_ranks.py", "--smoke"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads((root / "benchmarks" / "results" / "ofa_ranks_smoke.json").read_text())
+    record = json.loads((tmp_path / "ofa_ranks_smoke.json").read_text())
     assert [row["rank"] for row in record["rows"]] == [4, 8]
     assert all(row["embedding_parameters"] < record["full_embedding_parameters"] for row in record["rows"])

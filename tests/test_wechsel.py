@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -200,12 +201,13 @@ def test_bad_resources_and_parameters_are_refused(tokenizers):
         initialize("wechsel", _inputs(source_tok, target_tok, model, no_source, t_vec))
 
 
-def _run_smoke(script: str) -> dict:
+def _run_smoke(script: str, results: Path) -> dict:
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, f"benchmarks/{script}.py", "--smoke"], cwd=root,
+    env = {**os.environ, "VOCAB_TRANSFER_BENCH_RESULTS": str(results)}
+    done = subprocess.run([sys.executable, f"benchmarks/{script}.py", "--smoke"], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((root / "benchmarks" / "results" / f"{script}_smoke.json").read_text())
+    return json.loads((results / f"{script}_smoke.json").read_text())
 
 
 _REFERENCE = Path(__file__).resolve().parents[1] / ".bench-ref" / "wechsel"
@@ -213,12 +215,12 @@ _REFERENCE = Path(__file__).resolve().parents[1] / ".bench-ref" / "wechsel"
 
 @pytest.mark.skipif(not _REFERENCE.is_dir(), reason="the wechsel reference is not installed in "
                     ".bench-ref (benchmark-only; see benchmarks/README.md)")
-def test_reference_benchmarks_run_in_smoke_mode():
-    speed = _run_smoke("wechsel_speed")
+def test_reference_benchmarks_run_in_smoke_mode(tmp_path: Path):
+    speed = _run_smoke("wechsel_speed", tmp_path)
     stage = speed["a_similarity_weighting"]
     assert stage["rows_with_other_neighbours"] == 0 and stage["max_abs_diff"] < 1e-4
     assert speed["c_faiss_recall"]["faiss"][-1]["recall_at_10"] >= 0.95
-    match = _run_smoke("wechsel_reference")
+    match = _run_smoke("wechsel_reference", tmp_path)
     assert {"ours", "reference", "reference_rows_with_our_special_byte_fallback_rows"} == set(match["bpb"])
     assert match["relative_gap_to_hybrid"]["bpb_step0"] < 0.01
 
