@@ -58,9 +58,10 @@ def test_progress_reports_and_training_slot(prefect_harness, tmp_path: Path, tin
     assert len(distinct) >= 3 and distinct[0] == 0.0 and distinct[-1] == 100.0, seen
     assert seen == sorted(seen), "progress never goes back"
 
-    kinds = {a.type: a for a in _artifacts(state.state_details.flow_run_id)}
-    assert {"progress", "markdown", "table"} <= set(kinds)
-    assert "bits per byte" in kinds["markdown"].data
+    artifacts = _artifacts(state.state_details.flow_run_id)
+    assert {"progress", "markdown", "table"} <= {a.type for a in artifacts}
+    # several markdown artifacts (summary, curve link) come back in no fixed order
+    assert any("bits per byte" in (a.data or "") for a in artifacts if a.type == "markdown")
     links = [a for a in _artifacts(state.state_details.flow_run_id) if "learning-curve" in (a.key or "")]
     assert links and "learning_curve.png" in links[0].data
     png = Path(tmp_path / "reports" / state.result().config.model_name() / "learning_curve.png")
