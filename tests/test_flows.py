@@ -60,3 +60,14 @@ def test_cli_adapt_without_prefect_and_errors(tmp_path: Path, tiny_source: Path,
     for name in ("random", "mean", "overlap"):
         assert name in listing.output
     assert json.loads(config_file.read_text())["strategy"] == "mean"
+
+
+def test_cli_target_file_replaces_the_demo_bible(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    from flows.cli import app
+
+    result = runner.invoke(app, ["adapt", "--source-model", str(tiny_source), "--target-file", str(tiny_corpus),
+                                 "--target-language", "sw", "--dry-run", "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    # without the demo's German Bible there are no verse-aligned English texts to score, so
+    # the plan has 8 stages, not the 9 of a Bible run
+    assert "0/8 stages cached" in result.output, result.output
