@@ -24,14 +24,11 @@ from tokenizer_builds.conventions import (
     BYTE_FALLBACK_TOKENS,
     added_token,
     finish,
-    source_layout,
+    prepare_build,
     untrained_backend,
 )
 from tokenizer_builds.families import (
     TokenizerFamily,
-    check_min_frequency,
-    check_vocab_size,
-    require_texts,
 )
 
 _DEFAULT_MARKER = "▁"
@@ -111,11 +108,8 @@ def train_bpe_byte_fallback(
     ``vocab_size`` counts every token (special, byte and added ones included); a small
     corpus may give fewer.
     """
-    layout = source_layout(source, TokenizerFamily.BPE_BYTE_FALLBACK)
-    n_added = len(layout.specials) + len(layout.plain)
-    check_vocab_size(vocab_size, n_reserved=n_added, alphabet_size=len(BYTE_FALLBACK_TOKENS))
-    check_min_frequency(min_frequency)
-    corpus = require_texts(texts)
+    layout, corpus = prepare_build(source, TokenizerFamily.BPE_BYTE_FALLBACK, texts, vocab_size, min_frequency,
+                                   alphabet_size=lambda _: len(BYTE_FALLBACK_TOKENS))
 
     specials = [added_token(token) for token in layout.specials]
     contents = {token["content"] for token in layout.specials}

@@ -18,16 +18,13 @@ from transformers import PreTrainedTokenizerFast
 from tokenizer_builds.conventions import (
     added_token,
     finish,
+    prepare_build,
     remap_token_ids,
-    source_layout,
     untrained_backend,
     wrapper_settings,
 )
 from tokenizer_builds.families import (
     TokenizerFamily,
-    check_min_frequency,
-    check_vocab_size,
-    require_texts,
 )
 
 #: Every byte as the printable symbol ByteLevel maps it to (GPT-2's byte-to-unicode table).
@@ -49,11 +46,8 @@ def train_byte_level_bpe(
 
     ``vocab_size`` counts every token, special ones included; a small corpus may give fewer.
     """
-    layout = source_layout(source, TokenizerFamily.BYTE_LEVEL_BPE)
-    n_added = len(layout.specials) + len(layout.plain)
-    check_vocab_size(vocab_size, n_reserved=n_added, alphabet_size=len(BYTE_ALPHABET))
-    check_min_frequency(min_frequency)
-    corpus = require_texts(texts)
+    layout, corpus = prepare_build(source, TokenizerFamily.BYTE_LEVEL_BPE, texts, vocab_size, min_frequency,
+                                   alphabet_size=lambda _: len(BYTE_ALPHABET))
 
     backend = untrained_backend(layout, {**layout.model, "vocab": {}, "merges": []})
     trainer = trainers.BpeTrainer(

@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from tokenizers import AddedToken, Tokenizer
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from tokenizer_builds.families import TokenizerFamily, backend_json, family_of_json
+from tokenizer_builds.families import (
+    TokenizerFamily,
+    backend_json,
+    check_min_frequency,
+    check_vocab_size,
+    family_of_json,
+    require_texts,
+)
 from transfer.errors import TokenizerBuildError
 
 #: Wrapper settings copied from the source tokenizer when set.
@@ -69,6 +76,23 @@ def source_layout(source: PreTrainedTokenizerBase, family: TokenizerFamily) -> S
         plain=[token for token in added if not token.get("special")],
     )
 
+
+
+def prepare_build(
+    source: PreTrainedTokenizerBase,
+    family: TokenizerFamily,
+    texts: Iterable[str],
+    vocab_size: int,
+    min_frequency: int,
+    alphabet_size: Callable[[SourceLayout], int],
+) -> tuple[SourceLayout, Iterator[str]]:
+    """What every family builder does first: read the source's layout, check the budget
+    (added tokens + the family's alphabet) and the corpus, before any training."""
+    layout = source_layout(source, family)
+    n_added = len(layout.specials) + len(layout.plain)
+    check_vocab_size(vocab_size, n_reserved=n_added, alphabet_size=alphabet_size(layout))
+    check_min_frequency(min_frequency)
+    return layout, require_texts(texts)
 
 def added_token(token: dict[str, Any]) -> AddedToken:
     """An AddedToken with the same content and matching flags as a source added token."""

@@ -24,14 +24,11 @@ from tokenizer_builds.conventions import (
     SourceLayout,
     added_token,
     finish,
-    source_layout,
+    prepare_build,
     untrained_backend,
 )
 from tokenizer_builds.families import (
     TokenizerFamily,
-    check_min_frequency,
-    check_vocab_size,
-    require_texts,
 )
 from transfer.errors import TokenizerBuildError
 
@@ -130,12 +127,9 @@ def train_unigram(
     corpus may give fewer. ``min_frequency`` is checked but the Unigram trainer has no
     such threshold (pruning by likelihood plays that part).
     """
-    layout = source_layout(source, TokenizerFamily.UNIGRAM)
+    layout, corpus = prepare_build(source, TokenizerFamily.UNIGRAM, texts, vocab_size, min_frequency,
+                                   alphabet_size=lambda layout: unigram_alphabet_size(layout.spec))
     n_bytes = unigram_alphabet_size(layout.spec)
-    n_added = len(layout.specials) + len(layout.plain)
-    check_vocab_size(vocab_size, n_reserved=n_added, alphabet_size=n_bytes)
-    check_min_frequency(min_frequency)
-    corpus = require_texts(texts)
 
     unk = _unk_token(layout)
     special_contents = [token["content"] for token in layout.specials]

@@ -18,12 +18,9 @@ from collections.abc import Iterable
 from tokenizers import trainers
 from transformers import PreTrainedTokenizerFast
 
-from tokenizer_builds.conventions import added_token, finish, source_layout, untrained_backend
+from tokenizer_builds.conventions import added_token, finish, prepare_build, untrained_backend
 from tokenizer_builds.families import (
     TokenizerFamily,
-    check_min_frequency,
-    check_vocab_size,
-    require_texts,
 )
 
 
@@ -39,11 +36,8 @@ def train_wordpiece(
 
     ``vocab_size`` counts every token, special ones included; a small corpus may give fewer.
     """
-    layout = source_layout(source, TokenizerFamily.WORDPIECE)
-    n_added = len(layout.specials) + len(layout.plain)
-    check_vocab_size(vocab_size, n_reserved=n_added, alphabet_size=0)
-    check_min_frequency(min_frequency)
-    corpus = require_texts(texts)
+    layout, corpus = prepare_build(source, TokenizerFamily.WORDPIECE, texts, vocab_size, min_frequency,
+                                   alphabet_size=lambda _: 0)
 
     specials = [added_token(token) for token in layout.specials]
     contents = {token["content"] for token in layout.specials}
