@@ -88,11 +88,11 @@ def loss_sum(model: torch.nn.Module, batch: MicroBatch, objective: Objective) ->
     """Summed cross-entropy (nats, float32) over the batch's scored tokens."""
     logits = model(input_ids=batch.input_ids).logits
     vocab = logits.size(-1)
+    labels = batch.labels
     if objective == "causal":
-        logits = logits[:, :-1]
-        labels = batch.labels[:, 1:]
-    else:
-        labels = batch.labels
+        # Shift the labels, not the logits: slicing the (batch, block, vocab) logits would
+        # copy the largest tensor of the step (and its gradient) only to drop one column.
+        labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
     # float32 softmax even under bf16 autocast: low-precision log-softmax over a large
     # vocabulary loses the small probabilities that the loss is made of.
     return F.cross_entropy(
