@@ -1,11 +1,14 @@
-"""Trans-tokenization and FOCUS beside ``mean``: SmolLM2-135M -> German (Bible).
+"""Trans-tokenization and FOCUS beside ``mean`` and WECHSEL: SmolLM2-135M -> German (Bible).
 
 Source model and 32k German byte-level BPE tokenizer come from the pipeline's stage cache
 (``corpus``/``source``/``tokenizer`` stages of ``transfer.pipeline``, built when missing).
 Trans-tokenization aligns the English KJV, WEB and BBE train verses (``k``/``4``/``3``)
 against the German Elberfelder (``e``) train verses with eflomal at token level; FOCUS
 trains fastText (one thread) on the German train split (Elberfelder + Schlachter)
-pre-tokenized with the German tokenizer. Each strategy: BPB on the first 300 dev verses
+pre-tokenized with the German tokenizer. WECHSEL uses the pipeline's own vector stages
+(fastText on English k+4+3 and German e+s train verses, Procrustes on Ding; the settings
+of ``AdaptConfig``'s defaults), so its row is what ``vocab-transfer adapt --strategy
+wechsel`` would start from. Each strategy: BPB on the first 300 dev verses
 (hash order, DESIGN's definition) at step 0 and after 20 embeddings-only steps of 4 x 256
 tokens (AdamW lr 5e-4, identical batches for every strategy), all in one run.
 
@@ -60,6 +63,27 @@ def _real_assets(cache_dir: Path):
     return source.path / "model", target_tok, corpus.path, cached
 
 
+def _aligned_vectors(cfg_updates: dict[str, Any], cache_dir: Path) -> tuple[Path, dict[str, Any]]:
+    """The align stage folder of the pipeline (fastText both sides + Procrustes), built when
+    missing; and how long building took."""
+    from transfer.cache import StageCache
+    from transfer.config import AdaptConfig
+    from transfer.pipeline import align_stage_spec, vector_specs
+    from transfer.stages import execute
+
+    cfg = AdaptConfig(cache_dir=cache_dir, **cfg_updates)
+    cache = StageCache(cache_dir)
+    t0 = time.perf_counter()
+    source_spec, target_spec = vector_specs(cfg)
+    source_vectors, s_cached = execute(source_spec, cache)
+    target_vectors, t_cached = execute(target_spec, cache)
+    align, a_cached = execute(align_stage_spec(cfg, source_vectors, target_vectors), cache)
+    info = {"seconds": time.perf_counter() - t0, "dim": cfg.vector_dim, "epochs": cfg.vector_epochs,
+            "max_verses": cfg.vector_max_verses, "dictionary": cfg.dictionary,
+            "cached": {"fasttext_source": s_cached, "fasttext_target": t_cached, "align": a_cached}}
+    return align.path, info
+
+
 def _smoke_assets(out: Path):
     """A tiny random Llama with byte-level BPE tokenizers trained on a few hundred verses."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -100,7 +124,12 @@ def _smoke_assets(out: Path):
     return out / "source", target_tok, corpus, {}
 
 
-def _resources(strategy: str, corpus: Path, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+def _resources(strategy: str, corpus: Path, pairs: list[tuple[str, str]],
+               align_dir: Path | None) -> dict[str, Any]:
+    from transfer.strategy_data import build_resources, needs
+
+    if "vectors" in needs(strategy):
+        return build_resources(strategy, {"token_vector_method": "ngram"}, {"vectors": align_dir})
     if strategy == "trans_tokenization":
         return {"parallel": pairs}
     if strategy == "focus":
@@ -114,6 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from transfer.pretrain import pack_blocks, train_embeddings_only
     from transfer.source_model import load_source
     from transfer.strategies import StrategyInputs, initialize
+    from transfer.strategy_data import needs
     from transfer.surgery import get_source_embeddings, swap_vocabulary
 
     started = time.perf_counter()
@@ -124,11 +154,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         steps, batch, block, n_eval = 2, 2, 64, 20
         params = {"focus": {"fasttext_dim": 16, "fasttext_epochs": 2, "fasttext_min_count": 2},
                   "trans_tokenization": {"align_rel_iterations": 0.1}}
+        vector_cfg, vector_cache = {"vector_dim": 16, "vector_epochs": 1, "vector_max_verses": 300}, work / "cache"
     else:
         source_dir, target_tok, corpus, cached = _real_assets(Path(args.cache_dir))
         pairs = _parallel_pairs()
         steps, batch, block, n_eval = args.steps, 4, 256, args.eval_texts
         params = {}
+        vector_cfg, vector_cache = {}, Path(args.cache_dir)
+    align_dir, vectors_info = None, None
+    if any("vectors" in needs(s) for s in args.strategies):
+        align_dir, vectors_info = _aligned_vectors(vector_cfg, vector_cache)
     assets_seconds = time.perf_counter() - started
     texts = read_lines(corpus / "dev.target.txt", n_eval)
     blocks = pack_blocks(target_tok, iter_lines(corpus / "train.txt"), block)
@@ -138,7 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, source_tok = load_source(str(source_dir))
         inputs = StrategyInputs(
             source=get_source_embeddings(model), source_tokenizer=source_tok,
-            target_tokenizer=target_tok, seed=0, resources=_resources(strategy, corpus, pairs),
+            target_tokenizer=target_tok, seed=0, resources=_resources(strategy, corpus, pairs, align_dir),
         )
         t0 = time.perf_counter()
         target = initialize(strategy, inputs, **params.get(strategy, {}))
@@ -169,7 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "smoke": args.smoke, "parallel": f"{'+'.join(PARALLEL_SOURCES)} -> {PARALLEL_TARGET} train",
             "parallel_pairs": len(pairs), "eval": f"first {len(texts)} dev verses (hash order)",
             "steps": steps, "batch": batch, "block": block, "lr": 5e-4,
-            "target_vocab": len(target_tok), "stages_cached": cached,
+            "target_vocab": len(target_tok), "stages_cached": cached, "vectors": vectors_info,
         },
         "machine": {
             "platform": platform.platform(), "cpus": os.cpu_count(),
@@ -184,7 +219,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strategies", nargs="+", default=["mean", "trans_tokenization", "focus"])
+    parser.add_argument("--strategies", nargs="+", default=["mean", "trans_tokenization", "focus", "wechsel"])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--eval-texts", type=int, default=300)
     parser.add_argument("--smoke", action="store_true", help="tiny model and data, seconds")
