@@ -27,6 +27,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -227,6 +228,27 @@ def materialize(model: PreTrainedModel) -> PreTrainedModel:
         model.set_output_embeddings(linear)
     model.config.vocab_size = embedding.num_embeddings
     return model
+
+
+def has_factors(folder: Path) -> bool:
+    """Whether ``folder`` was written by :func:`save_factorized`, so a stage that continues
+    from it (OFA's continued pretraining) should restore the factorized form."""
+    return (Path(folder) / FACTORS_FILE).is_file()
+
+
+def factorized_summary(model: PreTrainedModel) -> dict[str, Any]:
+    """What OFA's factorization saves in ``model``: rank, whether the head shares the
+    factors, and the embedding parameters V*r + r*d against the full V*d."""
+    module = model.get_input_embeddings()
+    if not isinstance(module, FactorizedEmbedding):
+        raise FactorizationError(f"{type(model).__name__} has no factorized embedding to summarize")
+    n_rows, width = module.num_embeddings, module.embedding_dim
+    return {
+        "rank": module.rank,
+        "tied_head": _tied(model),
+        "embedding_parameters": embedding_parameters(n_rows, width, module.rank),
+        "full_embedding_parameters": embedding_parameters(n_rows, width),
+    }
 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:

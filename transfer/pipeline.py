@@ -269,12 +269,16 @@ def build_tokenizer(spec: StageSpec, out: Path) -> None:
 
 @builder("init")
 def build_init(spec: StageSpec, out: Path) -> None:
-    """Initialize the target embeddings with the chosen strategy and swap them in."""
+    """Initialize the target embeddings with the chosen strategy and swap them in. OFA's
+    result keeps its factorized form (coordinates x source primitives): the folder holds
+    the materialized matrix plus the factors, so training continues on the factors."""
     from transformers import AutoTokenizer
 
+    from transfer.factorized import factorize_model, factorized_summary, save_factorized
     from transfer.source_model import load_source, save_model
     from transfer.strategies import initialize
     from transfer.strategies.base import StrategyInputs
+    from transfer.strategies.ofa import FactorizedTargetEmbeddings
     from transfer.strategy_data import build_resources
     from transfer.surgery import get_source_embeddings, swap_vocabulary
 
@@ -290,14 +294,22 @@ def build_init(spec: StageSpec, out: Path) -> None:
     )
     target = initialize(spec.params["strategy"], inputs, **spec.params["strategy_params"])
     model = swap_vocabulary(model, target_tokenizer, target, source_tokenizer=source_tokenizer)
-    save_model(model, target_tokenizer, out / "model")
-    write_json(out / "init_report.json", target.report.to_dict())
+    report = target.report.to_dict()
+    if isinstance(target, FactorizedTargetEmbeddings) and target.primitives is not None:
+        factorize_model(model, primitives=target.primitives)
+        save_factorized(model, target_tokenizer, out / "model")
+        report["factorized"] = factorized_summary(model)
+    else:
+        save_model(model, target_tokenizer, out / "model")
+    write_json(out / "init_report.json", report)
 
 
 @builder("train")
 def build_train(spec: StageSpec, out: Path) -> None:
     """Continued pretraining on the target train split: embeddings only (body frozen), then
-    optionally the whole model; dev-BPB learning curves (CSV/JSON/PNG) go into the folder."""
+    optionally the whole model; dev-BPB learning curves (CSV/JSON/PNG) go into the folder.
+    An OFA init trains its coordinates and primitives (V*r + r*d), not a full V x d matrix."""
+    from transfer.factorized import has_factors, load_factorized, save_factorized
     from transfer.source_model import load_source, save_model
     from transfer.training import (
         StageConfig,
@@ -307,9 +319,13 @@ def build_train(spec: StageSpec, out: Path) -> None:
         pack_train_split,
         train,
     )
+    from transfer.training.freezing import embedding_parameters
 
     p, runtime = spec.params, spec.runtime
-    model, tokenizer = load_source(str(spec.upstream_path("model") / "model"))
+    init_model = spec.upstream_path("model") / "model"
+    factorized = has_factors(init_model)
+    model, tokenizer = load_factorized(init_model) if factorized else load_source(str(init_model))
+    embedding_trainable = sum(param.numel() for param in embedding_parameters(model))
     corpus = spec.upstream_path("corpus")
     data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"])
     schedule = {"warmup_steps": p.get("warmup_steps", 0), "schedule": p.get("lr_schedule", "constant")}
@@ -333,8 +349,9 @@ def build_train(spec: StageSpec, out: Path) -> None:
     result = train(model, data, config, tokenizer=tokenizer, evaluate=evaluate, device=runtime.get("device"),
                    checkpoint_dir=checkpoints, curve_dir=out if evaluate else None, label="train",
                    callbacks=active_callbacks())
-    save_model(model, tokenizer, out / "model")
-    write_json(out / "train_log.json", result.to_dict())
+    (save_factorized if factorized else save_model)(model, tokenizer, out / "model")
+    write_json(out / "train_log.json", {**result.to_dict(), "factorized": factorized,
+                                        "embedding_trainable_parameters": embedding_trainable})
 
 
 @builder("evaluate")
