@@ -243,6 +243,12 @@ def test_memory_refusal_under_forced_limit(tokenizer, data, monkeypatch):
         train(model, data, config(("full", 1, 1e-3)), device="cpu")
     estimate = estimate_training_memory(model, batch_size=4, block_size=16, trainable_parameters=100)
     assert estimate.total > estimate.weights > 0 and estimate.logits == 3 * 64 * len(tokenizer) * 4
+    # OFA's factorized embedding and head have no .weight: the logits must still count
+    from transfer.factorized import factorize_model
+
+    factorize_model(model, rank=4)
+    factorized = estimate_training_memory(model, batch_size=4, block_size=16, trainable_parameters=100)
+    assert factorized.logits == estimate.logits
     assert parse_bytes("2GiB") == 2 << 30 and parse_bytes("1.5kB") == 1500
     with pytest.raises(TrainingError, match="size like"):
         parse_bytes("lots")

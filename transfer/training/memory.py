@@ -88,6 +88,23 @@ def _dims(model: torch.nn.Module) -> tuple[int, int, int, int]:
     return layers, hidden, inner, heads
 
 
+def _vocab_rows(model: torch.nn.Module) -> int:
+    """Rows of the logits: the head's outputs, else the input embedding's rows. Read from
+    ``out_features`` / ``num_embeddings`` so OFA's factorized modules (no ``.weight``) count."""
+    head = model.get_output_embeddings()
+    if head is not None:
+        rows = getattr(head, "out_features", None)
+        if rows is None and getattr(head, "weight", None) is not None:
+            rows = head.weight.shape[0]
+        if rows:
+            return int(rows)
+    embedding = model.get_input_embeddings()
+    rows = getattr(embedding, "num_embeddings", None)
+    if rows is None and getattr(embedding, "weight", None) is not None:
+        rows = embedding.weight.shape[0]
+    return int(rows or 0)
+
+
 def estimate_training_memory(
     model: torch.nn.Module,
     *,
@@ -105,10 +122,7 @@ def estimate_training_memory(
     """
     total_params = sum(p.numel() for p in model.parameters())
     layers, hidden, inner, heads = _dims(model)
-    vocab = model.get_input_embeddings().weight.shape[0] if hasattr(model.get_input_embeddings(), "weight") else 0
-    head = model.get_output_embeddings()
-    if head is not None and getattr(head, "weight", None) is not None:
-        vocab = head.weight.shape[0]
+    vocab = _vocab_rows(model)
     if fused_attention is None:
         fused_attention = getattr(_text_config(model), "_attn_implementation", "eager") not in (None, "eager")
     tokens = batch_size * block_size
