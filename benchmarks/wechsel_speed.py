@@ -100,18 +100,13 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=300)
     ap.add_argument("--epoch", type=int, default=5)
     ap.add_argument("--skip-word-average-reference", action="store_true")
+    ap.add_argument("--parts", default="abc",
+                    help="which parts to run: a (similarity stage), b (whole init), c (faiss recall)")
     args = ap.parse_args()
 
     from transformers import AutoTokenizer
 
     from transfer.alignment import align_vectors
-    from transfer.similarity import block_rows_for, normalize_rows
-    from transfer.special_tokens import special_token_ids
-    from transfer.strategies import StrategyInputs, initialize
-    from transfer.strategies.base import SourceEmbeddings
-    from transfer.strategies.mean import fallback_mean_rows
-    from transfer.strategies.wechsel import combine_rows, neighbour_weights
-    from transfer.subwords import token_vectors
     from transfer.vectors import load_fasttext_bin
 
     wechsel = import_reference()
@@ -152,8 +147,36 @@ def main() -> None:
                         "fasttext_words": {"en": len(en), "de": len(de)}, "ding_pairs": len(pairs)}
     print(json.dumps(record, indent=1), flush=True)
 
-    # ---- (a) similarity + weighting on identical inputs (source tokenizer on both sides)
     aligned = align_vectors(en, de, pairs)
+    if "a" in args.parts:
+        record["a_similarity_weighting"] = similarity_stage(aligned, source_tok, matrix, matrix_np, wechsel)
+    if "b" in args.parts:
+        record["b_whole_initialization"] = whole_initialization(
+            en, de, ft_en, ft_de, pairs, dictionary, freqs, source_tok, target_tok, matrix, matrix_np, wechsel,
+            skip_word_average_reference=args.skip_word_average_reference)
+    if "c" in args.parts:
+        # approximate search: recall@10 of faiss against exact on XLM-R's 250k vocabulary
+        record["c_faiss_recall"] = faiss_recall(aligned, target_tok, smoke=args.smoke)
+        print(json.dumps(record["c_faiss_recall"], indent=1), flush=True)
+
+    record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    RESULTS.mkdir(exist_ok=True)
+    name = "wechsel_speed_smoke.json" if args.smoke else "wechsel_speed.json"
+    if args.parts != "abc" and (RESULTS / name).is_file():
+        # a partial run updates its parts of the record and keeps the others
+        record = {**json.loads((RESULTS / name).read_text()), **record}
+    (RESULTS / name).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {RESULTS / name}")
+
+
+def similarity_stage(aligned, source_tok, matrix, matrix_np, wechsel) -> dict:
+    """(a) similarity + weighting on identical inputs (the source tokenizer on both sides)."""
+    from transfer.similarity import block_rows_for, normalize_rows
+    from transfer.special_tokens import special_token_ids
+    from transfer.strategies.mean import fallback_mean_rows
+    from transfer.strategies.wechsel import combine_rows, neighbour_weights
+    from transfer.subwords import token_vectors
+
     sv = token_vectors(source_tok, aligned.source, method="ngram")
     tv = token_vectors(source_tok, aligned.target, method="ngram")
     s_ref, t_ref = normalized64(sv.matrix), normalized64(tv.matrix)
@@ -208,7 +231,7 @@ def main() -> None:
         else:
             mismatches += 1
     diff = float(np.abs(ours_out.numpy()[same] - ref_matrix[same]).max())
-    record["a_similarity_weighting"] = {
+    out = {
         "seconds": timings, "peak_extra_mb": {"reference": mem_ref, "ours": mem_ours, "floor": mem_floor},
         "reference_over_floor": round(timings["reference"] / timings["floor"], 2),
         "ours_over_floor": round(timings["ours"] / timings["floor"], 2),
@@ -217,11 +240,19 @@ def main() -> None:
         "rows_tied_at_kth_neighbour": ties, "rows_with_other_neighbours": mismatches,
         "query_rows_with_vector": int(tv.has_vector.sum()), "key_rows_with_vector": int(sv.has_vector.sum()),
     }
-    print(json.dumps(record["a_similarity_weighting"], indent=1), flush=True)
+    print(json.dumps(out, indent=1), flush=True)
+    return out
 
-    # ---- (b) whole initialization, both token-vector modes
+
+def whole_initialization(en, de, ft_en, ft_de, pairs, dictionary, freqs, source_tok, target_tok, matrix,
+                         matrix_np, wechsel, *, skip_word_average_reference: bool) -> dict:
+    """(b) the whole initialization from loaded fastText models, both token-vector modes."""
+    from transfer.alignment import align_vectors
+    from transfer.strategies import StrategyInputs, initialize
+    from transfer.strategies.base import SourceEmbeddings
+
     source = SourceEmbeddings(input=matrix)
-    record["b_whole_initialization"] = {}
+    result = {}
     for mode in ("ngram", "word_average"):
         def ours_whole(mode=mode):
             pair = align_vectors(en, de, pairs)
@@ -236,24 +267,15 @@ def main() -> None:
 
         ours_result, t_ours, m_ours = timed(ours_whole)
         row = {"ours_seconds": t_ours, "ours_peak_extra_mb": m_ours, "ours_counts": ours_result.report.counts}
-        if mode == "word_average" and args.skip_word_average_reference:
+        if mode == "word_average" and skip_word_average_reference:
             row["reference_seconds"] = None
         else:
             _, t_ref_whole, m_ref = timed(reference_whole)
             row.update({"reference_seconds": t_ref_whole, "reference_peak_extra_mb": m_ref,
                         "reference_over_ours": round(t_ref_whole / t_ours, 2)})
-        record["b_whole_initialization"][mode] = row
+        result[mode] = row
         print(mode, json.dumps(row, indent=1), flush=True)
-
-    # ---- (c) approximate search: recall@10 of faiss against exact on XLM-R's 250k vocabulary
-    record["c_faiss_recall"] = faiss_recall(aligned, target_tok, smoke=args.smoke)
-    print(json.dumps(record["c_faiss_recall"], indent=1), flush=True)
-
-    record["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    RESULTS.mkdir(exist_ok=True)
-    name = "wechsel_speed_smoke.json" if args.smoke else "wechsel_speed.json"
-    (RESULTS / name).write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {RESULTS / name}")
+    return result
 
 
 if __name__ == "__main__":
