@@ -30,6 +30,7 @@ class LanguageOutcome(BaseModel):
     name: str
     strategy: str
     state: str
+    metric: str = "bpb"  # what the three numbers are: "bpb", or "mlm_loss" for a masked LM
     bpb_source_model: float | None = None
     bpb_step0: float | None = None
     bpb_trained: float | None = None
@@ -50,6 +51,7 @@ def _outcome_from_result(code: str, name: str, params: AdaptParameters, state: S
             return row
         if isinstance(result, dict):
             result = AdaptResult.model_validate(result)
+        row.metric = result.metric
         row.bpb_source_model = result.bpb.get("source_model_on_target")
         row.bpb_step0 = result.bpb.get("adapted_step0")
         row.bpb_trained = result.bpb.get("adapted_trained")

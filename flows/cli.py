@@ -25,15 +25,20 @@ DEFAULT_LANGUAGES = Path(__file__).resolve().parent.parent / "configs" / "langua
 
 
 def _print_result(result) -> None:
-    table = Table(title=f"{result.config.model_name()}: bits per byte on held-out {result.config.eval_split} texts")
+    from transfer.evaluate import METRIC_LABELS
+
+    cfg = result.config
+    metric = METRIC_LABELS[result.metric]
+    table = Table(title=f"{cfg.model_name()}: {metric} on held-out {cfg.eval_split} texts")
     table.add_column("model")
     table.add_column("texts")
-    table.add_column("BPB", justify="right")
+    table.add_column("BPB" if result.metric == "bpb" else metric, justify="right")
+    steps = cfg.train_steps + cfg.full_steps
     labels = {
         "source_model_on_source_language": ("source model, own tokenizer", "source language"),
         "source_model_on_target": ("source model, own tokenizer", "target language"),
-        "adapted_step0": (f"adapted ({result.config.strategy}), step 0", "target language"),
-        "adapted_trained": (f"adapted, after {result.config.train_steps} steps", "target language"),
+        "adapted_step0": (f"adapted ({cfg.strategy}), step 0", "target language"),
+        "adapted_trained": (f"adapted, after {steps} steps", "target language"),
     }
     for key, value in result.bpb.items():
         model, texts = labels.get(key, (key, ""))
@@ -216,12 +221,13 @@ def batch(
     if isinstance(rows, BaseException):
         console.print(f"[red]batch failed:[/] {rows}")
         raise typer.Exit(code=1)
-    table = Table(title="batch summary: bits per byte on held-out target texts")
-    for column in ("language", "strategy", "state", "source model", "step 0", "trained"):
+    table = Table(title="batch summary: bits per byte on held-out target texts (mlm_loss rows: masked LMs)")
+    for column in ("language", "strategy", "state", "metric", "source model", "step 0", "trained"):
         table.add_column(column)
     for row in rows:
         fmt = [("-" if row[k] is None else f"{row[k]:.4f}") for k in ("bpb_source_model", "bpb_step0", "bpb_trained")]
-        table.add_row(f"{row['name']} ({row['language']})", row["strategy"], row["state"], *fmt)
+        table.add_row(f"{row['name']} ({row['language']})", row["strategy"], row["state"],
+                      row.get("metric", "bpb"), *fmt)
     console.print(table)
     for row in rows:
         if row["message"]:

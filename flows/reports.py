@@ -100,6 +100,8 @@ def training_progress_context(progress: RunProgress | None) -> AbstractContextMa
 
 
 def result_markdown(result: AdaptResult) -> str:
+    from transfer.evaluate import METRIC_LABELS
+
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in result.bpb.items())
     fert = result.fertility
     stages = "\n".join(
@@ -111,7 +113,7 @@ def result_markdown(result: AdaptResult) -> str:
         f"Model: `{result.model_dir}`  \nCode version: `{result.code_version}`  \n"
         f"Strategy: `{result.config.strategy}`, vocabulary {result.config.vocab_size}, "
         f"{result.config.train_steps} training steps, {result.seconds:.0f} s\n\n"
-        f"| evaluation | bits per byte |\n|---|---|\n{rows}\n\n"
+        f"| evaluation | {METRIC_LABELS[result.metric]} |\n|---|---|\n{rows}\n\n"
         f"Fertility (tokens/word): source {fert['source']['tokens_per_word']:.2f}, "
         f"target {fert['target']['tokens_per_word']:.2f}\n\n"
         f"Initialization: {counts}\n\n| stage | state |\n|---|---|\n{stages}\n"
@@ -120,7 +122,7 @@ def result_markdown(result: AdaptResult) -> str:
 
 def metrics_rows(result: AdaptResult) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = [
-        {"metric": f"bpb/{name}", "value": round(value, 4)} for name, value in result.bpb.items()
+        {"metric": f"{result.metric}/{name}", "value": round(value, 4)} for name, value in result.bpb.items()
     ]
     for side in ("source", "target"):
         for name, value in result.fertility.get(side, {}).items():

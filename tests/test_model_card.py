@@ -94,3 +94,19 @@ def test_card_loading_recipe_runs_on_the_folder(tmp_path: Path, tiny_source: Pat
     exec(compile(code, "model-card", "exec"), namespace)  # noqa: S102 - the card's own recipe
     assert namespace["model"].config.vocab_size == len(namespace["tokenizer"])
     assert not list(folder.glob(".*.tmp"))  # written atomically
+
+
+def test_card_and_metrics_of_a_masked_lm_name_the_masked_lm_loss(tmp_path: Path) -> None:
+    from transfer.registry import result_metrics
+
+    result = _result(tmp_path, full_steps=5).model_copy(update={"metric": "mlm_loss"})
+    card = render_model_card(result)
+    meta = _front_matter(card)
+    # a masked-LM loss is not bits per byte: no BPB model-index entry, a fill-mask model
+    assert meta["pipeline_tag"] == "fill-mask" and "model-index" not in meta
+    assert "| model | texts | masked-LM loss (nats per masked token) |" in card
+    assert "Bits per byte (lower is better)" not in card and "| bits per byte |" not in card
+    assert "then the whole model for 5 steps" in card
+    metrics = result_metrics(result)
+    assert "mlm_loss.adapted_trained" in metrics and not any(k.startswith("bpb.") for k in metrics)
+    assert metrics["mlm_loss.gain_vs_source"] == 2.69 - 2.58126

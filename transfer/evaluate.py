@@ -38,6 +38,10 @@ END_OF_TEXT_TOKENS: tuple[str, ...] = ("<|endoftext|>", "</s>", "<|end_of_text|>
 # At most this many float64 log-probabilities exist at once (2**24 x 8 bytes = 128 MiB).
 _LOGPROB_ELEMENTS = 1 << 24
 
+#: How each evaluation metric is named to people: causal models are scored on bits per
+#: byte, masked LMs on the masked-LM loss (not comparable with each other).
+METRIC_LABELS = {"bpb": "bits per byte", "mlm_loss": "masked-LM loss (nats per masked token)"}
+
 
 class EvaluationError(VocabTransferError):
     """Bad input to an evaluation (no texts, an empty text, a mismatched model)."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from transfer.cache import atomic_write_text
+from transfer.evaluate import METRIC_LABELS
 
 if TYPE_CHECKING:
     from transfer.pipeline import AdaptResult
@@ -115,12 +116,12 @@ def _front_matter(result: AdaptResult) -> dict[str, Any]:
         "language": [cfg.target_language],
         "license": source.licence,
         "library_name": "transformers",
-        "pipeline_tag": "text-generation",
+        "pipeline_tag": "text-generation" if result.metric == "bpb" else "fill-mask",
         "tags": ["vocab-transfer", "vocabulary-adaptation", f"init-{cfg.strategy}"],
     }
     if source.base_model:
         meta["base_model"] = source.base_model
-    if final_label in result.bpb:
+    if final_label in result.bpb and result.metric == "bpb":
         corpus = "Bible " + ",".join(cfg.target_bible) if cfg.target_bible else "user corpus"
         meta["model-index"] = [{
             "name": cfg.model_name(),
@@ -132,6 +133,18 @@ def _front_matter(result: AdaptResult) -> dict[str, Any]:
             }],
         }]
     return meta
+
+
+def _metric_paragraph(result: AdaptResult) -> str:
+    cfg = result.config
+    if result.metric == "bpb":
+        return (f"Bits per byte (lower is better) on {cfg.eval_texts} held-out `{cfg.eval_split}` texts, "
+                "each scored as its own sequence after one unscored context token; bits per byte "
+                "compares models with different tokenizers. Numbers compare only within one run.")
+    return (f"Masked-LM loss in nats per masked token (lower is better; 15% of tokens masked "
+            f"80/10/10 with a fixed seed) on {cfg.eval_texts} held-out `{cfg.eval_split}` texts. "
+            "Unlike bits per byte it depends on the tokenizer, so it compares models with the same "
+            "vocabulary only, and only within one run.")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -146,6 +159,7 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> s
     source = source_licence(cfg.source_model)
     counts = result.init_report.get("counts", {})
     trained = cfg.train_steps if result.train_log is not None else 0
+    full = cfg.full_steps if result.train_log is not None else 0
     params = json.dumps(cfg.strategy_params, sort_keys=True) if cfg.strategy_params else "defaults"
 
     bpb_rows = []
@@ -172,14 +186,13 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> s
         f"trained on the target training split only), the new token embeddings were initialized "
         f"with the **{cfg.strategy}** strategy (parameters: {params}), swapped into the model "
         f"(input embeddings and output head), and the embeddings were trained for {trained} "
-        f"steps of {cfg.batch_size} x {cfg.block_size} tokens with the rest of the model frozen."),
+        f"steps of {cfg.batch_size} x {cfg.block_size} tokens with the rest of the model frozen"
+        + (f", then the whole model for {full} steps." if full else ".")),
         "Initialization of the target tokens: "
         + (", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "no report") + ".",
         "## Metrics",
-        (f"Bits per byte (lower is better) on {cfg.eval_texts} held-out `{cfg.eval_split}` texts, "
-        "each scored as its own sequence after one unscored context token; bits per byte "
-        "compares models with different tokenizers. Numbers compare only within one run."),
-        _table(["model", "texts", "bits per byte"], bpb_rows),
+        _metric_paragraph(result),
+        _table(["model", "texts", METRIC_LABELS[result.metric]], bpb_rows),
         "Tokenizer fertility on the same held-out texts (fewer tokens = faster):",
         _table(["tokenizer", "tokens per word", "bytes per token"], fert_rows),
         "## Data and licences",

@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -390,7 +390,8 @@ class AdaptResult(BaseModel):
     model_dir: str
     stage_keys: dict[str, str]
     stages_cached: dict[str, bool]
-    bpb: dict[str, float]
+    bpb: dict[str, float]  # every evaluation's value of ``metric`` (BPB unless a masked LM)
+    metric: Literal["bpb", "mlm_loss"] = "bpb"
     fertility: dict[str, dict[str, float]]
     init_report: dict[str, Any]
     train_log: dict[str, Any] | None
@@ -505,9 +506,11 @@ def run_adaptation(
     if final is not init:
         evaluations["adapted_trained"] = (final, "target")
     bpb = {}
+    metric = "bpb"
     for label, (model_stage, texts) in evaluations.items():
         out = stage(evaluate_spec(cfg, model_stage, corpus, texts), f"evaluate:{label}")
         metrics = read_json(out.file("metrics.json"))
+        metric = metrics.get("metric", "bpb")
         # masked LMs report the masked-LM loss ("value"); causal models keep "bpb"
         bpb[label] = metrics["bpb"] if "bpb" in metrics else metrics["value"]
 
@@ -522,6 +525,7 @@ def run_adaptation(
         stage_keys=stage_keys,
         stages_cached=cached_before,
         bpb=bpb,
+        metric=metric,
         fertility=fertility,
         init_report=read_json(init.file("init_report.json")),
         train_log=train_log,

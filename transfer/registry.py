@@ -178,11 +178,13 @@ def _read_stage_json(cache_dir: Path | str, stage_key: str | None, name: str) ->
 
 def result_metrics(result: AdaptResult) -> dict[str, float]:
     """Flat, finite metrics of a run: BPB per evaluation (and the final model's gain over
-    the source model on the same texts), fertility of both tokenizers, init counts, loss."""
-    metrics: dict[str, float] = {f"bpb.{label}": float(v) for label, v in result.bpb.items()}
+    the source model on the same texts), fertility of both tokenizers, init counts, loss.
+    A masked LM's evaluations are logged as ``mlm_loss.*``, so they never rank against BPB."""
+    prefix = result.metric
+    metrics: dict[str, float] = {f"{prefix}.{label}": float(v) for label, v in result.bpb.items()}
     final = result.bpb.get("adapted_trained", result.bpb.get("adapted_step0"))
     if final is not None and "source_model_on_target" in result.bpb:
-        metrics["bpb.gain_vs_source"] = result.bpb["source_model_on_target"] - final
+        metrics[f"{prefix}.gain_vs_source"] = result.bpb["source_model_on_target"] - final
     for side, values in result.fertility.items():
         for name in ("tokens_per_word", "bytes_per_token"):
             if name in values:
