@@ -46,6 +46,47 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory):
     return path
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a module (``pytestmark = pytest.mark.usefixtures(...)``): tiny
+    models run fastest on one thread; on a busy shared machine, many times faster."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def source_tok():
+    """English byte-level BPE (320) with SmolLM2's special strings and roles: the source side
+    of the strategy and surgery tests."""
+    from tests.tiny import ENGLISH_SENTENCES, tiny_byte_bpe_tokenizer
+
+    return tiny_byte_bpe_tokenizer(ENGLISH_SENTENCES, 320)
+
+
+@pytest.fixture(scope="session")
+def target_tok():
+    """German byte-level BPE (360) whose special strings differ from ``source_tok``'s (roles
+    map them) and with a pad the source lacks."""
+    from tests.tiny import GERMAN_SENTENCES, tiny_byte_bpe_tokenizer
+
+    return tiny_byte_bpe_tokenizer(
+        GERMAN_SENTENCES, 360, specials=("<unk>", "<s>", "</s>", "<pad>"), pad="<pad>"
+    )
+
+
+@pytest.fixture(scope="session")
+def bpe_pair():
+    """(English 400, German 420) byte-level BPE tokenizers with the same special strings: the
+    token-vector strategy tests (WECHSEL, OFA)."""
+    from tests.tiny import ENGLISH, GERMAN, tiny_byte_bpe_tokenizer
+
+    return tiny_byte_bpe_tokenizer(ENGLISH, 400), tiny_byte_bpe_tokenizer(GERMAN, 420)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect API server (SQLite, 127.0.0.1) shared by every Prefect test;

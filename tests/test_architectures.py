@@ -49,14 +49,7 @@ from transfer.special_tokens import map_byte_tokens, map_special_tokens
 from transfer.strategies import StrategyInputs, initialize
 from transfer.surgery import get_source_embeddings, is_tied, swap_vocabulary
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; on a busy shared machine, many times faster."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 STRATEGIES = ("random", "mean", "overlap")

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
+from tests.tiny import tiny_llama
 from transfer.devices import DeviceError, model_device, pick_device, place_model
 from transfer.errors import VocabTransferError
 from transfer.evaluate import (
@@ -61,19 +62,8 @@ def build_tokenizer(bos: str | None = None, add_bos: bool = False) -> PreTrained
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", **kwargs)
 
 
-def build_model(vocab_size: int, *, max_positions: int = 256, tied: bool = True, seed: int = 0):
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=max_positions,
-        tie_word_embeddings=tied,
-    )
-    return LlamaForCausalLM(config).eval()
+# the shared tiny Llama with 256 positions by default here; window tests pass their own
+build_model = functools.partial(tiny_llama, max_position_embeddings=256)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +148,7 @@ def test_invariant_to_batch_size_and_padding(model, tokenizer):
 
 
 def test_uniform_model_scores_log2_vocab_per_token(tokenizer):
-    model = build_model(len(tokenizer), tied=False)
+    model = build_model(len(tokenizer), tie=False)
     with torch.no_grad():
         model.lm_head.weight.zero_()  # every logit is 0: a uniform prediction
     result = bits_per_byte(model, tokenizer, CORPUS, batch_size=3)
@@ -168,7 +158,7 @@ def test_uniform_model_scores_log2_vocab_per_token(tokenizer):
 
 
 def test_long_texts_are_scored_in_windows(tokenizer):
-    model = build_model(len(tokenizer), max_positions=8)
+    model = build_model(len(tokenizer), max_position_embeddings=8)
     assert max_positions(model) == 8
     text = " ".join(CORPUS[:3])
     assert len(tokenizer(text, add_special_tokens=False).input_ids) > 3 * 8  # several windows
@@ -178,7 +168,7 @@ def test_long_texts_are_scored_in_windows(tokenizer):
     # every token scored exactly once, whatever the windows
     assert result.n_tokens == len(tokenizer(text + "short", add_special_tokens=False).input_ids)
     # an explicit max_length overrides the config and equals the same windowing
-    big = build_model(len(tokenizer), max_positions=256)
+    big = build_model(len(tokenizer), max_position_embeddings=256)
     capped = bits_per_byte(big, tokenizer, [text], max_length=8).total_bits
     assert capped == pytest.approx(manual_bits(big, tokenizer, text, window=8), rel=1e-5)
 

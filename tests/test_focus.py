@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import PreTrainedTokenizerFast
 
-from tests.tiny import ENGLISH_SENTENCES, GERMAN_SENTENCES, tiny_byte_bpe_tokenizer
+from tests.tiny import GERMAN_SENTENCES
 from transfer.errors import StrategyResourceError
 from transfer.strategies import SourceEmbeddings, StrategyInputs, initialize
 from transfer.strategies.focus import (
@@ -19,18 +18,6 @@ from transfer.strategies.focus import (
 from transfer.strategies.overlap import match_overlap
 
 DIM = 8
-
-
-@pytest.fixture(scope="module")
-def source_tok() -> PreTrainedTokenizerFast:
-    return tiny_byte_bpe_tokenizer(ENGLISH_SENTENCES, 320)
-
-
-@pytest.fixture(scope="module")
-def target_tok() -> PreTrainedTokenizerFast:
-    return tiny_byte_bpe_tokenizer(
-        GERMAN_SENTENCES, 360, specials=("<unk>", "<s>", "</s>", "<pad>"), pad="<pad>"
-    )
 
 
 def _inputs(source_tok, target_tok, *, untied: bool = True, **resources) -> StrategyInputs:

@@ -29,14 +29,7 @@ from transfer.masked_lm import (
 )
 from transfer.source_model import save_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models run fastest on one thread; on a busy shared machine, many times faster."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TEXTS = [f"{sentence} ({i})" for i in range(3) for sentence in GERMAN]

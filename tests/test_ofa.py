@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tests.tiny import ENGLISH, GERMAN, tiny_byte_bpe_tokenizer, tiny_gpt2, tiny_llama
+from tests.tiny import (
+    BareTokenVectors,
+    random_token_vectors,
+    tiny_gpt2,
+    tiny_llama,
+    token_vector_inputs,
+)
 from transfer.errors import FactorizationError
 from transfer.factorized import (
     FACTORS_FILE,
@@ -29,34 +34,13 @@ from transfer.factorized import (
 )
 from transfer.strategies import StrategyInputs, initialize
 from transfer.strategies.overlap import match_overlap
-from transfer.surgery import get_source_embeddings, swap_vocabulary
-
-
-@dataclass
-class Vectors:
-    matrix: np.ndarray
-    has_vector: np.ndarray
-
-
-@pytest.fixture(scope="module")
-def tokenizers():
-    return tiny_byte_bpe_tokenizer(ENGLISH, 400), tiny_byte_bpe_tokenizer(GERMAN, 420)
-
-
-def _vectors(n: int, dim: int, seed: int) -> Vectors:
-    rng = np.random.default_rng(seed)
-    return Vectors(rng.normal(size=(n, dim)).astype(np.float32), np.ones(n, dtype=bool))
+from transfer.surgery import swap_vocabulary
 
 
 def _ofa_inputs(source_tok, target_tok, model) -> StrategyInputs:
-    return StrategyInputs(
-        source=get_source_embeddings(model),
-        source_tokenizer=source_tok,
-        target_tokenizer=target_tok,
-        resources={
-            "source_token_vectors": _vectors(len(source_tok), 16, 1),
-            "target_token_vectors": _vectors(len(target_tok), 16, 2),
-        },
+    return token_vector_inputs(
+        source_tok, target_tok, model,
+        random_token_vectors(len(source_tok), 16, 1), random_token_vectors(len(target_tok), 16, 2),
     )
 
 
@@ -76,12 +60,12 @@ def test_factorize_is_a_truncated_svd():
     assert error.item() == pytest.approx(float((s[6:] ** 2).sum()), rel=1e-4)
 
 
-def test_rank_above_hidden_size_is_refused(tokenizers):
+def test_rank_above_hidden_size_is_refused(bpe_pair):
     with pytest.raises(FactorizationError, match="hidden size 12"):
         factorize(torch.randn(60, 12), 13)
     with pytest.raises(FactorizationError, match=">= 1"):
         factorize(torch.randn(60, 12), 0)
-    source_tok, target_tok = tokenizers
+    source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))  # hidden size 32
     with pytest.raises(FactorizationError, match="larger than the hidden size 32"):
         initialize("ofa", _ofa_inputs(source_tok, target_tok, model), rank=33)
@@ -122,8 +106,8 @@ def test_factorized_embedding_trains_through_the_tied_head():
     assert not torch.equal(before, module.coordinates.detach())
 
 
-def test_save_export_and_load_round_trip(tmp_path, tokenizers):
-    source_tok, _ = tokenizers
+def test_save_export_and_load_round_trip(tmp_path, bpe_pair):
+    source_tok, _ = bpe_pair
     model = tiny_llama(len(source_tok))
     factorize_model(model, 8)
     ids = torch.randint(0, len(source_tok), (1, 13), generator=torch.Generator().manual_seed(3))
@@ -150,8 +134,8 @@ def test_save_export_and_load_round_trip(tmp_path, tokenizers):
         materialize(plain)
 
 
-def test_ofa_copies_overlap_coordinates_and_weights_the_rest(tokenizers):
-    source_tok, target_tok = tokenizers
+def test_ofa_copies_overlap_coordinates_and_weights_the_rest(bpe_pair):
+    source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))
     inputs = _ofa_inputs(source_tok, target_tok, model)
     result = initialize("ofa", inputs, rank=32, fallback_covariance_scale=0.0)
@@ -174,14 +158,16 @@ def test_ofa_copies_overlap_coordinates_and_weights_the_rest(tokenizers):
     assert torch.allclose(factors.project(rows) @ factors.primitives, rows, atol=1e-5)
 
 
-def test_ofa_k1_and_weights_on_coordinates(tokenizers):
-    source_tok, target_tok = tokenizers
+def test_ofa_k1_and_weights_on_coordinates(bpe_pair):
+    source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))
     inputs = _ofa_inputs(source_tok, target_tok, model)
     s_vec = inputs.resources["source_token_vectors"]
     rng = np.random.default_rng(6)
     nearest = rng.integers(0, len(source_tok), len(target_tok))
-    inputs.resources["target_token_vectors"] = Vectors(s_vec.matrix[nearest], np.ones(len(target_tok), dtype=bool))
+    inputs.resources["target_token_vectors"] = BareTokenVectors(
+        s_vec.matrix[nearest], np.ones(len(target_tok), dtype=bool)
+    )
     result = initialize("ofa", inputs, rank=8, k=1)
     approx = factorize(inputs.source.input, 8).product()
     computed = [i for i, label in enumerate(result.report.labels) if label == "computed"]
@@ -190,8 +176,8 @@ def test_ofa_k1_and_weights_on_coordinates(tokenizers):
         assert torch.allclose(result.input[i], approx[nearest[i]], atol=1e-5)
 
 
-def test_ofa_model_gets_its_factorized_embedding_after_surgery(tokenizers):
-    source_tok, target_tok = tokenizers
+def test_ofa_model_gets_its_factorized_embedding_after_surgery(bpe_pair):
+    source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))
     inputs = _ofa_inputs(source_tok, target_tok, model)
     result = initialize("ofa", inputs, rank=32)

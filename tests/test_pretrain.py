@@ -8,8 +8,9 @@ import functools
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
+from tests.tiny import tiny_llama
 from transfer.evaluate import bits_per_byte as _bits_per_byte
 from transfer.pretrain import (
     TrainingError,
@@ -47,21 +48,6 @@ def tokenizer() -> PreTrainedTokenizerFast:
     )
     backend.train_from_iterator(TEXTS * 5, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
-
-
-def build_model(vocab_size: int, *, tied: bool = True, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=128,
-        tie_word_embeddings=tied,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 @pytest.fixture(scope="module")
@@ -105,28 +91,28 @@ def test_pack_blocks_errors(tokenizer):
 
 
 def test_freeze_tied_and_untied(tokenizer):
-    tied = build_model(len(tokenizer))
+    tied = tiny_llama(len(tokenizer))
     params = freeze_all_but_embeddings(tied)
     assert len(params) == 1 and params[0] is tied.model.embed_tokens.weight
     assert [n for n, p in tied.named_parameters() if p.requires_grad] == [
         "model.embed_tokens.weight"
     ]
 
-    untied = build_model(len(tokenizer), tied=False)
+    untied = tiny_llama(len(tokenizer), tie=False)
     params = freeze_all_but_embeddings(untied)
     assert [id(p) for p in params] == [
         id(untied.model.embed_tokens.weight),
         id(untied.lm_head.weight),
     ]
 
-    with_bias = build_model(len(tokenizer), tied=False)
+    with_bias = tiny_llama(len(tokenizer), tie=False)
     with_bias.lm_head = torch.nn.Linear(32, len(tokenizer), bias=True)
     params = freeze_all_but_embeddings(with_bias)
     assert params[-1] is with_bias.lm_head.bias and len(params) == 3
 
 
 def test_training_lowers_loss_and_keeps_body(tokenizer, blocks):
-    model = build_model(len(tokenizer))
+    model = tiny_llama(len(tokenizer))
     body = body_state(model)
     embeddings = model.model.embed_tokens.weight.detach().clone()
     steps: list[tuple[int, float]] = []
@@ -151,7 +137,7 @@ def test_training_lowers_loss_and_keeps_body(tokenizer, blocks):
 
 
 def test_same_seed_same_losses(tokenizer, blocks):
-    base = build_model(len(tokenizer))
+    base = tiny_llama(len(tokenizer))
     runs = [
         train_embeddings_only(copy.deepcopy(base), blocks, steps=5, batch_size=2, seed=seed).losses
         for seed in (7, 7, 8)
@@ -161,7 +147,7 @@ def test_same_seed_same_losses(tokenizer, blocks):
 
 
 def test_global_rng_untouched(tokenizer, blocks):
-    model = build_model(len(tokenizer))  # seeds the global RNG itself, so build first
+    model = tiny_llama(len(tokenizer))  # seeds the global RNG itself, so build first
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
@@ -170,7 +156,7 @@ def test_global_rng_untouched(tokenizer, blocks):
 
 
 def test_evaluate_at_start_and_end(tokenizer, blocks):
-    model = build_model(len(tokenizer))
+    model = tiny_llama(len(tokenizer))
     seen: list[tuple[bool, int]] = []
 
     def evaluate(m) -> float:
@@ -184,12 +170,12 @@ def test_evaluate_at_start_and_end(tokenizer, blocks):
     assert [training for training, _ in seen] == [False, False]  # evaluated in eval mode
     assert log.evaluations[20] < log.evaluations[0]
     assert log.evaluations[0] == pytest.approx(
-        bits_per_byte(build_model(len(tokenizer)), tokenizer, TEXTS).bpb, rel=1e-6
+        bits_per_byte(tiny_llama(len(tokenizer)), tokenizer, TEXTS).bpb, rel=1e-6
     )
 
 
 def test_untied_head_trains(tokenizer, blocks):
-    model = build_model(len(tokenizer), tied=False)
+    model = tiny_llama(len(tokenizer), tie=False)
     body = body_state(model)
     head = model.lm_head.weight.detach().clone()
     embeddings = model.model.embed_tokens.weight.detach().clone()
@@ -201,7 +187,7 @@ def test_untied_head_trains(tokenizer, blocks):
 
 
 def test_train_bad_input(tokenizer, blocks):
-    model = build_model(len(tokenizer))
+    model = tiny_llama(len(tokenizer))
     with pytest.raises(TrainingError, match="evaluate is None"):
         train_embeddings_only(model, blocks, steps=2, batch_size=2, evaluate_at=(0,))
     with pytest.raises(TrainingError, match="outside 0..2"):
@@ -229,7 +215,7 @@ def test_train_bad_input(tokenizer, blocks):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_training(tokenizer, blocks):
-    model = build_model(len(tokenizer))
+    model = tiny_llama(len(tokenizer))
     body = body_state(model)
     log = _train_embeddings_only(
         model,

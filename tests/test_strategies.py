@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import PreTrainedTokenizerFast
 
 from tests.tiny import (
     ENGLISH_SENTENCES,
     GERMAN_SENTENCES,
-    tiny_byte_bpe_tokenizer,
     tiny_unigram_tokenizer,
 )
 from transfer.errors import UnknownStrategyError
@@ -30,19 +28,6 @@ from transfer.strategies.random_init import random_rows
 
 DIM = 16
 STRATEGIES = ["random", "mean", "overlap"]
-
-
-@pytest.fixture(scope="module")
-def source_tok() -> PreTrainedTokenizerFast:
-    return tiny_byte_bpe_tokenizer(ENGLISH_SENTENCES, 320)
-
-
-@pytest.fixture(scope="module")
-def target_tok() -> PreTrainedTokenizerFast:
-    # different special strings (roles map them) and a pad the source lacks
-    return tiny_byte_bpe_tokenizer(
-        GERMAN_SENTENCES, 360, specials=("<unk>", "<s>", "</s>", "<pad>"), pad="<pad>"
-    )
 
 
 def _source(n: int, *, untied: bool = True, bias: bool = True, seed: int = 0) -> SourceEmbeddings:

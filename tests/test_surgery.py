@@ -10,7 +10,6 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoTokenizer,
-    PreTrainedTokenizerFast,
 )
 
 from tests.tiny import (
@@ -26,18 +25,6 @@ from transfer.source_model import save_model
 from transfer.strategies import StrategyInputs, initialize
 from transfer.strategies.base import InitReport, TargetEmbeddings
 from transfer.surgery import SurgeryError, get_source_embeddings, is_tied, swap_vocabulary
-
-
-@pytest.fixture(scope="module")
-def source_tok() -> PreTrainedTokenizerFast:
-    return tiny_byte_bpe_tokenizer(ENGLISH_SENTENCES, 320)
-
-
-@pytest.fixture(scope="module")
-def target_tok() -> PreTrainedTokenizerFast:
-    return tiny_byte_bpe_tokenizer(
-        GERMAN_SENTENCES, 360, specials=("<unk>", "<s>", "</s>", "<pad>"), pad="<pad>"
-    )
 
 
 def _llama(source_tok, tie: bool):

@@ -292,7 +292,8 @@ def test_benchmark_smoke(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     record = bench.main(["--smoke", "--out-dir", str(tmp_path), "--results", str(tmp_path / "r")])
-    assert [r["strategy"] for r in record["rows"]] == ["mean", "trans_tokenization", "focus"]
+    assert [r["strategy"] for r in record["rows"]] == ["mean", "trans_tokenization", "focus", "wechsel"]
+    assert record["rows"][3]["counts"]["computed"] > 50  # from the pipeline's own vector stages
     assert (tmp_path / "r" / "transtok_focus_smoke.json").is_file()
     transtok = record["rows"][1]
     assert transtok["counts"]["computed"] > 50

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,48 +15,18 @@ import torch
 from tests.tiny import (
     ENGLISH,
     GERMAN,
+    BareTokenVectors,
+    random_token_vectors,
     tiny_bert,
-    tiny_byte_bpe_tokenizer,
     tiny_llama,
     tiny_wordpiece_tokenizer,
+    token_vector_inputs,
 )
 from transfer.errors import TokenVectorError
 from transfer.strategies import StrategyInputs, initialize, strategy_parameters
 from transfer.strategies.mean import fallback_mean_rows
 from transfer.strategies.wechsel import neighbour_weights
 from transfer.surgery import get_source_embeddings
-
-
-@dataclass
-class Vectors:
-    """The token-vector shape strategies consume: (V, dim) matrix and (V,) mask."""
-
-    matrix: np.ndarray
-    has_vector: np.ndarray
-
-
-@pytest.fixture(scope="module")
-def tokenizers():
-    return tiny_byte_bpe_tokenizer(ENGLISH, 400), tiny_byte_bpe_tokenizer(GERMAN, 420)
-
-
-def _vectors(n: int, dim: int, seed: int, missing: tuple[int, ...] = ()) -> Vectors:
-    rng = np.random.default_rng(seed)
-    matrix = rng.normal(size=(n, dim)).astype(np.float32)
-    has = np.ones(n, dtype=bool)
-    for i in missing:
-        matrix[i] = 0.0
-        has[i] = False
-    return Vectors(matrix, has)
-
-
-def _inputs(source_tok, target_tok, model, source_vectors, target_vectors) -> StrategyInputs:
-    return StrategyInputs(
-        source=get_source_embeddings(model),
-        source_tokenizer=source_tok,
-        target_tokenizer=target_tok,
-        resources={"source_token_vectors": source_vectors, "target_token_vectors": target_vectors},
-    )
 
 
 def _reference_row(source_matrix, s_vec, t_vec, k, temperature):
@@ -95,11 +64,12 @@ def test_weights_sum_to_one_and_follow_similarity():
     assert few.source_ids.shape[1] == 3
 
 
-def test_rows_equal_the_plain_wechsel_rule(tokenizers):
-    source_tok, target_tok = tokenizers
+def test_rows_equal_the_plain_wechsel_rule(bpe_pair):
+    source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))
-    s_vec, t_vec = _vectors(len(source_tok), 16, 1), _vectors(len(target_tok), 16, 2)
-    result = initialize("wechsel", _inputs(source_tok, target_tok, model, s_vec, t_vec))
+    s_vec = random_token_vectors(len(source_tok), 16, 1)
+    t_vec = random_token_vectors(len(target_tok), 16, 2)
+    result = initialize("wechsel", token_vector_inputs(source_tok, target_tok, model, s_vec, t_vec))
     matrix = get_source_embeddings(model).input.double().numpy()
     checked = 0
     for i, label in enumerate(result.report.labels):
@@ -110,15 +80,15 @@ def test_rows_equal_the_plain_wechsel_rule(tokenizers):
     assert checked == 25
 
 
-def test_k1_gives_the_nearest_source_tokens_embedding(tokenizers):
-    source_tok, target_tok = tokenizers
+def test_k1_gives_the_nearest_source_tokens_embedding(bpe_pair):
+    source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))
-    s_vec = _vectors(len(source_tok), 16, 3)
+    s_vec = random_token_vectors(len(source_tok), 16, 3)
     # every target token's vector is a scaled copy of a chosen source token's vector
     rng = np.random.default_rng(4)
     nearest = rng.integers(0, len(source_tok), len(target_tok))
-    t_vec = Vectors(s_vec.matrix[nearest] * 2.5, np.ones(len(target_tok), dtype=bool))
-    inputs = _inputs(source_tok, target_tok, model, s_vec, t_vec)
+    t_vec = BareTokenVectors(s_vec.matrix[nearest] * 2.5, np.ones(len(target_tok), dtype=bool))
+    inputs = token_vector_inputs(source_tok, target_tok, model, s_vec, t_vec)
     result = initialize("wechsel", inputs, k=1)
     source_matrix = inputs.source.input
     computed = [i for i, label in enumerate(result.report.labels) if label == "computed"]
@@ -127,15 +97,15 @@ def test_k1_gives_the_nearest_source_tokens_embedding(tokenizers):
         assert torch.equal(result.input[i], source_matrix[nearest[i]])
 
 
-def test_tokens_without_vectors_fall_back_to_the_mean(tokenizers):
-    source_tok, target_tok = tokenizers
+def test_tokens_without_vectors_fall_back_to_the_mean(bpe_pair):
+    source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))
     missing = tuple(range(300, 330))
-    s_vec = _vectors(len(source_tok), 16, 5)
-    t_vec = _vectors(len(target_tok), 16, 6, missing=missing)
+    s_vec = random_token_vectors(len(source_tok), 16, 5)
+    t_vec = random_token_vectors(len(target_tok), 16, 6, missing=missing)
     t_vec.has_vector[331] = True  # an all-zero row counts as no vector even if flagged
     t_vec.matrix[331] = 0.0
-    inputs = _inputs(source_tok, target_tok, model, s_vec, t_vec)
+    inputs = token_vector_inputs(source_tok, target_tok, model, s_vec, t_vec)
     result = initialize("wechsel", inputs, fallback_covariance_scale=0.0)
     mean_row = fallback_mean_rows(inputs.source.input, 1, covariance_scale=0.0)[0]
     for i in (*missing, 331):
@@ -151,8 +121,9 @@ def test_untied_head_and_bias_get_the_same_weights():
     model = tiny_bert(len(source_tok))
     source = get_source_embeddings(model)
     assert source.output_bias is not None
-    s_vec, t_vec = _vectors(len(source_tok), 12, 7), _vectors(len(target_tok), 12, 8)
-    inputs = _inputs(source_tok, target_tok, model, s_vec, t_vec)
+    s_vec = random_token_vectors(len(source_tok), 12, 7)
+    t_vec = random_token_vectors(len(target_tok), 12, 8)
+    inputs = token_vector_inputs(source_tok, target_tok, model, s_vec, t_vec)
     result = initialize("wechsel", inputs, k=3)
     bias = source.output_bias.double().numpy()[:, None]
     i = result.report.labels.index("computed")
@@ -160,18 +131,19 @@ def test_untied_head_and_bias_get_the_same_weights():
     assert result.output_bias[i].item() == pytest.approx(expected, abs=1e-5)
 
     untied = tiny_llama(len(source_tok), tie=False)
-    inputs = _inputs(source_tok, target_tok, untied, s_vec, t_vec)
+    inputs = token_vector_inputs(source_tok, target_tok, untied, s_vec, t_vec)
     result = initialize("wechsel", inputs, k=3)
     out = inputs.source.output.double().numpy()
     expected_row = _reference_row(out, s_vec.matrix, t_vec.matrix[i], 3, 0.1)
     assert np.allclose(result.output[i].double().numpy(), expected_row, atol=1e-5)
 
 
-def test_faiss_search_option_runs_through_the_strategy(tokenizers):
-    source_tok, target_tok = tokenizers
+def test_faiss_search_option_runs_through_the_strategy(bpe_pair):
+    source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))
-    s_vec, t_vec = _vectors(len(source_tok), 16, 9), _vectors(len(target_tok), 16, 10)
-    inputs = _inputs(source_tok, target_tok, model, s_vec, t_vec)
+    s_vec = random_token_vectors(len(source_tok), 16, 9)
+    t_vec = random_token_vectors(len(target_tok), 16, 10)
+    inputs = token_vector_inputs(source_tok, target_tok, model, s_vec, t_vec)
     exact = initialize("wechsel", inputs)
     approx = initialize("wechsel", inputs, search="faiss")
     assert approx.report.params["search"] == "faiss"
@@ -179,26 +151,27 @@ def test_faiss_search_option_runs_through_the_strategy(tokenizers):
     assert torch.allclose(exact.input, approx.input, atol=1e-5)
 
 
-def test_bad_resources_and_parameters_are_refused(tokenizers):
-    source_tok, target_tok = tokenizers
+def test_bad_resources_and_parameters_are_refused(bpe_pair):
+    source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))
     bare = StrategyInputs(get_source_embeddings(model), source_tok, target_tok)
     with pytest.raises(TokenVectorError, match="static vectors"):
         initialize("wechsel", bare)
-    s_vec, t_vec = _vectors(len(source_tok), 16, 1), _vectors(len(target_tok), 8, 2)
+    s_vec = random_token_vectors(len(source_tok), 16, 1)
+    t_vec = random_token_vectors(len(target_tok), 8, 2)
     with pytest.raises(TokenVectorError, match="dimension"):
-        initialize("wechsel", _inputs(source_tok, target_tok, model, s_vec, t_vec))
-    t_vec = _vectors(len(target_tok), 16, 2)
-    inputs = _inputs(source_tok, target_tok, model, s_vec, t_vec)
+        initialize("wechsel", token_vector_inputs(source_tok, target_tok, model, s_vec, t_vec))
+    t_vec = random_token_vectors(len(target_tok), 16, 2)
+    inputs = token_vector_inputs(source_tok, target_tok, model, s_vec, t_vec)
     with pytest.raises(TokenVectorError, match="k"):
         initialize("wechsel", inputs, k=0)
     with pytest.raises(TokenVectorError, match="temperature"):
         initialize("wechsel", inputs, temperature=0.0)
     with pytest.raises(TokenVectorError, match="search"):
         initialize("wechsel", inputs, search="annoy")
-    no_source = Vectors(np.zeros_like(s_vec.matrix), np.zeros(len(source_tok), dtype=bool))
+    no_source = BareTokenVectors(np.zeros_like(s_vec.matrix), np.zeros(len(source_tok), dtype=bool))
     with pytest.raises(TokenVectorError, match="no source token"):
-        initialize("wechsel", _inputs(source_tok, target_tok, model, no_source, t_vec))
+        initialize("wechsel", token_vector_inputs(source_tok, target_tok, model, no_source, t_vec))
 
 
 def _run_smoke(script: str, results: Path) -> dict:
@@ -225,11 +198,11 @@ def test_reference_benchmarks_run_in_smoke_mode(tmp_path: Path):
     assert match["relative_gap_to_hybrid"]["bpb_step0"] < 0.01
 
 
-def test_token_vectors_from_aligned_static_vectors_word_average(tokenizers):
+def test_token_vectors_from_aligned_static_vectors_word_average(bpe_pair):
     from transfer.alignment import AlignedPair
     from transfer.vectors import StaticVectors, tokenize_words
 
-    source_tok, target_tok = tokenizers
+    source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))
     rng = np.random.default_rng(11)
 

