@@ -3,9 +3,9 @@ a rough estimate of time and memory.
 
 Stage keys are content addresses computed from parameters and upstream keys only, so the
 whole chain of keys is known before anything is built: a stage that is not built yet is
-given the folder it *would* have (``StageCache.path``). The walk follows
-``transfer.pipeline.run_adaptation``'s order; ``tests/test_cli.py`` checks that the planned
-keys are exactly the keys a real run uses, so the two cannot drift apart silently.
+given the folder it *would* have (``StageCache.path``). The walk is the pipeline's own
+(``transfer.pipeline.walk_stages``), so plan and run visit the same stages with the same
+keys; ``tests/test_cli.py`` checks that against a real run.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def _estimate(stage: PlannedStage, spec: StageSpec, cfg: AdaptConfig, size: Sour
         tokens = cfg.eval_texts * _TOKENS_PER_EVAL_TEXT
         return io + _EVAL_FLOPS_PER_PARAM_TOKEN * params * tokens / flops
     if "train" in stage.stage:
-        tokens = cfg.train_steps * cfg.batch_size * cfg.block_size
+        tokens = (cfg.train_steps + cfg.full_steps) * cfg.batch_size * cfg.block_size
         return io + _TRAIN_FLOPS_PER_PARAM_TOKEN * params * tokens / flops
     return io  # init, surgery and stages that land later: loading and saving dominate
 
@@ -180,21 +180,7 @@ def plan_adaptation(cfg: AdaptConfig, *, measure: bool = True) -> Plan:
         specs[label] = spec
         return add(spec, label)
 
-    corpus = stage(pipeline.corpus_spec(cfg), "corpus")
-    source = stage(pipeline.source_spec(cfg), "source")
-    tokenizer = stage(pipeline.tokenizer_spec(cfg, corpus, source), "tokenizer")
-    init = stage(pipeline.init_spec(cfg, source, tokenizer), "init")
-    final = init
-    if cfg.train_steps > 0:
-        final = stage(pipeline.train_spec(cfg, init, corpus), "train")
-    evaluations = {"source_model_on_target": (source, "target"), "adapted_step0": (init, "target")}
-    if cfg.source_bible and cfg.target_bible:
-        evaluations["source_model_on_source_language"] = (source, "source")
-    if final is not init:
-        evaluations["adapted_trained"] = (final, "target")
-    for label, (model_stage, texts) in evaluations.items():
-        stage(pipeline.evaluate_spec(cfg, model_stage, corpus, texts), f"evaluate:{label}")
-
+    source = pipeline.walk_stages(cfg, stage).source
     source_done = cache.get(source.stage, source.key)
     plan.source = source_size(cfg, source_done.path if source_done else None)
     plan.peak_memory_bytes = _peak_memory(cfg, plan.source)

@@ -13,14 +13,29 @@ from transfer.strategies import available_strategies
 from transfer.strategy_data import NEEDS
 
 
+def _run_as_planned(cfg):
+    """Run ``cfg`` and check that the dry-run plan named exactly its stages and keys."""
+    from flows.plan import plan_adaptation
+
+    planned = {s.label: s.key for s in plan_adaptation(cfg, measure=False).stages}
+    result = run_adaptation(cfg)
+    assert set(planned) == set(result.stages_cached)
+    for name, key in result.stage_keys.items():
+        label = ("train" if "train" in planned else "init") if name == "final" else name
+        assert planned[label] == key, name
+    return result
+
+
 def test_every_data_hungry_strategy_is_registered() -> None:
     assert set(NEEDS) <= set(available_strategies())
 
 
 def test_focus_gets_the_target_train_text(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="focus", train_steps=0,
+    # only whole-model steps: still a train stage
+    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="focus", train_steps=0, full_steps=1,
                   strategy_params={"fasttext_min_count": 1, "fasttext_dim": 16, "fasttext_epochs": 2})
-    result = run_adaptation(cfg)
+    result = _run_as_planned(cfg)
+    assert "train" in result.stages_cached
     counts = result.init_report["counts"]
     assert counts.get("copied", 0) > 0 and counts.get("computed", 0) > 0, counts
 
@@ -38,7 +53,7 @@ def test_wechsel_trains_and_aligns_vectors(tmp_path: Path, tiny_source: Path) ->
     cfg = _config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
                   source_train_bible=["k"], vector_max_verses=1500, vector_dim=16, vector_epochs=2,
                   dictionary="ding", strategy="wechsel", train_steps=0, vocab_size=400)
-    result = run_adaptation(cfg)
+    result = _run_as_planned(cfg)
     cached = result.stages_cached
     assert {"fasttext:source", "fasttext:target", "align"} <= set(cached)
     assert result.init_report["counts"].get("computed", 0) > 0, result.init_report

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -462,24 +463,26 @@ def export_model(model_stage: StageOutput, destination: Path) -> Path:
     return destination
 
 
-def run_adaptation(
-    cfg: AdaptConfig,
-    *,
-    execute_stage: ExecuteStage | None = None,
-    listener: StageListener | None = None,
-) -> AdaptResult:
-    """Adapt ``cfg.source_model`` to the target language; every stage is cached by its key."""
+#: Runs (or, for a plan, only names) one stage: (spec, label) -> its output folder.
+StageRunner = Callable[[StageSpec, str], StageOutput]
+
+
+@dataclass(frozen=True)
+class StageGraph:
+    """The stages of one run, as ``walk_stages`` visited them."""
+
+    corpus: StageOutput
+    source: StageOutput
+    tokenizer: StageOutput
+    init: StageOutput
+    final: StageOutput  # the trained model, or ``init`` when there is no training
+    evaluations: dict[str, StageOutput]  # label -> evaluate stage
+
+
+def walk_stages(cfg: AdaptConfig, stage: StageRunner) -> StageGraph:
+    """Every stage of a run, in order, each handed to ``stage``: the one place that knows
+    the order. ``run_adaptation`` builds them; ``flows.plan`` only computes their keys."""
     from transfer.strategy_data import needs
-
-    started = time.perf_counter()
-    validate_config(cfg)
-    cache = StageCache(cfg.cache_dir)
-    run = execute_stage or _local_execute(cache, listener)
-    cached_before = {}
-
-    def stage(spec: StageSpec, label: str) -> StageOutput:
-        cached_before[label] = cache.is_complete(spec.stage, spec.key)
-        return run(spec)
 
     corpus = stage(corpus_spec(cfg), "corpus")
     source = stage(source_spec(cfg), "source")
@@ -492,23 +495,44 @@ def run_adaptation(
         vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors), "align")
     init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors), "init")
     final = init
-    train_log = None
     if cfg.train_steps > 0 or cfg.full_steps > 0:
         final = stage(train_spec(cfg, init, corpus), "train")
-        train_log = read_json(final.file("train_log.json"))
-
-    evaluations = {
+    models = {
         "source_model_on_target": (source, "target"),
         "adapted_step0": (init, "target"),
     }
     if cfg.source_bible and cfg.target_bible:
-        evaluations["source_model_on_source_language"] = (source, "source")
+        models["source_model_on_source_language"] = (source, "source")
     if final is not init:
-        evaluations["adapted_trained"] = (final, "target")
+        models["adapted_trained"] = (final, "target")
+    evaluations = {label: stage(evaluate_spec(cfg, model, corpus, texts), f"evaluate:{label}")
+                   for label, (model, texts) in models.items()}
+    return StageGraph(corpus, source, tokenizer, init, final, evaluations)
+
+
+def run_adaptation(
+    cfg: AdaptConfig,
+    *,
+    execute_stage: ExecuteStage | None = None,
+    listener: StageListener | None = None,
+) -> AdaptResult:
+    """Adapt ``cfg.source_model`` to the target language; every stage is cached by its key."""
+    started = time.perf_counter()
+    validate_config(cfg)
+    cache = StageCache(cfg.cache_dir)
+    run = execute_stage or _local_execute(cache, listener)
+    cached_before = {}
+
+    def stage(spec: StageSpec, label: str) -> StageOutput:
+        cached_before[label] = cache.is_complete(spec.stage, spec.key)
+        return run(spec)
+
+    graph = walk_stages(cfg, stage)
+    corpus, source, tokenizer, init, final = graph.corpus, graph.source, graph.tokenizer, graph.init, graph.final
+    train_log = read_json(final.file("train_log.json")) if final is not init else None
     bpb = {}
     metric = "bpb"
-    for label, (model_stage, texts) in evaluations.items():
-        out = stage(evaluate_spec(cfg, model_stage, corpus, texts), f"evaluate:{label}")
+    for label, out in graph.evaluations.items():
         metrics = read_json(out.file("metrics.json"))
         metric = metrics.get("metric", "bpb")
         # masked LMs report the masked-LM loss ("value"); causal models keep "bpb"
@@ -537,8 +561,7 @@ def run_adaptation(
 
     run_keys = {label: f"{out.stage}:{out.key}" for label, out in (
         ("corpus", corpus), ("source", source), ("tokenizer", tokenizer), ("init", init), ("final", final))}
-    run_keys.update({f"evaluate.{label}": f"evaluate:{evaluate_spec(cfg, m, corpus, t).key}"
-                     for label, (m, t) in evaluations.items()})
+    run_keys.update({f"evaluate.{label}": f"evaluate:{out.key}" for label, out in graph.evaluations.items()})
     write_manifest(build_manifest(cfg, stage_keys=run_keys), model_dir)
     write_model_card(result, model_dir)
     write_json(model_dir / "adaptation.json", result.model_dump(mode="json"))
