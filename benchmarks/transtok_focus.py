@@ -124,14 +124,29 @@ def _smoke_assets(out: Path):
     return out / "source", target_tok, corpus, {}
 
 
-def _resources(strategy: str, corpus: Path, pairs: list[tuple[str, str]],
-               align_dir: Path | None) -> dict[str, Any]:
-    from transfer.strategy_data import build_resources, needs
+# A row name "<strategy>+vectors" also hands the aligned static vectors to a strategy that
+# does not need them (trans-tokenization then estimates its never-aligned tokens WECHSEL-style
+# instead of falling back to the mean).
+WITH_VECTORS = "+vectors"
 
-    if "vectors" in needs(strategy):
-        return build_resources(strategy, {"token_vector_method": "ngram"}, {"vectors": align_dir})
+
+def _wants_vectors(row: str) -> bool:
+    from transfer.strategy_data import needs
+
+    return row.endswith(WITH_VECTORS) or "vectors" in needs(row)
+
+
+def _resources(row: str, corpus: Path, pairs: list[tuple[str, str]],
+               align_dir: Path | None) -> dict[str, Any]:
+    from transfer.strategy_data import build_resources
+
+    strategy = row.removesuffix(WITH_VECTORS)
+    extra = build_resources("wechsel", {"token_vector_method": "ngram"}, {"vectors": align_dir}) \
+        if _wants_vectors(row) else {}
     if strategy == "trans_tokenization":
-        return {"parallel": pairs}
+        return {"parallel": pairs, **extra}
+    if extra:
+        return extra
     if strategy == "focus":
         return {"target_corpus": corpus / "train.txt"}
     return {}
@@ -143,7 +158,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from transfer.pretrain import pack_blocks, train_embeddings_only
     from transfer.source_model import load_source
     from transfer.strategies import StrategyInputs, initialize
-    from transfer.strategy_data import needs
     from transfer.surgery import get_source_embeddings, swap_vocabulary
 
     started = time.perf_counter()
@@ -162,18 +176,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         params = {}
         vector_cfg, vector_cache = {}, Path(args.cache_dir)
     align_dir, vectors_info = None, None
-    if any("vectors" in needs(s) for s in args.strategies):
+    if any(_wants_vectors(s) for s in args.strategies):
         align_dir, vectors_info = _aligned_vectors(vector_cfg, vector_cache)
     assets_seconds = time.perf_counter() - started
     texts = read_lines(corpus / "dev.target.txt", n_eval)
     blocks = pack_blocks(target_tok, iter_lines(corpus / "train.txt"), block)
 
     rows = []
-    for strategy in args.strategies:
+    for name in args.strategies:
+        strategy = name.removesuffix(WITH_VECTORS)
         model, source_tok = load_source(str(source_dir))
         inputs = StrategyInputs(
             source=get_source_embeddings(model), source_tokenizer=source_tok,
-            target_tokenizer=target_tok, seed=0, resources=_resources(strategy, corpus, pairs, align_dir),
+            target_tokenizer=target_tok, seed=0, resources=_resources(name, corpus, pairs, align_dir),
         )
         t0 = time.perf_counter()
         target = initialize(strategy, inputs, **params.get(strategy, {}))
@@ -188,7 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             evaluate_at=(0, steps), evaluate=evaluate,
         )
         row = {
-            "strategy": strategy,
+            "strategy": name,
             "bpb_step0": log.evaluations[0],
             f"bpb_step{steps}": log.evaluations[steps],
             "init_seconds": init_seconds,
@@ -219,7 +234,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--strategies", nargs="+", default=["mean", "trans_tokenization", "focus", "wechsel"])
+    parser.add_argument("--strategies", nargs="+", default=["mean", "trans_tokenization", "focus", "wechsel"],
+                        help="rows to run; a name ending in +vectors also gets the aligned static vectors")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--eval-texts", type=int, default=300)
     parser.add_argument("--smoke", action="store_true", help="tiny model and data, seconds")

@@ -169,6 +169,32 @@ def test_never_aligned_tokens_fall_back_to_the_mean(source_tok, target_tok):
     assert any("to the mean" in note for note in result.report.notes)
 
 
+def test_vector_fallback_takes_wechsels_aligned_word_vectors(source_tok, target_tok):
+    """The pipeline's ``aligned_vectors`` (word vectors in one space, as WECHSEL gets them)
+    work here too: turned into token vectors by the same token_vector_method."""
+    from transfer.alignment import AlignedPair
+    from transfer.vectors import StaticVectors, tokenize_words
+
+    def words_of(sentences):
+        return sorted({w for s in sentences for w in tokenize_words(s)})
+
+    en, de = words_of(ENGLISH_SENTENCES + EXTRA_EN), words_of(GERMAN_SENTENCES + EXTRA_DE)
+    rng = np.random.default_rng(3)
+    space = AlignedPair(StaticVectors(en, rng.normal(size=(len(en), 6))),
+                        StaticVectors(de, rng.normal(size=(len(de), 6))), W=np.eye(6))
+    n_t, n_s = len(target_tok), len(source_tok)
+    a = _new_word_ids(source_tok, target_tok, 1)[0]
+    counts = _counts({(a, 5): 3}, n_t, n_s)
+    plain = trans_tokenization(_inputs(source_tok, target_tok, link_counts=counts))
+    with_words = trans_tokenization(_inputs(source_tok, target_tok, link_counts=counts, aligned_vectors=space,
+                                            token_vector_method="word_average"))
+    note = next(n for n in with_words.report.notes if "fell back" in n)
+    n_vector = int(note.split(": ")[1].split(" to WECHSEL")[0])
+    assert n_vector > 0, note
+    fallback = [t for t, label in enumerate(with_words.report.labels) if label == "fallback"]
+    assert not torch.allclose(with_words.input[fallback], plain.input[fallback])
+
+
 def test_vector_fallback_is_wechsel_style(source_tok, target_tok):
     n_t, n_s = len(target_tok), len(source_tok)
     a, never, no_vector = _new_word_ids(source_tok, target_tok, 3)

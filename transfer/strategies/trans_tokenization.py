@@ -192,9 +192,26 @@ def identity_matches(inputs: StrategyInputs) -> IdentityMatches:
 # inputs
 
 
-def _aligned_vectors(resources: dict[str, Any], n_source: int, n_target: int):
-    """(source (V_s, D), target (V_t, D)) token vectors in one space, or None."""
+def _is_word_space(value: Any) -> bool:
+    """Static *word* vectors in one space (WECHSEL's ``aligned_vectors``: an AlignedPair or
+    the pipeline's VectorSpace of two ``StaticVectors``), not token matrices."""
+    return hasattr(getattr(value, "source", None), "words")
+
+
+def _aligned_vectors(inputs: StrategyInputs, n_source: int, n_target: int):
+    """(source (V_s, D), target (V_t, D)) token vectors in one space, or None.
+
+    Takes what WECHSEL takes (aligned word vectors, turned into token vectors by the same
+    ``token_vector_method``, or ``source_token_vectors``/``target_token_vectors``), or a
+    pair of token matrices as ``aligned_vectors``. Tokens without a vector get zero rows,
+    which the fallback never uses."""
+    resources = inputs.resources
     value = resources.get("aligned_vectors")
+    if _is_word_space(value) or "source_token_vectors" in resources:
+        from transfer.strategies.wechsel import resolve_token_vectors
+
+        pair = resolve_token_vectors(inputs, n_source, n_target)
+        return pair.source * pair.source_has[:, None], pair.target * pair.target_has[:, None]
     if value is None:
         return None
     if isinstance(value, dict):
@@ -297,7 +314,7 @@ def trans_tokenization(
     }
     if identity_prior < 0:
         raise StrategyResourceError(f"identity_prior must be >= 0, got {identity_prior}")
-    vectors = _aligned_vectors(inputs.resources, n_source, n_target)
+    vectors = _aligned_vectors(inputs, n_source, n_target)
     notes: list[str] = []
 
     # data checks come first: refuse before tokenizing or aligning anything
