@@ -137,12 +137,10 @@ def _wants_vectors(row: str) -> bool:
 
 
 def _resources(row: str, corpus: Path, pairs: list[tuple[str, str]],
-               align_dir: Path | None) -> dict[str, Any]:
-    from transfer.strategy_data import build_resources
-
+               vectors: dict[str, Any]) -> dict[str, Any]:
+    """``vectors``: the aligned-vector resources, loaded once for every row that wants them."""
     strategy = row.removesuffix(WITH_VECTORS)
-    extra = build_resources("wechsel", {"token_vector_method": "ngram"}, {"vectors": align_dir}) \
-        if _wants_vectors(row) else {}
+    extra = vectors if _wants_vectors(row) else {}
     if strategy == "trans_tokenization":
         return {"parallel": pairs, **extra}
     if extra:
@@ -175,9 +173,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         steps, batch, block, n_eval = args.steps, 4, 256, args.eval_texts
         params = {}
         vector_cfg, vector_cache = {}, Path(args.cache_dir)
-    align_dir, vectors_info = None, None
+    vectors, vectors_info = {}, None
     if any(_wants_vectors(s) for s in args.strategies):
+        from transfer.strategy_data import build_resources
+
         align_dir, vectors_info = _aligned_vectors(vector_cfg, vector_cache)
+        vectors = build_resources("wechsel", {"token_vector_method": "ngram"}, {"vectors": align_dir})
     assets_seconds = time.perf_counter() - started
     texts = read_lines(corpus / "dev.target.txt", n_eval)
     blocks = pack_blocks(target_tok, iter_lines(corpus / "train.txt"), block)
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model, source_tok = load_source(str(source_dir))
         inputs = StrategyInputs(
             source=get_source_embeddings(model), source_tokenizer=source_tok,
-            target_tokenizer=target_tok, seed=0, resources=_resources(name, corpus, pairs, align_dir),
+            target_tokenizer=target_tok, seed=0, resources=_resources(name, corpus, pairs, vectors),
         )
         t0 = time.perf_counter()
         target = initialize(strategy, inputs, **params.get(strategy, {}))

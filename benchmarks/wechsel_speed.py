@@ -22,7 +22,9 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -42,6 +44,23 @@ from wechsel_assets import (
     word_frequencies,
     write_reference_dictionary,
 )
+
+
+@dataclass
+class Loaded:
+    """Everything both sides get, loaded once before any timing."""
+
+    en: Any  # our StaticVectors of the English / German fastText .bin
+    de: Any
+    ft_en: Any  # the same .bin files as the reference's fasttext objects
+    ft_de: Any
+    pairs: list[tuple[str, str]]  # the alignment dictionary, and its file for the reference
+    dictionary: Path
+    freqs: dict[str, dict[str, int]]
+    source_tok: Any
+    target_tok: Any
+    matrix: torch.Tensor  # the source input embedding matrix, and a numpy copy for the reference
+    matrix_np: np.ndarray
 
 
 def floor_matmul_topk(queries: torch.Tensor, keys: torch.Tensor, k: int, block: int) -> torch.Tensor:
@@ -141,7 +160,8 @@ def main() -> None:
     dictionary = write_reference_dictionary(pairs, work / "ding-en-de.tsv")
     freqs = {"source_word_frequencies": word_frequencies(en_bin),
              "target_word_frequencies": word_frequencies(de_bin)}
-    matrix_np = matrix.numpy().copy()
+    loaded = Loaded(en, de, ft_en, ft_de, pairs, dictionary, freqs, source_tok, target_tok, matrix,
+                    matrix.numpy().copy())
     record["shapes"] = {"source_tokens": len(source_tok), "target_tokens": len(target_tok),
                         "vector_dim": args.dim, "embedding_dim": int(matrix.shape[1]),
                         "fasttext_words": {"en": len(en), "de": len(de)}, "ding_pairs": len(pairs)}
@@ -149,11 +169,10 @@ def main() -> None:
 
     aligned = align_vectors(en, de, pairs)
     if "a" in args.parts:
-        record["a_similarity_weighting"] = similarity_stage(aligned, source_tok, matrix, matrix_np, wechsel)
+        record["a_similarity_weighting"] = similarity_stage(aligned, loaded, wechsel)
     if "b" in args.parts:
         record["b_whole_initialization"] = whole_initialization(
-            en, de, ft_en, ft_de, pairs, dictionary, freqs, source_tok, target_tok, matrix, matrix_np, wechsel,
-            skip_word_average_reference=args.skip_word_average_reference)
+            loaded, wechsel, skip_word_average_reference=args.skip_word_average_reference)
     if "c" in args.parts:
         # approximate search: recall@10 of faiss against exact on XLM-R's 250k vocabulary
         record["c_faiss_recall"] = faiss_recall(aligned, target_tok, smoke=args.smoke)
@@ -169,8 +188,9 @@ def main() -> None:
     print(f"wrote {RESULTS / name}")
 
 
-def similarity_stage(aligned, source_tok, matrix, matrix_np, wechsel) -> dict:
+def similarity_stage(aligned, loaded: Loaded, wechsel) -> dict:
     """(a) similarity + weighting on identical inputs (the source tokenizer on both sides)."""
+    source_tok, matrix, matrix_np = loaded.source_tok, loaded.matrix, loaded.matrix_np
     from transfer.similarity import block_rows_for, normalize_rows
     from transfer.special_tokens import special_token_ids
     from transfer.strategies.mean import fallback_mean_rows
@@ -244,26 +264,27 @@ def similarity_stage(aligned, source_tok, matrix, matrix_np, wechsel) -> dict:
     return out
 
 
-def whole_initialization(en, de, ft_en, ft_de, pairs, dictionary, freqs, source_tok, target_tok, matrix,
-                         matrix_np, wechsel, *, skip_word_average_reference: bool) -> dict:
+def whole_initialization(loaded: Loaded, wechsel, *, skip_word_average_reference: bool) -> dict:
     """(b) the whole initialization from loaded fastText models, both token-vector modes."""
     from transfer.alignment import align_vectors
     from transfer.strategies import StrategyInputs, initialize
     from transfer.strategies.base import SourceEmbeddings
 
-    source = SourceEmbeddings(input=matrix)
+    source = SourceEmbeddings(input=loaded.matrix)
+    source_tok, target_tok = loaded.source_tok, loaded.target_tok
     result = {}
     for mode in ("ngram", "word_average"):
         def ours_whole(mode=mode):
-            pair = align_vectors(en, de, pairs)
+            pair = align_vectors(loaded.en, loaded.de, loaded.pairs)
             inputs = StrategyInputs(source, source_tok, target_tok,
-                                    resources={"aligned_vectors": pair, "token_vector_method": mode, **freqs})
+                                    resources={"aligned_vectors": pair, "token_vector_method": mode, **loaded.freqs})
             return initialize("wechsel", inputs)
 
         def reference_whole(mode=mode):
-            model = wechsel.WECHSEL(ft_en, ft_de, align_strategy="bilingual_dictionary",
-                                    bilingual_dictionary=str(dictionary))
-            return model.apply(source_tok, target_tok, matrix_np.copy(), use_subword_info=mode == "ngram")[0]
+            model = wechsel.WECHSEL(loaded.ft_en, loaded.ft_de, align_strategy="bilingual_dictionary",
+                                    bilingual_dictionary=str(loaded.dictionary))
+            return model.apply(source_tok, target_tok, loaded.matrix_np.copy(),
+                               use_subword_info=mode == "ngram")[0]
 
         ours_result, t_ours, m_ours = timed(ours_whole)
         row = {"ours_seconds": t_ours, "ours_peak_extra_mb": m_ours, "ours_counts": ours_result.report.counts}

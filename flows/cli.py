@@ -33,12 +33,11 @@ def _print_result(result) -> None:
     table.add_column("model")
     table.add_column("texts")
     table.add_column("BPB" if result.metric == "bpb" else metric, justify="right")
-    steps = cfg.train_steps + cfg.full_steps
     labels = {
         "source_model_on_source_language": ("source model, own tokenizer", "source language"),
         "source_model_on_target": ("source model, own tokenizer", "target language"),
         "adapted_step0": (f"adapted ({cfg.strategy}), step 0", "target language"),
-        "adapted_trained": (f"adapted, after {steps} steps", "target language"),
+        "adapted_trained": (f"adapted, after {cfg.total_train_steps} steps", "target language"),
     }
     for key, value in result.bpb.items():
         model, texts = labels.get(key, (key, ""))

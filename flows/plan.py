@@ -146,7 +146,7 @@ def _estimate(stage: PlannedStage, spec: StageSpec, cfg: AdaptConfig, size: Sour
         tokens = cfg.eval_texts * _TOKENS_PER_EVAL_TEXT
         return io + _EVAL_FLOPS_PER_PARAM_TOKEN * params * tokens / flops
     if "train" in stage.stage:
-        tokens = (cfg.train_steps + cfg.full_steps) * cfg.batch_size * cfg.block_size
+        tokens = cfg.total_train_steps * cfg.batch_size * cfg.block_size
         return io + _TRAIN_FLOPS_PER_PARAM_TOKEN * params * tokens / flops
     return io  # init, surgery and stages that land later: loading and saving dominate
 

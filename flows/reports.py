@@ -112,7 +112,7 @@ def result_markdown(result: AdaptResult) -> str:
         f"# {result.config.model_name()}\n\n"
         f"Model: `{result.model_dir}`  \nCode version: `{result.code_version}`  \n"
         f"Strategy: `{result.config.strategy}`, vocabulary {result.config.vocab_size}, "
-        f"{result.config.train_steps} training steps, {result.seconds:.0f} s\n\n"
+        f"{result.config.total_train_steps} training steps, {result.seconds:.0f} s\n\n"
         f"| evaluation | {METRIC_LABELS[result.metric]} |\n|---|---|\n{rows}\n\n"
         f"Fertility (tokens/word): source {fert['source']['tokens_per_word']:.2f}, "
         f"target {fert['target']['tokens_per_word']:.2f}\n\n"

@@ -106,6 +106,11 @@ class AdaptConfig(BaseModel):
                 raise ValueError(f"Bible translation code {code!r} is not a code like 'e' or 'k'")
         return codes
 
+    @property
+    def total_train_steps(self) -> int:
+        """Optimizer steps of both training stages (0: the run has no train stage)."""
+        return self.train_steps + self.full_steps
+
     def model_name(self) -> str:
         source = Path(self.source_model).stem if ("/" in self.source_model or self.source_model.endswith(".gguf")) else self.source_model
         return f"{source.replace('/', '--')}-{self.target_language}-{self.strategy}"

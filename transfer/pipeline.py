@@ -495,7 +495,7 @@ def walk_stages(cfg: AdaptConfig, stage: StageRunner) -> StageGraph:
         vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors), "align")
     init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors), "init")
     final = init
-    if cfg.train_steps > 0 or cfg.full_steps > 0:
+    if cfg.total_train_steps:
         final = stage(train_spec(cfg, init, corpus), "train")
     models = {
         "source_model_on_target": (source, "target"),

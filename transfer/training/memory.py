@@ -89,20 +89,14 @@ def _dims(model: torch.nn.Module) -> tuple[int, int, int, int]:
 
 
 def _vocab_rows(model: torch.nn.Module) -> int:
-    """Rows of the logits: the head's outputs, else the input embedding's rows. Read from
-    ``out_features`` / ``num_embeddings`` so OFA's factorized modules (no ``.weight``) count."""
-    head = model.get_output_embeddings()
-    if head is not None:
-        rows = getattr(head, "out_features", None)
-        if rows is None and getattr(head, "weight", None) is not None:
-            rows = head.weight.shape[0]
-        if rows:
-            return int(rows)
-    embedding = model.get_input_embeddings()
-    rows = getattr(embedding, "num_embeddings", None)
-    if rows is None and getattr(embedding, "weight", None) is not None:
-        rows = embedding.weight.shape[0]
-    return int(rows or 0)
+    """Rows of the logits: the head's ``out_features``, else the input embedding's
+    ``num_embeddings`` (both plain and OFA's factorized modules have them, not always a
+    ``.weight``), else the config's vocabulary size."""
+    for module, rows in ((model.get_output_embeddings(), "out_features"),
+                         (model.get_input_embeddings(), "num_embeddings")):
+        if getattr(module, rows, None):
+            return int(getattr(module, rows))
+    return int(getattr(getattr(model, "config", None), "vocab_size", 0) or 0)
 
 
 def estimate_training_memory(
