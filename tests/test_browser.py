@@ -78,8 +78,9 @@ def test_ui_shows_deployment_and_completed_run(tmp_path: Path, tiny_source: Path
 
         with temporary_settings(updates={PREFECT_API_URL: api}):
             deadline = time.monotonic() + 180
-            deployment = None
-            while deployment is None and time.monotonic() < deadline:
+            # `serve` registers the deployments one after another: wait until both exist
+            deployment = german = None
+            while (deployment is None or german is None) and time.monotonic() < deadline:
                 assert serve.poll() is None, log.read_text()[-3000:]
                 try:
                     with get_client(sync_client=True) as client:
@@ -87,7 +88,7 @@ def test_ui_shows_deployment_and_completed_run(tmp_path: Path, tiny_source: Path
                         german = client.read_deployment_by_name("adapt-language/adapt-de")
                 except Exception:  # noqa: BLE001 - not up yet
                     time.sleep(2)
-            assert deployment is not None, log.read_text()[-3000:]
+            assert deployment is not None and german is not None, log.read_text()[-3000:]
             assert [s.schedule.cron for s in german.schedules] == ["0 1 29 2 *"]
 
             from prefect.deployments import run_deployment
