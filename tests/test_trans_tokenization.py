@@ -9,7 +9,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from tests.tiny import ENGLISH_SENTENCES, GERMAN_SENTENCES, tiny_byte_bpe_tokenizer
-from transfer.errors import ParallelCorpusError, StrategyResourceError
+from transfer.errors import ParallelCorpusError, StrategyResourceError, TokenVectorError
 from transfer.parallel import TokenizedParallel, aligner_words, count_links, tokenize_parallel
 from transfer.strategies import SourceEmbeddings, StrategyInputs, initialize
 from transfer.strategies.overlap import match_overlap
@@ -20,6 +20,7 @@ from transfer.strategies.trans_tokenization import (
     transition_weights,
     vector_fallback_weights,
 )
+from transfer.strategies.vector_resources import resolve_token_vectors
 
 DIM = 8
 # numbers, punctuation and a name in both languages, so identical strings exist on both sides
@@ -213,7 +214,9 @@ def test_vector_fallback_is_wechsel_style(source_tok, target_tok):
     assert result.report.labels[never] == "fallback"
     torch.testing.assert_close(result.input[no_vector], inputs.source.input.mean(0))
     # k > 1: softmax(sim / T) weights over the k best, summing to one
-    weights = vector_fallback_weights(source_vectors, target_vectors, [never], k=5, temperature=0.1)
+    pair = resolve_token_vectors(inputs, n_s, n_t)
+    assert not pair.target_has[no_vector]
+    weights = vector_fallback_weights(pair, [never], k=5, temperature=0.1)
     row = weights.toarray()[never]
     assert (row > 0).sum() == 5 and row.sum() == pytest.approx(1.0)
     assert row.argmax() == 17
@@ -277,7 +280,7 @@ def test_refuses_missing_or_bad_parallel_data(source_tok, target_tok):
         trans_tokenization(_inputs(source_tok, target_tok, parallel=[("", "Haus")]))
     with pytest.raises(StrategyResourceError, match="shape"):
         trans_tokenization(_inputs(source_tok, target_tok, link_counts=sp.csr_matrix((3, 3))))
-    with pytest.raises(StrategyResourceError, match="aligned_vectors"):
+    with pytest.raises(TokenVectorError, match=r"aligned_vectors.*3 rows.*another tokenizer"):
         trans_tokenization(
             _inputs(source_tok, target_tok, parallel=[("a", "b")],
                     aligned_vectors=(torch.zeros(3, 4), torch.zeros(3, 4)))

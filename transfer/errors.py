@@ -25,10 +25,6 @@ class SimilarityError(VocabTransferError):
     """A similarity search got vectors of mismatched shape or an impossible k."""
 
 
-class TokenVectorError(VocabTransferError):
-    """A strategy needs token vectors that its resources do not provide (or not in shape)."""
-
-
 class FactorizationError(VocabTransferError):
     """A factorized embedding cannot be built: rank out of range, model or file mismatch."""
 
@@ -56,6 +52,10 @@ class ParallelCorpusError(VocabTransferError):
 
 class StrategyResourceError(VocabTransferError):
     """A strategy's data (parallel corpus, target corpus, token vectors) is missing or unusable."""
+
+
+class TokenVectorError(StrategyResourceError):
+    """A strategy needs token vectors that its resources do not provide (or not in shape)."""
 
 
 class VectorsError(VocabTransferError):

@@ -27,6 +27,7 @@ from transfer.strategies.base import InitReport, StrategyInputs, TargetEmbedding
 from transfer.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_rows
 from transfer.strategies.overlap import match_overlap
 from transfer.strategies.registry import register
+from transfer.strategies.vector_resources import resolve_token_vectors
 from transfer.strategies.wechsel import (
     DEFAULT_K,
     DEFAULT_TEMPERATURE,
@@ -34,7 +35,6 @@ from transfer.strategies.wechsel import (
     check_search_params,
     combine_rows,
     neighbour_weights,
-    resolve_token_vectors,
 )
 
 DEFAULT_RANK = 100

@@ -20,7 +20,8 @@ strings (names) get a small prior count towards their source twin (``identity_pr
 so they are copied when never aligned and barely moved when the alignment knows better
 (false friends such as German ``die``). Tokens that stay without a source fall back to a
 WECHSEL-style estimate (top-k cosine neighbours in aligned static token vectors, softmax
-weights) when ``resources["aligned_vectors"]`` gives vectors, else to the mean row.
+weights) when the resources give static vectors in any form WECHSEL takes
+(``transfer.strategies.vector_resources``), else to the mean row.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,6 +46,12 @@ from transfer.strategies.base import (
 from transfer.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_rows
 from transfer.strategies.overlap import match_overlap
 from transfer.strategies.registry import register
+from transfer.strategies.vector_resources import (
+    TokenVectorPair,
+    has_token_vectors,
+    resolve_token_vectors,
+)
+from transfer.strategies.wechsel import neighbour_weights
 
 DEFAULT_MIN_COUNT = 2
 DEFAULT_MIN_PROB = 0.05
@@ -120,37 +126,29 @@ def combine_rows(weights: sp.spmatrix, matrix: torch.Tensor) -> torch.Tensor:
 
 
 def vector_fallback_weights(
-    source_vectors: torch.Tensor,
-    target_vectors: torch.Tensor,
+    vectors: TokenVectorPair,
     target_ids: Sequence[int],
     *,
     k: int = DEFAULT_FALLBACK_K,
     temperature: float = DEFAULT_FALLBACK_TEMPERATURE,
 ) -> sp.csr_matrix:
     """WECHSEL-style rows for ``target_ids``: the k most cosine-similar source tokens in
-    the aligned static space with softmax(similarity / temperature) weights. Tokens (on
-    either side) whose vector is all zero or not finite have no direction: target ones
-    get an empty row, source ones are never chosen."""
-    from transfer.similarity import exact_topk, normalize_rows
-
-    n_target, n_source = target_vectors.shape[0], source_vectors.shape[0]
-    source = torch.nan_to_num(source_vectors.detach().to(torch.float32), nan=0.0)
-    source_unit, source_ok = normalize_rows(source)
-    source_rows = source_ok.nonzero().squeeze(1)
-    ids = torch.as_tensor(list(target_ids), dtype=torch.long)
-    target = torch.nan_to_num(target_vectors.detach().to(torch.float32)[ids], nan=0.0)
-    target_unit, target_ok = normalize_rows(target)
-    queries = ids[target_ok]
-    if len(queries) == 0 or len(source_rows) == 0:
+    the aligned static space with softmax(similarity / temperature) weights (WECHSEL's own
+    ``neighbour_weights``). Target tokens without a vector get an empty row; source tokens
+    without one are never chosen."""
+    n_target, n_source = vectors.target.shape[0], vectors.source.shape[0]
+    wanted = torch.zeros(n_target, dtype=torch.bool)
+    wanted[torch.as_tensor(list(target_ids), dtype=torch.long)] = True
+    queries = vectors.target_has & wanted
+    if not bool(queries.any()):
         return sp.csr_matrix((n_target, n_source), dtype=np.float64)
-    k = min(k, len(source_rows))
-    top = exact_topk(target_unit[target_ok], source_unit[source_rows], k, normalize=False)
-    weights = torch.softmax(top.scores.to(torch.float64) / temperature, dim=1)
-    chosen = source_rows[top.indices]
+    found = neighbour_weights(vectors.source, vectors.source_has, vectors.target, queries,
+                              k=k, temperature=temperature)
+    k = found.source_ids.shape[1]
     return sp.csr_matrix(
         (
-            weights.reshape(-1).numpy(),
-            (queries.repeat_interleave(k).numpy(), chosen.reshape(-1).numpy()),
+            found.weights.to(torch.float64).reshape(-1).numpy(),
+            (found.target_ids.repeat_interleave(k).numpy(), found.source_ids.reshape(-1).numpy()),
         ),
         shape=(n_target, n_source),
     )
@@ -192,51 +190,12 @@ def identity_matches(inputs: StrategyInputs) -> IdentityMatches:
 # inputs
 
 
-def _is_word_space(value: Any) -> bool:
-    """Static *word* vectors in one space (WECHSEL's ``aligned_vectors``: an AlignedPair or
-    the pipeline's VectorSpace of two ``StaticVectors``), not token matrices."""
-    return hasattr(getattr(value, "source", None), "words")
-
-
-def _aligned_vectors(inputs: StrategyInputs, n_source: int, n_target: int):
-    """(source (V_s, D), target (V_t, D)) token vectors in one space, or None.
-
-    Takes what WECHSEL takes (aligned word vectors, turned into token vectors by the same
-    ``token_vector_method``, or ``source_token_vectors``/``target_token_vectors``), or a
-    pair of token matrices as ``aligned_vectors``. Tokens without a vector get zero rows,
-    which the fallback never uses."""
-    resources = inputs.resources
-    value = resources.get("aligned_vectors")
-    if _is_word_space(value) or "source_token_vectors" in resources:
-        from transfer.strategies.wechsel import resolve_token_vectors
-
-        pair = resolve_token_vectors(inputs, n_source, n_target)
-        return pair.source * pair.source_has[:, None], pair.target * pair.target_has[:, None]
-    if value is None:
+def _fallback_vectors(inputs: StrategyInputs, n_source: int, n_target: int) -> TokenVectorPair | None:
+    """The static token vectors for the WECHSEL-style fallback, in any form WECHSEL takes
+    (``transfer.strategies.vector_resources``), or None when the resources have none."""
+    if not has_token_vectors(inputs.resources):
         return None
-    if isinstance(value, dict):
-        pair = (value.get("source"), value.get("target"))
-    elif hasattr(value, "source") and hasattr(value, "target"):
-        pair = (value.source, value.target)
-    elif isinstance(value, (tuple, list)) and len(value) == 2:
-        pair = tuple(value)
-    else:
-        raise StrategyResourceError(
-            "resources['aligned_vectors']: expected (source token vectors, target token "
-            f"vectors) as a pair, a dict or an object with .source/.target; got {type(value).__name__}"
-        )
-    source, target = (torch.as_tensor(np.asarray(m), dtype=torch.float32) for m in pair)
-    if source.dim() != 2 or target.dim() != 2 or source.shape[1] != target.shape[1]:
-        raise StrategyResourceError(
-            f"resources['aligned_vectors']: need two matrices of the same width, got "
-            f"{tuple(source.shape)} and {tuple(target.shape)}"
-        )
-    if source.shape[0] != n_source or target.shape[0] != n_target:
-        raise StrategyResourceError(
-            f"resources['aligned_vectors']: {source.shape[0]} source and {target.shape[0]} "
-            f"target rows, expected one per token: {n_source} and {n_target}"
-        )
-    return source, target
+    return resolve_token_vectors(inputs, n_source, n_target)
 
 
 @dataclass
@@ -314,7 +273,7 @@ def trans_tokenization(
     }
     if identity_prior < 0:
         raise StrategyResourceError(f"identity_prior must be >= 0, got {identity_prior}")
-    vectors = _aligned_vectors(inputs, n_source, n_target)
+    vectors = _fallback_vectors(inputs, n_source, n_target)
     notes: list[str] = []
 
     # data checks come first: refuse before tokenizing or aligning anything
@@ -375,9 +334,7 @@ def trans_tokenization(
     missing = [t for t in range(n_target) if labels[t] == "fallback"]
     n_vector = 0
     if vectors is not None and missing:
-        fallback = vector_fallback_weights(
-            vectors[0], vectors[1], missing, k=fallback_k, temperature=fallback_temperature
-        )
+        fallback = vector_fallback_weights(vectors, missing, k=fallback_k, temperature=fallback_temperature)
         n_vector = int((fallback.getnnz(axis=1) > 0).sum())
         weights = (weights + fallback).tocsr()
     has_row = np.asarray(weights.getnnz(axis=1) > 0)
@@ -400,7 +357,7 @@ def trans_tokenization(
          f"({len(copied)} numbers/punctuation outright, the rest by the identity prior alone)"),
         (f"{labels.count('fallback')} fell back: {n_vector} to WECHSEL-style vector estimates, "
          f"{len(mean_index)} to the mean"
-         + ("" if vectors is not None else " (no resources['aligned_vectors'] given)")),
+         + ("" if vectors is not None else " (no static vectors in resources)")),
     ]
     report = InitReport(
         strategy="trans_tokenization", params=params, n_target=n_target, labels=labels,

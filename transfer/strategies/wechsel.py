@@ -14,14 +14,14 @@ their zero vectors compete at similarity 0); target tokens without a vector fall
 the mean row (``fallback_mean_rows``), not to random rows, which DESIGN.md measured to hurt
 a tied head.
 
-The neighbour search and weights are shared with OFA (``neighbour_weights``,
-``combine_rows``).
+The neighbour search and weights are shared with OFA and trans-tokenization's fallback
+(``neighbour_weights``, ``combine_rows``); the token vectors come from
+``transfer.strategies.vector_resources``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -35,22 +35,10 @@ from transfer.strategies.base import (
 )
 from transfer.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_rows
 from transfer.strategies.registry import register
+from transfer.strategies.vector_resources import resolve_token_vectors
 
 DEFAULT_K = 10
 DEFAULT_TEMPERATURE = 0.1
-TOKEN_VECTOR_METHODS: tuple[str, ...] = ("ngram", "word_average")
-
-
-@dataclass(frozen=True)
-class TokenVectorPair:
-    """Token vectors of both vocabularies in one space: (V, dim) float32 matrices and (V,)
-    bool masks of the rows that have a vector (an all-zero row never counts)."""
-
-    source: torch.Tensor
-    source_has: torch.Tensor
-    target: torch.Tensor
-    target_has: torch.Tensor
-    method: str
 
 
 @dataclass(frozen=True)
@@ -71,86 +59,6 @@ def check_search_params(k: int, temperature: float, search: str) -> None:
         raise TokenVectorError(f"temperature must be > 0, got {temperature!r}")
     if search not in SEARCH_METHODS:
         raise TokenVectorError(f"search={search!r} is unknown; use one of {SEARCH_METHODS}")
-
-
-def _fit_rows(vectors: Any, n_rows: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(matrix, has_vector) of exactly ``n_rows`` rows: tokens the vectors do not cover
-    (added tokens past the end) get no vector; an all-zero row counts as no vector."""
-    matrix = getattr(vectors, "matrix", None)
-    has = getattr(vectors, "has_vector", None)
-    if matrix is not None:
-        matrix = torch.as_tensor(matrix)
-    if matrix is None or has is None or matrix.dim() != 2:
-        raise TokenVectorError(
-            f"{side} token vectors must have .matrix (V, dim) and .has_vector (V,), "
-            f"got {type(vectors).__name__}"
-        )
-    has = torch.as_tensor(has).to(torch.bool)
-    if has.shape != (matrix.shape[0],):
-        raise TokenVectorError(
-            f"{side} token vectors: has_vector has shape {tuple(has.shape)}, "
-            f"matrix has {matrix.shape[0]} rows"
-        )
-    matrix = matrix.to(torch.float32)
-    if matrix.shape[0] < n_rows:
-        pad = n_rows - matrix.shape[0]
-        matrix = torch.cat([matrix, matrix.new_zeros(pad, matrix.shape[1])])
-        has = torch.cat([has, has.new_zeros(pad)])
-    matrix, has = matrix[:n_rows], has[:n_rows]
-    nonzero = matrix.abs().sum(dim=1) > 0
-    return matrix, has & nonzero
-
-
-def resolve_token_vectors(inputs: StrategyInputs, n_source: int, n_target: int) -> TokenVectorPair:
-    """Token vectors from ``inputs.resources``: precomputed ``source_token_vectors`` /
-    ``target_token_vectors``, or computed from ``aligned_vectors`` (an AlignedPair) with
-    ``token_vector_method`` ("ngram" by default, or "word_average"; then optional
-    ``source_word_frequencies`` / ``target_word_frequencies`` {word: count} weight the
-    words, else every word of the vectors counts once)."""
-    res = inputs.resources
-    method = res.get("token_vector_method", "ngram")
-    if "source_token_vectors" in res or "target_token_vectors" in res:
-        missing = [k for k in ("source_token_vectors", "target_token_vectors") if k not in res]
-        if missing:
-            raise TokenVectorError(f"resources has one side of the token vectors but not {missing}")
-        source, target = res["source_token_vectors"], res["target_token_vectors"]
-        coverage = getattr(source, "coverage", None)  # transfer.subwords.TokenVectors
-        if isinstance(coverage, dict) and "method" in coverage:
-            method = coverage["method"]
-    elif "aligned_vectors" in res:
-        if method not in TOKEN_VECTOR_METHODS:
-            raise TokenVectorError(
-                f"token_vector_method={method!r} is unknown; use one of {TOKEN_VECTOR_METHODS}"
-            )
-        from transfer.subwords import token_vectors
-
-        aligned = res["aligned_vectors"]
-        sides = []
-        for side, tokenizer, vectors in (("source", inputs.source_tokenizer, aligned.source),
-                                         ("target", inputs.target_tokenizer, aligned.target)):
-            kwargs: dict[str, Any] = {}
-            frequencies = res.get(f"{side}_word_frequencies")
-            if method == "word_average" and frequencies:
-                # WECHSEL weights each word by its corpus frequency (fastText's counts)
-                kwargs["words"] = list(frequencies)
-                kwargs["word_frequencies"] = [float(f) for f in frequencies.values()]
-            sides.append(token_vectors(tokenizer, vectors, method=method, **kwargs))
-        source, target = sides
-    else:
-        raise TokenVectorError(
-            "this strategy needs static vectors in resources: either 'source_token_vectors' "
-            "and 'target_token_vectors', or 'aligned_vectors' (transfer.alignment.AlignedPair)"
-        )
-    s_matrix, s_has = _fit_rows(source, n_source, "source")
-    t_matrix, t_has = _fit_rows(target, n_target, "target")
-    if s_matrix.shape[1] != t_matrix.shape[1]:
-        raise TokenVectorError(
-            f"source token vectors have dimension {s_matrix.shape[1]}, target ones "
-            f"{t_matrix.shape[1]}: they must be in one aligned space"
-        )
-    if not bool(s_has.any()):
-        raise TokenVectorError("no source token has a vector: nothing to take neighbours from")
-    return TokenVectorPair(s_matrix, s_has, t_matrix, t_has, str(method))
 
 
 def neighbour_weights(
