@@ -222,6 +222,23 @@ def test_vector_fallback_is_wechsel_style(source_tok, target_tok):
     assert row.argmax() == 17
 
 
+def test_vector_fallback_rows_equal_wechsels_rows(source_tok, target_tok):
+    """With the same static vectors, k and temperature, a never-aligned token gets exactly
+    the row WECHSEL gives it: one neighbour search serves both strategies."""
+    n_t, n_s = len(target_tok), len(source_tok)
+    a, *never = _new_word_ids(source_tok, target_tok, 6)
+    g = torch.Generator().manual_seed(4)
+    vectors = {"source": torch.randn(n_s, 6, generator=g), "target": torch.randn(n_t, 6, generator=g)}
+    inputs = _inputs(source_tok, target_tok, link_counts=_counts({(a, 5): 3}, n_t, n_s), aligned_vectors=vectors)
+    transtok = initialize("trans_tokenization", inputs, fallback_k=4, fallback_temperature=0.2)
+    wechsel = initialize("wechsel", _inputs(source_tok, target_tok, aligned_vectors=vectors), k=4, temperature=0.2)
+    assert all(transtok.report.labels[t] == "fallback" for t in never)
+    torch.testing.assert_close(transtok.input[never], wechsel.input[never])
+    torch.testing.assert_close(transtok.output[never], wechsel.output[never])
+    torch.testing.assert_close(transtok.output_bias[never], wechsel.output_bias[never])
+    assert not torch.allclose(transtok.input[a], wechsel.input[a])  # the aligned one differs
+
+
 def test_numbers_punctuation_and_identical_strings(source_tok, target_tok):
     n_t, n_s = len(target_tok), len(source_tok)
     identity = identity_matches(_inputs(source_tok, target_tok))
