@@ -71,6 +71,9 @@ def test_changed_parameter_reruns_only_downstream(tmp_path: Path, tiny_source: P
         ({"target_files": ["/does/not/exist.txt"]}, CorpusError, "/does/not/exist.txt"),
         ({"source_model": "/does/not/exist-model"}, VocabTransferError, "/does/not/exist-model"),
         ({"target_bible": ["Q"]}, CorpusError, "'Q'"),
+        # a misspelt strategy parameter, refused before the corpus and tokenizer are built
+        ({"strategy": "mean", "strategy_params": {"covariance": 0.5}}, VocabTransferError,
+         "'mean' does not take covariance; it takes: covariance_scale"),
     ],
 )
 def test_bad_input_is_refused_before_work(tmp_path: Path, tiny_source: Path, tiny_corpus: Path,

@@ -404,9 +404,9 @@ def validate_config(cfg: AdaptConfig) -> None:
     """Refuse bad input before any expensive work starts."""
     from transfer.bible import translation_codes
     from transfer.source_model import source_fingerprint
-    from transfer.strategies import get_strategy
+    from transfer.strategies import check_strategy_params
 
-    get_strategy(cfg.strategy)
+    check_strategy_params(cfg.strategy, cfg.strategy_params)  # also refuses an unknown strategy
     for path in cfg.target_files:
         if not Path(path).exists():
             raise CorpusError(f"target_files: {path} does not exist")

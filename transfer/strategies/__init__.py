@@ -17,6 +17,7 @@ from transfer.strategies.base import (
 from transfer.strategies.mean import fallback_mean_rows
 from transfer.strategies.registry import (
     available_strategies,
+    check_strategy_params,
     get_strategy,
     initialize,
     register,
@@ -36,6 +37,7 @@ __all__ = [
     "StrategyInputs",
     "TargetEmbeddings",
     "available_strategies",
+    "check_strategy_params",
     "fallback_mean_rows",
     "get_strategy",
     "initialize",

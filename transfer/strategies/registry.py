@@ -66,7 +66,9 @@ def strategy_parameters(name: str) -> dict[str, Any]:
     }
 
 
-def _check_params(name: str, params: dict[str, Any]) -> None:
+def check_strategy_params(name: str, params: dict[str, Any]) -> None:
+    """Refuse keyword parameters that strategy ``name`` does not take (cheap; run it before
+    any stage is built)."""
     signature = inspect.signature(get_strategy(name))
     if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         return
@@ -134,7 +136,7 @@ def initialize(name: str, inputs: StrategyInputs, **params: Any) -> TargetEmbedd
     """Run strategy ``name``, then copy special-token rows (by role) and byte-token rows
     (by byte value) from the source, relabelling them "special" and "byte"."""
     strategy = get_strategy(name)
-    _check_params(name, params)
+    check_strategy_params(name, params)
     result = strategy(inputs, **params)
     _check_output(name, inputs, result)
 
