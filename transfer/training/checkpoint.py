@@ -25,22 +25,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from transfer.atomic import write_atomic
 from transfer.errors import CheckpointError
 
 LATEST = "latest.json"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -125,7 +113,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _atomic_write_text(directory / LATEST, json.dumps({"checkpoint": final.name, "step": step}))
+    write_atomic(directory / LATEST, json.dumps({"checkpoint": final.name, "step": step}), fsync=True)
     for old in sorted(directory.glob("step-*"))[:-keep] if keep > 0 else []:
         if old.name != final.name:
             shutil.rmtree(old, ignore_errors=True)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from transfer.atomic import write_atomic
 
 
 @dataclass
@@ -55,18 +55,6 @@ class LearningCurve:
         return None
 
 
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_csv(curve: LearningCurve, path: Path) -> None:
     buffer = io.StringIO()
     names = [f.name for f in fields(CurvePoint)]
@@ -74,11 +62,11 @@ def write_csv(curve: LearningCurve, path: Path) -> None:
     writer.writeheader()
     for point in curve.points:
         writer.writerow({"label": curve.label, **asdict(point)})
-    _atomic_write(Path(path), buffer.getvalue())
+    write_atomic(Path(path), buffer.getvalue())
 
 
 def write_json(curve: LearningCurve, path: Path) -> None:
-    _atomic_write(Path(path), json.dumps(curve.to_dict(), indent=1) + "\n")
+    write_atomic(Path(path), json.dumps(curve.to_dict(), indent=1) + "\n")
 
 
 def read_json(path: Path) -> LearningCurve:
@@ -121,7 +109,7 @@ def plot_curves(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    _atomic_write(Path(path), buffer.getvalue())
+    write_atomic(Path(path), buffer.getvalue())
     return Path(path)
 
 
