@@ -59,7 +59,7 @@ def test_ui_shows_deployment_and_completed_run(tmp_path: Path, tiny_source: Path
     languages = tmp_path / "languages.yaml"
     languages.write_text(yaml.safe_dump({
         "defaults": {"source_model": str(tiny_source), "source_bible": [], "device": "cpu",
-                     **({"register": False} if "register" in type(cfg).model_fields else {})},
+                     "register_model": False},
         "languages": {"de": {"name": "German", "corpus": {"files": [str(tiny_corpus)]},
                              "vocab_size": 350, "train_steps": 1, "cron": "0 1 29 2 *"}},
     }))
