@@ -124,7 +124,9 @@ def adapt(
     target_language: str | None = typer.Option(None, help="Language code of the target language."),
     target_bible: list[str] | None = typer.Option(None, help="Bible translation code(s) of the target language."),
     target_file: list[Path] | None = typer.Option(None, help="Target corpus file(s) or folder(s)."),
-    strategy: str | None = typer.Option(None, help="Initialization strategy (see `strategies`)."),
+    strategy: list[str] | None = typer.Option(
+        None, help="Initialization strategy (see `strategies`); give it several times to compare "
+                   "strategies in one run (shared stages built once, one table and plot)."),
     vocab_size: int | None = typer.Option(None, help="Target tokenizer vocabulary size."),
     train_steps: int | None = typer.Option(None, help="Training budget in optimizer steps."),
     eval_texts: int | None = typer.Option(None, help="Held-out texts scored for bits per byte."),
@@ -133,7 +135,8 @@ def adapt(
     prefect: bool = typer.Option(True, help="Run as a Prefect flow (shows in the UI when a server is configured)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, what is cached, and an estimate; run nothing."),
 ) -> None:
-    """Adapt the source model to one target language and print bits per byte before and after."""
+    """Adapt the source model to one target language and print bits per byte before and after
+    (with several --strategy: every strategy, compared in one table)."""
     from pydantic import ValidationError
 
     from transfer.errors import VocabTransferError
@@ -146,7 +149,7 @@ def adapt(
     overrides = {
         "source_model": source_model, "target_language": target_language,
         "target_bible": target_bible, "target_files": [str(p) for p in target_file] if target_file else None,
-        "strategy": strategy, "vocab_size": vocab_size, "train_steps": train_steps,
+        "strategy": strategy[0] if strategy and len(strategy) == 1 else None, "vocab_size": vocab_size, "train_steps": train_steps,
         "eval_texts": eval_texts, "device": device, "cache_dir": cache_dir,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -155,6 +158,9 @@ def adapt(
         values["target_bible"] = []
     try:
         cfg = _load_parameters(values)
+        if strategy and len(strategy) > 1:
+            _compare(cfg, strategy, prefect=prefect, dry_run=dry_run)
+            return
         if dry_run:
             from flows.plan import plan_adaptation
 
@@ -166,18 +172,69 @@ def adapt(
             with _stage_progress():
                 result = adapt_flow(cfg)
         else:
-            from transfer.pipeline import run_adaptation
             from transfer.training.callbacks import RichProgress, use_callbacks
 
-            def listener(stage: str, state: str) -> None:
-                if state != "running":
-                    console.print(f"[dim]{stage}: {state}[/]")
-
             with use_callbacks(RichProgress(console)):
-                result = run_adaptation(cfg, listener=listener)
+                result = _run_local(cfg)
     except (ValidationError, VocabTransferError) as error:
         raise _fail(error) from error
     _print_result(result)
+
+
+def _run_local(cfg):
+    """One adaptation without Prefect, printing each stage as it ends."""
+    from transfer.pipeline import run_adaptation
+
+    def listener(stage: str, state: str) -> None:
+        if state != "running":
+            console.print(f"[dim]{stage}: {state}[/]")
+
+    return run_adaptation(cfg, listener=listener)
+
+
+def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> None:
+    """Every strategy on the same pair and budget; a table, plus markdown/JSON/plot files."""
+    from transfer.comparison import (
+        compare_strategies,
+        comparison_folder,
+        strategy_configs,
+        write_comparison,
+    )
+    from transfer.evaluate import METRIC_LABELS
+
+    if dry_run:
+        from flows.plan import plan_adaptation
+
+        for config in strategy_configs(cfg, strategies):
+            _print_plan(plan_adaptation(config), f"plan of {config.model_name()}")
+        return
+
+    def done(result) -> None:
+        values = ", ".join(f"{k} {v:.4f}" for k, v in result.bpb.items() if k.startswith("adapted"))
+        console.print(f"[bold]{result.config.strategy}[/]: {values} ({result.seconds:.0f} s)")
+
+    if prefect:
+        from flows.adapt_flow import adapt_flow
+
+        with _stage_progress():
+            comparison = compare_strategies(cfg, strategies, run=adapt_flow, on_result=done)
+    else:
+        from transfer.training.callbacks import RichProgress, use_callbacks
+
+        with use_callbacks(RichProgress(console)):
+            comparison = compare_strategies(cfg, strategies, run=_run_local, on_result=done)
+    paths = write_comparison(comparison, comparison_folder(cfg, strategies))
+    metric = METRIC_LABELS[comparison.metric]
+    table = Table(title=f"{cfg.target_language}: {metric} on held-out {cfg.eval_split} texts, best first")
+    for column in ("strategy", "step 0", f"after {comparison.train_steps} steps", "model"):
+        table.add_column(column, justify="left" if column in ("strategy", "model") else "right")
+    for row in comparison.ranked():
+        table.add_row(row.strategy, f"{row.step0:.4f}", "" if row.trained is None else f"{row.trained:.4f}",
+                      row.model_dir)
+    if comparison.source_model is not None:
+        table.add_row("source model, own tokenizer", f"{comparison.source_model:.4f}", "", "")
+    console.print(table)
+    console.print("Written: " + ", ".join(str(p) for p in paths.values()))
 
 
 @app.command()

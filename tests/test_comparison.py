@@ -1,0 +1,99 @@
+"""Several strategies on one pair: shared stages built once, one table, one overlaid plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.test_prefect_flows import tiny_config
+from transfer.comparison import (
+    ComparisonError,
+    compare_strategies,
+    comparison_folder,
+    comparison_markdown,
+    strategy_configs,
+    write_comparison,
+)
+from transfer.errors import UnknownStrategyError
+
+
+def test_each_strategy_gets_the_parameters_it_takes(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    params = {"covariance_scale": 0.0, "k": 3, "fallback_covariance_scale": 0.5}
+    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, strategy_params=params)
+    configs = strategy_configs(cfg, ["mean", "wechsel", "overlap", "random"])
+    assert [c.strategy for c in configs] == ["mean", "wechsel", "overlap", "random"]
+    by_name = {c.strategy: c.strategy_params for c in configs}
+    assert by_name["mean"] == {"covariance_scale": 0.0}
+    assert by_name["wechsel"] == {"k": 3, "fallback_covariance_scale": 0.5}
+    assert by_name["overlap"] == {"fallback_covariance_scale": 0.5}
+    assert by_name["random"] == {}
+    assert cfg.strategy == "mean" and cfg.strategy_params == params  # untouched
+
+    with pytest.raises(ComparisonError, match=r"\['temperatur'\] is taken by none"):
+        strategy_configs(cfg.model_copy(update={"strategy_params": {"temperatur": 0.1}}), ["mean", "wechsel"])
+    with pytest.raises(ComparisonError, match="more than once"):
+        strategy_configs(cfg, ["mean", "random", "mean"])
+    with pytest.raises(ComparisonError, match="at least one"):
+        strategy_configs(cfg, [])
+    with pytest.raises(UnknownStrategyError, match="no-such"):
+        strategy_configs(cfg, ["mean", "no-such"])
+
+
+def test_compare_shares_stages_and_ranks(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=2, eval_every=1, curve_texts=4)
+    results = []
+    comparison = compare_strategies(cfg, ["mean", "random"], on_result=results.append)
+    assert [r.config.strategy for r in results] == ["mean", "random"]
+    second = results[1].stages_cached
+    assert second["corpus"] and second["source"] and second["tokenizer"]
+    assert second["evaluate:source_model_on_target"] and not second["init"]
+    assert comparison.source_model == results[0].bpb["source_model_on_target"]
+    for row, result in zip(comparison.rows, results):
+        assert row.step0 == result.bpb["adapted_step0"] and row.trained == result.bpb["adapted_trained"]
+        assert row.curve_file and Path(row.curve_file).is_file()
+    ranked = comparison.ranked()
+    assert [r.trained for r in ranked] == sorted(r.trained for r in comparison.rows)
+
+    paths = write_comparison(comparison, comparison_folder(cfg, ["mean", "random"]))
+    assert paths["json"].parent == tmp_path / "reports" / paths["json"].parent.name
+    assert "-de-mean-random" in paths["json"].parent.name
+    assert json.loads(paths["json"].read_text())["rows"][1]["strategy"] == "random"
+    table = paths["markdown"].read_text()
+    assert table == comparison_markdown(comparison)
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0][2:] for line in lines[1:]] == [
+        r.strategy for r in ranked] + ["source model, own tokenizer"]
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_strategy_is_refused_before_any_run(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    """The second strategy needs a parallel corpus the config lacks: nothing runs at all."""
+    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus)
+    ran = []
+    with pytest.raises(Exception, match="parallel corpus"):
+        compare_strategies(cfg, ["mean", "trans_tokenization"], run=ran.append)
+    assert ran == []
+
+
+def test_cli_compares_with_repeated_strategy(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    from flows.cli import app
+
+    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=1)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(cfg.model_dump_json())
+    runner = CliRunner()
+    args = ["adapt", "--config", str(config_file), "--strategy", "mean", "--strategy", "overlap", "--no-prefect"]
+    dry = runner.invoke(app, [*args, "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "plan of" in dry.output and dry.output.count("plan of") == 2
+    done = runner.invoke(app, args, terminal_width=200)
+    assert done.exit_code == 0, done.output
+    output = " ".join(done.output.split())
+    assert "best first" in output and "│ overlap │" in output and "│ source model, own" in output, output
+    folder = comparison_folder(cfg, ["mean", "overlap"])
+    assert (folder / "comparison.md").is_file() and (folder / "comparison.json").is_file()
+    bad = runner.invoke(app, ["adapt", "--config", str(config_file), "--strategy", "mean", "--strategy", "mean"])
+    assert bad.exit_code == 2 and "more than once" in bad.output
