@@ -332,12 +332,22 @@ def serve(
 
 @app.command()
 def strategies() -> None:
-    """List the registered initialization strategies."""
-    from transfer.strategies import available_strategies, get_strategy
+    """List the registered initialization strategies: what each does, the data it needs and
+    its parameters (set them with `strategy_params` in a config file)."""
+    from transfer.strategies import available_strategies, get_strategy, strategy_parameters
+    from transfer.strategy_data import needs
 
+    table = Table(title="initialization strategies", show_lines=True)
+    table.add_column("strategy", no_wrap=True)
+    table.add_column("what it does", ratio=1)
+    table.add_column("needs")
+    table.add_column("parameters (default)", no_wrap=True)
     for name in available_strategies():
-        doc = (get_strategy(name).__doc__ or "").strip().splitlines()
-        console.print(f"[bold]{name}[/]: {doc[0] if doc else ''}")
+        doc = (get_strategy(name).__doc__ or "").strip().split("\n\n")[0]
+        params = "\n".join(f"{key} = {value!r}" for key, value in strategy_parameters(name).items())
+        data = ", ".join(sorted(needs(name))) or "the two tokenizers"
+        table.add_row(name, " ".join(doc.split()), data, params or "-")
+    console.print(table)
 
 
 def _add_registry_commands() -> None:

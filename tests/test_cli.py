@@ -22,6 +22,15 @@ def test_help_everywhere(command: list[str]) -> None:
     assert "Usage" in result.output
 
 
+def test_strategies_lists_parameters_and_data() -> None:
+    from flows.cli import app
+
+    result = runner.invoke(app, ["strategies"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "wechsel" in result.output and "temperature = 0.1" in result.output
+    assert "parallel" in result.output and "rank = 100" in result.output
+
+
 def test_plan_matches_the_run_and_sees_the_cache(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     from flows.cli import app
     from flows.plan import plan_adaptation
