@@ -22,11 +22,13 @@ from prefect.schedules import Cron
 
 from flows.adapt_flow import adapt_flow
 from flows.batch_flow import batch_flow
+from flows.compare_flow import compare_flow
 from flows.languages import DEFAULT_LANGUAGES_FILE, LanguagesFile, load_languages
 from transfer.errors import VocabTransferError
 
 SINGLE_PAIR_DEPLOYMENT = "adapt"
 BATCH_DEPLOYMENT = "batch"
+COMPARE_DEPLOYMENT = "compare"
 TAGS = ["vocab-transfer"]
 #: Environment of every Prefect process we start: offline, no analytics.
 OFFLINE_ENV = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
@@ -44,7 +46,7 @@ def language_deployment_name(code: str) -> str:
 def build_deployments(languages: LanguagesFile, languages_file: Path | str = DEFAULT_LANGUAGES_FILE,
                       *, paused_schedules: bool = False) -> list[RunnerDeployment]:
     """The single-pair deployment (typed form, no schedule), one per language with its
-    parameters and cron, and the batch over the languages file."""
+    parameters and cron, the batch over the languages file, and the strategy comparison."""
     deployments = [
         adapt_flow.to_deployment(
             name=SINGLE_PAIR_DEPLOYMENT, tags=TAGS,
@@ -70,6 +72,12 @@ def build_deployments(languages: LanguagesFile, languages_file: Path | str = DEF
             name=BATCH_DEPLOYMENT, tags=TAGS,
             parameters={"languages_file": str(Path(languages_file).resolve())},
             description="Every language of the languages file, then a summary table.",
+        )
+    )
+    deployments.append(
+        compare_flow.to_deployment(
+            name=COMPARE_DEPLOYMENT, tags=TAGS,
+            description="Several strategies on one language pair: one table and one curve plot.",
         )
     )
     return deployments

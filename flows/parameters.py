@@ -9,7 +9,6 @@ from whatever strategies are installed, not from a list kept here.
 
 from __future__ import annotations
 
-from copy import copy
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
@@ -32,10 +31,6 @@ class AdaptParameters(AdaptConfig):
         "mean",
         description="Embedding initialization strategy (see `vocab-transfer strategies`).",
     )
-
-    if "register" in AdaptConfig.model_fields:
-        # a field named like BaseModel.register loses its default in subclasses: restate it
-        register: bool = copy(AdaptConfig.model_fields["register"])
 
     @model_validator(mode="before")
     @classmethod

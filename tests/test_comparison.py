@@ -97,3 +97,29 @@ def test_cli_compares_with_repeated_strategy(tmp_path: Path, tiny_source: Path, 
     assert (folder / "comparison.md").is_file() and (folder / "comparison.json").is_file()
     bad = runner.invoke(app, ["adapt", "--config", str(config_file), "--strategy", "mean", "--strategy", "mean"])
     assert bad.exit_code == 2 and "more than once" in bad.output
+
+
+def test_compare_flow_runs_each_strategy_as_a_sub_run(prefect_harness, tmp_path: Path, tiny_source: Path,
+                                                      tiny_corpus: Path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    from flows.compare_flow import compare_flow
+    from flows.parameters import as_parameters
+    from tests.test_prefect_flows import _artifacts
+
+    cfg = as_parameters(tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=1))
+    state = compare_flow(cfg, ["mean", "random"], return_state=True)
+    assert state.is_completed(), state.message
+    comparison = state.result()
+    assert [row.strategy for row in comparison.rows] == ["mean", "random"]
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
+    names = sorted(run.name for run in children)
+    assert names == ["de-mean", "de-random"], names
+    artifacts = {a.key: a for a in _artifacts(run_id)}
+    table = artifacts["compare-de-mean-random-table"]
+    assert "| mean |" in table.data and "| random |" in table.data
+    assert "compare-de-mean-random-curves" in artifacts

@@ -185,7 +185,7 @@ def test_deployments_one_schedule_per_language() -> None:
     path = REPO / "configs" / "languages.yaml"
     languages = load_languages(path)
     deployments = {d.name: d for d in build_deployments(languages, path)}
-    assert {"adapt", "batch", "adapt-de", "adapt-fr", "adapt-es", "adapt-sw"} == set(deployments)
+    assert {"adapt", "batch", "compare", "adapt-de", "adapt-fr", "adapt-es", "adapt-sw"} == set(deployments)
     assert not deployments["adapt"].schedules
     for code, entry in languages.languages.items():
         deployment = deployments[f"adapt-{code}"]

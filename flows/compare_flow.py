@@ -1,0 +1,54 @@
+"""Compare flow: several initialization strategies on one language pair, from the UI.
+
+A thin layer over ``transfer.comparison``: each strategy runs as its own sub-run of the
+single-pair flow (its stages, artifacts and state visible on its own; stages shared with
+the other strategies come from the cache), then the comparison table and the overlaid
+learning curves are published as artifacts of this run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+from flows.adapt_flow import adapt_flow
+from flows.parameters import AdaptParameters, StrategyName, as_parameters
+from flows.reports import artifact_key
+from transfer.comparison import (
+    Comparison,
+    compare_strategies,
+    comparison_folder,
+    comparison_markdown,
+    write_comparison,
+)
+from transfer.config import AdaptConfig
+from transfer.pipeline import AdaptResult
+
+DEFAULT_STRATEGIES = ["mean", "overlap", "random"]
+
+
+def _run_one(config: AdaptConfig) -> AdaptResult:
+    params = as_parameters(config)
+    return adapt_flow.with_options(flow_run_name=f"{params.target_language}-{params.strategy}")(params)
+
+
+@flow(name="compare-strategies", log_prints=True, flow_run_name="{config.target_language}-compare")
+def compare_flow(
+    config: AdaptParameters = AdaptParameters(),
+    strategies: list[StrategyName] = DEFAULT_STRATEGIES,  # type: ignore[valid-type]
+) -> Comparison:
+    """Adapt with every strategy in ``strategies`` on the same pair and budget (``config``'s
+    ``strategy`` is ignored; ``strategy_params`` may hold the parameters of all of them),
+    then publish one table, best first, and one plot of every run's dev-BPB curve."""
+    comparison = compare_strategies(config, list(strategies), run=_run_one)
+    paths = write_comparison(comparison, comparison_folder(config, list(strategies)))
+    name = f"compare-{config.target_language}-{'-'.join(strategies)}"
+    create_markdown_artifact(markdown=comparison_markdown(comparison), key=artifact_key(name, "table"),
+                             description="Strategies compared on the same texts and budget")
+    if "plot" in paths:
+        create_link_artifact(link=Path(paths["plot"]).resolve().as_uri(), link_text="dev BPB of every strategy",
+                             key=artifact_key(name, "curves"), description="Learning curves overlaid (PNG)")
+    print(comparison_markdown(comparison))
+    return comparison
