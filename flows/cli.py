@@ -25,7 +25,7 @@ DEFAULT_LANGUAGES = Path(__file__).resolve().parent.parent / "configs" / "langua
 
 
 def _print_result(result) -> None:
-    from transfer.evaluate import METRIC_LABELS
+    from transfer.evaluate import EVALUATION_LABELS, METRIC_LABELS
 
     cfg = result.config
     metric = METRIC_LABELS[result.metric]
@@ -34,8 +34,7 @@ def _print_result(result) -> None:
     table.add_column("texts")
     table.add_column("BPB" if result.metric == "bpb" else metric, justify="right")
     labels = {
-        "source_model_on_source_language": ("source model, own tokenizer", "source language"),
-        "source_model_on_target": ("source model, own tokenizer", "target language"),
+        **EVALUATION_LABELS,
         "adapted_step0": (f"adapted ({cfg.strategy}), step 0", "target language"),
         "adapted_trained": (f"adapted, after {cfg.total_train_steps} steps", "target language"),
     }
@@ -202,10 +201,11 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
     )
     from transfer.evaluate import METRIC_LABELS
 
+    configs = strategy_configs(cfg, strategies)  # a bad list fails here, before Prefect is imported
     if dry_run:
         from flows.plan import plan_adaptation
 
-        for config in strategy_configs(cfg, strategies):
+        for config in configs:
             _print_plan(plan_adaptation(config), f"plan of {config.model_name()}")
         return
 
@@ -226,13 +226,13 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
     paths = write_comparison(comparison, comparison_folder(cfg, strategies))
     metric = METRIC_LABELS[comparison.metric]
     table = Table(title=f"{cfg.target_language}: {metric} on held-out {cfg.eval_split} texts, best first")
-    for column in ("strategy", "step 0", f"after {comparison.train_steps} steps", "model"):
+    for column in ("strategy", "step 0", f"after {comparison.train_steps} steps", "stages from cache", "model"):
         table.add_column(column, justify="left" if column in ("strategy", "model") else "right")
     for row in comparison.ranked():
         table.add_row(row.strategy, f"{row.step0:.4f}", "" if row.trained is None else f"{row.trained:.4f}",
-                      row.model_dir)
+                      row.stages_reused, Path(row.model_dir).name)
     if comparison.source_model is not None:
-        table.add_row("source model, own tokenizer", f"{comparison.source_model:.4f}", "", "")
+        table.add_row("source model, own tokenizer", f"{comparison.source_model:.4f}", "", "", "")
     console.print(table)
     console.print("Written: " + ", ".join(str(p) for p in paths.values()))
 

@@ -56,10 +56,23 @@ def test_compare_shares_stages_and_ranks(tmp_path: Path, tiny_source: Path, tiny
         assert row.curve_file and Path(row.curve_file).is_file()
     ranked = comparison.ranked()
     assert [r.trained for r in ranked] == sorted(r.trained for r in comparison.rows)
+    assert results[1].stages_cached["evaluate:source_model_on_curve_texts"]
+    assert comparison.rows[1].stages_reused.startswith("5/")  # corpus, source, tokenizer, 2 source evaluations
+    # the plot's line to beat is the source model on the curves' own texts (4 dev texts)
+    from transfer.evaluate import bits_per_byte
+    from transfer.pipeline import read_lines
+    from transfer.source_model import load_source
+
+    model, tokenizer = load_source(str(tiny_source))
+    dev = read_lines(Path(cfg.cache_dir) / "corpus" / results[0].stage_keys["corpus"] / "dev.target.txt", 4)
+    assert comparison.source_model_on_curves == pytest.approx(bits_per_byte(model, tokenizer, dev).bpb, rel=1e-5)
+    assert comparison.source_model_on_curves != comparison.source_model
 
     paths = write_comparison(comparison, comparison_folder(cfg, ["mean", "random"]))
     assert paths["json"].parent == tmp_path / "reports" / paths["json"].parent.name
-    assert "-de-mean-random" in paths["json"].parent.name
+    assert "-de-mean-random-" in paths["json"].parent.name
+    other = comparison_folder(cfg.model_copy(update={"vector_epochs": 3}), ["mean", "random"])
+    assert other != paths["json"].parent  # other shared settings, another folder
     assert json.loads(paths["json"].read_text())["rows"][1]["strategy"] == "random"
     table = paths["markdown"].read_text()
     assert table == comparison_markdown(comparison)
@@ -92,10 +105,11 @@ def test_cli_compares_with_repeated_strategy(tmp_path: Path, tiny_source: Path, 
     done = runner.invoke(app, args, terminal_width=200)
     assert done.exit_code == 0, done.output
     output = " ".join(done.output.split())
-    assert "best first" in output and "│ overlap │" in output and "│ source model, own" in output, output
+    assert "best first" in output and "│ overlap " in output and "│ source model," in output, output
     folder = comparison_folder(cfg, ["mean", "overlap"])
     assert (folder / "comparison.md").is_file() and (folder / "comparison.json").is_file()
-    bad = runner.invoke(app, ["adapt", "--config", str(config_file), "--strategy", "mean", "--strategy", "mean"])
+    bad = runner.invoke(app, ["adapt", "--config", str(config_file), "--strategy", "mean", "--strategy", "mean",
+                              "--no-prefect"])
     assert bad.exit_code == 2 and "more than once" in bad.output
 
 

@@ -35,7 +35,8 @@ def test_end_to_end_then_everything_cached(tmp_path: Path, tiny_source: Path, ti
     cfg = _config(tmp_path, tiny_source, tiny_corpus)
     first = run_adaptation(cfg)
     assert not any(first.stages_cached.values())
-    assert set(first.bpb) == {"source_model_on_target", "adapted_step0", "adapted_trained"}
+    assert set(first.bpb) == {"source_model_on_target", "adapted_step0", "adapted_trained",
+                              "source_model_on_curve_texts"}
     assert all(v > 0 for v in first.bpb.values())
     assert first.init_report["counts"]["special"] >= 1
     assert len(first.train_log["losses"]) == 2

@@ -10,6 +10,7 @@ run's dev-BPB learning curve with the source model's own BPB as the line to beat
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,16 +40,19 @@ class StrategyRow(BaseModel):
     counts: dict[str, int]
     model_dir: str
     seconds: float
+    stages_reused: str  # "cached/all" stages of this run that came from the cache
     curve_file: str | None
 
 
 class Comparison(BaseModel):
-    """Every strategy's row plus the source model on its own tokenizer (same texts)."""
+    """Every strategy's row plus the source model on its own tokenizer: on the evaluation
+    texts (``source_model``) and on the learning curves' dev texts (``source_model_on_curves``)."""
 
     base: AdaptConfig
     metric: str
     train_steps: int
     source_model: float | None
+    source_model_on_curves: float | None = None
     rows: list[StrategyRow]
 
     def ranked(self) -> list[StrategyRow]:
@@ -95,6 +99,7 @@ def row_of(result: AdaptResult) -> StrategyRow:
         counts=result.init_report.get("counts", {}),
         model_dir=result.model_dir,
         seconds=round(result.seconds, 1),
+        stages_reused=f"{sum(result.stages_cached.values())}/{len(result.stages_cached)}",
         curve_file=_curve_file(result),
     )
 
@@ -124,6 +129,7 @@ def compare_strategies(
         metric=results[0].metric,
         train_steps=cfg.total_train_steps,
         source_model=results[0].bpb.get("source_model_on_target"),
+        source_model_on_curves=results[0].bpb.get("source_model_on_curve_texts"),
         rows=[row_of(r) for r in results],
     )
 
@@ -145,14 +151,16 @@ def comparison_markdown(comparison: Comparison) -> str:
         (f"Target tokenizer of {cfg.vocab_size} tokens; {comparison.train_steps} training steps of "
         f"{cfg.batch_size} x {cfg.block_size} tokens (seed {cfg.seed}). Lower is better."),
         "",
-        f"| strategy | step 0 | after {comparison.train_steps} steps | tokens by how they were set | seconds |",
-        "|---|---|---|---|---|",
+        (f"| strategy | step 0 | after {comparison.train_steps} steps | tokens by how they were set "
+         "| seconds | stages from cache |"),
+        "|---|---|---|---|---|---|",
     ]
     for row in comparison.ranked():
         counts = ", ".join(f"{label} {n}" for label, n in sorted(row.counts.items(), key=lambda kv: -kv[1]))
-        lines.append(f"| {row.strategy} | {_fmt(row.step0)} | {_fmt(row.trained)} | {counts} | {row.seconds:.0f} |")
+        lines.append(f"| {row.strategy} | {_fmt(row.step0)} | {_fmt(row.trained)} | {counts} "
+                     f"| {row.seconds:.0f} | {row.stages_reused} |")
     if comparison.source_model is not None:
-        lines.append(f"| source model, own tokenizer | {_fmt(comparison.source_model)} | | | |")
+        lines.append(f"| source model, own tokenizer | {_fmt(comparison.source_model)} | | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -171,14 +179,23 @@ def write_comparison(comparison: Comparison, folder: Path) -> dict[str, Path]:
             curve.label = row.strategy
             curves.append(curve)
     if curves and comparison.metric == "bpb":
-        references = ({"source model, own tokenizer": comparison.source_model}
-                      if comparison.source_model is not None else None)
-        paths["plot"] = plot_curves(curves, folder / "curves.png", references=references,
-                                    title=f"{comparison.base.target_language}: dev bits per byte by strategy")
+        # the reference line must be measured on the curves' texts, not the evaluation texts
+        reference = comparison.source_model_on_curves
+        references = {"source model, own tokenizer": reference} if reference is not None else None
+        cfg = comparison.base
+        paths["plot"] = plot_curves(
+            curves, folder / "curves.png", references=references,
+            title=f"{cfg.target_language}: bits per byte on the first {cfg.curve_texts} dev texts, by strategy")
     return paths
 
 
 def comparison_folder(cfg: AdaptConfig, strategies: Sequence[str]) -> Path:
-    """``<output_dir>/../reports/compare-<source>-<lang>-<strategies>``, beside the run reports."""
+    """``<output_dir>/../reports/compare-<source>-<lang>-<strategies>-<hash>``, beside the run
+    reports; the hash of the shared settings keeps comparisons of other settings apart."""
     source = cfg.model_name().rsplit(f"-{cfg.target_language}-", 1)[0]
-    return Path(cfg.output_dir).parent / "reports" / f"compare-{source}-{cfg.target_language}-{'-'.join(strategies)}"
+    shared = cfg.model_dump(mode="json", exclude={"strategy", "strategy_params", "device", "cache_dir",
+                                                  "output_dir", "eval_batch_size", "tracking_uri",
+                                                  "register_model", "registered_model_prefix"})
+    digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:8]
+    name = f"compare-{source}-{cfg.target_language}-{'-'.join(strategies)}-{digest}"
+    return Path(cfg.output_dir).parent / "reports" / name

@@ -42,6 +42,15 @@ _LOGPROB_ELEMENTS = 1 << 24
 #: byte, masked LMs on the masked-LM loss (not comparable with each other).
 METRIC_LABELS = {"bpb": "bits per byte", "mlm_loss": "masked-LM loss (nats per masked token)"}
 
+#: A run's evaluations (``AdaptResult.bpb`` keys) as (model, texts) for tables.
+EVALUATION_LABELS = {
+    "source_model_on_source_language": ("source model, own tokenizer", "source language"),
+    "source_model_on_target": ("source model, own tokenizer", "target language"),
+    "source_model_on_curve_texts": ("source model, own tokenizer", "learning-curve dev texts"),
+    "adapted_step0": ("adapted, step 0 (initialization only)", "target language"),
+    "adapted_trained": ("adapted, after training", "target language"),
+}
+
 
 class EvaluationError(VocabTransferError):
     """Bad input to an evaluation (no texts, an empty text, a mismatched model)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from transfer.cache import atomic_write_text
-from transfer.evaluate import METRIC_LABELS
+from transfer.evaluate import EVALUATION_LABELS, METRIC_LABELS
 
 if TYPE_CHECKING:
     from transfer.pipeline import AdaptResult
@@ -61,13 +61,6 @@ BIBLE_LICENCES: dict[str, tuple[str, str]] = {
 
 SAMPLE_TEXT = {"de": "Im Anfang war das Wort", "fr": "Au commencement était la Parole",
                "es": "En el principio era el Verbo", "en": "In the beginning was the Word"}
-
-_BPB_LABELS = {
-    "source_model_on_source_language": ("source model, own tokenizer", "source language"),
-    "source_model_on_target": ("source model, own tokenizer", "target language"),
-    "adapted_step0": ("adapted, step 0 (initialization only)", "target language"),
-    "adapted_trained": ("adapted, after training", "target language"),
-}
 
 
 def source_licence(source_model: str) -> SourceLicence:
@@ -164,7 +157,7 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> s
 
     bpb_rows = []
     for label, value in result.bpb.items():
-        model, texts = _BPB_LABELS.get(label, (label, ""))
+        model, texts = EVALUATION_LABELS.get(label, (label, ""))
         bpb_rows.append([model, texts, f"{value:.4f}"])
     fert = result.fertility
     fert_rows = [

@@ -139,13 +139,15 @@ def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput) -> Stag
     )
 
 
-def evaluate_spec(cfg: AdaptConfig, model: StageOutput, corpus: StageOutput, texts: str) -> StageSpec:
+def evaluate_spec(cfg: AdaptConfig, model: StageOutput, corpus: StageOutput, texts: str,
+                  split: str | None = None, n_texts: int | None = None) -> StageSpec:
     """``texts``: "target" (held-out target-language texts) or "source" (the same verses in
-    the source model's language, for the no-transfer baseline)."""
+    the source model's language, for the no-transfer baseline); the first ``n_texts`` of
+    ``split`` (default: ``cfg.eval_texts`` of ``cfg.eval_split``)."""
     inputs, upstream = upstream_of(model=model, corpus=corpus)
     return StageSpec(
         stage="evaluate",
-        params={"texts": texts, "split": cfg.eval_split, "n_texts": cfg.eval_texts},
+        params={"texts": texts, "split": split or cfg.eval_split, "n_texts": n_texts or cfg.eval_texts},
         inputs=inputs,
         upstream=upstream,
         runtime={"device": cfg.device, "batch_size": cfg.eval_batch_size},
@@ -507,6 +509,12 @@ def walk_stages(cfg: AdaptConfig, stage: StageRunner) -> StageGraph:
         models["adapted_trained"] = (final, "target")
     evaluations = {label: stage(evaluate_spec(cfg, model, corpus, texts), f"evaluate:{label}")
                    for label, (model, texts) in models.items()}
+    if final is not init and cfg.curve_texts and cfg.dev_fraction > 0:
+        # the source model on the learning curve's own texts, so curves have a line to beat
+        # measured on the same texts (the same stage as above when those are the eval texts)
+        evaluations["source_model_on_curve_texts"] = stage(
+            evaluate_spec(cfg, source, corpus, "target", split="dev", n_texts=cfg.curve_texts),
+            "evaluate:source_model_on_curve_texts")
     return StageGraph(corpus, source, tokenizer, init, final, evaluations)
 
 
