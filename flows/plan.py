@@ -171,7 +171,10 @@ def plan_adaptation(cfg: AdaptConfig, *, measure: bool = True) -> Plan:
     def add(spec: StageSpec, label: str) -> StageOutput:
         cached = cache.is_complete(spec.stage, spec.key)
         path = cache.path(spec.stage, spec.key)
-        plan.stages.append(PlannedStage(label, spec.stage, spec.key, str(path), cached))
+        # two labels can name one stage (the source model's evaluation on texts that are
+        # also the learning curve's): it runs once, so it is planned once
+        if not any(p.stage == spec.stage and p.key == spec.key for p in plan.stages):
+            plan.stages.append(PlannedStage(label, spec.stage, spec.key, str(path), cached))
         return StageOutput(spec.stage, spec.key, path)
 
     specs: dict[str, StageSpec] = {}

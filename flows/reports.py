@@ -9,7 +9,6 @@ same updates that go to the Prefect API.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -161,16 +160,18 @@ def plot_learning_curve(result: AdaptResult, path: Path) -> Path | None:
 
 
 def learning_curve_file(result: AdaptResult, path: Path) -> Path | None:
-    """The trainer's dev-BPB curve (``curve.png`` in the train stage folder) copied next to
-    the reports, so cache clean-ups do not break the link; else a plot of the step losses."""
+    """The trainer's dev-BPB curve (``curve.json`` in the train stage folder) plotted next to
+    the reports, with the source model on the same dev texts as the line to beat (so cache
+    clean-ups do not break the link); else a plot of the step losses."""
+    from transfer.training.curves import plot_curves, read_json
+
     final = result.stage_keys.get("final")
-    trainer_plot = Path(result.config.cache_dir) / "train" / str(final) / "curve.png"
-    if final and trainer_plot.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        shutil.copyfile(trainer_plot, tmp)
-        tmp.replace(path)
-        return path
+    trainer_curve = Path(result.config.cache_dir) / "train" / str(final) / "curve.json"
+    if final and trainer_curve.is_file():
+        reference = result.bpb.get("source_model_on_curve_texts")
+        references = {"source model, own tokenizer": reference} if reference is not None else None
+        return plot_curves([read_json(trainer_curve)], path, references=references,
+                           title=f"{result.config.model_name()}: dev bits per byte")
     return plot_learning_curve(result, path)
 
 

@@ -95,3 +95,20 @@ def test_empty_corpus_and_tiny_vocab(tmp_path: Path, tiny_source: Path, tiny_cor
     # the failed tokenizer stage left no entry, no temporary folder
     tokenizer_dir = tmp_path / "cache" / "tokenizer"
     assert not tokenizer_dir.exists() or list(tokenizer_dir.iterdir()) == []
+
+
+def test_curve_reference_is_the_main_evaluation_when_the_texts_coincide(
+        tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    from flows.plan import plan_adaptation
+
+    same = _config(tmp_path, tiny_source, tiny_corpus, eval_split="dev", eval_texts=4, curve_texts=4)
+    plan = plan_adaptation(same, measure=False)
+    keys = [(s.stage, s.key) for s in plan.stages]
+    assert len(keys) == len(set(keys)) and "evaluate:source_model_on_curve_texts" not in [s.label for s in plan.stages]
+    result = run_adaptation(same)
+    assert result.bpb["source_model_on_curve_texts"] == result.bpb["source_model_on_target"]
+    # other texts for the curve: a stage of its own, another number
+    other = run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, eval_split="dev", eval_texts=4, curve_texts=2))
+    assert other.stages_cached["evaluate:source_model_on_target"]
+    assert not other.stages_cached["evaluate:source_model_on_curve_texts"]
+    assert other.bpb["source_model_on_curve_texts"] != other.bpb["source_model_on_target"]
