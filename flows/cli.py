@@ -38,7 +38,8 @@ def _print_result(result) -> None:
         "adapted_step0": (f"adapted ({cfg.strategy}), step 0", "target language"),
         "adapted_trained": (f"adapted, after {cfg.total_train_steps} steps", "target language"),
     }
-    for key, value in result.bpb.items():
+    order = list(labels)  # the source model's rows first, then the adapted model's
+    for key, value in sorted(result.bpb.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         model, texts = labels.get(key, (key, ""))
         table.add_row(model, texts, f"{value:.4f}")
     console.print(table)
