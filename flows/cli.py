@@ -25,7 +25,7 @@ DEFAULT_LANGUAGES = Path(__file__).resolve().parent.parent / "configs" / "langua
 
 
 def _print_result(result) -> None:
-    from transfer.evaluate import EVALUATION_LABELS, METRIC_LABELS
+    from transfer.evaluate import EVALUATION_LABELS, METRIC_LABELS, in_label_order
 
     cfg = result.config
     metric = METRIC_LABELS[result.metric]
@@ -38,8 +38,7 @@ def _print_result(result) -> None:
         "adapted_step0": (f"adapted ({cfg.strategy}), step 0", "target language"),
         "adapted_trained": (f"adapted, after {cfg.total_train_steps} steps", "target language"),
     }
-    order = list(labels)  # the source model's rows first, then the adapted model's
-    for key, value in sorted(result.bpb.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
+    for key, value in in_label_order(result.bpb):  # the source model's rows first
         model, texts = labels.get(key, (key, ""))
         table.add_row(model, texts, f"{value:.4f}")
     console.print(table)

@@ -52,6 +52,12 @@ EVALUATION_LABELS = {
 }
 
 
+def in_label_order(values: dict[str, float]) -> list[tuple[str, float]]:
+    """A run's evaluations in ``EVALUATION_LABELS`` order (the source model's first)."""
+    order = list(EVALUATION_LABELS)
+    return sorted(values.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+
+
 class EvaluationError(VocabTransferError):
     """Bad input to an evaluation (no texts, an empty text, a mismatched model)."""
 

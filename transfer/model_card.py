@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from transfer.cache import atomic_write_text
-from transfer.evaluate import EVALUATION_LABELS, METRIC_LABELS
+from transfer.evaluate import EVALUATION_LABELS, METRIC_LABELS, in_label_order
 
 if TYPE_CHECKING:
     from transfer.pipeline import AdaptResult
@@ -156,7 +156,7 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> s
     params = json.dumps(cfg.strategy_params, sort_keys=True) if cfg.strategy_params else "defaults"
 
     bpb_rows = []
-    for label, value in result.bpb.items():
+    for label, value in in_label_order(result.bpb):
         model, texts = EVALUATION_LABELS.get(label, (label, ""))
         bpb_rows.append([model, texts, f"{value:.4f}"])
     fert = result.fertility
