@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -130,9 +129,21 @@ class StageCache:
         return StageOutput(stage, key, self.path(stage, key)), False
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file through a temporary name so readers never see half of it."""
+def atomic_write(path: Path | str, data: str | bytes, *, fsync: bool = False) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
+    so readers (and a crash) see the old file or the new one, never half of one. ``fsync``
+    forces it to disk first (for files a resume relies on)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

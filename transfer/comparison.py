@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from transfer.atomic import write_atomic
+from transfer.cache import atomic_write
 from transfer.config import AdaptConfig
 from transfer.errors import VocabTransferError
 from transfer.pipeline import AdaptResult, run_adaptation, validate_config
@@ -170,8 +170,8 @@ def write_comparison(comparison: Comparison, folder: Path) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "comparison.json", "markdown": folder / "comparison.md"}
-    write_atomic(paths["json"], json.dumps(comparison.model_dump(mode="json"), indent=1) + "\n")
-    write_atomic(paths["markdown"], comparison_markdown(comparison))
+    atomic_write(paths["json"], json.dumps(comparison.model_dump(mode="json"), indent=1) + "\n")
+    atomic_write(paths["markdown"], comparison_markdown(comparison))
     curves = []
     for row in comparison.rows:
         if row.curve_file:

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from transfer.cache import atomic_write_text, code_version
+from transfer.cache import atomic_write, code_version
 from transfer.config import AdaptConfig
 from transfer.errors import VocabTransferError
 
@@ -130,7 +130,7 @@ def build_manifest(cfg: AdaptConfig, *, stage_keys: dict[str, str] | None = None
 def write_manifest(manifest: RunManifest, folder: Path) -> Path:
     """Write ``run_manifest.json`` into ``folder`` atomically."""
     path = Path(folder) / MANIFEST_FILE
-    atomic_write_text(path, manifest.model_dump_json(indent=2) + "\n")
+    atomic_write(path, manifest.model_dump_json(indent=2) + "\n")
     return path
 
 

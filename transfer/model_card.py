@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from transfer.cache import atomic_write_text
+from transfer.cache import atomic_write
 from transfer.evaluate import EVALUATION_LABELS, METRIC_LABELS, in_label_order
 
 if TYPE_CHECKING:
@@ -219,5 +219,5 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> s
 def write_model_card(result: AdaptResult, folder: Path | None = None, *, model_ref: str | None = None) -> Path:
     """Write ``README.md`` into the model folder (atomically) and return its path."""
     path = Path(folder or result.model_dir) / CARD_FILE
-    atomic_write_text(path, render_model_card(result, model_ref=model_ref))
+    atomic_write(path, render_model_card(result, model_ref=model_ref))
     return path

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from transfer.atomic import write_atomic
+from transfer.cache import atomic_write
 from transfer.errors import CheckpointError
 
 LATEST = "latest.json"
@@ -113,7 +113,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    write_atomic(directory / LATEST, json.dumps({"checkpoint": final.name, "step": step}), fsync=True)
+    atomic_write(directory / LATEST, json.dumps({"checkpoint": final.name, "step": step}), fsync=True)
     for old in sorted(directory.glob("step-*"))[:-keep] if keep > 0 else []:
         if old.name != final.name:
             shutil.rmtree(old, ignore_errors=True)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from transfer.atomic import write_atomic
+from transfer.cache import atomic_write
 
 
 @dataclass
@@ -62,11 +62,11 @@ def write_csv(curve: LearningCurve, path: Path) -> None:
     writer.writeheader()
     for point in curve.points:
         writer.writerow({"label": curve.label, **asdict(point)})
-    write_atomic(Path(path), buffer.getvalue())
+    atomic_write(Path(path), buffer.getvalue())
 
 
 def write_json(curve: LearningCurve, path: Path) -> None:
-    write_atomic(Path(path), json.dumps(curve.to_dict(), indent=1) + "\n")
+    atomic_write(Path(path), json.dumps(curve.to_dict(), indent=1) + "\n")
 
 
 def read_json(path: Path) -> LearningCurve:
@@ -109,7 +109,7 @@ def plot_curves(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    write_atomic(Path(path), buffer.getvalue())
+    atomic_write(Path(path), buffer.getvalue())
     return Path(path)
 
 
