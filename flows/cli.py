@@ -213,17 +213,18 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
         values = ", ".join(f"{k} {v:.4f}" for k, v in result.bpb.items() if k.startswith("adapted"))
         console.print(f"[bold]{result.config.strategy}[/]: {values} ({result.seconds:.0f} s)")
 
-    if prefect:
-        from flows.adapt_flow import adapt_flow
+    folder = comparison_folder(cfg, strategies)
+    if prefect:  # the same flow as the UI's: one parent run, each strategy a sub-run
+        from flows.compare_flow import compare_flow
 
         with _stage_progress():
-            comparison = compare_strategies(cfg, strategies, run=adapt_flow, on_result=done)
+            comparison = compare_flow(cfg, strategies)
     else:
         from transfer.training.callbacks import RichProgress, use_callbacks
 
         with use_callbacks(RichProgress(console)):
             comparison = compare_strategies(cfg, strategies, run=_run_local, on_result=done)
-    paths = write_comparison(comparison, comparison_folder(cfg, strategies))
+        write_comparison(comparison, folder)
     metric = METRIC_LABELS[comparison.metric]
     table = Table(title=f"{cfg.target_language}: {metric} on held-out {cfg.eval_split} texts, best first")
     for column in ("strategy", "step 0", f"after {comparison.train_steps} steps", "stages from cache", "model"):
@@ -234,7 +235,7 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
     if comparison.source_model is not None:
         table.add_row("source model, own tokenizer", f"{comparison.source_model:.4f}", "", "", "")
     console.print(table)
-    console.print("Written: " + ", ".join(str(p) for p in paths.values()))
+    console.print(f"Written to {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
 
 
 @app.command()

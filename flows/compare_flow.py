@@ -20,7 +20,6 @@ from transfer.comparison import (
     Comparison,
     compare_strategies,
     comparison_folder,
-    comparison_markdown,
     write_comparison,
 )
 from transfer.config import AdaptConfig
@@ -45,10 +44,11 @@ def compare_flow(
     comparison = compare_strategies(config, list(strategies), run=_run_one)
     paths = write_comparison(comparison, comparison_folder(config, list(strategies)))
     name = f"compare-{config.target_language}-{'-'.join(strategies)}"
-    create_markdown_artifact(markdown=comparison_markdown(comparison), key=artifact_key(name, "table"),
+    table = paths["markdown"].read_text()
+    create_markdown_artifact(markdown=table, key=artifact_key(name, "table"),
                              description="Strategies compared on the same texts and budget")
     if "plot" in paths:
         create_link_artifact(link=Path(paths["plot"]).resolve().as_uri(), link_text="dev BPB of every strategy",
                              key=artifact_key(name, "curves"), description="Learning curves overlaid (PNG)")
-    print(comparison_markdown(comparison))
+    print(table)
     return comparison

@@ -163,11 +163,11 @@ def learning_curve_file(result: AdaptResult, path: Path) -> Path | None:
     """The trainer's dev-BPB curve (``curve.json`` in the train stage folder) plotted next to
     the reports, with the source model on the same dev texts as the line to beat (so cache
     clean-ups do not break the link); else a plot of the step losses."""
+    from transfer.pipeline import trainer_curve_file
     from transfer.training.curves import plot_curves, read_json
 
-    final = result.stage_keys.get("final")
-    trainer_curve = Path(result.config.cache_dir) / "train" / str(final) / "curve.json"
-    if final and trainer_curve.is_file():
+    trainer_curve = trainer_curve_file(result)
+    if trainer_curve is not None:
         reference = result.bpb.get("source_model_on_curve_texts")
         references = {"source model, own tokenizer": reference} if reference is not None else None
         return plot_curves([read_json(trainer_curve)], path, references=references,

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from transfer.cache import atomic_write
 from transfer.config import AdaptConfig
 from transfer.errors import VocabTransferError
-from transfer.pipeline import AdaptResult, run_adaptation, validate_config
+from transfer.pipeline import AdaptResult, run_adaptation, trainer_curve_file, validate_config
 from transfer.strategies import strategy_parameters
 from transfer.training.curves import plot_curves, read_json
 
@@ -82,15 +82,8 @@ def strategy_configs(cfg: AdaptConfig, strategies: Sequence[str]) -> list[AdaptC
     return configs
 
 
-def _curve_file(result: AdaptResult) -> str | None:
-    """The trainer's learning curve in the final (train) stage folder, when it wrote one."""
-    if result.train_log is None:
-        return None
-    path = Path(result.config.cache_dir) / "train" / result.stage_keys["final"] / "curve.json"
-    return str(path) if path.is_file() else None
-
-
 def row_of(result: AdaptResult) -> StrategyRow:
+    curve = trainer_curve_file(result)
     return StrategyRow(
         strategy=result.config.strategy,
         strategy_params=result.config.strategy_params,
@@ -100,7 +93,7 @@ def row_of(result: AdaptResult) -> StrategyRow:
         model_dir=result.model_dir,
         seconds=round(result.seconds, 1),
         stages_reused=f"{sum(result.stages_cached.values())}/{len(result.stages_cached)}",
-        curve_file=_curve_file(result),
+        curve_file=str(curve) if curve else None,
     )
 
 

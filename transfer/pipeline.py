@@ -402,6 +402,15 @@ class AdaptResult(BaseModel):
     registration: Registration | None = None
 
 
+def trainer_curve_file(result: AdaptResult) -> Path | None:
+    """The trainer's dev-BPB learning curve (``curve.json`` in the train stage folder), when
+    the run trained and wrote one."""
+    if result.train_log is None:
+        return None
+    path = Path(result.config.cache_dir) / "train" / result.stage_keys["final"] / "curve.json"
+    return path if path.is_file() else None
+
+
 def validate_config(cfg: AdaptConfig) -> None:
     """Refuse bad input before any expensive work starts."""
     from transfer.bible import translation_codes

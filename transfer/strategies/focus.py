@@ -41,6 +41,7 @@ from transfer.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_row
 from transfer.strategies.overlap import match_overlap
 from transfer.strategies.registry import register
 from transfer.strategies.trans_tokenization import combine_rows
+from transfer.strategies.vector_resources import fit_rows
 
 DEFAULT_TOP_K = 100
 DEFAULT_TEMPERATURE = 1.0
@@ -255,14 +256,9 @@ def focus(
         raise StrategyResourceError(f"focus needs top_k >= 1 and temperature > 0, got {top_k}, {temperature}")
     notes: list[str] = []
     given = inputs.resources.get("target_token_vectors")
-    if given is not None:
-        token_vectors = torch.as_tensor(np.asarray(given), dtype=torch.float32)
-        if token_vectors.dim() != 2 or token_vectors.shape[0] != n_target:
-            raise StrategyResourceError(
-                f"resources['target_token_vectors'] has shape {tuple(token_vectors.shape)}, "
-                f"expected ({n_target}, D): one row per target token"
-            )
-        n_vectors = int((torch.linalg.vector_norm(torch.nan_to_num(token_vectors), dim=1) > 0).sum())
+    if given is not None:  # the same row rule as WECHSEL's token vectors
+        token_vectors, has_vector = fit_rows(given, (n_target, n_target), "resources['target_token_vectors']", "target")
+        n_vectors = int(has_vector.sum())
         notes.append(f"{n_vectors} target tokens have a given static vector")
     else:
         corpus = check_target_corpus(inputs.resources.get("target_corpus"))

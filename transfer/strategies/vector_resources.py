@@ -70,9 +70,10 @@ def _matrix_pair(value: Any) -> tuple[Any, Any]:
     )
 
 
-def fit_rows(vectors: Any, sizes: tuple[int, int], name: str) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_rows(vectors: Any, sizes: tuple[int, int], name: str, side: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(matrix, has_vector) with exactly ``sizes[1]`` rows (the embedding matrix's), from
-    token vectors of ``sizes[0]`` (the tokenizer's length) or ``sizes[1]`` rows."""
+    token vectors of ``sizes[0]`` (the tokenizer's length) or ``sizes[1]`` rows of the
+    ``side`` ("source"/"target") vocabulary."""
     n_tokens, n_rows = sizes
     matrix = getattr(vectors, "matrix", vectors)
     has = getattr(vectors, "has_vector", None)
@@ -89,7 +90,7 @@ def fit_rows(vectors: Any, sizes: tuple[int, int], name: str) -> tuple[torch.Ten
         raise TokenVectorError(
             f"{name}: {matrix.shape[0]} rows, but the vocabulary has {n_tokens} tokens"
             + (f" and the embedding matrix {n_rows} rows" if n_rows != n_tokens else "")
-            + ": these vectors belong to another tokenizer"
+            + f": these vectors belong to another tokenizer (expected one row per {side} token)"
         )
     has = torch.ones(matrix.shape[0], dtype=torch.bool) if has is None else torch.as_tensor(has).to(torch.bool)
     if has.shape != (matrix.shape[0],):
@@ -151,8 +152,8 @@ def resolve_token_vectors(inputs: StrategyInputs, n_source: int, n_target: int) 
             "this strategy needs static vectors in resources: either 'source_token_vectors' "
             "and 'target_token_vectors', or 'aligned_vectors' (transfer.alignment.AlignedPair)"
         )
-    s_matrix, s_has = fit_rows(source, (len(inputs.source_tokenizer), n_source), names[0])
-    t_matrix, t_has = fit_rows(target, (len(inputs.target_tokenizer), n_target), names[1])
+    s_matrix, s_has = fit_rows(source, (len(inputs.source_tokenizer), n_source), names[0], "source")
+    t_matrix, t_has = fit_rows(target, (len(inputs.target_tokenizer), n_target), names[1], "target")
     if s_matrix.shape[1] != t_matrix.shape[1]:
         raise TokenVectorError(
             f"source token vectors have dimension {s_matrix.shape[1]}, target ones "
