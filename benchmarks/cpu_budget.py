@@ -31,7 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
 
-from transfer.training import (
+from transfer.train import (
     StageConfig,
     TrainingCallback,
     TrainingConfig,
@@ -63,9 +63,12 @@ def real_runs(args: argparse.Namespace) -> tuple[list[tuple[str, str, Any]], Pat
     """(label, kind, loader) for the three runs, the corpus folder and asset notes."""
     from transfer.cache import StageCache
     from transfer.config import AdaptConfig
-    from transfer.pipeline import corpus_spec, init_spec, source_spec, tokenizer_spec
-    from transfer.source_model import load_source
+    from transfer.corpus.stage import corpus_spec
+    from transfer.init.stage import init_spec
+    from transfer.source.loading import load_source
+    from transfer.source.stage import source_spec
     from transfer.stages import execute
+    from transfer.tokenizer.stage import tokenizer_spec
 
     if args.assets:
         # Folders of an earlier pipeline run (corpus/, source/, mean/, random/ model folders):

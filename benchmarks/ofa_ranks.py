@@ -48,17 +48,17 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from transfer.alignment import align_vectors
-    from transfer.factorized import embedding_parameters
-    from transfer.pretrain import pack_blocks
-    from transfer.strategies import StrategyInputs, initialize
-    from transfer.subwords import token_vectors
-    from transfer.surgery import get_source_embeddings
-    from transfer.vectors import load_fasttext_bin
+    from transfer.init import StrategyInputs, initialize
+    from transfer.init.factorized import embedding_parameters
+    from transfer.init.surgery import get_source_embeddings
+    from transfer.train.pretrain import pack_blocks
+    from transfer.vectors.alignment import align_vectors
+    from transfer.vectors.fasttext import load_fasttext_bin
+    from transfer.vectors.subwords import token_vectors
 
     if args.smoke:
         from tests.tiny import tiny_byte_bpe_tokenizer, tiny_llama
-        from transfer.bible import read_texts
+        from transfer.corpus.bible import read_texts
 
         args.ranks, args.steps, args.batch_size, args.block_size, args.eval_texts = [4, 8], 2, 2, 32, 5
         ft = {"dim": 16, "epoch": 1, "bucket": 20_000, "limit": 600, "work": WORK / "smoke"}
@@ -72,7 +72,7 @@ def main() -> None:
 
         source_dir, source_model = None, factory()[0]
     else:
-        from transfer.source_model import load_source
+        from transfer.source.loading import load_source
 
         demo = demo_stages()
         ft = {"dim": 300, "epoch": 5}

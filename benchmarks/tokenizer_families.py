@@ -25,8 +25,8 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from transformers import PreTrainedTokenizerFast
 
 from tokenizer_builds import build_target_tokenizer, detect_family
-from transfer.bible import read_texts
-from transfer.fertility import compare_fertility
+from transfer.corpus.bible import read_texts
+from transfer.tokenizer.fertility import compare_fertility
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for tests.tiny
 from tests.tiny import (

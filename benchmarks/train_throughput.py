@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-from transfer.training import PackedData, StageConfig, TrainingCallback, TrainingConfig, train
+from transfer.train import PackedData, StageConfig, TrainingCallback, TrainingConfig, train
 
 RESULTS = Path(__file__).parent / "results"
 # SmolLM2-135M's shape (config of HuggingFaceTB/SmolLM2-135M)
@@ -167,9 +167,9 @@ def prepare_german(path: Path, block: int = 1024) -> dict[str, Any]:
     and packed into ``block``-token rows, saved as int32 safetensors with the byte count."""
     from safetensors.torch import save_file
 
-    from transfer.bible import read_texts
-    from transfer.source_model import load_source
-    from transfer.training import pack_train_split
+    from transfer.corpus.bible import read_texts
+    from transfer.source.loading import load_source
+    from transfer.train import pack_train_split
 
     _, tokenizer = load_source("smollm2")
     data = pack_train_split(tokenizer, (t for code in ("e", "s") for t in read_texts(code, "train")), block)

@@ -35,7 +35,7 @@ PARALLEL_TARGET = "e"
 
 
 def _parallel_pairs(limit: int | None = None) -> list[tuple[str, str]]:
-    from transfer.bible import verse_pairs
+    from transfer.corpus.bible import verse_pairs
 
     pairs: list[tuple[str, str]] = []
     for code in PARALLEL_SOURCES:
@@ -50,8 +50,10 @@ def _real_assets(cache_dir: Path):
 
     from transfer.cache import StageCache
     from transfer.config import AdaptConfig
-    from transfer.pipeline import corpus_spec, source_spec, tokenizer_spec
+    from transfer.corpus.stage import corpus_spec
+    from transfer.source.stage import source_spec
     from transfer.stages import execute
+    from transfer.tokenizer.stage import tokenizer_spec
 
     cfg = AdaptConfig(cache_dir=cache_dir)
     cache = StageCache(cache_dir)
@@ -68,8 +70,8 @@ def _aligned_vectors(cfg_updates: dict[str, Any], cache_dir: Path) -> tuple[Path
     missing; and how long building took."""
     from transfer.cache import StageCache
     from transfer.config import AdaptConfig
-    from transfer.pipeline import align_stage_spec, vector_specs
     from transfer.stages import execute
+    from transfer.vectors.stage import align_stage_spec, vector_specs
 
     cfg = AdaptConfig(cache_dir=cache_dir, **cfg_updates)
     cache = StageCache(cache_dir)
@@ -89,8 +91,8 @@ def _smoke_assets(out: Path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from transfer.bible import read_texts
-    from transfer.source_model import save_model
+    from transfer.corpus.bible import read_texts
+    from transfer.source.loading import save_model
 
     def bpe(texts: list[str], size: int) -> PreTrainedTokenizerFast:
         tok = Tokenizer(models.BPE())
@@ -131,7 +133,7 @@ WITH_VECTORS = "+vectors"
 
 
 def _wants_vectors(row: str) -> bool:
-    from transfer.strategy_data import needs
+    from transfer.init.resources import needs
 
     return row.endswith(WITH_VECTORS) or "vectors" in needs(row)
 
@@ -151,12 +153,12 @@ def _resources(row: str, corpus: Path, pairs: list[tuple[str, str]],
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from transfer.evaluate import bits_per_byte
-    from transfer.pipeline import iter_lines, read_lines
-    from transfer.pretrain import pack_blocks, train_embeddings_only
-    from transfer.source_model import load_source
-    from transfer.strategies import StrategyInputs, initialize
-    from transfer.surgery import get_source_embeddings, swap_vocabulary
+    from transfer.corpus.stage import iter_lines, read_lines
+    from transfer.evaluate.bpb import bits_per_byte
+    from transfer.init import StrategyInputs, initialize
+    from transfer.init.surgery import get_source_embeddings, swap_vocabulary
+    from transfer.source.loading import load_source
+    from transfer.train.pretrain import pack_blocks, train_embeddings_only
 
     started = time.perf_counter()
     if args.smoke:
@@ -175,7 +177,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         vector_cfg, vector_cache = {}, Path(args.cache_dir)
     vectors, vectors_info = {}, None
     if any(_wants_vectors(s) for s in args.strategies):
-        from transfer.strategy_data import build_resources
+        from transfer.init.resources import build_resources
 
         align_dir, vectors_info = _aligned_vectors(vector_cfg, vector_cache)
         vectors = build_resources("wechsel", {"token_vector_method": "ngram"}, {"vectors": align_dir})

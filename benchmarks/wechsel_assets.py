@@ -103,8 +103,8 @@ def fasttext_bin(
     """A cbow fastText model of the Bible train verses (English k+4+3 or German e+s), saved
     as `.bin` so that both the reference (fasttext objects) and our loader read the same
     file. Trained once and reused (keyed by its settings)."""
-    from transfer.bible import read_texts
-    from transfer.vectors import write_training_text
+    from transfer.corpus.bible import read_texts
+    from transfer.vectors.fasttext import write_training_text
 
     codes = EN_CODES if lang == "en" else DE_CODES
     name = f"ft-{lang}-d{dim}-e{epoch}-m{min_count}-b{bucket}-n{limit or 'all'}.bin"
@@ -118,7 +118,7 @@ def fasttext_bin(
     settings = {"input": str(text), "model": "cbow", "dim": dim, "epoch": epoch, "minCount": min_count,
                 "bucket": bucket, "minn": 3, "maxn": 6, "thread": threads, "verbose": 0}
     # a child process per model: fastText leaves part of its input matrix uninitialized,
-    # which is zero only in fresh memory (see transfer.vectors.train_fasttext)
+    # which is zero only in fresh memory (see transfer.vectors.fasttext.train_fasttext)
     code = ("import sys, json, fasttext; a = json.loads(sys.argv[1]); "
             "fasttext.train_unsupervised(**a).save_model(sys.argv[2])")
     subprocess.run([sys.executable, "-c", code, json.dumps(settings), str(tmp)], check=True)
@@ -128,7 +128,7 @@ def fasttext_bin(
 
 def ding_pairs() -> list[tuple[str, str]]:
     """(English, German) single-word pairs of the Ding dictionary."""
-    from transfer.dictionaries import DING_DE_EN, load_dictionary
+    from transfer.vectors.dictionaries import DING_DE_EN, load_dictionary
 
     return list(load_dictionary(DING_DE_EN).reversed().pairs)
 
@@ -179,8 +179,10 @@ def demo_stages() -> Demo:
     if source is None or tokenizer is None or corpus is None:
         from transfer.cache import StageCache
         from transfer.config import AdaptConfig
-        from transfer.pipeline import corpus_spec, source_spec, tokenizer_spec
+        from transfer.corpus.stage import corpus_spec
+        from transfer.source.stage import source_spec
         from transfer.stages import execute
+        from transfer.tokenizer.stage import tokenizer_spec
 
         cfg = AdaptConfig()
         cache = StageCache(cfg.cache_dir)
@@ -215,11 +217,11 @@ def bpb_curve(
     """Swap ``target`` into a fresh copy of the source model (``model_factory()`` ->
     (model, source tokenizer), default: load ``source_dir``), optionally factorized with
     ``primitives``; BPB at step 0 and after ``steps`` embeddings-only steps."""
-    from transfer.evaluate import bits_per_byte
-    from transfer.factorized import embedding_parameters, factorize_model
-    from transfer.pretrain import train_embeddings_only
-    from transfer.source_model import load_source
-    from transfer.surgery import swap_vocabulary
+    from transfer.evaluate.bpb import bits_per_byte
+    from transfer.init.factorized import embedding_parameters, factorize_model
+    from transfer.init.surgery import swap_vocabulary
+    from transfer.source.loading import load_source
+    from transfer.train.pretrain import train_embeddings_only
 
     if model_factory is None:
         model, source_tokenizer = load_source(str(source_dir))

@@ -1,8 +1,8 @@
 """Issue 5, benchmark 1: our WECHSEL matches the `wechsel` reference package in BPB.
 
 Same aligned token vectors (Bible fastText English k+4+3 / German e+s, 300-d cbow,
-aligned with the Ding dictionary by `transfer.alignment`, n-gram token vectors from
-`transfer.subwords`), same tokenizers (SmolLM2 -> the demo's 32k German tokenizer), k=10,
+aligned with the Ding dictionary by `transfer.vectors.alignment`, n-gram token vectors from
+`transfer.vectors.subwords`), same tokenizers (SmolLM2 -> the demo's 32k German tokenizer), k=10,
 T=0.1. Ours: `initialize("wechsel")`. Reference: `wechsel.create_target_embeddings` on
 those token vectors (after its own normalization, as `WECHSEL.apply` does it), swapped in
 as it comes out (its random fallback rows and its special-token copy by string). A third,
@@ -57,19 +57,19 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from transfer.alignment import align_vectors
-    from transfer.pretrain import pack_blocks
-    from transfer.strategies import StrategyInputs, initialize
-    from transfer.strategies.base import InitReport, TargetEmbeddings
-    from transfer.subwords import token_vectors
-    from transfer.surgery import get_source_embeddings
-    from transfer.vectors import load_fasttext_bin
+    from transfer.init import StrategyInputs, initialize
+    from transfer.init.base import InitReport, TargetEmbeddings
+    from transfer.init.surgery import get_source_embeddings
+    from transfer.train.pretrain import pack_blocks
+    from transfer.vectors.alignment import align_vectors
+    from transfer.vectors.fasttext import load_fasttext_bin
+    from transfer.vectors.subwords import token_vectors
 
     wechsel = import_reference()
     record: dict = {"machine": machine(), "args": vars(args)}
     if args.smoke:
         from tests.tiny import tiny_byte_bpe_tokenizer, tiny_llama
-        from transfer.bible import read_texts
+        from transfer.corpus.bible import read_texts
 
         args.steps, args.batch_size, args.block_size, args.eval_texts = 2, 2, 32, 5
         ft = {"dim": 16, "epoch": 1, "bucket": 20_000, "limit": 600, "work": WORK / "smoke"}
@@ -99,7 +99,7 @@ def main() -> None:
     if factory is not None:
         source_model = factory()[0]
     else:
-        from transfer.source_model import load_source
+        from transfer.source.loading import load_source
 
         source_model = load_source(str(source_dir))[0]
     source = get_source_embeddings(source_model)

@@ -88,8 +88,8 @@ def xlmr_tokenizer():
 def faiss_recall(aligned, target_tok, *, smoke: bool) -> dict:
     """Keys: XLM-R's tokens (English-side aligned n-gram vectors); queries: the German
     target tokenizer's tokens. Exact blocked search vs faiss IVF, recall@10."""
-    from transfer.similarity import FaissCosineIndex, FaissParams, exact_topk, recall_at_k
-    from transfer.subwords import token_vectors
+    from transfer.init.similarity import FaissCosineIndex, FaissParams, exact_topk, recall_at_k
+    from transfer.vectors.subwords import token_vectors
 
     keys_tok = target_tok if smoke else xlmr_tokenizer()
     (kv, qv), t_vectors, _ = timed(lambda: (token_vectors(keys_tok, aligned.source, method="ngram"),
@@ -125,8 +125,8 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from transfer.alignment import align_vectors
-    from transfer.vectors import load_fasttext_bin
+    from transfer.vectors.alignment import align_vectors
+    from transfer.vectors.fasttext import load_fasttext_bin
 
     wechsel = import_reference()
     import fasttext
@@ -134,7 +134,7 @@ def main() -> None:
     record: dict = {"machine": machine(), "smoke": args.smoke}
     if args.smoke:
         from tests.tiny import tiny_byte_bpe_tokenizer
-        from transfer.bible import read_texts
+        from transfer.corpus.bible import read_texts
 
         args.dim, args.epoch = 16, 1
         limit, bucket, work = 600, 20_000, WORK / "smoke"
@@ -191,11 +191,11 @@ def main() -> None:
 def similarity_stage(aligned, loaded: Loaded, wechsel) -> dict:
     """(a) similarity + weighting on identical inputs (the source tokenizer on both sides)."""
     source_tok, matrix, matrix_np = loaded.source_tok, loaded.matrix, loaded.matrix_np
-    from transfer.similarity import block_rows_for, normalize_rows
-    from transfer.special_tokens import special_token_ids
-    from transfer.strategies.mean import fallback_mean_rows
-    from transfer.strategies.wechsel import combine_rows, neighbour_weights
-    from transfer.subwords import token_vectors
+    from transfer.init.similarity import block_rows_for, normalize_rows
+    from transfer.init.strategies.mean import fallback_mean_rows
+    from transfer.init.strategies.wechsel import combine_rows, neighbour_weights
+    from transfer.tokenizer.special_tokens import special_token_ids
+    from transfer.vectors.subwords import token_vectors
 
     sv = token_vectors(source_tok, aligned.source, method="ngram")
     tv = token_vectors(source_tok, aligned.target, method="ngram")
@@ -266,9 +266,9 @@ def similarity_stage(aligned, loaded: Loaded, wechsel) -> dict:
 
 def whole_initialization(loaded: Loaded, wechsel, *, skip_word_average_reference: bool) -> dict:
     """(b) the whole initialization from loaded fastText models, both token-vector modes."""
-    from transfer.alignment import align_vectors
-    from transfer.strategies import StrategyInputs, initialize
-    from transfer.strategies.base import SourceEmbeddings
+    from transfer.init import StrategyInputs, initialize
+    from transfer.init.base import SourceEmbeddings
+    from transfer.vectors.alignment import align_vectors
 
     source = SourceEmbeddings(input=loaded.matrix)
     source_tok, target_tok = loaded.source_tok, loaded.target_tok

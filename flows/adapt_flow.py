@@ -34,7 +34,8 @@ from flows.reports import (
 )
 from transfer.cache import StageCache, StageOutput
 from transfer.errors import VocabTransferError
-from transfer.pipeline import AdaptResult, run_adaptation
+from transfer.pipeline import run_adaptation
+from transfer.publish.result import AdaptResult
 from transfer.stages import StageSpec, execute
 
 __all__ = ["adapt_flow", "execute_as_task", "is_transient", "result_markdown", "run_stage",

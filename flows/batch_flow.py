@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from flows.adapt_flow import adapt_flow
 from flows.languages import DEFAULT_LANGUAGES_FILE, LanguagesConfigError, load_languages
 from flows.parameters import AdaptParameters
-from transfer.pipeline import AdaptResult
+from transfer.publish.result import AdaptResult
 
 
 class LanguageOutcome(BaseModel):

@@ -25,7 +25,7 @@ DEFAULT_LANGUAGES = Path(__file__).resolve().parent.parent / "configs" / "langua
 
 
 def _print_result(result) -> None:
-    from transfer.evaluate import EVALUATION_LABELS, METRIC_LABELS, in_label_order
+    from transfer.evaluate.bpb import EVALUATION_LABELS, METRIC_LABELS, in_label_order
 
     cfg = result.config
     metric = METRIC_LABELS[result.metric]
@@ -139,7 +139,7 @@ def adapt(
     from pydantic import ValidationError
 
     from transfer.errors import VocabTransferError
-    from transfer.manifest import load_config_file
+    from transfer.publish.manifest import load_config_file
 
     try:  # a plain config (JSON/YAML) or a run manifest, whose config part reproduces the run
         values = load_config_file(config, warn=lambda m: console.print(f"[yellow]note:[/] {m}")) if config else {}
@@ -171,7 +171,7 @@ def adapt(
             with _stage_progress():
                 result = adapt_flow(cfg)
         else:
-            from transfer.training.callbacks import RichProgress, use_callbacks
+            from transfer.train.callbacks import RichProgress, use_callbacks
 
             with use_callbacks(RichProgress(console)):
                 result = _run_local(cfg)
@@ -193,13 +193,13 @@ def _run_local(cfg):
 
 def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> None:
     """Every strategy on the same pair and budget; a table, plus markdown/JSON/plot files."""
-    from transfer.comparison import (
+    from transfer.evaluate.bpb import METRIC_LABELS
+    from transfer.publish.comparison import (
         compare_strategies,
         comparison_folder,
         strategy_configs,
         write_comparison,
     )
-    from transfer.evaluate import METRIC_LABELS
 
     configs = strategy_configs(cfg, strategies)  # a bad list fails here, before Prefect is imported
     if dry_run:
@@ -220,7 +220,7 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
         with _stage_progress():
             comparison = compare_flow(cfg, strategies)
     else:
-        from transfer.training.callbacks import RichProgress, use_callbacks
+        from transfer.train.callbacks import RichProgress, use_callbacks
 
         with use_callbacks(RichProgress(console)):
             comparison = compare_strategies(cfg, strategies, run=_run_local, on_result=done)
@@ -335,8 +335,8 @@ def serve(
 def strategies() -> None:
     """List the registered initialization strategies: what each does, the data it needs and
     its parameters (set them with `strategy_params` in a config file)."""
-    from transfer.strategies import available_strategies, get_strategy, strategy_parameters
-    from transfer.strategy_data import needs
+    from transfer.init import available_strategies, get_strategy, strategy_parameters
+    from transfer.init.resources import needs
 
     table = Table(title="initialization strategies", show_lines=True)
     table.add_column("strategy", no_wrap=True)

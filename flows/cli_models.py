@@ -29,7 +29,7 @@ def _fail(error: Exception) -> typer.Exit:
 
 
 def _registry(tracking_uri: str | None, artifacts: Path, prefix: str):
-    from transfer.registry import Registry
+    from transfer.publish.registry import Registry
 
     return Registry(tracking_uri, artifacts_root=artifacts, prefix=prefix)
 
@@ -101,7 +101,7 @@ def show_model(
     lineage = Table(title="lineage", show_header=False)
     lineage.add_column("field")
     lineage.add_column("value")
-    from transfer.registry import TAG
+    from transfer.publish.registry import TAG
 
     for key, value in sorted(version.tags.items()):
         if key.startswith(TAG) and not key.startswith(TAG + "metric."):
@@ -126,8 +126,8 @@ def clean(
     prefix: str = _PREFIX,
 ) -> None:
     """Remove stage cache folders that no registered model was built from."""
-    from transfer.cache_gc import clean_cache
     from transfer.errors import VocabTransferError
+    from transfer.publish.cache_clean import clean_cache
 
     try:
         plan = clean_cache(cache_dir, tracking_uri=tracking_uri, artifacts_root=artifacts,

@@ -1,6 +1,6 @@
 """Compare flow: several initialization strategies on one language pair, from the UI.
 
-A thin layer over ``transfer.comparison``: each strategy runs as its own sub-run of the
+A thin layer over ``transfer.publish.comparison``: each strategy runs as its own sub-run of the
 single-pair flow (its stages, artifacts and state visible on its own; stages shared with
 the other strategies come from the cache), then the comparison table and the overlaid
 learning curves are published as artifacts of this run.
@@ -16,14 +16,14 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from flows.adapt_flow import adapt_flow
 from flows.parameters import AdaptParameters, StrategyName, as_parameters
 from flows.reports import artifact_key
-from transfer.comparison import (
+from transfer.config import AdaptConfig
+from transfer.publish.comparison import (
     Comparison,
     compare_strategies,
     comparison_folder,
     write_comparison,
 )
-from transfer.config import AdaptConfig
-from transfer.pipeline import AdaptResult
+from transfer.publish.result import AdaptResult
 
 DEFAULT_STRATEGIES = ["mean", "overlap", "random"]
 

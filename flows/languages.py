@@ -163,7 +163,7 @@ def load_languages(path: Path | str = DEFAULT_LANGUAGES_FILE) -> LanguagesFile:
         languages = LanguagesFile.model_validate(raw)
     except ValidationError as error:
         raise LanguagesConfigError(f"languages file {path}: {error}") from error
-    from transfer.bible import translation_codes
+    from transfer.corpus.bible import translation_codes
 
     available = set(translation_codes())
     for code, entry in languages.languages.items():

@@ -3,7 +3,7 @@
 ``AdaptParameters`` is ``transfer.config.AdaptConfig`` with the strategy narrowed to the
 names in the strategy registry, so the deployment's form offers a drop-down and a wrong
 name is refused naming the field (``strategy``) before any work. The registry fills
-itself when ``transfer.strategies`` is imported, so the choice is built at import time
+itself when ``transfer.init`` is imported, so the choice is built at import time
 from whatever strategies are installed, not from a list kept here.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from transfer.config import AdaptConfig
-from transfer.strategies import available_strategies
+from transfer.init import available_strategies
 
 _STRATEGIES = tuple(available_strategies())
 

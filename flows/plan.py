@@ -98,7 +98,7 @@ def _gguf_size(path: Path) -> SourceSize:
 
 def source_size(cfg: AdaptConfig, source_folder: Path | None) -> SourceSize:
     """Read the size from the cached source copy if there is one, else from the source."""
-    from transfer.source_model import resolve_source
+    from transfer.source.loading import resolve_source
 
     if source_folder is not None and (source_folder / "model").is_dir():
         return _safetensors_size(source_folder / "model")

@@ -23,8 +23,8 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 
-from transfer.pipeline import AdaptResult
-from transfer.training.callbacks import TrainingCallback
+from transfer.publish.result import AdaptResult
+from transfer.train.callbacks import TrainingCallback
 
 #: Called as ``observer(artifact_id, percent, description)`` after every progress update.
 ProgressObserver = Callable[[UUID | None, float, str], None]
@@ -66,7 +66,7 @@ class RunProgress:
 
 
 class TrainingProgress(TrainingCallback):
-    """The trainer's callback (``transfer.training.callbacks``) that moves the run's progress
+    """The trainer's callback (``transfer.train.callbacks``) that moves the run's progress
     artifact during training: about ``updates`` times per training stage, with the loss."""
 
     def __init__(self, progress: RunProgress, updates: int = 20) -> None:
@@ -90,8 +90,8 @@ class TrainingProgress(TrainingCallback):
 
 def training_progress_context(progress: RunProgress | None) -> AbstractContextManager:
     """Hand ``TrainingProgress`` to the trainer while a training stage runs
-    (``transfer.training.callbacks.use_callbacks``)."""
-    from transfer.training.callbacks import use_callbacks
+    (``transfer.train.callbacks.use_callbacks``)."""
+    from transfer.train.callbacks import use_callbacks
 
     if progress is None:
         return nullcontext()
@@ -99,7 +99,7 @@ def training_progress_context(progress: RunProgress | None) -> AbstractContextMa
 
 
 def result_markdown(result: AdaptResult) -> str:
-    from transfer.evaluate import METRIC_LABELS
+    from transfer.evaluate.bpb import METRIC_LABELS
 
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in result.bpb.items())
     fert = result.fertility
@@ -163,8 +163,8 @@ def learning_curve_file(result: AdaptResult, path: Path) -> Path | None:
     """The trainer's dev-BPB curve (``curve.json`` in the train stage folder) plotted next to
     the reports, with the source model on the same dev texts as the line to beat (so cache
     clean-ups do not break the link); else a plot of the step losses."""
-    from transfer.pipeline import trainer_curve_file
-    from transfer.training.curves import plot_curves, read_json
+    from transfer.publish.result import trainer_curve_file
+    from transfer.train.curves import plot_curves, read_json
 
     trainer_curve = trainer_curve_file(result)
     if trainer_curve is not None:

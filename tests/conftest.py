@@ -16,7 +16,7 @@ import pytest
 @pytest.fixture(scope="session")
 def smollm2():
     """(model, tokenizer) of the packaged SmolLM2-135M-Instruct GGUF, loaded once (~20 s)."""
-    from transfer.source_model import SMOLLM2, load_source
+    from transfer.source.loading import SMOLLM2, load_source
 
     # no skip: `make test` installs the asset, so a missing file is a real failure
     return load_source(SMOLLM2)
@@ -26,7 +26,7 @@ def smollm2():
 def tiny_source(tmp_path_factory: pytest.TempPathFactory):
     """A tiny random Llama with a tiny byte-level BPE tokenizer, saved as a plain HF folder."""
     from tests.tiny import ENGLISH_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
-    from transfer.source_model import save_model
+    from transfer.source.loading import save_model
 
     tokenizer = tiny_byte_bpe_tokenizer(ENGLISH_SENTENCES, 400)
     model = tiny_llama(len(tokenizer), tie=True, seed=0)

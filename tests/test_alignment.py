@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transfer.alignment import align_vectors, bli_evaluate, bli_precision_at_1, procrustes
 from transfer.errors import AlignmentError
-from transfer.vectors import StaticVectors
+from transfer.vectors.alignment import align_vectors, bli_evaluate, bli_precision_at_1, procrustes
+from transfer.vectors.fasttext import StaticVectors
 
 
 def _rotated_pair(n: int = 600, dim: int = 24, noise: float = 0.05, seed: int = 0):
@@ -67,8 +67,8 @@ def test_bad_alignment_input():
 def test_tiny_real_vectors_align(tmp_path):
     """Two fastText models of two English Bible translations: Procrustes on shared words
     maps each word close to itself (a sanity check on real vectors, not a quality claim)."""
-    from transfer.bible import read_texts
-    from transfer.vectors import load_trained, train_fasttext, write_training_text
+    from transfer.corpus.bible import read_texts
+    from transfer.vectors.fasttext import load_trained, train_fasttext, write_training_text
 
     models = {}
     for code in ("k", "4"):
@@ -91,7 +91,7 @@ def test_benchmark_smoke(tmp_path):
     import sys
     from pathlib import Path
 
-    from transfer.dictionaries import DING_DE_EN
+    from transfer.vectors.dictionaries import DING_DE_EN
 
     if not DING_DE_EN.exists():
         pytest.skip("Debian package trans-de-en is not installed")

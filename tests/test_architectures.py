@@ -44,10 +44,10 @@ from tests.tiny import (
     xlmr_tokenizer_file,
 )
 from tokenizer_builds import TokenizerFamily, build_target_tokenizer, detect_family
-from transfer.source_model import save_model
-from transfer.special_tokens import map_byte_tokens, map_special_tokens
-from transfer.strategies import StrategyInputs, initialize
-from transfer.surgery import get_source_embeddings, is_tied, swap_vocabulary
+from transfer.init import StrategyInputs, initialize
+from transfer.init.surgery import get_source_embeddings, is_tied, swap_vocabulary
+from transfer.source.loading import save_model
+from transfer.tokenizer.special_tokens import map_byte_tokens, map_special_tokens
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from transfer import bible
-from transfer.bible import (
+from transfer.corpus import bible
+from transfer.corpus.bible import (
     DB_ENV_VAR,
     Verse,
     bible_content_hash,
@@ -23,8 +23,8 @@ from transfer.bible import (
     translation_codes,
     verse_pairs,
 )
+from transfer.corpus.splits import SplitFractions
 from transfer.errors import CorpusError
-from transfer.splits import SplitFractions
 
 N_KEYS = 31102
 real_db = pytest.mark.slow  # "slow" marks tests on the real assets (pyproject); these take ~1 s

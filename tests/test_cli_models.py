@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.test_registry import make_record, model_folder, registry_uri
-from transfer.cache_gc import apply_gc, plan_gc
-from transfer.registry import Registry
+from transfer.publish.cache_clean import apply_gc, plan_gc
+from transfer.publish.registry import Registry
 
 runner = CliRunner()
 

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.test_prefect_flows import tiny_config
-from transfer.comparison import (
+from transfer.errors import UnknownStrategyError
+from transfer.publish.comparison import (
     ComparisonError,
     compare_strategies,
     comparison_folder,
@@ -17,7 +18,6 @@ from transfer.comparison import (
     strategy_configs,
     write_comparison,
 )
-from transfer.errors import UnknownStrategyError
 
 
 def test_each_strategy_gets_the_parameters_it_takes(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
@@ -59,9 +59,9 @@ def test_compare_shares_stages_and_ranks(tmp_path: Path, tiny_source: Path, tiny
     assert results[1].stages_cached["evaluate:source_model_on_curve_texts"]
     assert comparison.rows[1].stages_reused.startswith("5/")  # corpus, source, tokenizer, 2 source evaluations
     # the plot's line to beat is the source model on the curves' own texts (4 dev texts)
-    from transfer.evaluate import bits_per_byte
-    from transfer.pipeline import read_lines
-    from transfer.source_model import load_source
+    from transfer.corpus.stage import read_lines
+    from transfer.evaluate.bpb import bits_per_byte
+    from transfer.source.loading import load_source
 
     model, tokenizer = load_source(str(tiny_source))
     dev = read_lines(Path(cfg.cache_dir) / "corpus" / results[0].stage_keys["corpus"] / "dev.target.txt", 4)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from transfer.corpus import (
+from transfer.corpus.readers import (
     corpus_content_hash,
     iter_documents,
     iter_split_documents,
@@ -16,8 +16,8 @@ from transfer.corpus import (
     require_nonempty,
     split_documents,
 )
+from transfer.corpus.splits import SplitFractions, document_key, split_of
 from transfer.errors import CorpusError
-from transfer.splits import SplitFractions, document_key, split_of
 
 DOCS = ["Erster Satz.", "Zweiter Satz mit Umlauten: äöü ß.", "  eingerückt bleibt  "]
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from transfer.dictionaries import (
+from transfer.errors import DictionaryError
+from transfer.vectors.dictionaries import (
     DING_DE_EN,
     coverage,
     held_out_split,
     load_dictionary,
 )
-from transfer.errors import DictionaryError
 
 DING_SAMPLE = """# Version :: test
 # License :: GPL

@@ -16,13 +16,13 @@ from transformers import PreTrainedTokenizerFast
 from tests.tiny import tiny_llama
 from transfer.devices import DeviceError, model_device, pick_device, place_model
 from transfer.errors import VocabTransferError
-from transfer.evaluate import (
+from transfer.evaluate.bpb import (
     BPBResult,
     EvaluationError,
     context_token_id,
     max_positions,
 )
-from transfer.evaluate import bits_per_byte as _bits_per_byte
+from transfer.evaluate.bpb import bits_per_byte as _bits_per_byte
 
 # Exact comparisons with hand computations run on the CPU even where a GPU exists (left to
 # itself, bits_per_byte would move the shared fixtures there); test_cuda_matches_cpu
@@ -287,7 +287,7 @@ def test_smollm2_bpb_on_bible_verses(smollm2):
 
 
 def test_evaluations_in_label_order() -> None:
-    from transfer.evaluate import in_label_order
+    from transfer.evaluate.bpb import in_label_order
 
     values = {"adapted_trained": 2.0, "source_model_on_target": 2.7, "adapted_step0": 3.4, "other": 1.0,
               "source_model_on_source_language": 1.5}

@@ -10,7 +10,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from transfer.errors import CorpusError, VocabTransferError
-from transfer.fertility import Fertility, compare_fertility, measure_fertility
+from transfer.tokenizer.fertility import Fertility, compare_fertility, measure_fertility
 
 
 def char_tokenizer() -> Tokenizer:

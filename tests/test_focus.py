@@ -7,15 +7,15 @@ import torch
 
 from tests.tiny import GERMAN_SENTENCES
 from transfer.errors import StrategyResourceError
-from transfer.strategies import SourceEmbeddings, StrategyInputs, initialize
-from transfer.strategies.focus import (
+from transfer.init import SourceEmbeddings, StrategyInputs, initialize
+from transfer.init.strategies.focus import (
     focus,
     focus_weights,
     sparsemax_weights,
     token_words,
     write_pretokenized,
 )
-from transfer.strategies.overlap import match_overlap
+from transfer.init.strategies.overlap import match_overlap
 
 DIM = 8
 

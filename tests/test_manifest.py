@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from tests.test_pipeline import _config
 from transfer.cache import code_version
 from transfer.config import AdaptConfig
-from transfer.manifest import (
+from transfer.publish.manifest import (
     MANIFEST_FILE,
     ConfigFileError,
     build_manifest,

@@ -18,7 +18,7 @@ from tests.tiny import (
     tiny_roberta_tokenizer,
     tiny_wordpiece_tokenizer,
 )
-from transfer.masked_lm import (
+from transfer.evaluate.masked_lm import (
     IGNORE_INDEX,
     MaskedLMError,
     MLMResult,
@@ -27,7 +27,7 @@ from transfer.masked_lm import (
     masked_lm_loss,
     max_sequence_length,
 )
-from transfer.source_model import save_model
+from transfer.source.loading import save_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -135,8 +135,8 @@ def test_a_better_model_scores_lower(wordpiece) -> None:
 
 
 def test_strategies_sharing_a_target_tokenizer_are_scored_on_the_same_masks(wordpiece) -> None:
-    from transfer.strategies import StrategyInputs, initialize
-    from transfer.surgery import get_source_embeddings, swap_vocabulary
+    from transfer.init import StrategyInputs, initialize
+    from transfer.init.surgery import get_source_embeddings, swap_vocabulary
 
     source_tok = tiny_wordpiece_tokenizer(ENGLISH, 200)
     results = {}

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 
 from transfer.config import AdaptConfig
-from transfer.model_card import CARD_FILE, DING_PATH, render_model_card, write_model_card
-from transfer.pipeline import AdaptResult
+from transfer.publish.model_card import CARD_FILE, DING_PATH, render_model_card, write_model_card
+from transfer.publish.result import AdaptResult
 
 
 def _result(model_dir: Path, **config) -> AdaptResult:
@@ -97,7 +97,7 @@ def test_card_loading_recipe_runs_on_the_folder(tmp_path: Path, tiny_source: Pat
 
 
 def test_card_and_metrics_of_a_masked_lm_name_the_masked_lm_loss(tmp_path: Path) -> None:
-    from transfer.registry import result_metrics
+    from transfer.publish.registry import result_metrics
 
     result = _result(tmp_path, full_steps=5).model_copy(update={"metric": "mlm_loss"})
     card = render_model_card(result)

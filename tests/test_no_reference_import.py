@@ -39,16 +39,16 @@ def test_the_scan_sees_imports_of_the_reference(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import os\nfrom wechsel import WECHSEL\nfrom .wechsel import x\n")
     assert "wechsel" in _imported_roots(sample)
-    sample.write_text("from transfer.strategies.wechsel import wechsel\nfrom . import wechsel\n")
+    sample.write_text("from transfer.init.strategies.wechsel import wechsel\nfrom . import wechsel\n")
     assert "wechsel" not in _imported_roots(sample)
 
 
 def test_importing_every_strategy_leaves_the_reference_unloaded():
     # every strategy module (the package imports them all) and the modules WECHSEL uses
     code = (
-        "import sys, transfer.strategies, transfer.similarity, transfer.factorized\n"
-        "import transfer.subwords, transfer.alignment, transfer.vectors\n"
-        "print('wechsel' in sys.modules, len(transfer.strategies.available_strategies()))\n"
+        "import sys, transfer.init, transfer.init.similarity, transfer.init.factorized\n"
+        "import transfer.vectors.subwords, transfer.vectors.alignment, transfer.vectors.fasttext\n"
+        "print('wechsel' in sys.modules, len(transfer.init.available_strategies()))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     loaded, n_strategies = out.stdout.strip().splitlines()[-1].split()

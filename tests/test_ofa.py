@@ -21,7 +21,8 @@ from tests.tiny import (
     token_vector_inputs,
 )
 from transfer.errors import FactorizationError
-from transfer.factorized import (
+from transfer.init import StrategyInputs, initialize
+from transfer.init.factorized import (
     FACTORS_FILE,
     FactorizedEmbedding,
     FactorizedHead,
@@ -32,9 +33,8 @@ from transfer.factorized import (
     materialize,
     save_factorized,
 )
-from transfer.strategies import StrategyInputs, initialize
-from transfer.strategies.overlap import match_overlap
-from transfer.surgery import swap_vocabulary
+from transfer.init.strategies.overlap import match_overlap
+from transfer.init.surgery import swap_vocabulary
 
 
 def _ofa_inputs(source_tok, target_tok, model) -> StrategyInputs:

@@ -8,9 +8,9 @@ import pytest
 
 from tests.test_pipeline import _config
 from transfer.errors import CorpusError
+from transfer.init import available_strategies
+from transfer.init.resources import NEEDS
 from transfer.pipeline import run_adaptation
-from transfer.strategies import available_strategies
-from transfer.strategy_data import NEEDS
 
 
 def _run_as_planned(cfg):

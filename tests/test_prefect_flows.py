@@ -118,7 +118,7 @@ def _table_rows(data):
 
 def test_parameters_are_typed_and_name_the_bad_field() -> None:
     from flows.parameters import AdaptParameters
-    from transfer.strategies import available_strategies
+    from transfer.init import available_strategies
 
     schema = AdaptParameters.model_json_schema()["properties"]
     assert schema["strategy"]["enum"] == available_strategies()
@@ -199,13 +199,13 @@ def test_deployments_one_schedule_per_language() -> None:
 
 def test_training_progress_moves_the_artifact_during_training(prefect_harness, tiny_source: Path,
                                                               tiny_corpus: Path) -> None:
-    """The trainer (transfer.training) drives the run's progress artifact step by step."""
+    """The trainer (transfer.train) drives the run's progress artifact step by step."""
     from prefect import flow
     from prefect.client.orchestration import get_client
 
     from flows import reports
-    from transfer.source_model import load_source
-    from transfer.training import StageConfig, TrainingConfig, pack_train_split, train
+    from transfer.source.loading import load_source
+    from transfer.train import StageConfig, TrainingConfig, pack_train_split, train
 
     seen: list[tuple[float, str]] = []
 

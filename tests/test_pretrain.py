@@ -11,14 +11,14 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from tests.tiny import tiny_llama
-from transfer.evaluate import bits_per_byte as _bits_per_byte
-from transfer.pretrain import (
+from transfer.evaluate.bpb import bits_per_byte as _bits_per_byte
+from transfer.train.pretrain import (
     TrainingError,
     TrainLog,
     freeze_all_but_embeddings,
     pack_blocks,
 )
-from transfer.pretrain import train_embeddings_only as _train_embeddings_only
+from transfer.train.pretrain import train_embeddings_only as _train_embeddings_only
 
 # Bit-exact comparisons run on the CPU even where a GPU exists; test_cuda_training covers
 # the GPU path.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from transfer.registry import (
+from transfer.publish.registry import (
     BEST_ALIAS,
     ModelRecord,
     Registry,
@@ -186,7 +186,8 @@ def test_two_processes_register_at_once(tmp_path: Path, tiny_source: Path) -> No
 def test_pipeline_registers_its_lineage(tmp_path: Path, tmp_path_factory, tiny_source: Path,
                                         tiny_corpus: Path) -> None:
     from tests.test_pipeline import _config
-    from transfer.pipeline import corpus_spec, run_adaptation
+    from transfer.corpus.stage import corpus_spec
+    from transfer.pipeline import run_adaptation
 
     uri = registry_uri(tmp_path, tmp_path_factory)
     cfg = _config(tmp_path, tiny_source, tiny_corpus, tracking_uri=uri)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from transfer.errors import SimilarityError
-from transfer.similarity import (
+from transfer.init.similarity import (
     FaissParams,
     TopK,
     block_rows_for,

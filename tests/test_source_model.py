@@ -19,9 +19,9 @@ from tests.tiny import (
     tiny_llama,
     tiny_wordpiece_tokenizer,
 )
-from transfer import source_model
 from transfer.errors import ModelLoadError
-from transfer.source_model import (
+from transfer.source import loading as source_model
+from transfer.source.loading import (
     SMOLLM2,
     load_source,
     resolve_source,

@@ -13,7 +13,7 @@ from tests.tiny import (
     tiny_unigram_tokenizer,
     tiny_wordpiece_tokenizer,
 )
-from transfer.special_tokens import (
+from transfer.tokenizer.special_tokens import (
     BYTE_LEVEL,
     SENTENCEPIECE,
     WORDPIECE,

@@ -7,8 +7,7 @@ from collections import Counter
 
 import pytest
 
-from transfer.errors import CorpusError
-from transfer.splits import (
+from transfer.corpus.splits import (
     SPLITS,
     SplitFractions,
     check_split,
@@ -17,6 +16,7 @@ from transfer.splits import (
     split_of,
     verse_key_string,
 )
+from transfer.errors import CorpusError
 
 
 def _reference_split(key: str, dev: float = 0.05, test: float = 0.05) -> str:

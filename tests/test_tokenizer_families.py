@@ -35,7 +35,7 @@ from tokenizer_builds import (
     train_wordpiece,
 )
 from transfer.errors import TokenizerBuildError
-from transfer.special_tokens import map_byte_tokens, map_special_tokens
+from transfer.tokenizer.special_tokens import map_byte_tokens, map_special_tokens
 
 CORPUS = [f"{sentence} ({i})" for i in range(4) for sentence in GERMAN]
 TRICKY = [

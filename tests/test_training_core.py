@@ -18,7 +18,7 @@ from tests.tiny import (
     tiny_wordpiece_tokenizer,
 )
 from transfer.errors import CheckpointError, MemoryBudgetError, NonFiniteLossError, TrainingError
-from transfer.training import (
+from transfer.train import (
     BlockOrder,
     LearningCurve,
     StageConfig,
@@ -32,10 +32,10 @@ from transfer.training import (
     plot_curves,
     train,
 )
-from transfer.training.curves import read_json
-from transfer.training.data import iter_blocks
-from transfer.training.memory import parse_bytes
-from transfer.training.schedule import lr_at
+from transfer.train.curves import read_json
+from transfer.train.data import iter_blocks
+from transfer.train.memory import parse_bytes
+from transfer.train.schedule import lr_at
 
 TEXTS = [f"{s} ({i})" for i in range(6) for s in GERMAN_SENTENCES]
 DEV = GERMAN_SENTENCES[:4]
@@ -145,7 +145,7 @@ def test_masked_lm_objective_trains_bert():
 
 
 def test_masks_depend_on_sample_position_only():
-    from transfer.training.objectives import make_batch
+    from transfer.train.objectives import make_batch
 
     tokenizer = tiny_wordpiece_tokenizer(GERMAN_SENTENCES * 3, 300)
     rows = pack_train_split(tokenizer, TEXTS, 16, objective="masked").blocks[:4]
@@ -244,7 +244,7 @@ def test_memory_refusal_under_forced_limit(tokenizer, data, monkeypatch):
     estimate = estimate_training_memory(model, batch_size=4, block_size=16, trainable_parameters=100)
     assert estimate.total > estimate.weights > 0 and estimate.logits == 3 * 64 * len(tokenizer) * 4
     # OFA's factorized embedding and head have no .weight: the logits must still count
-    from transfer.factorized import factorize_model
+    from transfer.init.factorized import factorize_model
 
     factorize_model(model, rank=4)
     factorized = estimate_training_memory(model, batch_size=4, block_size=16, trainable_parameters=100)
@@ -309,8 +309,8 @@ def test_rich_progress_and_token_budget(tokenizer, data):
 
     from rich.console import Console
 
-    from transfer.training import RichProgress
-    from transfer.training.config import accumulation_for, per_device_defaults
+    from transfer.train import RichProgress
+    from transfer.train.config import accumulation_for, per_device_defaults
 
     buffer = io.StringIO()
     train(tiny_llama(len(tokenizer)), data, config(("embeddings", 2, 1e-2)), device="cpu",
@@ -322,7 +322,7 @@ def test_rich_progress_and_token_budget(tokenizer, data):
 
 
 def test_prefer_sdpa_switches_eager_attention(tokenizer):
-    from transfer.training.trainer import prefer_sdpa
+    from transfer.train.trainer import prefer_sdpa
 
     model = tiny_llama(len(tokenizer), attn_implementation="eager")
     assert prefer_sdpa(model) == "sdpa" and model.config._attn_implementation == "sdpa"

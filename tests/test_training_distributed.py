@@ -26,7 +26,7 @@ def worker(out: Path) -> None:
 
     sys.path.insert(0, str(ROOT))
     from tests.tiny import GERMAN_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
-    from transfer.training import StageConfig, TrainingConfig, pack_train_split, train
+    from transfer.train import StageConfig, TrainingConfig, pack_train_split, train
 
     torch.set_num_threads(1)
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -9,9 +9,13 @@ from pathlib import Path
 
 from transfer.cache import StageCache
 from transfer.config import AdaptConfig
-from transfer.pipeline import corpus_spec, init_spec, source_spec, tokenizer_spec, train_spec
+from transfer.corpus.stage import corpus_spec
+from transfer.init.stage import init_spec
+from transfer.source.stage import source_spec
 from transfer.stages import execute
-from transfer.training import TrainingCallback, active_callbacks, use_callbacks
+from transfer.tokenizer.stage import tokenizer_spec
+from transfer.train import TrainingCallback, active_callbacks, use_callbacks
+from transfer.train.stage import train_spec
 
 
 def test_train_stage_writes_curves_and_runs_both_stages(tmp_path: Path, tiny_source: Path, tiny_corpus: Path):

@@ -35,7 +35,7 @@ def worker(out: Path, checkpoints: Path, slow: bool) -> None:
 
     sys.path.insert(0, str(ROOT))
     from tests.tiny import GERMAN_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
-    from transfer.training import (
+    from transfer.train import (
         StageConfig,
         TrainingCallback,
         TrainingConfig,

@@ -10,17 +10,17 @@ from transformers import PreTrainedTokenizerFast
 
 from tests.tiny import ENGLISH_SENTENCES, GERMAN_SENTENCES, tiny_byte_bpe_tokenizer
 from transfer.errors import ParallelCorpusError, StrategyResourceError, TokenVectorError
-from transfer.parallel import TokenizedParallel, aligner_words, count_links, tokenize_parallel
-from transfer.strategies import SourceEmbeddings, StrategyInputs, initialize
-from transfer.strategies.overlap import match_overlap
-from transfer.strategies.trans_tokenization import (
+from transfer.init import SourceEmbeddings, StrategyInputs, initialize
+from transfer.init.parallel import TokenizedParallel, aligner_words, count_links, tokenize_parallel
+from transfer.init.strategies.overlap import match_overlap
+from transfer.init.strategies.trans_tokenization import (
     combine_rows,
     identity_matches,
     trans_tokenization,
     transition_weights,
     vector_fallback_weights,
 )
-from transfer.strategies.vector_resources import resolve_token_vectors
+from transfer.init.vector_resources import resolve_token_vectors
 
 DIM = 8
 # numbers, punctuation and a name in both languages, so identical strings exist on both sides
@@ -173,8 +173,8 @@ def test_never_aligned_tokens_fall_back_to_the_mean(source_tok, target_tok):
 def test_vector_fallback_takes_wechsels_aligned_word_vectors(source_tok, target_tok):
     """The pipeline's ``aligned_vectors`` (word vectors in one space, as WECHSEL gets them)
     work here too: turned into token vectors by the same token_vector_method."""
-    from transfer.alignment import AlignedPair
-    from transfer.vectors import StaticVectors, tokenize_words
+    from transfer.vectors.alignment import AlignedPair
+    from transfer.vectors.fasttext import StaticVectors, tokenize_words
 
     def words_of(sentences):
         return sorted({w for s in sentences for w in tokenize_words(s)})
@@ -315,8 +315,8 @@ def test_real_alignment_links_translations(source_tok, target_tok):
     assert counts["computed"] > 20
     assert any("aligned" in note and "eflomal" in note for note in result.report.notes)
     # "Gott" takes its row mostly from "God"
-    from transfer.parallel import tokenize_parallel as tp
-    from transfer.strategies.trans_tokenization import align_token_links
+    from transfer.init.parallel import tokenize_parallel as tp
+    from transfer.init.strategies.trans_tokenization import align_token_links
 
     links, _ = align_token_links(inputs, pairs, seed=0)  # eflomal's full iterations
     weights = transition_weights(links).tocsr()

@@ -8,8 +8,8 @@ import torch
 
 from tests.tiny import BareTokenVectors, random_token_vectors
 from transfer.errors import StrategyResourceError, TokenVectorError
-from transfer.strategies import SourceEmbeddings, StrategyInputs
-from transfer.strategies.vector_resources import has_token_vectors, resolve_token_vectors
+from transfer.init import SourceEmbeddings, StrategyInputs
+from transfer.init.vector_resources import has_token_vectors, resolve_token_vectors
 
 
 def _inputs(source_tok, target_tok, n_rows: int, **resources) -> StrategyInputs:

@@ -11,7 +11,7 @@ import pytest
 from transfer.cache import StageCache
 from transfer.errors import AlignmentError, DictionaryError
 from transfer.stages import execute
-from transfer.vector_stages import align_spec, fasttext_spec, load_aligned
+from transfer.vectors.stage import align_spec, fasttext_spec, load_aligned
 
 SMALL = {"dim": 16, "epoch": 2, "min_count": 3, "bucket": 20_000, "max_verses": 2500}
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from transfer.errors import VectorsError
-from transfer.vectors import (
+from transfer.vectors.fasttext import (
     NgramTable,
     StaticVectors,
     _murmurhash64a,
@@ -31,7 +31,7 @@ FT = {"dim": 16, "epoch": 2, "min_count": 2, "bucket": 20_000, "threads": 1, "se
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from transfer.bible import read_texts
+    from transfer.corpus.bible import read_texts
 
     path = tmp_path_factory.mktemp("ft") / "de.txt"
     write_training_text(read_texts("e", "train")[:1200], path)
@@ -49,7 +49,7 @@ def fasttext_bin(corpus: Path) -> Path:
     out = corpus.parent / "model.bin"
     settings = {"dim": 16, "epoch": 2, "minCount": 2, "bucket": 20_000, "thread": 1, "seed": 0,
                 "model": "skipgram", "minn": 3, "maxn": 6, "lr": 0.05, "ws": 5, "neg": 5}
-    code = ("import sys, json; from pathlib import Path; from transfer.vectors import _train_model; "
+    code = ("import sys, json; from pathlib import Path; from transfer.vectors.fasttext import _train_model; "
             "_train_model(Path(sys.argv[1]), json.loads(sys.argv[2])).save_model(sys.argv[3])")
     subprocess.run([sys.executable, "-c", code, str(corpus), json.dumps(settings), str(out)], check=True)
     return out

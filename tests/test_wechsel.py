@@ -23,10 +23,10 @@ from tests.tiny import (
     token_vector_inputs,
 )
 from transfer.errors import TokenVectorError
-from transfer.strategies import StrategyInputs, initialize, strategy_parameters
-from transfer.strategies.mean import fallback_mean_rows
-from transfer.strategies.wechsel import neighbour_weights
-from transfer.surgery import get_source_embeddings
+from transfer.init import StrategyInputs, initialize, strategy_parameters
+from transfer.init.strategies.mean import fallback_mean_rows
+from transfer.init.strategies.wechsel import neighbour_weights
+from transfer.init.surgery import get_source_embeddings
 
 
 def _reference_row(source_matrix, s_vec, t_vec, k, temperature):
@@ -199,8 +199,8 @@ def test_reference_benchmarks_run_in_smoke_mode(tmp_path: Path):
 
 
 def test_token_vectors_from_aligned_static_vectors_word_average(bpe_pair):
-    from transfer.alignment import AlignedPair
-    from transfer.vectors import StaticVectors, tokenize_words
+    from transfer.vectors.alignment import AlignedPair
+    from transfer.vectors.fasttext import StaticVectors, tokenize_words
 
     source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from transfer.errors import AlignmentError
-from transfer.word_alignment import align, grow_diag_final_and, induce_dictionary
+from transfer.vectors.word_alignment import align, grow_diag_final_and, induce_dictionary
 
 LEXICON = {"house": "Haus", "dog": "Hund", "sees": "sieht", "the": "das", "big": "große",
            "small": "kleine", "Moses": "Mose", "child": "Kind", "water": "Wasser", "bread": "Brot"}

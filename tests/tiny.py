@@ -44,8 +44,8 @@ from transformers import (
     XLMRobertaForMaskedLM,
 )
 
-from transfer.strategies import StrategyInputs
-from transfer.surgery import get_source_embeddings
+from transfer.init import StrategyInputs
+from transfer.init.surgery import get_source_embeddings
 
 ENGLISH_SENTENCES: list[str] = [
     "In the beginning God created the heaven and the earth.",
@@ -398,7 +398,7 @@ def xlmr_tokenizer() -> PreTrainedTokenizerFast:
 @dataclass
 class BareTokenVectors:
     """The least a token-vector strategy (WECHSEL, OFA) reads: a (V, dim) matrix and a (V,)
-    mask. No ``coverage`` report, unlike ``transfer.subwords.TokenVectors``, so the tests
+    mask. No ``coverage`` report, unlike ``transfer.vectors.subwords.TokenVectors``, so the tests
     also show that the strategies take any object of this shape."""
 
     matrix: np.ndarray

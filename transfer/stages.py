@@ -9,6 +9,7 @@ upstream folders and write their own folder.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,19 @@ from transfer.cache import StageCache, StageOutput, stage_key
 
 Builder = Callable[["StageSpec", Path], None]
 _BUILDERS: dict[str, Builder] = {}
+
+#: The module that holds each stage's spec and builder: the stage graph's one table of
+#: where each stage lives (imported on first use, which registers its builder).
+STAGE_MODULES: dict[str, str] = {
+    "corpus": "transfer.corpus.stage",
+    "source": "transfer.source.stage",
+    "tokenizer": "transfer.tokenizer.stage",
+    "fasttext": "transfer.vectors.stage",
+    "align": "transfer.vectors.stage",
+    "init": "transfer.init.stage",
+    "train": "transfer.train.stage",
+    "evaluate": "transfer.evaluate.stage",
+}
 
 
 class StageSpec(BaseModel):
@@ -50,9 +64,16 @@ def builder(stage: str) -> Callable[[Builder], Builder]:
     return register
 
 
+def builder_of(stage: str) -> Builder:
+    """The registered builder of ``stage`` (importing its stage module on first use)."""
+    if stage not in _BUILDERS and stage in STAGE_MODULES:
+        importlib.import_module(STAGE_MODULES[stage])
+    return _BUILDERS[stage]
+
+
 def execute(spec: StageSpec, cache: StageCache) -> tuple[StageOutput, bool]:
     """Return the stage's cached folder or build it; the bool tells whether it was cached."""
-    build = _BUILDERS[spec.stage]
+    build = builder_of(spec.stage)
     return cache.run(spec.stage, spec.key, lambda out: build(spec, out))
 
 

@@ -1,0 +1,1 @@
+"""Stage ``evaluate``: bits per byte of causal models, the masked-LM loss of encoders."""

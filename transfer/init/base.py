@@ -1,0 +1,101 @@
+"""The one interface every initialization strategy implements.
+
+A strategy gets the source model's embedding matrices and both tokenizers (plus whatever
+that strategy needs, in ``resources``) and returns the target matrices and a report saying
+how many target tokens were copied, computed or fell back, and why.
+
+Strategies only decide the ordinary tokens. Special tokens (by role) and byte tokens (by
+byte value) are fixed afterwards by ``transfer.init.registry.initialize`` the same way
+for every strategy, so that the comparison between strategies is about the real work.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class SourceEmbeddings:
+    """Embedding matrices of the source model.
+
+    ``output`` is None when the output head is tied to ``input``; ``output_bias`` is None
+    when the head has no bias (Llama) and a (V,) vector when it has one (BERT's decoder).
+    """
+
+    input: torch.Tensor
+    output: torch.Tensor | None = None
+    output_bias: torch.Tensor | None = None
+
+    @property
+    def tied(self) -> bool:
+        return self.output is None
+
+
+@dataclass
+class StrategyInputs:
+    """Everything a strategy may use. ``resources`` carries strategy-specific data
+    (aligned static vectors, a parallel corpus, a target corpus ...)."""
+
+    source: SourceEmbeddings
+    source_tokenizer: PreTrainedTokenizerBase
+    target_tokenizer: PreTrainedTokenizerBase
+    seed: int = 0
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InitReport:
+    """What happened to each target token: a per-token label and the totals."""
+
+    strategy: str
+    params: dict[str, Any]
+    n_target: int
+    # one label per target id: "special", "byte", "copied", "computed", "fallback"
+    labels: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(self.labels))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "params": self.params,
+            "n_target": self.n_target,
+            "counts": self.counts,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class TargetEmbeddings:
+    """Target matrices; ``output`` is None exactly when the source head was tied."""
+
+    input: torch.Tensor
+    output: torch.Tensor | None
+    output_bias: torch.Tensor | None
+    report: InitReport
+
+
+class Strategy(Protocol):
+    """``initialize(inputs, **params) -> TargetEmbeddings``."""
+
+    def __call__(self, inputs: StrategyInputs, **params: Any) -> TargetEmbeddings: ...
+
+
+def map_source_matrices(source: SourceEmbeddings, fn) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Apply the same per-token rule ``fn(matrix (V_s, d)) -> (V_t, d)`` to the input
+    matrix, the untied output matrix and the output bias (as a (V_s, 1) matrix), so that an
+    untied head and its bias get exactly the weights the input side gets."""
+    target_input = fn(source.input)
+    target_output = fn(source.output) if source.output is not None else None
+    target_bias = None
+    if source.output_bias is not None:
+        target_bias = fn(source.output_bias.unsqueeze(1)).squeeze(1)
+    return target_input, target_output, target_bias

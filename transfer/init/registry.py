@@ -1,0 +1,174 @@
+"""Strategy registry and the one entry point ``initialize``.
+
+``initialize`` runs a strategy, then gives special tokens (by role) and byte tokens (by
+byte value) the source rows, the same way for every strategy, so that comparisons
+between strategies measure their real work (DESIGN: "Special tokens ... are mapped by
+role, not by string").
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from transfer.errors import UnknownStrategyError, VocabTransferError
+from transfer.init.base import Strategy, StrategyInputs, TargetEmbeddings
+from transfer.tokenizer.special_tokens import (
+    map_byte_tokens,
+    map_special_tokens,
+    special_token_roles,
+)
+
+_STRATEGIES: dict[str, Strategy] = {}
+
+
+class StrategyParameterError(VocabTransferError):
+    """A strategy got a parameter it does not take."""
+
+
+class StrategyOutputError(VocabTransferError):
+    """A strategy returned matrices of the wrong shape or kind."""
+
+
+def register(name: str) -> Callable[[Strategy], Strategy]:
+    """Decorator: make ``fn(inputs, **params) -> TargetEmbeddings`` available as ``name``."""
+
+    def decorator(fn: Strategy) -> Strategy:
+        existing = _STRATEGIES.get(name)
+        if existing is not None and existing is not fn:
+            qualname = getattr(existing, "__module__", "?")
+            raise ValueError(f"strategy name {name!r} is already registered by {qualname}")
+        _STRATEGIES[name] = fn
+        return fn
+
+    return decorator
+
+
+def available_strategies() -> list[str]:
+    return sorted(_STRATEGIES)
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return _STRATEGIES[name]
+    except KeyError:
+        raise UnknownStrategyError(
+            f"unknown strategy {name!r}; available: {', '.join(available_strategies()) or '(none)'}"
+        ) from None
+
+
+def strategy_parameters(name: str) -> dict[str, Any]:
+    """The keyword parameters a strategy takes, with their defaults."""
+    signature = inspect.signature(get_strategy(name))
+    return {
+        p.name: p.default
+        for p in list(signature.parameters.values())[1:]
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def check_strategy_params(name: str, params: dict[str, Any]) -> None:
+    """Refuse keyword parameters that strategy ``name`` does not take (cheap; run it before
+    any stage is built)."""
+    signature = inspect.signature(get_strategy(name))
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    accepted = strategy_parameters(name)
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise StrategyParameterError(
+            f"strategy {name!r} does not take {', '.join(unknown)}; "
+            f"it takes: {', '.join(accepted) or '(no parameters)'}"
+        )
+
+
+def _check_output(name: str, inputs: StrategyInputs, result: TargetEmbeddings) -> None:
+    n_target = len(inputs.target_tokenizer)
+    source = inputs.source
+    expected = (n_target, source.input.shape[1])
+    if tuple(result.input.shape) != expected:
+        raise StrategyOutputError(
+            f"strategy {name!r} returned input {tuple(result.input.shape)}, expected {expected}"
+        )
+    if (result.output is None) != source.tied:
+        raise StrategyOutputError(
+            f"strategy {name!r} returned output={'None' if result.output is None else 'a matrix'} "
+            f"for a {'tied' if source.tied else 'untied'} source head"
+        )
+    if result.output is not None and result.output.shape[0] != n_target:
+        raise StrategyOutputError(
+            f"strategy {name!r} returned {result.output.shape[0]} output rows, expected {n_target}"
+        )
+    if (result.output_bias is None) != (source.output_bias is None):
+        raise StrategyOutputError(f"strategy {name!r} dropped or invented the output bias")
+    if result.output_bias is not None and result.output_bias.shape != (n_target,):
+        raise StrategyOutputError(
+            f"strategy {name!r} returned bias {tuple(result.output_bias.shape)}, "
+            f"expected ({n_target},)"
+        )
+    if len(result.report.labels) != n_target:
+        raise StrategyOutputError(
+            f"strategy {name!r} labelled {len(result.report.labels)} tokens, expected {n_target}"
+        )
+
+
+def _copy_rows(
+    result: TargetEmbeddings, inputs: StrategyInputs, mapping: dict[int, int], label: str
+) -> None:
+    """Overwrite target rows with source rows in input, untied output and bias."""
+    if not mapping:
+        return
+    target_index = torch.tensor(list(mapping), dtype=torch.long)
+    source_index = torch.tensor(list(mapping.values()), dtype=torch.long)
+    source = inputs.source
+    with torch.no_grad():
+        result.input[target_index] = source.input[source_index].to(result.input.dtype)
+        if result.output is not None and source.output is not None:
+            result.output[target_index] = source.output[source_index].to(result.output.dtype)
+        if result.output_bias is not None and source.output_bias is not None:
+            result.output_bias[target_index] = source.output_bias[source_index].to(
+                result.output_bias.dtype
+            )
+    for idx in mapping:
+        result.report.labels[idx] = label
+
+
+def initialize(name: str, inputs: StrategyInputs, **params: Any) -> TargetEmbeddings:
+    """Run strategy ``name``, then copy special-token rows (by role) and byte-token rows
+    (by byte value) from the source, relabelling them "special" and "byte"."""
+    strategy = get_strategy(name)
+    check_strategy_params(name, params)
+    result = strategy(inputs, **params)
+    _check_output(name, inputs, result)
+
+    n_source = inputs.source.input.shape[0]
+    special = {
+        t: s
+        for t, s in map_special_tokens(inputs.source_tokenizer, inputs.target_tokenizer).items()
+        if s < n_source
+    }
+    byte = {
+        t: s
+        for t, s in map_byte_tokens(inputs.source_tokenizer, inputs.target_tokenizer).items()
+        if s < n_source
+    }
+    _copy_rows(result, inputs, byte, "byte")
+    _copy_rows(result, inputs, special, "special")
+
+    target_vocab = inputs.target_tokenizer.get_vocab()
+    unmapped = sorted(
+        content
+        for content in set(special_token_roles(inputs.target_tokenizer).values())
+        if target_vocab.get(content) not in special
+    )
+    result.report.notes.append(
+        f"{len(special)} special tokens copied by role, {len(byte)} byte tokens by byte value"
+    )
+    if unmapped:
+        result.report.notes.append(
+            f"special tokens without a source counterpart kept the strategy's row: {unmapped}"
+        )
+    return result

@@ -1,0 +1,73 @@
+"""Stage ``init``: initialize the target embeddings with a strategy and swap them in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from transfer.cache import StageOutput
+from transfer.stages import StageSpec, builder, upstream_of, write_json
+
+if TYPE_CHECKING:
+    from transfer.config import AdaptConfig
+
+
+def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput,
+              corpus: StageOutput | None = None, vectors: StageOutput | None = None) -> StageSpec:
+    """Only the data the strategy needs (``transfer.init.resources``) enters the key."""
+    from transfer.init.resources import needs
+
+    kinds = needs(cfg.strategy)
+    extra = {"corpus": corpus} if corpus is not None and "target_corpus" in kinds else {}
+    if "vectors" in kinds and vectors is not None:
+        extra["vectors"] = vectors
+    inputs, upstream = upstream_of(source=source, tokenizer=tokenizer, **extra)
+    params: dict[str, Any] = {"strategy": cfg.strategy, "strategy_params": cfg.strategy_params,
+                              "seed": cfg.seed}
+    if "parallel" in kinds:
+        from transfer.corpus.bible import bible_content_hash
+
+        params["parallel_source_bible"] = cfg.source_train_bible
+        params["parallel_target_bible"] = cfg.target_bible[0] if cfg.target_bible else None
+        params["parallel_max_pairs"] = cfg.parallel_max_pairs
+        inputs["parallel"] = bible_content_hash(sorted({*cfg.source_train_bible, *cfg.target_bible[:1]}))
+    if "vectors" in kinds:
+        params["token_vector_method"] = cfg.token_vector_method
+    return StageSpec(stage="init", params=params, inputs=inputs, upstream=upstream)
+
+
+@builder("init")
+def build_init(spec: StageSpec, out: Path) -> None:
+    """Initialize the target embeddings with the chosen strategy and swap them in. OFA's
+    result keeps its factorized form (coordinates x source primitives): the folder holds
+    the materialized matrix plus the factors, so training continues on the factors."""
+    from transformers import AutoTokenizer
+
+    from transfer.init import initialize
+    from transfer.init.base import StrategyInputs
+    from transfer.init.factorized import factorize_model, factorized_summary, save_factorized
+    from transfer.init.resources import build_resources
+    from transfer.init.strategies.ofa import FactorizedTargetEmbeddings
+    from transfer.init.surgery import get_source_embeddings, swap_vocabulary
+    from transfer.source.loading import load_source, save_model
+
+    model, source_tokenizer = load_source(str(spec.upstream_path("source") / "model"))
+    target_tokenizer = AutoTokenizer.from_pretrained(spec.upstream_path("tokenizer") / "tokenizer")
+    upstream = {name: spec.upstream_path(name) for name in spec.upstream}
+    inputs = StrategyInputs(
+        source=get_source_embeddings(model),
+        source_tokenizer=source_tokenizer,
+        target_tokenizer=target_tokenizer,
+        seed=spec.params["seed"],
+        resources=build_resources(spec.params["strategy"], spec.params, upstream),
+    )
+    target = initialize(spec.params["strategy"], inputs, **spec.params["strategy_params"])
+    model = swap_vocabulary(model, target_tokenizer, target, source_tokenizer=source_tokenizer)
+    report = target.report.to_dict()
+    if isinstance(target, FactorizedTargetEmbeddings) and target.primitives is not None:
+        factorize_model(model, primitives=target.primitives)
+        save_factorized(model, target_tokenizer, out / "model")
+        report["factorized"] = factorized_summary(model)
+    else:
+        save_model(model, target_tokenizer, out / "model")
+    write_json(out / "init_report.json", report)

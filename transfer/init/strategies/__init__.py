@@ -1,0 +1,2 @@
+"""One module per embedding initialization strategy, each registering itself with
+``@register``."""

@@ -1,0 +1,195 @@
+"""Several initialization strategies on one language pair, measured in one run.
+
+Each strategy is an ordinary adaptation (``run_adaptation``) of the same configuration with
+only ``strategy`` changed, so the corpus, source, tokenizer, vector and source-model
+evaluation stages are built once and shared from the cache, and every number in the table
+comes from the same texts, tokenizer and training budget, as DESIGN.md asks for BPB
+comparisons. The result is a table (markdown and JSON) and one plot that overlays every
+run's dev-BPB learning curve with the source model's own BPB as the line to beat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from transfer.cache import atomic_write
+from transfer.config import AdaptConfig
+from transfer.errors import VocabTransferError
+from transfer.init import strategy_parameters
+from transfer.pipeline import run_adaptation, validate_config
+from transfer.publish.result import AdaptResult, trainer_curve_file
+from transfer.train.curves import plot_curves, read_json
+
+
+class ComparisonError(VocabTransferError):
+    """A strategy comparison was asked for with an empty, repeated or unusable list."""
+
+
+class StrategyRow(BaseModel):
+    """One strategy's numbers: the metric at step 0 and after training, the init counts."""
+
+    strategy: str
+    strategy_params: dict[str, Any]
+    step0: float
+    trained: float | None
+    counts: dict[str, int]
+    model_dir: str
+    seconds: float
+    stages_reused: str  # "cached/all" stages of this run that came from the cache
+    curve_file: str | None
+
+
+class Comparison(BaseModel):
+    """Every strategy's row plus the source model on its own tokenizer: on the evaluation
+    texts (``source_model``) and on the learning curves' dev texts (``source_model_on_curves``)."""
+
+    base: AdaptConfig
+    metric: str
+    train_steps: int
+    source_model: float | None
+    source_model_on_curves: float | None = None
+    rows: list[StrategyRow]
+
+    def ranked(self) -> list[StrategyRow]:
+        """Best first: by the trained value when there was training, else by step 0."""
+        return sorted(self.rows, key=lambda r: r.trained if r.trained is not None else r.step0)
+
+
+def strategy_configs(cfg: AdaptConfig, strategies: Sequence[str]) -> list[AdaptConfig]:
+    """One config per strategy. ``cfg.strategy_params`` holds the parameters of all of them;
+    each strategy gets the keys it takes, and a key that none takes is refused."""
+    if not strategies:
+        raise ComparisonError("strategies: give at least one strategy to compare")
+    repeated = sorted({s for s in strategies if list(strategies).count(s) > 1})
+    if repeated:
+        raise ComparisonError(f"strategies: {repeated} given more than once")
+    accepted = {name: set(strategy_parameters(name)) for name in strategies}  # unknown name: refused here
+    unused = sorted(set(cfg.strategy_params) - set().union(*accepted.values()))
+    if unused:
+        raise ComparisonError(
+            f"strategy_params: {unused} is taken by none of {list(strategies)}; "
+            + "; ".join(f"{name} takes {sorted(keys) or 'nothing'}" for name, keys in accepted.items())
+        )
+    configs = []
+    for name in strategies:
+        params = {k: v for k, v in cfg.strategy_params.items() if k in accepted[name]}
+        configs.append(cfg.model_copy(update={"strategy": name, "strategy_params": params}))
+    return configs
+
+
+def row_of(result: AdaptResult) -> StrategyRow:
+    curve = trainer_curve_file(result)
+    return StrategyRow(
+        strategy=result.config.strategy,
+        strategy_params=result.config.strategy_params,
+        step0=result.bpb["adapted_step0"],
+        trained=result.bpb.get("adapted_trained"),
+        counts=result.init_report.get("counts", {}),
+        model_dir=result.model_dir,
+        seconds=round(result.seconds, 1),
+        stages_reused=f"{sum(result.stages_cached.values())}/{len(result.stages_cached)}",
+        curve_file=str(curve) if curve else None,
+    )
+
+
+def compare_strategies(
+    cfg: AdaptConfig,
+    strategies: Sequence[str],
+    *,
+    run: Callable[[AdaptConfig], AdaptResult] = run_adaptation,
+    on_result: Callable[[AdaptResult], None] | None = None,
+) -> Comparison:
+    """Adapt with each strategy in turn (shared stages come from the cache). Every config
+    is validated before the first run starts, so a bad one costs nothing."""
+    configs = strategy_configs(cfg, strategies)
+    for config in configs:
+        validate_config(config)
+    results = []
+    for config in configs:
+        result = run(config)
+        if isinstance(result, dict):  # a Prefect flow may hand back its serialized result
+            result = AdaptResult.model_validate(result)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return Comparison(
+        base=cfg,
+        metric=results[0].metric,
+        train_steps=cfg.total_train_steps,
+        source_model=results[0].bpb.get("source_model_on_target"),
+        source_model_on_curves=results[0].bpb.get("source_model_on_curve_texts"),
+        rows=[row_of(r) for r in results],
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    """The comparison as a markdown table, best first."""
+    from transfer.evaluate.bpb import METRIC_LABELS
+
+    cfg = comparison.base
+    metric = METRIC_LABELS[comparison.metric]
+    lines = [
+        (f"# {cfg.source_model} -> {cfg.target_language}: {metric} on {cfg.eval_texts} held-out "
+        f"{cfg.eval_split} texts"),
+        "",
+        (f"Target tokenizer of {cfg.vocab_size} tokens; {comparison.train_steps} training steps of "
+        f"{cfg.batch_size} x {cfg.block_size} tokens (seed {cfg.seed}). Lower is better."),
+        "",
+        (f"| strategy | step 0 | after {comparison.train_steps} steps | tokens by how they were set "
+         "| seconds | stages from cache |"),
+        "|---|---|---|---|---|---|",
+    ]
+    for row in comparison.ranked():
+        counts = ", ".join(f"{label} {n}" for label, n in sorted(row.counts.items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {row.strategy} | {_fmt(row.step0)} | {_fmt(row.trained)} | {counts} "
+                     f"| {row.seconds:.0f} | {row.stages_reused} |")
+    if comparison.source_model is not None:
+        lines.append(f"| source model, own tokenizer | {_fmt(comparison.source_model)} | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def write_comparison(comparison: Comparison, folder: Path) -> dict[str, Path]:
+    """``comparison.json``, ``comparison.md`` and, when the runs trained with learning
+    curves, ``curves.png`` (every run overlaid, the source model as a reference line)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "comparison.json", "markdown": folder / "comparison.md"}
+    atomic_write(paths["json"], json.dumps(comparison.model_dump(mode="json"), indent=1) + "\n")
+    atomic_write(paths["markdown"], comparison_markdown(comparison))
+    curves = []
+    for row in comparison.rows:
+        if row.curve_file:
+            curve = read_json(Path(row.curve_file))
+            curve.label = row.strategy
+            curves.append(curve)
+    if curves and comparison.metric == "bpb":
+        # the reference line must be measured on the curves' texts, not the evaluation texts
+        reference = comparison.source_model_on_curves
+        references = {"source model, own tokenizer": reference} if reference is not None else None
+        cfg = comparison.base
+        paths["plot"] = plot_curves(
+            curves, folder / "curves.png", references=references,
+            title=f"{cfg.target_language}: bits per byte on the first {cfg.curve_texts} dev texts, by strategy")
+    return paths
+
+
+def comparison_folder(cfg: AdaptConfig, strategies: Sequence[str]) -> Path:
+    """``<output_dir>/../reports/compare-<source>-<lang>-<strategies>-<hash>``, beside the run
+    reports; the hash of the shared settings keeps comparisons of other settings apart."""
+    source = cfg.model_name().rsplit(f"-{cfg.target_language}-", 1)[0]
+    shared = cfg.model_dump(mode="json", exclude={"strategy", "strategy_params", "device", "cache_dir",
+                                                  "output_dir", "eval_batch_size", "tracking_uri",
+                                                  "register_model", "registered_model_prefix"})
+    digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:8]
+    name = f"compare-{source}-{cfg.target_language}-{'-'.join(strategies)}-{digest}"
+    return Path(cfg.output_dir).parent / "reports" / name

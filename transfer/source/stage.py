@@ -1,0 +1,40 @@
+"""Stage ``source``: the source model as a clean Hugging Face folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from transfer.stages import StageSpec, builder, write_json
+
+if TYPE_CHECKING:
+    from transfer.config import AdaptConfig
+
+
+def source_spec(cfg: AdaptConfig) -> StageSpec:
+    from transfer.source.loading import source_fingerprint
+
+    return StageSpec(
+        stage="source",
+        params={"source_model": cfg.source_model},
+        inputs={"weights": source_fingerprint(cfg.source_model)},
+    )
+
+
+@builder("source")
+def build_source(spec: StageSpec, out: Path) -> None:
+    """Load the source model (de-quantizing a GGUF) and save a clean Hugging Face copy."""
+    from tokenizer_builds.families import detect_family
+    from transfer.source.loading import load_source, save_model
+
+    model, tokenizer = load_source(spec.params["source_model"])
+    save_model(model, tokenizer, out / "model")
+    write_json(out / "source.json", {
+        "source_model": spec.params["source_model"],
+        "fingerprint": spec.inputs["weights"],
+        "architecture": type(model).__name__,
+        "vocab_size": len(tokenizer),
+        "tied": bool(getattr(model.config, "tie_word_embeddings", False)),
+        "tokenizer_family": detect_family(tokenizer).value,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    })

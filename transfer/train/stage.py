@@ -1,0 +1,82 @@
+"""Stage ``train``: continued pretraining of the initialized model on the train split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from transfer.cache import StageOutput
+from transfer.corpus.stage import eval_file, iter_lines, read_lines
+from transfer.stages import StageSpec, builder, upstream_of, write_json
+
+if TYPE_CHECKING:
+    from transfer.config import AdaptConfig
+
+
+def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput) -> StageSpec:
+    inputs, upstream = upstream_of(model=init, corpus=corpus)
+    return StageSpec(
+        stage="train",
+        params={"steps": cfg.train_steps, "batch_size": cfg.batch_size,
+                "block_size": cfg.block_size, "learning_rate": cfg.learning_rate, "seed": cfg.seed,
+                "full_steps": cfg.full_steps, "full_learning_rate": cfg.full_learning_rate,
+                "warmup_steps": cfg.warmup_steps, "lr_schedule": cfg.lr_schedule,
+                "weight_decay": cfg.weight_decay, "grad_accumulation": cfg.grad_accumulation,
+                "clip_norm": cfg.clip_norm, "precision": cfg.precision,
+                "eval_every": cfg.eval_every, "curve_texts": cfg.curve_texts},
+        inputs=inputs,
+        upstream=upstream,
+        runtime={"device": cfg.device, "checkpoint_every": cfg.checkpoint_every,
+                 "checkpoint_dir": str(cfg.cache_dir / "_checkpoints" / "train"),
+                 "eval_batch_size": cfg.eval_batch_size},
+    )
+
+
+@builder("train")
+def build_train(spec: StageSpec, out: Path) -> None:
+    """Continued pretraining on the target train split: embeddings only (body frozen), then
+    optionally the whole model; dev-BPB learning curves (CSV/JSON/PNG) go into the folder.
+    An OFA init trains its coordinates and primitives (V*r + r*d), not a full V x d matrix."""
+    from transfer.init.factorized import has_factors, load_factorized, save_factorized
+    from transfer.source.loading import load_source, save_model
+    from transfer.train import (
+        StageConfig,
+        TrainingConfig,
+        active_callbacks,
+        dev_evaluator,
+        pack_train_split,
+        train,
+    )
+    from transfer.train.freezing import embedding_parameters
+
+    p, runtime = spec.params, spec.runtime
+    init_model = spec.upstream_path("model") / "model"
+    factorized = has_factors(init_model)
+    model, tokenizer = load_factorized(init_model) if factorized else load_source(str(init_model))
+    embedding_trainable = sum(param.numel() for param in embedding_parameters(model))
+    corpus = spec.upstream_path("corpus")
+    data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"])
+    schedule = {"warmup_steps": p.get("warmup_steps", 0), "schedule": p.get("lr_schedule", "constant")}
+    stages = [StageConfig("embeddings", steps=p["steps"], lr=p["learning_rate"], **schedule)]
+    if p.get("full_steps", 0):
+        stages.append(StageConfig("full", steps=p["full_steps"], lr=p["full_learning_rate"],
+                                  weight_decay=p.get("weight_decay", 0.0), **schedule))
+    checkpoint_every = runtime.get("checkpoint_every", 0)
+    config = TrainingConfig(
+        stages=stages, batch_size=p["batch_size"], grad_accumulation=p.get("grad_accumulation", 1),
+        clip_norm=p.get("clip_norm", 1.0), seed=p["seed"], precision=p.get("precision", "auto"),
+        eval_every=p.get("eval_every", 0), checkpoint_every=checkpoint_every,
+    )
+    dev_file = corpus / eval_file("dev", "target")
+    evaluate = None
+    if p.get("curve_texts", 0) and dev_file.exists():
+        # dev verses only: the test split stays for the final report
+        evaluate = dev_evaluator(tokenizer, read_lines(dev_file, p["curve_texts"]),
+                                 batch_size=runtime.get("eval_batch_size", 16), device=runtime.get("device"))
+    checkpoints = Path(runtime["checkpoint_dir"]) / spec.key if checkpoint_every and runtime.get("checkpoint_dir") else None
+    result = train(model, data, config, tokenizer=tokenizer, evaluate=evaluate, device=runtime.get("device"),
+                   checkpoint_dir=checkpoints, curve_dir=out if evaluate else None, label="train",
+                   callbacks=active_callbacks())
+    (save_factorized if factorized else save_model)(model, tokenizer, out / "model")
+    write_json(out / "train_log.json", {**result.to_dict(), "factorized": factorized,
+                                        "embedding_trainable_parameters": embedding_trainable})
