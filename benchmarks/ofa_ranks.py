@@ -48,7 +48,7 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from transfer.init import StrategyInputs, initialize
+    from transfer.init import StrategyInputs, StrategyResources, initialize
     from transfer.init.factorized import embedding_parameters
     from transfer.init.surgery import get_source_embeddings
     from transfer.train.pretrain import pack_blocks
@@ -90,7 +90,7 @@ def main() -> None:
     sv = token_vectors(source_tok, aligned.source, method="ngram")
     tv = token_vectors(target_tok, aligned.target, method="ngram")
     inputs = StrategyInputs(source, source_tok, target_tok,
-                            resources={"source_token_vectors": sv, "target_token_vectors": tv})
+                            resources=StrategyResources(source_token_vectors=sv, target_token_vectors=tv))
     n_rows, width = len(target_tok), source.input.shape[1]
     record: dict = {"machine": machine(), "args": vars(args),
                     "full_embedding_parameters": embedding_parameters(n_rows, width), "rows": []}

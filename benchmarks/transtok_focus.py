@@ -24,10 +24,14 @@ import os
 import platform
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from transfer.init import StrategyResources
 
 RESULTS = Path(__file__).parent / "results"
 PARALLEL_SOURCES = ("k", "4", "3")
@@ -133,29 +137,31 @@ WITH_VECTORS = "+vectors"
 
 
 def _wants_vectors(row: str) -> bool:
-    from transfer.init.resources import needs
+    from transfer.init import needs
 
     return row.endswith(WITH_VECTORS) or "vectors" in needs(row)
 
 
-def _resources(row: str, corpus: Path, pairs: list[tuple[str, str]],
-               vectors: dict[str, Any]) -> dict[str, Any]:
+def _resources(row: str, corpus: Path, pairs: list[tuple[str, str]], vectors: StrategyResources) -> StrategyResources:
     """``vectors``: the aligned-vector resources, loaded once for every row that wants them."""
+    from transfer.init import StrategyResources
+
     strategy = row.removesuffix(WITH_VECTORS)
-    extra = vectors if _wants_vectors(row) else {}
+    wants_vectors = _wants_vectors(row)
+    base = vectors if wants_vectors else StrategyResources()
     if strategy == "trans_tokenization":
-        return {"parallel": pairs, **extra}
-    if extra:
-        return extra
+        return replace(base, parallel=pairs)
+    if wants_vectors:
+        return base
     if strategy == "focus":
-        return {"target_corpus": corpus / "train.txt"}
-    return {}
+        return StrategyResources(target_corpus=corpus / "train.txt")
+    return StrategyResources()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from transfer.corpus.stage import iter_lines, read_lines
     from transfer.evaluate.bpb import bits_per_byte
-    from transfer.init import StrategyInputs, initialize
+    from transfer.init import StrategyInputs, StrategyResources, initialize
     from transfer.init.surgery import get_source_embeddings, swap_vocabulary
     from transfer.source.loading import load_source
     from transfer.train.pretrain import pack_blocks, train_embeddings_only
@@ -175,7 +181,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         steps, batch, block, n_eval = args.steps, 4, 256, args.eval_texts
         params = {}
         vector_cfg, vector_cache = {}, Path(args.cache_dir)
-    vectors, vectors_info = {}, None
+    vectors, vectors_info = StrategyResources(), None
     if any(_wants_vectors(s) for s in args.strategies):
         from transfer.init.resources import build_resources
 

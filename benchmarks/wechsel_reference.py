@@ -57,7 +57,7 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from transfer.init import StrategyInputs, initialize
+    from transfer.init import StrategyInputs, StrategyResources, initialize
     from transfer.init.base import InitReport, TargetEmbeddings
     from transfer.init.surgery import get_source_embeddings
     from transfer.train.pretrain import pack_blocks
@@ -107,7 +107,7 @@ def main() -> None:
     record["token_vectors"] = {"source": sv.coverage, "target": tv.coverage, "alignment": aligned.report}
 
     inputs = StrategyInputs(source, source_tok, target_tok,
-                            resources={"source_token_vectors": sv, "target_token_vectors": tv})
+                            resources=StrategyResources(source_token_vectors=sv, target_token_vectors=tv))
     ours, t_ours, _ = timed(initialize, "wechsel", inputs)
 
     def reference():

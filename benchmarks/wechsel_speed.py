@@ -266,7 +266,7 @@ def similarity_stage(aligned, loaded: Loaded, wechsel) -> dict:
 
 def whole_initialization(loaded: Loaded, wechsel, *, skip_word_average_reference: bool) -> dict:
     """(b) the whole initialization from loaded fastText models, both token-vector modes."""
-    from transfer.init import StrategyInputs, initialize
+    from transfer.init import StrategyInputs, StrategyResources, initialize
     from transfer.init.base import SourceEmbeddings
     from transfer.vectors.alignment import align_vectors
 
@@ -277,7 +277,8 @@ def whole_initialization(loaded: Loaded, wechsel, *, skip_word_average_reference
         def ours_whole(mode=mode):
             pair = align_vectors(loaded.en, loaded.de, loaded.pairs)
             inputs = StrategyInputs(source, source_tok, target_tok,
-                                    resources={"aligned_vectors": pair, "token_vector_method": mode, **loaded.freqs})
+                                    resources=StrategyResources(aligned_vectors=pair, token_vector_method=mode,
+                                                                 **loaded.freqs))
             return initialize("wechsel", inputs)
 
         def reference_whole(mode=mode):

@@ -335,8 +335,7 @@ def serve(
 def strategies() -> None:
     """List the registered initialization strategies: what each does, the data it needs and
     its parameters (set them with `strategy_params` in a config file)."""
-    from transfer.init import available_strategies, get_strategy, strategy_parameters
-    from transfer.init.resources import needs
+    from transfer.init import available_strategies, get_strategy, needs, strategy_parameters
 
     table = Table(title="initialization strategies", show_lines=True)
     table.add_column("strategy", no_wrap=True)

@@ -7,7 +7,7 @@ import torch
 
 from tests.tiny import GERMAN_SENTENCES
 from transfer.errors import StrategyResourceError
-from transfer.init import SourceEmbeddings, StrategyInputs, initialize
+from transfer.init import SourceEmbeddings, StrategyInputs, StrategyResources, initialize
 from transfer.init.strategies.focus import (
     focus,
     focus_weights,
@@ -28,7 +28,7 @@ def _inputs(source_tok, target_tok, *, untied: bool = True, **resources) -> Stra
         output=torch.randn(n, DIM, generator=g) + 2 if untied else None,
         output_bias=torch.randn(n, generator=g) if untied else None,
     )
-    return StrategyInputs(source, source_tok, target_tok, resources=resources)
+    return StrategyInputs(source, source_tok, target_tok, resources=StrategyResources(**resources))
 
 
 def test_sparsemax_weights_are_sparse_and_sum_to_one():
@@ -113,7 +113,7 @@ def test_pretokenized_text_uses_target_tokens(target_tok, tmp_path):
 
 
 def test_focus_refuses_missing_target_corpus(source_tok, target_tok, tmp_path):
-    with pytest.raises(StrategyResourceError, match=r"resources\['target_corpus'\]"):
+    with pytest.raises(StrategyResourceError, match=r"resources\.target_corpus"):
         focus(_inputs(source_tok, target_tok))
     with pytest.raises(StrategyResourceError, match="not a file"):
         focus(_inputs(source_tok, target_tok, target_corpus=tmp_path / "missing.txt"))

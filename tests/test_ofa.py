@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -162,12 +163,12 @@ def test_ofa_k1_and_weights_on_coordinates(bpe_pair):
     source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))
     inputs = _ofa_inputs(source_tok, target_tok, model)
-    s_vec = inputs.resources["source_token_vectors"]
+    s_vec = inputs.resources.source_token_vectors
     rng = np.random.default_rng(6)
     nearest = rng.integers(0, len(source_tok), len(target_tok))
-    inputs.resources["target_token_vectors"] = BareTokenVectors(
+    inputs.resources = replace(inputs.resources, target_token_vectors=BareTokenVectors(
         s_vec.matrix[nearest], np.ones(len(target_tok), dtype=bool)
-    )
+    ))
     result = initialize("ofa", inputs, rank=8, k=1)
     approx = factorize(inputs.source.input, 8).product()
     computed = [i for i, label in enumerate(result.report.labels) if label == "computed"]

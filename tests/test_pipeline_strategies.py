@@ -8,8 +8,7 @@ import pytest
 
 from tests.test_pipeline import _config
 from transfer.errors import CorpusError
-from transfer.init import available_strategies
-from transfer.init.resources import NEEDS
+from transfer.init import needs
 from transfer.pipeline import run_adaptation
 
 
@@ -26,8 +25,10 @@ def _run_as_planned(cfg):
     return result
 
 
-def test_every_data_hungry_strategy_is_registered() -> None:
-    assert set(NEEDS) <= set(available_strategies())
+def test_data_hungry_strategies_declare_their_data() -> None:
+    assert {name: needs(name) for name in ("trans_tokenization", "focus", "wechsel", "ofa")} == {
+        "trans_tokenization": {"parallel"}, "focus": {"target_corpus"},
+        "wechsel": {"vectors"}, "ofa": {"vectors"}}
 
 
 def test_focus_gets_the_target_train_text(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:

@@ -76,7 +76,7 @@ def test_bad_strategy_output_is_caught(monkeypatch, source_tok, target_tok) -> N
         good = get_strategy("mean")(inputs)
         return TargetEmbeddings(good.input[:-1], good.output, good.output_bias, good.report)
 
-    monkeypatch.setitem(registry._STRATEGIES, "broken", broken)
+    monkeypatch.setitem(registry._STRATEGIES, "broken", registry.RegisteredStrategy(broken, frozenset()))
     with pytest.raises(registry.StrategyOutputError, match="broken"):
         initialize("broken", _inputs(source_tok, target_tok))
 

@@ -10,7 +10,7 @@ from transformers import PreTrainedTokenizerFast
 
 from tests.tiny import ENGLISH_SENTENCES, GERMAN_SENTENCES, tiny_byte_bpe_tokenizer
 from transfer.errors import ParallelCorpusError, StrategyResourceError, TokenVectorError
-from transfer.init import SourceEmbeddings, StrategyInputs, initialize
+from transfer.init import SourceEmbeddings, StrategyInputs, StrategyResources, initialize
 from transfer.init.parallel import TokenizedParallel, aligner_words, count_links, tokenize_parallel
 from transfer.init.strategies.overlap import match_overlap
 from transfer.init.strategies.trans_tokenization import (
@@ -54,7 +54,7 @@ def _inputs(source_tok, target_tok, **resources) -> StrategyInputs:
         source=_source(len(source_tok)),
         source_tokenizer=source_tok,
         target_tokenizer=target_tok,
-        resources=resources,
+        resources=StrategyResources(**resources),
     )
 
 
@@ -277,7 +277,7 @@ def test_tied_source_stays_tied(source_tok, target_tok):
         source=_source(n_s, untied=False, bias=False),
         source_tokenizer=source_tok,
         target_tokenizer=target_tok,
-        resources={"link_counts": _counts({}, n_t, n_s)},
+        resources=StrategyResources(link_counts=_counts({}, n_t, n_s)),
     )
     result = trans_tokenization(inputs)
     assert result.output is None and result.output_bias is None
@@ -287,7 +287,7 @@ def test_tied_source_stays_tied(source_tok, target_tok):
 
 
 def test_refuses_missing_or_bad_parallel_data(source_tok, target_tok):
-    with pytest.raises(StrategyResourceError, match=r"resources\['parallel'\]"):
+    with pytest.raises(StrategyResourceError, match=r"resources\.parallel"):
         trans_tokenization(_inputs(source_tok, target_tok))
     with pytest.raises(ParallelCorpusError, match="empty"):
         trans_tokenization(_inputs(source_tok, target_tok, parallel=[]))
@@ -362,7 +362,7 @@ def test_masked_lm_shapes_wordpiece_tied_head_with_bias():
     source = SourceEmbeddings(input=torch.randn(n_s, DIM, generator=g), output=None,
                               output_bias=torch.randn(n_s, generator=g))
     inputs = StrategyInputs(source, source_tok, target_tok,
-                            resources={"link_counts": _counts({(a, 7): 2, (a, 9): 2}, n_t, n_s)})
+                            resources=StrategyResources(link_counts=_counts({(a, 7): 2, (a, 9): 2}, n_t, n_s)))
     result = initialize("trans_tokenization", inputs)
     assert result.output is None and result.output_bias.shape == (n_t,)
     torch.testing.assert_close(result.output_bias[a], (source.output_bias[7] + source.output_bias[9]) / 2)

@@ -8,7 +8,7 @@ import torch
 
 from tests.tiny import BareTokenVectors, random_token_vectors
 from transfer.errors import StrategyResourceError, TokenVectorError
-from transfer.init import SourceEmbeddings, StrategyInputs
+from transfer.init import SourceEmbeddings, StrategyInputs, StrategyResources
 from transfer.init.vector_resources import has_token_vectors, resolve_token_vectors
 
 
@@ -17,7 +17,7 @@ def _inputs(source_tok, target_tok, n_rows: int, **resources) -> StrategyInputs:
         source=SourceEmbeddings(torch.randn(n_rows, 8)),
         source_tokenizer=source_tok,
         target_tokenizer=target_tok,
-        resources=resources,
+        resources=StrategyResources(**resources),
     )
 
 
@@ -31,7 +31,8 @@ def test_every_form_gives_the_same_pair(source_tok, target_tok):
         {"aligned_vectors": {"source": torch.from_numpy(s_vec.matrix), "target": t_vec.matrix}},
     ]
     pairs = [resolve_token_vectors(_inputs(source_tok, target_tok, n_s, **form), n_s, n_t) for form in forms]
-    assert all(has_token_vectors(form) for form in forms) and not has_token_vectors({"parallel": []})
+    assert all(has_token_vectors(StrategyResources(**form)) for form in forms)
+    assert not has_token_vectors(StrategyResources(parallel=[]))
     for pair in pairs:
         torch.testing.assert_close(pair.source, pairs[0].source)
         torch.testing.assert_close(pair.target, pairs[0].target)
@@ -79,9 +80,9 @@ def test_vectors_of_another_vocabulary_are_refused(source_tok, target_tok):
     n_s, n_t = len(source_tok), len(target_tok)
     for resources, pattern in [
         ({"aligned_vectors": (np.ones((n_s, 4)), np.ones((n_t - 1, 4)))},
-         r"aligned_vectors'\] target side: .* rows, but the vocabulary has"),
+         r"aligned_vectors target side: .* rows, but the vocabulary has"),
         ({"source_token_vectors": np.ones((n_s + 1, 4)), "target_token_vectors": np.ones((n_t, 4))},
-         r"source_token_vectors'\]: .* another tokenizer"),
+         r"source_token_vectors: .* another tokenizer"),
         ({"source_token_vectors": np.ones((n_s, 4))}, "one side"),
         ({"aligned_vectors": "vectors.bin"}, "AlignedPair"),
         ({"aligned_vectors": (np.ones((n_s, 4)), np.ones((n_t, 5)))}, "one aligned space"),

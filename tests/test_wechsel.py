@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from tests.tiny import (
     token_vector_inputs,
 )
 from transfer.errors import TokenVectorError
-from transfer.init import StrategyInputs, initialize, strategy_parameters
+from transfer.init import StrategyInputs, StrategyResources, initialize, strategy_parameters
 from transfer.init.strategies.mean import fallback_mean_rows
 from transfer.init.strategies.wechsel import neighbour_weights
 from transfer.init.surgery import get_source_embeddings
@@ -212,10 +213,10 @@ def test_token_vectors_from_aligned_static_vectors_word_average(bpe_pair):
     en, de = words_of(ENGLISH), words_of(GERMAN)
     pair = AlignedPair(StaticVectors(en, rng.normal(size=(len(en), 8))),
                        StaticVectors(de, rng.normal(size=(len(de), 8))), np.eye(8))
-    inputs = StrategyInputs(get_source_embeddings(model), source_tok, target_tok, resources={
-        "aligned_vectors": pair, "token_vector_method": "word_average",
-        "target_word_frequencies": {w: 1.0 + i for i, w in enumerate(de)},
-    })
+    inputs = StrategyInputs(get_source_embeddings(model), source_tok, target_tok, resources=StrategyResources(
+        aligned_vectors=pair, token_vector_method="word_average",
+        target_word_frequencies={w: 1.0 + i for i, w in enumerate(de)},
+    ))
     result = initialize("wechsel", inputs, k=3)
     assert result.report.params["token_vector_method"] == "word_average"
     assert result.report.counts["computed"] > 30
@@ -223,6 +224,6 @@ def test_token_vectors_from_aligned_static_vectors_word_average(bpe_pair):
     light = target_tok.convert_tokens_to_ids("ĠLicht")
     if light is not None and light != target_tok.unk_token_id:
         assert result.report.labels[light] == "computed"
-    inputs.resources["token_vector_method"] = "bogus"
+    inputs.resources = replace(inputs.resources, token_vector_method="bogus")
     with pytest.raises(TokenVectorError, match="bogus"):
         initialize("wechsel", inputs)

@@ -44,7 +44,7 @@ from transformers import (
     XLMRobertaForMaskedLM,
 )
 
-from transfer.init import StrategyInputs
+from transfer.init import StrategyInputs, StrategyResources
 from transfer.init.surgery import get_source_embeddings
 
 ENGLISH_SENTENCES: list[str] = [
@@ -432,5 +432,5 @@ def token_vector_inputs(
         source=get_source_embeddings(model),
         source_tokenizer=source_tok,
         target_tokenizer=target_tok,
-        resources={"source_token_vectors": source_vectors, "target_token_vectors": target_vectors},
+        resources=StrategyResources(source_token_vectors=source_vectors, target_token_vectors=target_vectors),
     )

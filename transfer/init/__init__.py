@@ -1,9 +1,9 @@
 """Stage ``init``: the target embedding matrix from the source model's.
 
 The strategies live one module each in ``transfer.init.strategies``; importing this package
-imports every module there, so each strategy registers itself
-(``@register("name")``) without a list to keep in sync; ``initialize(name, inputs,
-**params)`` runs one and fixes special and byte tokens the same way for all of them.
+imports every module there, so each strategy registers itself with the data it needs
+(``@register("name", needs=...)``) without a list to keep in sync; ``initialize(name,
+inputs, **params)`` runs one and fixes special and byte tokens the same way for all of them.
 """
 
 import importlib
@@ -15,6 +15,7 @@ from transfer.init.base import (
     InitReport,
     SourceEmbeddings,
     StrategyInputs,
+    StrategyResources,
     TargetEmbeddings,
 )
 from transfer.init.registry import (
@@ -22,6 +23,7 @@ from transfer.init.registry import (
     check_strategy_params,
     get_strategy,
     initialize,
+    needs,
     register,
     strategy_parameters,
 )
@@ -36,12 +38,14 @@ __all__ = [
     "InitReport",
     "SourceEmbeddings",
     "StrategyInputs",
+    "StrategyResources",
     "TargetEmbeddings",
     "available_strategies",
     "check_strategy_params",
     "fallback_mean_rows",
     "get_strategy",
     "initialize",
+    "needs",
     "register",
     "strategy_parameters",
 ]

@@ -1,7 +1,7 @@
 """The one interface every initialization strategy implements.
 
 A strategy gets the source model's embedding matrices and both tokenizers (plus whatever
-that strategy needs, in ``resources``) and returns the target matrices and a report saying
+that strategy needs, in a typed ``StrategyResources``) and returns the target matrices and a report saying
 how many target tokens were copied, computed or fell back, and why.
 
 Strategies only decide the ordinary tokens. Special tokens (by role) and byte tokens (by
@@ -12,7 +12,9 @@ for every strategy, so that the comparison between strategies is about the real 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from typing import Any, Protocol
 
 import torch
@@ -36,16 +38,50 @@ class SourceEmbeddings:
         return self.output is None
 
 
+@dataclass(frozen=True)
+class StrategyResources:
+    """The data a strategy may need beyond the embeddings; a field, not a string key, so a
+    misspelt resource is a TypeError here instead of data silently ignored.
+
+    - ``parallel``: (source sentence, target sentence) pairs of the train split
+      (trans-tokenization); ``link_counts``: precomputed token link counts c(t, s), a
+      (V_t, V_s) matrix, instead of aligning ``parallel``;
+    - ``target_corpus``: target train text, a path (a document per line) or texts (FOCUS);
+    - static vectors (WECHSEL, OFA, trans-tokenization's fallback), in any form
+      ``transfer.init.vector_resources`` takes: ``aligned_vectors`` (aligned word vectors,
+      turned into token vectors by ``token_vector_method`` "ngram" or "word_average", the
+      latter weighting words by ``{source,target}_word_frequencies`` when given; or a pair
+      of token matrices), or ``source_token_vectors`` + ``target_token_vectors``.
+    """
+
+    parallel: Sequence[tuple[str, str]] | None = None
+    link_counts: Any = None
+    target_corpus: str | PathLike[str] | Sequence[str] | None = None
+    aligned_vectors: Any = None
+    token_vector_method: str = "ngram"
+    source_token_vectors: Any = None
+    target_token_vectors: Any = None
+    source_word_frequencies: Mapping[str, float] | None = None
+    target_word_frequencies: Mapping[str, float] | None = None
+
+
 @dataclass
 class StrategyInputs:
-    """Everything a strategy may use. ``resources`` carries strategy-specific data
-    (aligned static vectors, a parallel corpus, a target corpus ...)."""
+    """Everything a strategy may use; ``resources`` carries strategy-specific data."""
 
     source: SourceEmbeddings
     source_tokenizer: PreTrainedTokenizerBase
     target_tokenizer: PreTrainedTokenizerBase
     seed: int = 0
-    resources: dict[str, Any] = field(default_factory=dict)
+    resources: StrategyResources = field(default_factory=StrategyResources)
+
+    def __post_init__(self) -> None:
+        # a string-keyed dict would let a misspelt key pass unnoticed
+        if not isinstance(self.resources, StrategyResources):
+            raise TypeError(
+                f"resources must be a StrategyResources, got {type(self.resources).__name__}"
+                + ("; use StrategyResources(**resources)" if isinstance(self.resources, Mapping) else "")
+            )
 
 
 @dataclass

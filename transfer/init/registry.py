@@ -9,7 +9,8 @@ role, not by string").
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +23,20 @@ from transfer.tokenizer.special_tokens import (
     special_token_roles,
 )
 
-_STRATEGIES: dict[str, Strategy] = {}
+# The kinds of data beyond the embeddings a strategy may need; ``transfer.init.resources``
+# knows how the pipeline provides each one.
+DATA_KINDS: frozenset[str] = frozenset({"parallel", "target_corpus", "vectors"})
+
+
+@dataclass(frozen=True)
+class RegisteredStrategy:
+    """A strategy function and the data kinds (``DATA_KINDS``) it needs."""
+
+    fn: Strategy
+    needs: frozenset[str]
+
+
+_STRATEGIES: dict[str, RegisteredStrategy] = {}
 
 
 class StrategyParameterError(VocabTransferError):
@@ -33,15 +47,22 @@ class StrategyOutputError(VocabTransferError):
     """A strategy returned matrices of the wrong shape or kind."""
 
 
-def register(name: str) -> Callable[[Strategy], Strategy]:
-    """Decorator: make ``fn(inputs, **params) -> TargetEmbeddings`` available as ``name``."""
+def register(name: str, needs: Iterable[str] = ()) -> Callable[[Strategy], Strategy]:
+    """Decorator: make ``fn(inputs, **params) -> TargetEmbeddings`` available as ``name``,
+    needing the data kinds ``needs`` (of ``DATA_KINDS``) besides the embeddings."""
+    kinds = frozenset(needs)
+    unknown = sorted(kinds - DATA_KINDS)
+    if unknown:
+        raise ValueError(
+            f"strategy {name!r} needs unknown data {unknown}; known kinds: {sorted(DATA_KINDS)}"
+        )
 
     def decorator(fn: Strategy) -> Strategy:
         existing = _STRATEGIES.get(name)
-        if existing is not None and existing is not fn:
-            qualname = getattr(existing, "__module__", "?")
+        if existing is not None and existing.fn is not fn:
+            qualname = getattr(existing.fn, "__module__", "?")
             raise ValueError(f"strategy name {name!r} is already registered by {qualname}")
-        _STRATEGIES[name] = fn
+        _STRATEGIES[name] = RegisteredStrategy(fn, kinds)
         return fn
 
     return decorator
@@ -51,13 +72,23 @@ def available_strategies() -> list[str]:
     return sorted(_STRATEGIES)
 
 
-def get_strategy(name: str) -> Strategy:
+def _registered(name: str) -> RegisteredStrategy:
     try:
         return _STRATEGIES[name]
     except KeyError:
         raise UnknownStrategyError(
             f"unknown strategy {name!r}; available: {', '.join(available_strategies()) or '(none)'}"
         ) from None
+
+
+def get_strategy(name: str) -> Strategy:
+    return _registered(name).fn
+
+
+def needs(name: str) -> frozenset[str]:
+    """The kinds of data strategy ``name`` declared at registration ("parallel",
+    "target_corpus", "vectors"); empty for a strategy that needs only the tokenizers."""
+    return _registered(name).needs
 
 
 def strategy_parameters(name: str) -> dict[str, Any]:

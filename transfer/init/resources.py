@@ -1,8 +1,9 @@
-"""What data each strategy needs beyond the embeddings, and how the pipeline provides it.
+"""How the pipeline provides the data each strategy needs beyond the embeddings.
 
-Strategies receive their data in ``StrategyInputs.resources``; this module is the one
-place that knows which strategy needs which data and builds it from finished stage
-folders, so the pipeline's init stage stays generic:
+Strategies declare the data kinds they need where they register
+(``@register(name, needs=...)``, read back by ``needs``) and receive the data in
+``StrategyInputs.resources``; this module is the one place that builds it from finished
+stage folders, so the pipeline's init stage stays generic:
 
 - ``trans_tokenization``: the parallel corpus (train verses only), source translations
   paired with the first target translation;
@@ -18,18 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from transfer.errors import CorpusError
+from transfer.init.base import StrategyResources
+from transfer.init.registry import needs
 
-NEEDS: dict[str, frozenset[str]] = {
-    "trans_tokenization": frozenset({"parallel"}),
-    "focus": frozenset({"target_corpus"}),
-    "wechsel": frozenset({"vectors"}),
-    "ofa": frozenset({"vectors"}),
-}
-
-
-def needs(strategy: str) -> frozenset[str]:
-    """The kinds of data ``strategy`` needs ("parallel", "target_corpus", "vectors")."""
-    return NEEDS.get(strategy, frozenset())
+__all__ = ["VectorSpace", "build_resources", "needs", "parallel_pairs"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +45,7 @@ def parallel_pairs(source_codes: list[str], target_code: str, max_pairs: int | N
     return pairs
 
 
-def build_resources(strategy: str, params: dict[str, Any], upstream: dict[str, Path]) -> dict[str, Any]:
+def build_resources(strategy: str, params: dict[str, Any], upstream: dict[str, Path]) -> StrategyResources:
     """Resources for ``strategy`` from the init stage's parameters and upstream folders."""
     kinds = needs(strategy)
     resources: dict[str, Any] = {}
@@ -69,4 +62,4 @@ def build_resources(strategy: str, params: dict[str, Any], upstream: dict[str, P
         source, target, _ = load_aligned(StageOutput("align", path.name, path))
         resources["aligned_vectors"] = VectorSpace(source=source, target=target)
         resources["token_vector_method"] = params["token_vector_method"]
-    return resources
+    return StrategyResources(**resources)

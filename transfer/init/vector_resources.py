@@ -2,7 +2,8 @@
 
 WECHSEL, OFA and trans-tokenization's fallback all search neighbours in an aligned static
 space; this module is the one place that turns what the caller put in
-``StrategyInputs.resources`` into a ``TokenVectorPair``, with one rule for every form:
+``StrategyInputs.resources`` (a ``StrategyResources``) into a ``TokenVectorPair``, with one
+rule for every form:
 
 * ``source_token_vectors`` + ``target_token_vectors``: token vectors per side, as
   ``transfer.vectors.subwords.TokenVectors`` (``.matrix`` + ``.has_vector``) or plain (V, D)
@@ -28,10 +29,9 @@ import numpy as np
 import torch
 
 from transfer.errors import TokenVectorError
-from transfer.init.base import StrategyInputs
+from transfer.init.base import StrategyInputs, StrategyResources
 
 TOKEN_VECTOR_METHODS: tuple[str, ...] = ("ngram", "word_average")
-_PAIR_KEYS = ("source_token_vectors", "target_token_vectors")
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,10 @@ class TokenVectorPair:
     method: str
 
 
-def has_token_vectors(resources: dict[str, Any]) -> bool:
+def has_token_vectors(resources: StrategyResources) -> bool:
     """Whether ``resources`` offers static token vectors in any accepted form."""
-    return resources.get("aligned_vectors") is not None or any(key in resources for key in _PAIR_KEYS)
+    return any(value is not None for value in (
+        resources.aligned_vectors, resources.source_token_vectors, resources.target_token_vectors))
 
 
 def _is_word_space(value: Any) -> bool:
@@ -64,7 +65,7 @@ def _matrix_pair(value: Any) -> tuple[Any, Any]:
     if hasattr(value, "source") and hasattr(value, "target"):
         return value.source, value.target
     raise TokenVectorError(
-        "resources['aligned_vectors']: expected aligned word vectors (an AlignedPair) or a pair "
+        "resources.aligned_vectors: expected aligned word vectors (an AlignedPair) or a pair "
         "of token matrices (a 2-tuple, a {'source', 'target'} dict or an object with "
         f".source/.target); got {type(value).__name__}"
     )
@@ -117,7 +118,7 @@ def _word_space_token_vectors(inputs: StrategyInputs, aligned: Any, method: str)
     for side, tokenizer, vectors in (("source", inputs.source_tokenizer, aligned.source),
                                      ("target", inputs.target_tokenizer, aligned.target)):
         kwargs: dict[str, Any] = {}
-        frequencies = inputs.resources.get(f"{side}_word_frequencies")
+        frequencies = getattr(inputs.resources, f"{side}_word_frequencies")
         if method == "word_average" and frequencies:
             # WECHSEL weights each word by its corpus frequency (fastText's counts)
             kwargs["words"] = list(frequencies)
@@ -130,27 +131,28 @@ def resolve_token_vectors(inputs: StrategyInputs, n_source: int, n_target: int) 
     """The resources' token vectors of both sides (see the module docstring), fitted to
     ``n_source`` source embedding rows and ``n_target`` target tokens."""
     res = inputs.resources
-    method = str(res.get("token_vector_method", "ngram"))
-    if any(key in res for key in _PAIR_KEYS):
-        missing = [key for key in _PAIR_KEYS if key not in res]
+    method = str(res.token_vector_method)
+    source, target = res.source_token_vectors, res.target_token_vectors
+    if source is not None or target is not None:
+        missing = [name for name, value in (("source_token_vectors", source),
+                                            ("target_token_vectors", target)) if value is None]
         if missing:
             raise TokenVectorError(f"resources has one side of the token vectors but not {missing}")
-        source, target = res["source_token_vectors"], res["target_token_vectors"]
-        names = ("resources['source_token_vectors']", "resources['target_token_vectors']")
+        names = ("resources.source_token_vectors", "resources.target_token_vectors")
         coverage = getattr(source, "coverage", None)  # transfer.vectors.subwords.TokenVectors
         method = coverage["method"] if isinstance(coverage, dict) and "method" in coverage else "given"
-    elif res.get("aligned_vectors") is not None:
-        aligned = res["aligned_vectors"]
+    elif res.aligned_vectors is not None:
+        aligned = res.aligned_vectors
         if _is_word_space(aligned):
             source, target = _word_space_token_vectors(inputs, aligned, method)
         else:
             source, target = _matrix_pair(aligned)
             method = "given"
-        names = ("resources['aligned_vectors'] source side", "resources['aligned_vectors'] target side")
+        names = ("resources.aligned_vectors source side", "resources.aligned_vectors target side")
     else:
         raise TokenVectorError(
-            "this strategy needs static vectors in resources: either 'source_token_vectors' "
-            "and 'target_token_vectors', or 'aligned_vectors' (transfer.vectors.alignment.AlignedPair)"
+            "this strategy needs static vectors in resources: either source_token_vectors "
+            "and target_token_vectors, or aligned_vectors (transfer.vectors.alignment.AlignedPair)"
         )
     s_matrix, s_has = fit_rows(source, (len(inputs.source_tokenizer), n_source), names[0], "source")
     t_matrix, t_has = fit_rows(target, (len(inputs.target_tokenizer), n_target), names[1], "target")

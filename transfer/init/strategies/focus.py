@@ -130,7 +130,7 @@ def _iter_corpus(corpus: Any) -> Iterator[str]:
 def check_target_corpus(corpus: Any) -> Any:
     """Refuse a missing corpus before any training: None, a missing or empty file, or an
     empty sequence of texts."""
-    name = "resources['target_corpus']"
+    name = "resources.target_corpus"
     if corpus is None:
         raise StrategyResourceError(
             f"strategy 'focus' needs {name}: a path to target-language train text (a "
@@ -205,7 +205,7 @@ def train_token_vectors(
         text = Path(tmp) / "pretokenized.txt"
         if write_pretokenized(corpus, tok, text) == 0:
             raise StrategyResourceError(
-                "resources['target_corpus']: tokenizes to no target tokens"
+                "resources.target_corpus: tokenizes to no target tokens"
             )
         model_path = train_fasttext(
             text, Path(tmp) / "model", dim=dim, epoch=epoch, min_count=min_count,
@@ -227,7 +227,7 @@ def train_token_vectors(
 # the strategy
 
 
-@register("focus")
+@register("focus", needs={"target_corpus"})
 def focus(
     inputs: StrategyInputs,
     *,
@@ -241,9 +241,9 @@ def focus(
 ) -> TargetEmbeddings:
     """Copied overlap rows; sparsemax combinations of overlap rows for new tokens.
 
-    Token vectors come from fastText trained on ``resources["target_corpus"]`` (a path or
+    Token vectors come from fastText trained on ``resources.target_corpus`` (a path or
     texts; the train split only) pre-tokenized with the target tokenizer, or directly
-    from ``resources["target_token_vectors"]`` (a (V_t, D) matrix, zero rows = none)."""
+    from ``resources.target_token_vectors`` (a (V_t, D) matrix, zero rows = none)."""
     n_target = len(inputs.target_tokenizer)
     n_source = inputs.source.input.shape[0]
     params = {
@@ -255,13 +255,13 @@ def focus(
     if top_k < 1 or not temperature > 0:
         raise StrategyResourceError(f"focus needs top_k >= 1 and temperature > 0, got {top_k}, {temperature}")
     notes: list[str] = []
-    given = inputs.resources.get("target_token_vectors")
+    given = inputs.resources.target_token_vectors
     if given is not None:  # the same row rule as WECHSEL's token vectors
-        token_vectors, has_vector = fit_rows(given, (n_target, n_target), "resources['target_token_vectors']", "target")
+        token_vectors, has_vector = fit_rows(given, (n_target, n_target), "resources.target_token_vectors", "target")
         n_vectors = int(has_vector.sum())
         notes.append(f"{n_vectors} target tokens have a given static vector")
     else:
-        corpus = check_target_corpus(inputs.resources.get("target_corpus"))
+        corpus = check_target_corpus(inputs.resources.target_corpus)
         token_vectors, n_vectors = train_token_vectors(
             corpus, inputs.target_tokenizer, dim=fasttext_dim, epoch=fasttext_epochs,
             min_count=fasttext_min_count, threads=fasttext_threads, seed=inputs.seed,

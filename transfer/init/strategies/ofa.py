@@ -69,7 +69,7 @@ def _target_coordinates(
     return out
 
 
-@register("ofa")
+@register("ofa", needs={"vectors"})
 def ofa(
     inputs: StrategyInputs,
     *,

@@ -219,7 +219,7 @@ def align_token_links(
     tokenized = tokenize_parallel(pairs, inputs.source_tokenizer, inputs.target_tokenizer)
     if len(tokenized) == 0:
         raise ParallelCorpusError(
-            "resources['parallel']: every pair tokenizes to nothing on one side"
+            "resources.parallel: every pair tokenizes to nothing on one side"
         )
     from transfer.vectors.word_alignment import align
 
@@ -245,7 +245,7 @@ def align_token_links(
 # the strategy
 
 
-@register("trans_tokenization")
+@register("trans_tokenization", needs={"parallel"})
 def trans_tokenization(
     inputs: StrategyInputs,
     *,
@@ -259,8 +259,8 @@ def trans_tokenization(
     fallback_temperature: float = DEFAULT_FALLBACK_TEMPERATURE,
     fallback_covariance_scale: float = DEFAULT_COVARIANCE_SCALE,
 ) -> TargetEmbeddings:
-    """E_t = sum_s p(s|t) E_s from eflomal token alignments of ``resources["parallel"]``
-    (train-split (source, target) sentence pairs; ``resources["link_counts"]`` may give
+    """E_t = sum_s p(s|t) E_s from eflomal token alignments of ``resources.parallel``
+    (train-split (source, target) sentence pairs; ``resources.link_counts`` may give
     precomputed c(t, s) instead)."""
     n_target = len(inputs.target_tokenizer)
     n_source = inputs.source.input.shape[0]
@@ -277,15 +277,15 @@ def trans_tokenization(
     notes: list[str] = []
 
     # data checks come first: refuse before tokenizing or aligning anything
-    counts = inputs.resources.get("link_counts")
+    counts = inputs.resources.link_counts
     if counts is None:
-        if inputs.resources.get("parallel") is None:
+        if inputs.resources.parallel is None:
             raise StrategyResourceError(
-                "strategy 'trans_tokenization' needs resources['parallel']: a sequence of "
+                "strategy 'trans_tokenization' needs resources.parallel: a sequence of "
                 "(source sentence, target sentence) pairs from the train split (e.g. "
                 "transfer.corpus.bible.verse_pairs(src, tgt, 'train')); none was given"
             )
-        pairs = check_pairs(inputs.resources["parallel"], name="resources['parallel']")
+        pairs = check_pairs(inputs.resources.parallel, name="resources.parallel")
         counts, stats = align_token_links(
             inputs, pairs, seed=inputs.seed, rel_iterations=align_rel_iterations
         )
@@ -298,7 +298,7 @@ def trans_tokenization(
         counts = sp.csr_matrix(counts, dtype=np.float64)
         if counts.shape != (n_target, n_source):
             raise StrategyResourceError(
-                f"resources['link_counts'] has shape {counts.shape}, expected "
+                f"resources.link_counts has shape {counts.shape}, expected "
                 f"(target vocabulary, source rows) = ({n_target}, {n_source})"
             )
 

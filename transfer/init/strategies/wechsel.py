@@ -100,7 +100,7 @@ def combine_rows(
     return out
 
 
-@register("wechsel")
+@register("wechsel", needs={"vectors"})
 def wechsel(
     inputs: StrategyInputs,
     *,
