@@ -20,6 +20,7 @@ from transfer import pipeline
 from transfer.cache import StageCache, StageOutput
 from transfer.config import AdaptConfig
 from transfer.stages import StageSpec
+from transfer.validate import validate_config
 
 # Rough sizes behind the estimate (documented so a user can judge it).
 _TOKENS_PER_EVAL_TEXT = 64  # a Bible verse is ~30 words, ~1.2-2.2 tokens per word
@@ -164,7 +165,7 @@ def _peak_memory(cfg: AdaptConfig, size: SourceSize) -> int | None:
 
 def plan_adaptation(cfg: AdaptConfig, *, measure: bool = True) -> Plan:
     """Every stage ``run_adaptation(cfg)`` would run, in order, with keys and cache state."""
-    pipeline.validate_config(cfg)
+    validate_config(cfg)
     cache = StageCache(cfg.cache_dir)
     plan = Plan()
 

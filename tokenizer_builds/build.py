@@ -9,8 +9,6 @@ the vocabulary budget and the corpus before any training.
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from tokenizer_builds.byte_level_bpe import train_byte_level_bpe
 from tokenizer_builds.families import TokenizerFamily, backend_json, family_of_json
 from tokenizer_builds.unigram import train_unigram
 from tokenizer_builds.wordpiece import train_wordpiece
+from transfer.cache import replacing_directory
 from transfer.errors import TokenizerBuildError
 
 #: A family trainer: (source, texts, vocab_size, *, min_frequency, show_progress) -> tokenizer.
@@ -63,19 +62,5 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
     Saved into a temporary sibling folder first and renamed when complete, so a crash
     never leaves a half-written tokenizer; an existing ``out_dir`` is replaced.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex}")
-    try:
+    with replacing_directory(out_dir) as staging:
         tokenizer.save_pretrained(str(staging))
-        if out_dir.exists():
-            # A directory cannot be replaced in one rename: move the old one aside first.
-            retired = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex}")
-            out_dir.rename(retired)
-            staging.rename(out_dir)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)

@@ -1,11 +1,13 @@
 """One caching mechanism for every stage: content-addressed folders.
 
 Each stage writes into ``<root>/<stage>/<key>/`` where the key hashes the stage name, its
-parameters, the keys/content hashes of its inputs and the version of our code (package
-version plus a hash of the ``transfer/`` and ``tokenizer_builds/`` sources). A stage is
-written into a temporary sibling folder and renamed when complete, so a crash never
-leaves a half entry. The Prefect tasks use the same key, and plain library calls reuse
-the same folders.
+parameters, the keys/content hashes of its inputs and the version of the code that stage
+runs (``transfer.code_version.stage_code_version``: package version plus a hash of the
+modules its builder imports, so editing unrelated code keeps the cache). A stage is
+written into a temporary sibling folder and renamed when complete
+(``replacing_directory``, the one helper every folder written whole uses), so a crash
+never leaves a half entry. The Prefect tasks use the same key, and plain library calls
+reuse the same folders.
 """
 
 from __future__ import annotations
@@ -15,30 +17,17 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from transfer import __version__
+from transfer.code_version import stage_code_version
 
 DEFAULT_ROOT = Path(os.environ.get("VOCAB_TRANSFER_CACHE", "artifacts/cache"))
 _COMPLETE_MARKER = ".complete"
-_SOURCE_PACKAGES = ("transfer", "tokenizer_builds")
-
-
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """Package version plus a hash of the library sources, so code changes miss the cache."""
-    digest = hashlib.sha256()
-    repo_root = Path(__file__).resolve().parent.parent
-    for package in _SOURCE_PACKAGES:
-        for path in sorted((repo_root / package).rglob("*.py")):
-            digest.update(str(path.relative_to(repo_root)).encode())
-            digest.update(path.read_bytes())
-    return f"{__version__}+{digest.hexdigest()[:12]}"
 
 
 def _canonical(value: Any) -> Any:
@@ -54,10 +43,11 @@ def _canonical(value: Any) -> Any:
 
 
 def stage_key(stage: str, params: Mapping[str, Any], inputs: Mapping[str, str]) -> str:
-    """Deterministic key of a stage run: stage, parameters, input hashes, code version."""
+    """Deterministic key of a stage run: stage, parameters, input hashes, and the version
+    of the code that stage runs."""
     payload = json.dumps(
         {"stage": stage, "params": _canonical(params), "inputs": _canonical(inputs),
-         "code": code_version()},
+         "code": stage_code_version(stage)},
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -104,20 +94,11 @@ class StageCache:
 
     @contextmanager
     def writing(self, stage: str, key: str) -> Iterator[Path]:
-        """Yield a temporary folder; on success it becomes the stage folder atomically."""
-        final = self.path(stage, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=final.parent))
-        try:
+        """Yield a temporary folder; on success it becomes the stage folder atomically (a
+        concurrent writer that finished first wins: same key, same content)."""
+        with replacing_directory(self.path(stage, key), keep_existing=True) as tmp:
             yield tmp
-            (tmp / _COMPLETE_MARKER).write_text(code_version())
-            if final.exists():  # a concurrent writer finished first; keep theirs
-                shutil.rmtree(tmp)
-            else:
-                os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            (tmp / _COMPLETE_MARKER).write_text(stage_code_version(stage))
 
     def run(self, stage: str, key: str, build: Callable[[Path], None]) -> tuple[StageOutput, bool]:
         """Return the cached folder, or build it. The bool says whether it was cached."""
@@ -147,3 +128,49 @@ def atomic_write(path: Path | str, data: str | bytes, *, fsync: bool = False) ->
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def replacing_directory(final: Path | str, *, keep_existing: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary sibling of ``final`` to fill; when the block succeeds it
+    takes ``final``'s place by a rename, so readers see the old folder or the new one,
+    never half of one; when the block fails it is removed and ``final`` is untouched.
+
+    The temporary folder is made with ``mkdir`` (mode from the umask), not ``mkdtemp``,
+    whose 0700 would stick to the final folder. A folder cannot replace a non-empty one in
+    one rename, so an old ``final`` is moved aside first and removed after the swap.
+    ``keep_existing``: a ``final`` that exists by then (a concurrent writer of the same
+    content finished first) is kept and ours dropped, as the stage cache wants."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:12]}")
+    tmp.mkdir()
+    try:
+        yield tmp
+        _swap_in(tmp, final, keep_existing=keep_existing)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_in(tmp: Path, final: Path, *, keep_existing: bool) -> None:
+    if keep_existing:
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # theirs is complete; ours is the same
+        return
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:12]}")
+        os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        if old is not None and not final.exists():
+            os.replace(old, final)  # put the old copy back
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -21,10 +21,6 @@ factorized form from it.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from transfer.cache import replacing_directory
 from transfer.errors import FactorizationError
 
 FACTORS_FILE = "factorized_embedding.safetensors"
@@ -251,16 +248,6 @@ def factorized_summary(model: PreTrainedModel) -> dict[str, Any]:
     }
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, trash / out_dir.name)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
-
-
 def save_factorized(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path
 ) -> Path:
@@ -272,10 +259,7 @@ def save_factorized(
         raise FactorizationError(f"{type(model).__name__} has no factorized embedding to save")
     head = model.get_output_embeddings()
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
+    with replacing_directory(out_dir) as tmp:
         materialize(model)
         try:
             model.save_pretrained(tmp)
@@ -290,10 +274,6 @@ def save_factorized(
             str(tmp / FACTORS_FILE),
             metadata={"format": "pt", "rank": str(module.rank)},
         )
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

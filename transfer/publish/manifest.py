@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from transfer.cache import atomic_write, code_version
+from transfer.cache import atomic_write
+from transfer.code_version import code_version
 from transfer.config import AdaptConfig
 from transfer.errors import VocabTransferError
 
@@ -151,7 +152,7 @@ def environment_differences(manifest: RunManifest) -> list[str]:
     current = code_version()
     if manifest.environment.code_version != current:
         notes.append(f"code version {current} differs from the manifest's "
-                     f"{manifest.environment.code_version}: stages will be rebuilt")
+                     f"{manifest.environment.code_version}: stages whose code changed will be rebuilt")
     installed = installed_packages()
     for name in KEY_PACKAGES:
         then, now = manifest.environment.packages.get(name), installed.get(name)

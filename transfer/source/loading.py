@@ -16,9 +16,6 @@ import hashlib
 import importlib.util
 import os
 import re
-import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -40,7 +37,7 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
 
-from transfer.cache import file_sha256
+from transfer.cache import file_sha256, replacing_directory
 from transfer.errors import ModelLoadError
 
 SMOLLM2 = "smollm2"
@@ -220,23 +217,9 @@ def load_source(
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
     """Write a plain HF folder (safetensors weights, config, generation config, tokenizer)
     into a temporary sibling and rename it, so readers never see a half-written model."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()  # not mkdtemp: its 0700 mode would stick to the final folder
-    try:
+    with replacing_directory(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        if out_dir.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, trash / out_dir.name)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @lru_cache(maxsize=32)

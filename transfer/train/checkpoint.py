@@ -16,16 +16,14 @@ half one. Only safetensors and JSON: nothing is ever unpickled.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from transfer.cache import atomic_write
+from transfer.cache import atomic_write, replacing_directory
 from transfer.errors import CheckpointError
 
 LATEST = "latest.json"
@@ -97,8 +95,7 @@ def save_checkpoint(
     final = directory / f"step-{step:08d}"
     for stale in directory.glob(".step-*.tmp-*"):  # left by a process killed while saving
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=directory))
-    try:
+    with replacing_directory(final) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         plain: dict[str, Any] = {}
         if optimizer is not None:
@@ -107,12 +104,6 @@ def save_checkpoint(
         save_file(_rng_tensors(), str(tmp / "rng.safetensors"))
         (tmp / "optimizer.json").write_text(json.dumps(plain))
         (tmp / "state.json").write_text(json.dumps({**state, "step": step}, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write(directory / LATEST, json.dumps({"checkpoint": final.name, "step": step}), fsync=True)
     for old in sorted(directory.glob("step-*"))[:-keep] if keep > 0 else []:
         if old.name != final.name:

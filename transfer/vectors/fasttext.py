@@ -21,10 +21,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from transfer.cache import replacing_directory
 from transfer.errors import VectorsError
 
 FASTTEXT_MAGIC = 793712314  # first int32 of a fastText .bin file
@@ -253,11 +252,9 @@ def save_vectors(vectors: StaticVectors, folder: Path, *, keep_ngrams_for: Itera
     from safetensors.numpy import save_file
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        if any("\n" in w or "\r" in w for w in vectors.words):
-            raise VectorsError(f"{vectors.source}: a word contains a line break; cannot store it")
+    if any("\n" in w or "\r" in w for w in vectors.words):
+        raise VectorsError(f"{vectors.source}: a word contains a line break; cannot store it")
+    with replacing_directory(folder) as tmp:
         (tmp / "words.txt").write_text("".join(w + "\n" for w in vectors.words), encoding="utf-8")
         tensors: dict[str, np.ndarray] = {"matrix": vectors.matrix}
         meta: dict[str, Any] = {"format": "vocab-transfer static vectors", "version": 1,
@@ -278,12 +275,6 @@ def save_vectors(vectors: StaticVectors, folder: Path, *, keep_ngrams_for: Itera
             meta["ops"].append(entry)
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp / "vectors.safetensors"))
         (tmp / COMPACT_META).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

@@ -1,0 +1,28 @@
+"""Stage 7, publishing a finished run beside its exported model: the run manifest, the
+model card, ``adaptation.json`` and (when asked) the registry entry, all naming the run's
+lineage (every stage's ``stage:key``, vector stages included)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from transfer.publish.result import AdaptResult
+from transfer.stages import write_json
+
+
+def publish_run(result: AdaptResult, *, lineage: Mapping[str, str], corpus_hashes: Mapping[str, str]) -> None:
+    """Write manifest, card and record into ``result.model_dir``; register if configured
+    (``result.registration`` is filled in then)."""
+    from transfer.publish.manifest import build_manifest, write_manifest
+    from transfer.publish.model_card import write_model_card
+
+    cfg, model_dir = result.config, Path(result.model_dir)
+    write_manifest(build_manifest(cfg, stage_keys=dict(lineage)), model_dir)
+    write_model_card(result, model_dir)
+    write_json(model_dir / "adaptation.json", result.model_dump(mode="json"))
+    if cfg.register_model:
+        from transfer.publish.registry import register_result
+
+        result.registration = register_result(result, corpus_hashes=corpus_hashes, stage_keys=lineage)
+        write_json(model_dir / "adaptation.json", result.model_dump(mode="json"))
