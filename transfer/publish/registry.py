@@ -40,6 +40,7 @@ from urllib.parse import unquote
 from pydantic import BaseModel, Field
 
 from transfer.errors import VocabTransferError
+from transfer.publish.labels import final_metric
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -121,10 +122,6 @@ class ModelRecord(BaseModel):
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
-    @property
-    def final_bpb(self) -> float | None:
-        return self.metrics.get("bpb.adapted_trained", self.metrics.get("bpb.adapted_step0"))
-
     @classmethod
     def from_result(
         cls,
@@ -136,7 +133,9 @@ class ModelRecord(BaseModel):
         """Build the record of a finished run. ``stage_keys`` (label -> 'stage:key')
         defaults to the result's own keys; ``corpus_hashes`` are the corpus stage inputs."""
         cfg = result.config
-        keys = dict(stage_keys) if stage_keys else _result_stage_keys(result)
+        from transfer.publish.result import qualified_stage_keys
+
+        keys = dict(stage_keys) if stage_keys else qualified_stage_keys(result)
         source_info = _read_stage_json(cfg.cache_dir, keys.get("source"), "source.json")
         return cls(
             model_name=cfg.model_name(),
@@ -159,12 +158,6 @@ class ModelRecord(BaseModel):
         )
 
 
-def _result_stage_keys(result: AdaptResult) -> dict[str, str]:
-    stages = {"corpus": "corpus", "source": "source", "tokenizer": "tokenizer", "init": "init",
-              "final": "train" if result.train_log is not None else "init"}
-    return {label: f"{stages[label]}:{key}" for label, key in result.stage_keys.items() if label in stages}
-
-
 def _read_stage_json(cache_dir: Path | str, stage_key: str | None, name: str) -> dict[str, Any]:
     if not stage_key:
         return {}
@@ -180,16 +173,18 @@ def result_metrics(result: AdaptResult) -> dict[str, float]:
     """Flat, finite metrics of a run: BPB per evaluation (and the final model's gain over
     the source model on the same texts), fertility of both tokenizers, init counts, loss.
     A masked LM's evaluations are logged as ``mlm_loss.*``, so they never rank against BPB."""
-    prefix = result.metric
-    metrics: dict[str, float] = {f"{prefix}.{label}": float(v) for label, v in result.bpb.items()}
-    final = result.bpb.get("adapted_trained", result.bpb.get("adapted_step0"))
-    if final is not None and "source_model_on_target" in result.bpb:
-        metrics[f"{prefix}.gain_vs_source"] = result.bpb["source_model_on_target"] - final
-    for side, values in result.fertility.items():
+    from transfer.publish.summary import RunSummary
+
+    summary = RunSummary.from_result(result)
+    prefix = summary.metric
+    metrics: dict[str, float] = {f"{prefix}.{row.label}": row.value for row in summary.rows}
+    if summary.gain_vs_source is not None:
+        metrics[f"{prefix}.gain_vs_source"] = summary.gain_vs_source
+    for side, values in summary.fertility.items():
         for name in ("tokens_per_word", "bytes_per_token"):
             if name in values:
                 metrics[f"fertility.{side}.{name}"] = float(values[name])
-    for label, count in result.init_report.get("counts", {}).items():
+    for label, count in summary.init_counts.items():
         metrics[f"init.{label}"] = float(count)
     if result.train_log and result.train_log.get("losses"):
         metrics["train.final_loss"] = float(result.train_log["losses"][-1])
@@ -243,8 +238,8 @@ class VersionInfo(BaseModel):
 
     @property
     def final_bpb(self) -> float | None:
-        metrics = self.metrics
-        return metrics.get("bpb.adapted_trained", metrics.get("bpb.adapted_step0"))
+        """The final model's BPB (a masked LM's ``mlm_loss.*`` never counts as BPB)."""
+        return final_metric(self.metrics, prefix="bpb.")
 
 
 # ---------------------------------------------------------------- the registry
@@ -464,11 +459,6 @@ class Registry:
         if current != best:
             client.set_registered_model_alias(name, BEST_ALIAS, str(best))
         return best
-
-    def update_best_alias(self, language: str) -> int | None:
-        """Recompute the ``best`` alias of one language (after deleting versions by hand)."""
-        with self._locked(exclusive=True) as client:
-            return self._update_best(client, registered_model_name(language, self.prefix))
 
     # -- reads
 

@@ -1,0 +1,93 @@
+"""A run's evaluations by name: one table of their labels, what people call them, their
+order, and which one is the run's final metric.
+
+The pipeline scores the source model (with its own tokenizer) and the adapted model on
+held-out texts and files each score under a label (``AdaptResult.bpb``). Every report of a
+run (the CLI table, the Prefect summary, the model card, the registry's metrics, the
+strategy comparison, the batch summary) names, orders and picks among those labels
+through this module, so an evaluation is described once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+SOURCE_ON_SOURCE_LANGUAGE = "source_model_on_source_language"
+SOURCE_ON_TARGET = "source_model_on_target"
+SOURCE_ON_CURVE_TEXTS = "source_model_on_curve_texts"
+ADAPTED_STEP0 = "adapted_step0"
+ADAPTED_TRAINED = "adapted_trained"
+
+#: What each metric is called: causal models are scored on bits per byte, masked LMs on
+#: the masked-LM loss (the two never compare with each other).
+METRIC_NAMES: dict[str, str] = {
+    "bpb": "bits per byte",
+    "mlm_loss": "masked-LM loss (nats per masked token)",
+}
+
+#: How the source model (the baseline of every comparison) is named in tables.
+SOURCE_MODEL_TITLE = "source model, own tokenizer"
+
+
+@dataclass(frozen=True)
+class EvaluationLabel:
+    """One evaluation of a run: its key in ``AdaptResult.bpb`` and how people read it.
+
+    ``model`` may name the run's ``{strategy}`` and training ``{steps}`` (filled in by
+    :meth:`title`); ``adapted`` tells the adapted model's scores from the baseline's.
+    """
+
+    key: str
+    model: str
+    texts: str
+    adapted: bool
+
+    def title(self, *, strategy: str = "", steps: int = 0) -> str:
+        return self.model.format(strategy=strategy, steps=steps)
+
+
+#: Every evaluation a run can have, in the order reports list them: the source model's
+#: rows first (the line to beat), then the adapted model before and after training.
+EVALUATIONS: tuple[EvaluationLabel, ...] = (
+    EvaluationLabel(SOURCE_ON_SOURCE_LANGUAGE, SOURCE_MODEL_TITLE, "source language", adapted=False),
+    EvaluationLabel(SOURCE_ON_TARGET, SOURCE_MODEL_TITLE, "target language", adapted=False),
+    EvaluationLabel(SOURCE_ON_CURVE_TEXTS, SOURCE_MODEL_TITLE, "learning-curve dev texts", adapted=False),
+    EvaluationLabel(ADAPTED_STEP0, "adapted ({strategy}), step 0 (initialization only)", "target language",
+                    adapted=True),
+    EvaluationLabel(ADAPTED_TRAINED, "adapted ({strategy}), after {steps} training steps", "target language",
+                    adapted=True),
+)
+_BY_KEY = {label.key: label for label in EVALUATIONS}
+
+#: The run's final model is the trained one when it trained, else the initialized one.
+FINAL_LABELS: tuple[str, ...] = (ADAPTED_TRAINED, ADAPTED_STEP0)
+
+V = TypeVar("V")
+
+
+def evaluation_label(key: str) -> EvaluationLabel:
+    """The label of ``key``; a key this table does not know is shown as it is."""
+    return _BY_KEY.get(key) or EvaluationLabel(key, key, "", adapted=key.startswith("adapted"))
+
+
+def in_label_order(values: Mapping[str, V]) -> list[tuple[str, V]]:
+    """A run's evaluations in :data:`EVALUATIONS` order (unknown keys last, as given)."""
+    order = [label.key for label in EVALUATIONS]
+    return sorted(values.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+
+
+def final_label(values: Mapping[str, float], prefix: str = "") -> str | None:
+    """The key of the run's final metric among ``values`` (``prefix``: e.g. ``"bpb."`` for
+    the registry's flat metrics), or None when the run has neither adapted evaluation."""
+    for key in FINAL_LABELS:
+        if prefix + key in values:
+            return key
+    return None
+
+
+def final_metric(values: Mapping[str, float], prefix: str = "") -> float | None:
+    """The run's final metric: after training when it trained, else at step 0."""
+    key = final_label(values, prefix)
+    return None if key is None else values[prefix + key]

@@ -1,0 +1,139 @@
+"""A run's results as one data model, built once from ``AdaptResult``.
+
+The CLI's table, the Prefect summary and metrics table, the model card, the registry's
+metrics and the strategy comparison all show the same facts: each evaluation (who was
+scored on which texts, and the value), the final metric, the tokenizers' fertility and
+how the target tokens were initialized. ``RunSummary`` holds them in report order with
+their human names (``transfer.publish.labels``); the reports only render it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from transfer.publish.labels import (
+    ADAPTED_STEP0,
+    ADAPTED_TRAINED,
+    METRIC_NAMES,
+    SOURCE_ON_TARGET,
+    evaluation_label,
+    final_label,
+    in_label_order,
+)
+
+if TYPE_CHECKING:
+    from transfer.publish.result import AdaptResult
+
+
+@dataclass(frozen=True)
+class EvaluationRow:
+    """One evaluation: its label, the model and texts in words, and its value."""
+
+    label: str
+    model: str
+    texts: str
+    value: float
+    adapted: bool
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished run measured, in the order and words every report uses."""
+
+    name: str  # the run's model name
+    strategy: str
+    metric: str  # "bpb", or "mlm_loss" for a masked LM
+    rows: tuple[EvaluationRow, ...]
+    fertility: dict[str, dict[str, float]]  # "source"/"target" -> tokens_per_word, bytes_per_token
+    init_counts: dict[str, int]
+    stages_cached: dict[str, bool]
+    final_label: str | None
+
+    @classmethod
+    def from_result(cls, result: AdaptResult) -> RunSummary:
+        cfg = result.config
+        rows = []
+        for key, value in in_label_order(result.bpb):
+            label = evaluation_label(key)
+            rows.append(EvaluationRow(key, label.title(strategy=cfg.strategy, steps=cfg.total_train_steps),
+                                      label.texts, float(value), label.adapted))
+        return cls(
+            name=cfg.model_name(),
+            strategy=cfg.strategy,
+            metric=result.metric,
+            rows=tuple(rows),
+            fertility={side: dict(values) for side, values in result.fertility.items()},
+            init_counts=dict(result.init_report.get("counts", {})),
+            stages_cached=dict(result.stages_cached),
+            final_label=final_label(result.bpb),
+        )
+
+    @property
+    def metric_name(self) -> str:
+        return METRIC_NAMES[self.metric]
+
+    def value(self, label: str) -> float | None:
+        return next((row.value for row in self.rows if row.label == label), None)
+
+    @property
+    def final(self) -> float | None:
+        """The final model's value: after training when the run trained, else at step 0."""
+        return None if self.final_label is None else self.value(self.final_label)
+
+    @property
+    def source_model(self) -> float | None:
+        """The source model on the target-language evaluation texts: the line to beat."""
+        return self.value(SOURCE_ON_TARGET)
+
+    @property
+    def step0(self) -> float | None:
+        return self.value(ADAPTED_STEP0)
+
+    @property
+    def trained(self) -> float | None:
+        return self.value(ADAPTED_TRAINED)
+
+    @property
+    def gain_vs_source(self) -> float | None:
+        """How much lower the final model scores than the source model on the same texts."""
+        if self.final is None or self.source_model is None:
+            return None
+        return self.source_model - self.final
+
+    @property
+    def stages_reused(self) -> str:
+        """``"cached/all"``: how many of the run's stages came from the cache."""
+        return f"{sum(self.stages_cached.values())}/{len(self.stages_cached)}"
+
+    def fertility_value(self, side: str, name: str) -> float:
+        return float(self.fertility.get(side, {}).get(name, float("nan")))
+
+
+# ---------------------------------------------------------------- markdown renderers
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub-flavoured markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def evaluations_markdown(summary: RunSummary) -> str:
+    """The evaluations as a (model, texts, value) markdown table, the source model first."""
+    return markdown_table(["model", "texts", summary.metric_name],
+                          [[row.model, row.texts, f"{row.value:.4f}"] for row in summary.rows])
+
+
+def fertility_line(summary: RunSummary) -> str:
+    """``Fertility (tokens/word): source tokenizer 2.17, target tokenizer 1.21``."""
+    parts = [f"{side} tokenizer {summary.fertility_value(side, 'tokens_per_word'):.2f}"
+             for side in ("source", "target") if side in summary.fertility]
+    return "Fertility (tokens/word): " + ", ".join(parts)
+
+
+def init_line(summary: RunSummary) -> str:
+    """How the target tokens were set, most first: ``31000 computed, 741 fallback, ...``."""
+    counts = sorted(summary.init_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n} {label}" for label, n in counts) or "no report"
