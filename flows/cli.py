@@ -25,32 +25,22 @@ DEFAULT_LANGUAGES = Path(__file__).resolve().parent.parent / "configs" / "langua
 
 
 def _print_result(result) -> None:
-    from transfer.evaluate.bpb import EVALUATION_LABELS, METRIC_LABELS, in_label_order
+    """The run's ``RunSummary`` as a table (the source model's rows first), then fertility,
+    initialization and cache use."""
+    from transfer.publish.summary import RunSummary, fertility_line, init_line
 
+    summary = RunSummary.from_result(result)
     cfg = result.config
-    metric = METRIC_LABELS[result.metric]
-    table = Table(title=f"{cfg.model_name()}: {metric} on held-out {cfg.eval_split} texts")
+    table = Table(title=f"{summary.name}: {summary.metric_name} on held-out {cfg.eval_split} texts")
     table.add_column("model")
     table.add_column("texts")
-    table.add_column("BPB" if result.metric == "bpb" else metric, justify="right")
-    labels = {
-        **EVALUATION_LABELS,
-        "adapted_step0": (f"adapted ({cfg.strategy}), step 0", "target language"),
-        "adapted_trained": (f"adapted, after {cfg.total_train_steps} steps", "target language"),
-    }
-    for key, value in in_label_order(result.bpb):  # the source model's rows first
-        model, texts = labels.get(key, (key, ""))
-        table.add_row(model, texts, f"{value:.4f}")
+    table.add_column("BPB" if summary.metric == "bpb" else summary.metric_name, justify="right")
+    for row in summary.rows:
+        table.add_row(row.model, row.texts, f"{row.value:.4f}")
     console.print(table)
-    fert = result.fertility
-    console.print(
-        f"Fertility (tokens/word): source tokenizer {fert['source']['tokens_per_word']:.2f}, "
-        f"target tokenizer {fert['target']['tokens_per_word']:.2f}"
-    )
-    counts = result.init_report.get("counts", {})
-    console.print(f"Initialization: {counts}")
-    cached = [k for k, v in result.stages_cached.items() if v]
-    console.print(f"Stages reused from cache: {len(cached)}/{len(result.stages_cached)}")
+    console.print(fertility_line(summary))
+    console.print(f"Initialization: {init_line(summary)}")
+    console.print(f"Stages reused from cache: {summary.stages_reused}")
     console.print(f"Model saved to [bold]{result.model_dir}[/] in {result.seconds:.0f} s")
 
 
@@ -193,13 +183,14 @@ def _run_local(cfg):
 
 def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> None:
     """Every strategy on the same pair and budget; a table, plus markdown/JSON/plot files."""
-    from transfer.evaluate.bpb import METRIC_LABELS
     from transfer.publish.comparison import (
         compare_strategies,
         comparison_folder,
+        comparison_rows,
         strategy_configs,
         write_comparison,
     )
+    from transfer.publish.summary import RunSummary
 
     configs = strategy_configs(cfg, strategies)  # a bad list fails here, before Prefect is imported
     if dry_run:
@@ -210,8 +201,9 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
         return
 
     def done(result) -> None:
-        values = ", ".join(f"{k} {v:.4f}" for k, v in result.bpb.items() if k.startswith("adapted"))
-        console.print(f"[bold]{result.config.strategy}[/]: {values} ({result.seconds:.0f} s)")
+        summary = RunSummary.from_result(result)
+        values = ", ".join(f"{row.label} {row.value:.4f}" for row in summary.rows if row.adapted)
+        console.print(f"[bold]{summary.strategy}[/]: {values} ({result.seconds:.0f} s)")
 
     folder = comparison_folder(cfg, strategies)
     if prefect:  # the same flow as the UI's: one parent run, each strategy a sub-run
@@ -225,15 +217,13 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
         with use_callbacks(RichProgress(console)):
             comparison = compare_strategies(cfg, strategies, run=_run_local, on_result=done)
         write_comparison(comparison, folder)
-    metric = METRIC_LABELS[comparison.metric]
-    table = Table(title=f"{cfg.target_language}: {metric} on held-out {cfg.eval_split} texts, best first")
-    for column in ("strategy", "step 0", f"after {comparison.train_steps} steps", "stages from cache", "model"):
+    table = Table(title=f"{cfg.target_language}: {comparison.metric_name} on held-out {cfg.eval_split} texts, "
+                        "best first")
+    header, rows = comparison_rows(comparison, ("step0", "trained", "stages", "model"))
+    for column in header:
         table.add_column(column, justify="left" if column in ("strategy", "model") else "right")
-    for row in comparison.ranked():
-        table.add_row(row.strategy, f"{row.step0:.4f}", "" if row.trained is None else f"{row.trained:.4f}",
-                      row.stages_reused, Path(row.model_dir).name)
-    if comparison.source_model is not None:
-        table.add_row("source model, own tokenizer", f"{comparison.source_model:.4f}", "", "", "")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     console.print(f"Written to {folder}: " + ", ".join(sorted(p.name for p in folder.iterdir())))
 

@@ -23,7 +23,9 @@ from transfer.config import AdaptConfig
 from transfer.errors import VocabTransferError
 from transfer.init import strategy_parameters
 from transfer.pipeline import run_adaptation, validate_config
+from transfer.publish.labels import METRIC_NAMES, SOURCE_MODEL_TITLE, SOURCE_ON_CURVE_TEXTS
 from transfer.publish.result import AdaptResult, trainer_curve_file
+from transfer.publish.summary import RunSummary, markdown_table
 from transfer.train.curves import plot_curves, read_json
 
 
@@ -44,6 +46,11 @@ class StrategyRow(BaseModel):
     stages_reused: str  # "cached/all" stages of this run that came from the cache
     curve_file: str | None
 
+    @property
+    def final(self) -> float:
+        """The final model's value: after training when the run trained, else at step 0."""
+        return self.trained if self.trained is not None else self.step0
+
 
 class Comparison(BaseModel):
     """Every strategy's row plus the source model on its own tokenizer: on the evaluation
@@ -56,9 +63,13 @@ class Comparison(BaseModel):
     source_model_on_curves: float | None = None
     rows: list[StrategyRow]
 
+    @property
+    def metric_name(self) -> str:
+        return METRIC_NAMES[self.metric]
+
     def ranked(self) -> list[StrategyRow]:
-        """Best first: by the trained value when there was training, else by step 0."""
-        return sorted(self.rows, key=lambda r: r.trained if r.trained is not None else r.step0)
+        """Best first: by the final value (after training when there was training, else step 0)."""
+        return sorted(self.rows, key=lambda r: r.final)
 
 
 def strategy_configs(cfg: AdaptConfig, strategies: Sequence[str]) -> list[AdaptConfig]:
@@ -84,16 +95,18 @@ def strategy_configs(cfg: AdaptConfig, strategies: Sequence[str]) -> list[AdaptC
 
 
 def row_of(result: AdaptResult) -> StrategyRow:
+    """One strategy's row, from the run's ``RunSummary``."""
+    summary = RunSummary.from_result(result)
     curve = trainer_curve_file(result)
     return StrategyRow(
-        strategy=result.config.strategy,
+        strategy=summary.strategy,
         strategy_params=result.config.strategy_params,
-        step0=result.bpb["adapted_step0"],
-        trained=result.bpb.get("adapted_trained"),
-        counts=result.init_report.get("counts", {}),
+        step0=summary.step0,
+        trained=summary.trained,
+        counts=summary.init_counts,
         model_dir=result.model_dir,
         seconds=round(result.seconds, 1),
-        stages_reused=f"{sum(result.stages_cached.values())}/{len(result.stages_cached)}",
+        stages_reused=summary.stages_reused,
         curve_file=str(curve) if curve else None,
     )
 
@@ -118,12 +131,13 @@ def compare_strategies(
         results.append(result)
         if on_result is not None:
             on_result(result)
+    first = RunSummary.from_result(results[0])  # the source model's rows are shared by all runs
     return Comparison(
         base=cfg,
-        metric=results[0].metric,
+        metric=first.metric,
         train_steps=cfg.total_train_steps,
-        source_model=results[0].bpb.get("source_model_on_target"),
-        source_model_on_curves=results[0].bpb.get("source_model_on_curve_texts"),
+        source_model=first.source_model,
+        source_model_on_curves=first.value(SOURCE_ON_CURVE_TEXTS),
         rows=[row_of(r) for r in results],
     )
 
@@ -132,29 +146,41 @@ def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
+#: The comparison table's optional columns: header (``{steps}``: the training budget) and cell.
+_COLUMNS: dict[str, tuple[str, Callable[[StrategyRow], str]]] = {
+    "step0": ("step 0", lambda row: _fmt(row.step0)),
+    "trained": ("after {steps} steps", lambda row: _fmt(row.trained)),
+    "counts": ("tokens by how they were set", lambda row: ", ".join(
+        f"{n} {label}" for label, n in sorted(row.counts.items(), key=lambda kv: (-kv[1], kv[0])))),
+    "seconds": ("seconds", lambda row: f"{row.seconds:.0f}"),
+    "stages": ("stages from cache", lambda row: row.stages_reused),
+    "model": ("model", lambda row: Path(row.model_dir).name),
+}
+
+
+def comparison_rows(comparison: Comparison, columns: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Header and text cells of the comparison, best first, then the source model (its value
+    in the step-0 column): the one table that the markdown file and the CLI render."""
+    header = ["strategy"] + [_COLUMNS[c][0].format(steps=comparison.train_steps) for c in columns]
+    rows = [[row.strategy] + [_COLUMNS[c][1](row) for c in columns] for row in comparison.ranked()]
+    if comparison.source_model is not None:
+        rows.append([SOURCE_MODEL_TITLE] + [_fmt(comparison.source_model) if c == "step0" else "" for c in columns])
+    return header, rows
+
+
 def comparison_markdown(comparison: Comparison) -> str:
     """The comparison as a markdown table, best first."""
-    from transfer.evaluate.bpb import METRIC_LABELS
-
     cfg = comparison.base
-    metric = METRIC_LABELS[comparison.metric]
+    header, rows = comparison_rows(comparison, ("step0", "trained", "counts", "seconds", "stages"))
     lines = [
-        (f"# {cfg.source_model} -> {cfg.target_language}: {metric} on {cfg.eval_texts} held-out "
-        f"{cfg.eval_split} texts"),
+        (f"# {cfg.source_model} -> {cfg.target_language}: {comparison.metric_name} on {cfg.eval_texts} "
+         f"held-out {cfg.eval_split} texts"),
         "",
         (f"Target tokenizer of {cfg.vocab_size} tokens; {comparison.train_steps} training steps of "
         f"{cfg.batch_size} x {cfg.block_size} tokens (seed {cfg.seed}). Lower is better."),
         "",
-        (f"| strategy | step 0 | after {comparison.train_steps} steps | tokens by how they were set "
-         "| seconds | stages from cache |"),
-        "|---|---|---|---|---|---|",
+        markdown_table(header, rows),
     ]
-    for row in comparison.ranked():
-        counts = ", ".join(f"{label} {n}" for label, n in sorted(row.counts.items(), key=lambda kv: -kv[1]))
-        lines.append(f"| {row.strategy} | {_fmt(row.step0)} | {_fmt(row.trained)} | {counts} "
-                     f"| {row.seconds:.0f} | {row.stages_reused} |")
-    if comparison.source_model is not None:
-        lines.append(f"| source model, own tokenizer | {_fmt(comparison.source_model)} | | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -175,7 +201,7 @@ def write_comparison(comparison: Comparison, folder: Path) -> dict[str, Path]:
     if curves and comparison.metric == "bpb":
         # the reference line must be measured on the curves' texts, not the evaluation texts
         reference = comparison.source_model_on_curves
-        references = {"source model, own tokenizer": reference} if reference is not None else None
+        references = {SOURCE_MODEL_TITLE: reference} if reference is not None else None
         cfg = comparison.base
         paths["plot"] = plot_curves(
             curves, folder / "curves.png", references=references,
