@@ -99,33 +99,45 @@ def training_progress_context(progress: RunProgress | None) -> AbstractContextMa
 
 
 def result_markdown(result: AdaptResult) -> str:
-    from transfer.evaluate.bpb import METRIC_LABELS
-
-    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in result.bpb.items())
-    fert = result.fertility
-    stages = "\n".join(
-        f"| {label} | {'cached' if cached else 'built'} |" for label, cached in result.stages_cached.items()
+    """The run's summary artifact: its ``RunSummary`` as markdown (the same evaluation table
+    as the model card), then how its stages were obtained."""
+    from transfer.publish.summary import (
+        RunSummary,
+        evaluations_markdown,
+        fertility_line,
+        init_line,
+        markdown_table,
     )
-    counts = result.init_report.get("counts", {})
+
+    summary = RunSummary.from_result(result)
+    cfg = result.config
+    stages = markdown_table(["stage", "state"], [[label, "cached" if cached else "built"]
+                                                 for label, cached in summary.stages_cached.items()])
     return (
-        f"# {result.config.model_name()}\n\n"
+        f"# {summary.name}\n\n"
         f"Model: `{result.model_dir}`  \nCode version: `{result.code_version}`  \n"
-        f"Strategy: `{result.config.strategy}`, vocabulary {result.config.vocab_size}, "
-        f"{result.config.total_train_steps} training steps, {result.seconds:.0f} s\n\n"
-        f"| evaluation | {METRIC_LABELS[result.metric]} |\n|---|---|\n{rows}\n\n"
-        f"Fertility (tokens/word): source {fert['source']['tokens_per_word']:.2f}, "
-        f"target {fert['target']['tokens_per_word']:.2f}\n\n"
-        f"Initialization: {counts}\n\n| stage | state |\n|---|---|\n{stages}\n"
+        f"Strategy: `{summary.strategy}`, vocabulary {cfg.vocab_size}, "
+        f"{cfg.total_train_steps} training steps, {result.seconds:.0f} s\n\n"
+        f"{evaluations_markdown(summary)}\n\n"
+        f"{fertility_line(summary)}\n\n"
+        f"Initialization: {init_line(summary)}\n\n{stages}\n"
     )
 
 
 def metrics_rows(result: AdaptResult) -> list[dict[str, object]]:
+    """The run's metrics table artifact: every evaluation (in report order, with the model
+    and texts in words), then both tokenizers' fertility."""
+    from transfer.publish.summary import RunSummary
+
+    summary = RunSummary.from_result(result)
     rows: list[dict[str, object]] = [
-        {"metric": f"{result.metric}/{name}", "value": round(value, 4)} for name, value in result.bpb.items()
+        {"metric": f"{summary.metric}/{row.label}", "value": round(row.value, 4),
+         "evaluation": f"{row.model} on {row.texts}" if row.texts else row.model}
+        for row in summary.rows
     ]
     for side in ("source", "target"):
-        for name, value in result.fertility.get(side, {}).items():
-            rows.append({"metric": f"fertility/{side}/{name}", "value": round(float(value), 4)})
+        for name, value in summary.fertility.get(side, {}).items():
+            rows.append({"metric": f"fertility/{side}/{name}", "value": round(float(value), 4), "evaluation": ""})
     return rows
 
 
