@@ -20,7 +20,9 @@ from pydantic import BaseModel
 from flows.adapt_flow import adapt_flow
 from flows.languages import DEFAULT_LANGUAGES_FILE, LanguagesConfigError, load_languages
 from flows.parameters import AdaptParameters
+from transfer.publish.labels import SOURCE_MODEL_TITLE
 from transfer.publish.result import AdaptResult
+from transfer.publish.summary import RunSummary, markdown_table
 
 
 class LanguageOutcome(BaseModel):
@@ -51,10 +53,11 @@ def _outcome_from_result(code: str, name: str, params: AdaptParameters, state: S
             return row
         if isinstance(result, dict):
             result = AdaptResult.model_validate(result)
-        row.metric = result.metric
-        row.bpb_source_model = result.bpb.get("source_model_on_target")
-        row.bpb_step0 = result.bpb.get("adapted_step0")
-        row.bpb_trained = result.bpb.get("adapted_trained")
+        summary = RunSummary.from_result(result)
+        row.metric = summary.metric
+        row.bpb_source_model = summary.source_model
+        row.bpb_step0 = summary.step0
+        row.bpb_trained = summary.trained
         row.seconds = round(result.seconds, 1)
         row.model_dir = result.model_dir
     else:
@@ -87,16 +90,19 @@ def _wait_for_runs(flow_run_ids: dict[str, Any], poll_seconds: float,
     return states
 
 
-def summary_markdown(rows: list[LanguageOutcome]) -> str:
+def summary_table(rows: list[LanguageOutcome]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the batch summary (the flow's markdown and the CLI's table)."""
     def fmt(value: float | None) -> str:
         return "-" if value is None else f"{value:.4f}"
 
-    lines = ["| language | strategy | state | BPB source model | BPB step 0 | BPB trained |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.name} ({r.language}) | {r.strategy} | {r.state} | "
-                     f"{fmt(r.bpb_source_model)} | {fmt(r.bpb_step0)} | {fmt(r.bpb_trained)} |")
-    return "\n".join(lines)
+    header = ["language", "strategy", "state", "metric", SOURCE_MODEL_TITLE, "step 0", "trained"]
+    cells = [[f"{r.name} ({r.language})", r.strategy, r.state, r.metric,
+              fmt(r.bpb_source_model), fmt(r.bpb_step0), fmt(r.bpb_trained)] for r in rows]
+    return header, cells
+
+
+def summary_markdown(rows: list[LanguageOutcome]) -> str:
+    return markdown_table(*summary_table(rows))
 
 
 @flow(name="adapt-batch", log_prints=True)

@@ -268,13 +268,15 @@ def batch(
     if isinstance(rows, BaseException):
         console.print(f"[red]batch failed:[/] {rows}")
         raise typer.Exit(code=1)
+    from flows.batch_flow import LanguageOutcome, summary_table
+
+    outcomes = [LanguageOutcome.model_validate(row) for row in rows]
     table = Table(title="batch summary: bits per byte on held-out target texts (mlm_loss rows: masked LMs)")
-    for column in ("language", "strategy", "state", "metric", "source model", "step 0", "trained"):
+    header, cells = summary_table(outcomes)
+    for column in header:
         table.add_column(column)
-    for row in rows:
-        fmt = [("-" if row[k] is None else f"{row[k]:.4f}") for k in ("bpb_source_model", "bpb_step0", "bpb_trained")]
-        table.add_row(f"{row['name']} ({row['language']})", row["strategy"], row["state"],
-                      row.get("metric", "bpb"), *fmt)
+    for cell_row in cells:
+        table.add_row(*cell_row)
     console.print(table)
     for row in rows:
         if row["message"]:
