@@ -29,37 +29,8 @@ from tokenizer_builds.conventions import (
 )
 from tokenizer_builds.families import (
     TokenizerFamily,
+    word_marker,
 )
-
-_DEFAULT_MARKER = "▁"
-
-
-def word_marker(spec: dict[str, Any]) -> str:
-    """The word-start marker: a Metaspace's replacement, else the content a normalizer
-    ``Replace`` puts for a space (Llama-2), else ``▁``."""
-
-    def search(node: Any) -> str | None:
-        if isinstance(node, dict):
-            if node.get("type") == "Metaspace" and node.get("replacement"):
-                return str(node["replacement"])
-            if node.get("type") == "Replace" and node.get("pattern") == {"String": " "}:
-                return str(node.get("content") or "") or None
-            for value in node.values():
-                found = search(value)
-                if found:
-                    return found
-        if isinstance(node, list):
-            for item in node:
-                found = search(item)
-                if found:
-                    return found
-        return None
-
-    for part in ("pre_tokenizer", "normalizer", "decoder"):
-        found = search(spec.get(part))
-        if found:
-            return found
-    return _DEFAULT_MARKER
 
 
 def training_pre_tokenizer(spec: dict[str, Any]) -> Any:

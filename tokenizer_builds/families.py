@@ -2,7 +2,9 @@
 
 A target tokenizer must belong to the same family as the source one, so that byte tokens,
 word-boundary markers and special tokens follow the same conventions. The family is read
-from the backend tokenizer's JSON (model type, ByteLevel pre-tokenizer, byte_fallback).
+from the backend tokenizer's JSON (model type, ByteLevel pre-tokenizer, byte_fallback);
+this is the one place that decides it (``transfer.tokenizer.special_tokens`` asks here
+how a vocabulary spells word starts and bytes).
 
 This module also holds the input checks every family builder shares (vocabulary budget,
 non-empty corpus), so that they fail before any training starts.
@@ -86,6 +88,37 @@ def family_of_json(spec: dict[str, Any]) -> TokenizerFamily:
 def detect_family(tokenizer: PreTrainedTokenizerBase | Tokenizer) -> TokenizerFamily:
     """Inspect a tokenizer's backend JSON and name its family."""
     return family_of_json(backend_json(tokenizer))
+
+
+_DEFAULT_MARKER = "▁"
+
+
+def word_marker(spec: dict[str, Any]) -> str:
+    """The word-start marker: a Metaspace's replacement, else the content a normalizer
+    ``Replace`` puts for a space (Llama-2), else ``▁``."""
+
+    def search(node: Any) -> str | None:
+        if isinstance(node, dict):
+            if node.get("type") == "Metaspace" and node.get("replacement"):
+                return str(node["replacement"])
+            if node.get("type") == "Replace" and node.get("pattern") == {"String": " "}:
+                return str(node.get("content") or "") or None
+            for value in node.values():
+                found = search(value)
+                if found:
+                    return found
+        if isinstance(node, list):
+            for item in node:
+                found = search(item)
+                if found:
+                    return found
+        return None
+
+    for part in ("pre_tokenizer", "normalizer", "decoder"):
+        found = search(spec.get(part))
+        if found:
+            return found
+    return _DEFAULT_MARKER
 
 
 def check_vocab_size(vocab_size: int, *, n_reserved: int, alphabet_size: int) -> None:

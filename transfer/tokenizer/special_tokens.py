@@ -18,6 +18,9 @@ from functools import lru_cache
 
 from transformers import PreTrainedTokenizerBase
 
+from tokenizer_builds.families import TokenizerFamily, backend_json, family_of_json, word_marker
+from transfer.errors import TokenizerBuildError
+
 # Role order doubles as priority when one token plays several roles (eos and pad, ...).
 ROLES: tuple[str, ...] = ("bos", "eos", "pad", "unk", "mask", "cls", "sep")
 ADDED_PREFIX = "added:"
@@ -159,26 +162,31 @@ class FamilyInfo:
     marker: str = ""
 
 
+# How each family of ``tokenizer_builds.families`` spells tokens: byte-fallback BPE and
+# Unigram both mark word starts SentencePiece's way.
+SURFACE_STYLE: dict[TokenizerFamily, str] = {
+    TokenizerFamily.BYTE_LEVEL_BPE: BYTE_LEVEL,
+    TokenizerFamily.BPE_BYTE_FALLBACK: SENTENCEPIECE,
+    TokenizerFamily.UNIGRAM: SENTENCEPIECE,
+    TokenizerFamily.WORDPIECE: WORDPIECE,
+}
+
+
 def tokenizer_family(tok: PreTrainedTokenizerBase) -> FamilyInfo:
-    """Detect byte-level BPE, SentencePiece-style (``▁``) or WordPiece (``##``) from the
-    fast tokenizer's pipeline; anything else (or a slow tokenizer) is ``other``."""
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is None:
+    """Byte-level BPE, SentencePiece-style (``▁``) or WordPiece (``##``), as
+    ``tokenizer_builds.families`` (the one detection) names the tokenizer's family, with its
+    word marker; a tokenizer of no supported family (or a slow one) is ``other``."""
+    try:
+        spec = backend_json(tok)
+        family = family_of_json(spec)
+    except TokenizerBuildError:
         return FamilyInfo(OTHER)
-    model = backend.model
-    if type(model).__name__ == "WordPiece":
-        return FamilyInfo(WORDPIECE, getattr(model, "continuing_subword_prefix", "##") or "##")
-    pipeline = " ".join(repr(part) for part in (backend.pre_tokenizer, backend.decoder))
-    if "ByteLevel(" in pipeline:
+    style = SURFACE_STYLE[family]
+    if style == BYTE_LEVEL:
         return FamilyInfo(BYTE_LEVEL, byte_to_unicode()[ord(" ")])
-    normalizer = repr(backend.normalizer)
-    if "Metaspace(" in pipeline or "▁" in pipeline or "▁" in normalizer:
-        for part in (backend.pre_tokenizer, backend.decoder):
-            replacement = getattr(part, "replacement", None)
-            if isinstance(replacement, str) and replacement:
-                return FamilyInfo(SENTENCEPIECE, replacement)
-        return FamilyInfo(SENTENCEPIECE, "▁")
-    return FamilyInfo(OTHER)
+    if style == WORDPIECE:
+        return FamilyInfo(WORDPIECE, (spec.get("model") or {}).get("continuing_subword_prefix") or "##")
+    return FamilyInfo(SENTENCEPIECE, word_marker(spec))
 
 
 def fallback_byte(token: str) -> int | None:
