@@ -63,13 +63,15 @@ def list_models(
     for column in ("model", "ver", "aliases", "source", "strategy", "vocab", "split",
                    "source BPB", "step 0", "trained", "tok/word"):
         table.add_column(column, justify="right" if column in {"ver", "vocab", "source BPB", "step 0", "trained", "tok/word"} else "left")
+    from transfer.publish.labels import ADAPTED_STEP0, ADAPTED_TRAINED, SOURCE_ON_TARGET
+
     for v in versions:
         m = v.metrics
         table.add_row(
             v.name, str(v.version), ",".join(v.aliases), v.tag("source_model") or "",
             v.tag("strategy") or "", v.tag("tokenizer.vocab_size") or "", v.tag("eval_split") or "",
-            _fmt(m.get("bpb.source_model_on_target")), _fmt(m.get("bpb.adapted_step0")),
-            _fmt(m.get("bpb.adapted_trained")), _fmt(m.get("fertility.target.tokens_per_word")),
+            *(_fmt(m.get(f"bpb.{label}")) for label in (SOURCE_ON_TARGET, ADAPTED_STEP0, ADAPTED_TRAINED)),
+            _fmt(m.get("fertility.target.tokens_per_word")),
         )
     console.print(table)
 

@@ -284,12 +284,3 @@ def test_smollm2_bpb_on_bible_verses(smollm2):
     assert 0.7 < english.bpb < 1.7
     assert 2.2 < german.bpb < 3.3
     assert german.bpb > english.bpb + 0.8
-
-
-def test_evaluations_in_label_order() -> None:
-    from transfer.evaluate.bpb import in_label_order
-
-    values = {"adapted_trained": 2.0, "source_model_on_target": 2.7, "adapted_step0": 3.4, "other": 1.0,
-              "source_model_on_source_language": 1.5}
-    assert [k for k, _ in in_label_order(values)] == [
-        "source_model_on_source_language", "source_model_on_target", "adapted_step0", "adapted_trained", "other"]

@@ -38,26 +38,6 @@ END_OF_TEXT_TOKENS: tuple[str, ...] = ("<|endoftext|>", "</s>", "<|end_of_text|>
 # At most this many float64 log-probabilities exist at once (2**24 x 8 bytes = 128 MiB).
 _LOGPROB_ELEMENTS = 1 << 24
 
-#: How each evaluation metric is named to people: causal models are scored on bits per
-#: byte, masked LMs on the masked-LM loss (not comparable with each other).
-METRIC_LABELS = {"bpb": "bits per byte", "mlm_loss": "masked-LM loss (nats per masked token)"}
-
-#: A run's evaluations (``AdaptResult.bpb`` keys) as (model, texts) for tables.
-EVALUATION_LABELS = {
-    "source_model_on_source_language": ("source model, own tokenizer", "source language"),
-    "source_model_on_target": ("source model, own tokenizer", "target language"),
-    "source_model_on_curve_texts": ("source model, own tokenizer", "learning-curve dev texts"),
-    "adapted_step0": ("adapted, step 0 (initialization only)", "target language"),
-    "adapted_trained": ("adapted, after training", "target language"),
-}
-
-
-def in_label_order(values: dict[str, float]) -> list[tuple[str, float]]:
-    """A run's evaluations in ``EVALUATION_LABELS`` order (the source model's first)."""
-    order = list(EVALUATION_LABELS)
-    return sorted(values.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
-
-
 class EvaluationError(VocabTransferError):
     """Bad input to an evaluation (no texts, an empty text, a mismatched model)."""
 
