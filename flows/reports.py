@@ -175,13 +175,14 @@ def learning_curve_file(result: AdaptResult, path: Path) -> Path | None:
     """The trainer's dev-BPB curve (``curve.json`` in the train stage folder) plotted next to
     the reports, with the source model on the same dev texts as the line to beat (so cache
     clean-ups do not break the link); else a plot of the step losses."""
+    from transfer.publish.labels import SOURCE_MODEL_TITLE, SOURCE_ON_CURVE_TEXTS
     from transfer.publish.result import trainer_curve_file
     from transfer.train.curves import plot_curves, read_json
 
     trainer_curve = trainer_curve_file(result)
     if trainer_curve is not None:
-        reference = result.bpb.get("source_model_on_curve_texts")
-        references = {"source model, own tokenizer": reference} if reference is not None else None
+        reference = result.bpb.get(SOURCE_ON_CURVE_TEXTS)
+        references = {SOURCE_MODEL_TITLE: reference} if reference is not None else None
         return plot_curves([read_json(trainer_curve)], path, references=references,
                            title=f"{result.config.model_name()}: dev bits per byte")
     return plot_learning_curve(result, path)
