@@ -72,9 +72,6 @@ class RunManifest(BaseModel):
     stage_keys: dict[str, str] = Field(default_factory=dict, description="label -> 'stage:key'")
     command: list[str] = Field(default_factory=list)
 
-    def adapt_config(self) -> AdaptConfig:
-        return AdaptConfig(**self.config)
-
 
 def _device_info(requested: str | None) -> DeviceInfo:
     import torch
