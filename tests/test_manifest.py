@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.test_pipeline import _config
-from transfer.cache import code_version
+from transfer.code_version import code_version
 from transfer.config import AdaptConfig
 from transfer.publish.manifest import (
     MANIFEST_FILE,
