@@ -85,6 +85,18 @@ def _absolute(module: str | None, level: int, current: str, is_package: bool) ->
     return ".".join(base + ([module] if module else []))
 
 
+def _iter_modules_target(node: ast.AST) -> str | None:
+    """``x`` when ``node`` is ``pkgutil.iter_modules(x.__path__)`` (a plug-in folder walk)."""
+    if not (isinstance(node, ast.Call) and node.args):
+        return None
+    func, arg = node.func, node.args[0]
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if (name == "iter_modules" and isinstance(arg, ast.Attribute) and arg.attr == "__path__"
+            and isinstance(arg.value, ast.Name)):
+        return arg.value.id
+    return None
+
+
 def _imports(module: str, path: Path) -> set[str]:
     """Modules that ``module`` (at ``path``) imports at run time, as candidate names: for
     ``from a import b`` both ``a`` and ``a.b`` (``b`` may be a submodule or a name)."""
@@ -107,11 +119,9 @@ def _imports(module: str, path: Path) -> set[str]:
                     names.add(f"{base}.{alias.name}")
                     aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
     for node in nodes:  # plug-in packages loaded by walking their folder
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name)
-                and getattr(node.func, "attr", getattr(node.func, "id", None)) == "iter_modules"
-                and node.args and isinstance(node.args[0], ast.Attribute) and node.args[0].attr == "__path__"
-                and isinstance(node.args[0].value, ast.Name) and node.args[0].value.id in aliases):
-            names.add(aliases[node.args[0].value.id] + ".*")
+        walked = _iter_modules_target(node)
+        if walked in aliases:
+            names.add(aliases[walked] + ".*")
     return names
 
 
