@@ -30,13 +30,13 @@ from flows.reports import (
     artifact_key,
     publish_reports,
     result_markdown,
-    training_progress_context,
+    training_callbacks,
 )
 from transfer.cache import StageCache, StageOutput
 from transfer.errors import VocabTransferError
 from transfer.pipeline import run_adaptation
 from transfer.publish.result import AdaptResult
-from transfer.stages import StageSpec, execute
+from transfer.stages import BuildContext, StageSpec, execute
 
 __all__ = ["adapt_flow", "execute_as_task", "is_transient", "result_markdown", "run_stage",
            "stage_cache_key", "training_limit_name"]
@@ -77,8 +77,9 @@ def _retry_if_transient(task_: Any, task_run: Any, state: Any) -> bool:
 @task(cache_key_fn=stage_cache_key, persist_result=True, task_run_name="{spec.stage}",
       retries=STAGE_RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=_retry_if_transient)
-def run_stage(spec: StageSpec, cache_dir: str) -> StageOutput:
-    output, cached = execute(spec, StageCache(_cache_root(cache_dir)))
+def run_stage(spec: StageSpec, cache_dir: str, context: BuildContext = BuildContext()) -> StageOutput:
+    # ``context`` (progress callbacks) never changes the result: stage_cache_key leaves it out
+    output, cached = execute(spec, StageCache(_cache_root(cache_dir)), context)
     get_run_logger().info("%s %s (%s)", spec.stage, "reused" if cached else "built", output.path)
     return output
 
@@ -117,24 +118,24 @@ def _is_training(spec: StageSpec) -> bool:
     return "train" in spec.stage
 
 
-def execute_as_task(spec: StageSpec, cache_dir: str, progress: RunProgress | None = None) -> StageOutput:
-    """Run a stage as a Prefect task; a cached Prefect result whose folder was deleted
-    (``make clean-cache``) is refreshed instead of trusted. An uncached training stage
-    first takes this worker's training slot."""
+def execute_as_task(spec: StageSpec, cache_dir: str, progress: RunProgress | None = None,
+                    context: BuildContext = BuildContext()) -> StageOutput:
+    """Run a stage as a Prefect task, its builder getting ``context``; a cached Prefect
+    result whose folder was deleted (``make clean-cache``) is refreshed instead of trusted.
+    An uncached training stage first takes this worker's training slot."""
     cache = StageCache(_cache_root(cache_dir))
     built = cache.is_complete(spec.stage, spec.key)
     if progress is not None:
         progress.update(f"{spec.stage}: {'cached' if built else 'running'}")
-    slot, steps = nullcontext(), nullcontext()
+    slot = nullcontext()
     if _is_training(spec) and not built:
         name = training_limit_name()
         ensure_training_limit(name)
         slot = concurrency(name, occupy=1)
-        steps = training_progress_context(progress)
-    with slot, steps:
-        output = run_stage(spec, cache_dir)
+    with slot:
+        output = run_stage(spec, cache_dir, context)
         if not cache.is_complete(spec.stage, spec.key):
-            output = run_stage.with_options(refresh_cache=True)(spec, cache_dir)
+            output = run_stage.with_options(refresh_cache=True)(spec, cache_dir, context)
     if progress is not None:
         progress.update(f"{spec.stage}: done", finished_stage=True)
     return output
@@ -157,7 +158,8 @@ def adapt_flow(config: AdaptParameters = AdaptParameters()) -> AdaptResult:
     cache_dir = str(config.cache_dir)
     name = config.model_name()
     progress = RunProgress(_planned_stage_count(config), key=artifact_key(name, "progress"))
-    result = run_adaptation(config, execute_stage=lambda spec: execute_as_task(spec, cache_dir, progress))
+    result = run_adaptation(config, callbacks=training_callbacks(progress),
+                            execute_stage=lambda spec, context: execute_as_task(spec, cache_dir, progress, context))
     progress.update("finished")
     publish_reports(result, Path(config.output_dir).parent / "reports")
     return result

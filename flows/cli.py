@@ -161,24 +161,24 @@ def adapt(
             with _stage_progress():
                 result = adapt_flow(cfg)
         else:
-            from transfer.train.callbacks import RichProgress, use_callbacks
+            from transfer.train.callbacks import RichProgress
 
-            with use_callbacks(RichProgress(console)):
-                result = _run_local(cfg)
+            result = _run_local(cfg, (RichProgress(console),))
     except (ValidationError, VocabTransferError) as error:
         raise _fail(error) from error
     _print_result(result)
 
 
-def _run_local(cfg):
-    """One adaptation without Prefect, printing each stage as it ends."""
+def _run_local(cfg, callbacks=()):
+    """One adaptation without Prefect, printing each stage as it ends; ``callbacks`` follow
+    the training."""
     from transfer.pipeline import run_adaptation
 
     def listener(stage: str, state: str) -> None:
         if state != "running":
             console.print(f"[dim]{stage}: {state}[/]")
 
-    return run_adaptation(cfg, listener=listener)
+    return run_adaptation(cfg, listener=listener, callbacks=callbacks)
 
 
 def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> None:
@@ -212,10 +212,11 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
         with _stage_progress():
             comparison = compare_flow(cfg, strategies)
     else:
-        from transfer.train.callbacks import RichProgress, use_callbacks
+        from transfer.train.callbacks import RichProgress
 
-        with use_callbacks(RichProgress(console)):
-            comparison = compare_strategies(cfg, strategies, run=_run_local, on_result=done)
+        progress = (RichProgress(console),)
+        comparison = compare_strategies(cfg, strategies, run=lambda config: _run_local(config, progress),
+                                        on_result=done)
         write_comparison(comparison, folder)
     table = Table(title=f"{cfg.target_language}: {comparison.metric_name} on held-out {cfg.eval_split} texts, "
                         "best first")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -88,14 +87,10 @@ class TrainingProgress(TrainingCallback):
                              within=step / self.total)
 
 
-def training_progress_context(progress: RunProgress | None) -> AbstractContextManager:
-    """Hand ``TrainingProgress`` to the trainer while a training stage runs
-    (``transfer.train.callbacks.use_callbacks``)."""
-    from transfer.train.callbacks import use_callbacks
-
-    if progress is None:
-        return nullcontext()
-    return use_callbacks(TrainingProgress(progress))
+def training_callbacks(progress: RunProgress | None) -> tuple[TrainingCallback, ...]:
+    """The callbacks a run hands its train stage (``run_adaptation(callbacks=...)``):
+    ``TrainingProgress`` when the run has a progress artifact."""
+    return () if progress is None else (TrainingProgress(progress),)
 
 
 def result_markdown(result: AdaptResult) -> str:

@@ -13,7 +13,6 @@ from tests.tiny import (
     ENGLISH,
     GERMAN,
     tiny_bert,
-    tiny_llama,
     tiny_roberta,
     tiny_roberta_tokenizer,
     tiny_wordpiece_tokenizer,
@@ -22,7 +21,6 @@ from transfer.evaluate.masked_lm import (
     IGNORE_INDEX,
     MaskedLMError,
     MLMResult,
-    is_masked_lm,
     mask_tokens,
     masked_lm_loss,
     max_sequence_length,
@@ -180,11 +178,6 @@ def test_input_errors(bert, wordpiece) -> None:
         masked_lm_loss(small, wordpiece, TEXTS)
     with pytest.raises(MaskedLMError, match="no token was masked"):
         masked_lm_loss(bert, wordpiece, ["Haus"], rate=0.01)
-
-
-def test_is_masked_lm() -> None:
-    assert is_masked_lm(tiny_bert(30)) and is_masked_lm(tiny_roberta(30))
-    assert not is_masked_lm(tiny_llama(30))
 
 
 def test_pipeline_reports_masked_lm_loss_for_a_bert_source(tmp_path: Path, tiny_corpus: Path) -> None:

@@ -12,9 +12,9 @@ from transfer.config import AdaptConfig
 from transfer.corpus.stage import corpus_spec
 from transfer.init.stage import init_spec
 from transfer.source.stage import source_spec
-from transfer.stages import execute
+from transfer.stages import BuildContext, execute
 from transfer.tokenizer.stage import tokenizer_spec
-from transfer.train import TrainingCallback, active_callbacks, use_callbacks
+from transfer.train import TrainingCallback
 from transfer.train.stage import train_spec
 
 
@@ -38,9 +38,8 @@ def test_train_stage_writes_curves_and_runs_both_stages(tmp_path: Path, tiny_sou
         def on_step(self, step, metrics) -> None:
             seen.append(step)
 
-    with use_callbacks(Steps()):
-        trained, cached = execute(spec, cache)
-    assert seen == [1, 2, 3, 4] and active_callbacks() == []
+    trained, cached = execute(spec, cache, BuildContext(callbacks=(Steps(),)))
+    assert seen == [1, 2, 3, 4]
     assert not cached
     log = json.loads(trained.file("train_log.json").read_text())
     assert log["steps"] == 4 and len(log["losses"]) == 4

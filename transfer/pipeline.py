@@ -10,7 +10,8 @@ Prefect task, by passing ``execute_stage``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from transfer.cache import StageCache, StageOutput
 from transfer.code_version import code_version
@@ -23,21 +24,24 @@ from transfer.publish.result import AdaptResult
 from transfer.publish.run import publish_run
 from transfer.source.stage import source_spec
 from transfer.stage_graph import EVALUATE, StageGraph
-from transfer.stages import StageSpec, execute, read_json
+from transfer.stages import BuildContext, StageSpec, execute, read_json
 from transfer.tokenizer.stage import tokenizer_spec
 from transfer.train.stage import train_spec
 from transfer.validate import validate_config
 from transfer.vectors.stage import align_stage_spec, vector_specs
 
-ExecuteStage = Callable[[StageSpec], StageOutput]
+if TYPE_CHECKING:
+    from transfer.train.callbacks import TrainingCallback
+
+ExecuteStage = Callable[[StageSpec, BuildContext], StageOutput]
 StageListener = Callable[[str, str], None]  # (stage label, "cached" | "built" | "running")
 
 
 def _local_execute(cache: StageCache, listener: StageListener | None) -> ExecuteStage:
-    def run(spec: StageSpec) -> StageOutput:
+    def run(spec: StageSpec, context: BuildContext) -> StageOutput:
         if listener:
             listener(spec.stage, "running")
-        output, cached = execute(spec, cache)
+        output, cached = execute(spec, cache, context)
         if listener:
             listener(spec.stage, "cached" if cached else "built")
         return output
@@ -90,17 +94,21 @@ def run_adaptation(
     *,
     execute_stage: ExecuteStage | None = None,
     listener: StageListener | None = None,
+    callbacks: Sequence[TrainingCallback] = (),
 ) -> AdaptResult:
-    """Adapt ``cfg.source_model`` to the target language; every stage is cached by its key."""
+    """Adapt ``cfg.source_model`` to the target language; every stage is cached by its key.
+    ``callbacks`` follow the training (progress bars); every builder gets them in its
+    ``BuildContext``."""
     started = time.perf_counter()
     validate_config(cfg)
     cache = StageCache(cfg.cache_dir)
     run = execute_stage or _local_execute(cache, listener)
+    context = BuildContext(callbacks=tuple(callbacks))
     cached_before = {}
 
     def stage(spec: StageSpec, label: str) -> StageOutput:
         cached_before[label] = cache.is_complete(spec.stage, spec.key)
-        return run(spec)
+        return run(spec, context)
 
     graph = walk_stages(cfg, stage)
     final = graph.final

@@ -3,8 +3,9 @@
 A ``StageSpec`` names the stage, its parameters, the hashes of its inputs (upstream stage
 keys are content addresses, so they serve as input hashes) and where the upstream folders
 are. Its ``key`` is the cache key used both by ``transfer.pipeline`` and by the Prefect
-tasks in ``flows/``. Builders are plain functions ``build(spec, out_dir)`` that read
-upstream folders and write their own folder.
+tasks in ``flows/``. Builders are plain functions ``build(spec, out_dir, context)`` that
+read upstream folders and write their own folder; ``context`` carries what only the caller
+has and what does not change the result (progress callbacks), so it is not in the key.
 """
 
 from __future__ import annotations
@@ -12,14 +13,28 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from transfer.cache import StageCache, StageOutput, stage_key
 
-Builder = Callable[["StageSpec", Path], None]
+if TYPE_CHECKING:
+    from transfer.train.callbacks import TrainingCallback
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a run hands every builder besides its spec: objects that cannot travel in a
+    serializable spec and never change what is built. ``callbacks`` report the train
+    stage's progress (the CLI's progress bar, the Prefect flow's progress artifact)."""
+
+    callbacks: tuple[TrainingCallback, ...] = ()
+
+
+Builder = Callable[["StageSpec", Path, BuildContext], None]
 _BUILDERS: dict[str, Builder] = {}
 
 #: The module that holds each stage's spec and builder: the stage graph's one table of
@@ -71,10 +86,12 @@ def builder_of(stage: str) -> Builder:
     return _BUILDERS[stage]
 
 
-def execute(spec: StageSpec, cache: StageCache) -> tuple[StageOutput, bool]:
-    """Return the stage's cached folder or build it; the bool tells whether it was cached."""
+def execute(spec: StageSpec, cache: StageCache,
+            context: BuildContext = BuildContext()) -> tuple[StageOutput, bool]:
+    """Return the stage's cached folder or build it (handing the builder ``context``); the
+    bool tells whether it was cached."""
     build = builder_of(spec.stage)
-    return cache.run(spec.stage, spec.key, lambda out: build(spec, out))
+    return cache.run(spec.stage, spec.key, lambda out: build(spec, out, context))
 
 
 def upstream_of(**outputs: StageOutput) -> tuple[dict[str, str], dict[str, str]]:

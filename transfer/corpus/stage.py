@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transfer.errors import CorpusError
-from transfer.stages import StageSpec, builder, write_json
+from transfer.stages import BuildContext, StageSpec, builder, write_json
 
 if TYPE_CHECKING:
     from transfer.config import AdaptConfig
@@ -54,7 +54,7 @@ def _hash_order(key: str) -> str:
 
 
 @builder("corpus")
-def build_corpus(spec: StageSpec, out: Path) -> None:
+def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
     """Split by verse key (Bible) or document hash (files) into train/dev/test files; the
     ``*.target.txt``/``*.source.txt`` files hold the first translation's held-out verses and
     the same verses in the source language, in a stable hash order for evaluation."""

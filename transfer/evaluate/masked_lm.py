@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from transfer.devices import place_model
 from transfer.errors import VocabTransferError
@@ -285,12 +284,3 @@ def _batch_nats(
     logp = torch.log_softmax(picked, dim=-1)
     targets = labels[chosen].to(logp.device)
     return -logp.gather(1, targets[:, None]).sum().cpu()
-
-
-def is_masked_lm(model: PreTrainedModel) -> bool:
-    """Whether ``model`` is a masked LM (BERT, RoBERTa, XLM-R ...), scored by masked-LM
-    loss rather than bits per byte."""
-    if type(model).__name__.endswith("ForMaskedLM"):
-        return True
-    mapping = MODEL_FOR_MASKED_LM_MAPPING_NAMES.get(getattr(model.config, "model_type", ""))
-    return mapping == type(model).__name__

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from transfer.cache import StageOutput
 from transfer.corpus.stage import eval_file, read_lines
 from transfer.errors import CorpusError
-from transfer.stages import StageSpec, builder, upstream_of, write_json
+from transfer.stages import BuildContext, StageSpec, builder, upstream_of, write_json
 
 if TYPE_CHECKING:
     from transfer.config import AdaptConfig
@@ -30,13 +30,14 @@ def evaluate_spec(cfg: AdaptConfig, model: StageOutput, corpus: StageOutput, tex
 
 
 @builder("evaluate")
-def build_evaluate(spec: StageSpec, out: Path) -> None:
+def build_evaluate(spec: StageSpec, out: Path, context: BuildContext) -> None:
     """Bits per byte of a causal model on held-out texts (DESIGN.md's definition); the
     masked-LM loss (fixed seed and 15% rate) for a masked LM. ``metric``/``value`` name the
     number either way; a ``bpb`` key is present only for causal models."""
     from transfer.evaluate.bpb import bits_per_byte
-    from transfer.evaluate.masked_lm import is_masked_lm, masked_lm_loss
+    from transfer.evaluate.masked_lm import masked_lm_loss
     from transfer.source.loading import load_source
+    from transfer.source.objective import METRIC_OF, model_objective
 
     p = spec.params
     path = spec.upstream_path("corpus") / eval_file(p["split"], p["texts"])
@@ -45,11 +46,13 @@ def build_evaluate(spec: StageSpec, out: Path) -> None:
     texts = read_lines(path, p["n_texts"])
     model, tokenizer = load_source(str(spec.upstream_path("model") / "model"))
     batch_size, device = spec.runtime.get("batch_size", 16), spec.runtime.get("device")
-    if is_masked_lm(model):
+    objective = model_objective(model)
+    if objective == "masked":
         result = masked_lm_loss(model, tokenizer, texts, batch_size=batch_size, device=device)
-        metric = {"metric": "mlm_loss", "value": result.loss}
+        value = result.loss
     else:
         result = bits_per_byte(model, tokenizer, texts, batch_size=batch_size, device=device)
-        metric = {"metric": "bpb", "value": result.bpb}
+        value = result.bpb
+    metric = {"metric": METRIC_OF[objective], "value": value}
     write_json(out / "metrics.json", {"texts": p["texts"], "split": p["split"], **metric,
                                       **result.to_dict()})

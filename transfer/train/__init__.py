@@ -1,12 +1,7 @@
 """Continued pretraining: packed data, objectives, the staged trainer, checkpoints, memory
 estimate, learning curves and several-process support (see ``trainer`` for the loop)."""
 
-from transfer.train.callbacks import (
-    RichProgress,
-    TrainingCallback,
-    active_callbacks,
-    use_callbacks,
-)
+from transfer.train.callbacks import RichProgress, TrainingCallback
 from transfer.train.config import StageConfig, TrainingConfig, per_device_defaults
 from transfer.train.curves import CurvePoint, LearningCurve, plot_curves, save_curve_files
 from transfer.train.data import BlockOrder, PackedData, pack_blocks, pack_train_split
@@ -21,8 +16,8 @@ from transfer.train.trainer import TrainResult, train
 
 __all__ = [
     "BlockOrder", "CurvePoint", "LearningCurve", "MemoryEstimate", "PackedData", "RichProgress",
-    "StageConfig", "TrainResult", "TrainingCallback", "TrainingConfig", "active_callbacks", "dev_evaluator",
+    "StageConfig", "TrainResult", "TrainingCallback", "TrainingConfig", "dev_evaluator",
     "embedding_parameters", "estimate_training_memory", "freeze_all_but_embeddings",
     "pack_blocks", "pack_train_split", "per_device_defaults", "plot_curves", "save_curve_files",
-    "set_trainable", "train", "use_callbacks",
+    "set_trainable", "train",
 ]

@@ -1,18 +1,14 @@
 """Progress reporting: a callback interface, and a terminal progress bar built on it.
 
 The trainer calls every callback's hooks; the Prefect flow uses the same interface for
-its progress artifact, the CLI for a rich progress bar. Callbacks run on the main process
-only (rank 0) under several processes.
+its progress artifact, the CLI for a rich progress bar. The pipeline's train stage gets
+them as an argument (``run_adaptation(cfg, callbacks=...)`` -> ``BuildContext``).
+Callbacks run on the main process only (rank 0) under several processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-
-# Callbacks that the pipeline's train stage passes to the trainer (see ``use_callbacks``).
-_ACTIVE: list[TrainingCallback] = []
 
 
 class TrainingCallback:
@@ -77,24 +73,3 @@ class RichProgress(TrainingCallback):
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
-
-
-@contextmanager
-def use_callbacks(*callbacks: TrainingCallback) -> Iterator[None]:
-    """Make the pipeline's train stage report to ``callbacks`` while the block runs.
-
-    The train stage is built from a serializable spec, so callbacks cannot travel in it;
-    the CLI (``with use_callbacks(RichProgress()): run_adaptation(cfg)``) and the Prefect
-    flow (progress artifact) register them here instead. Process-wide, not per thread.
-    """
-    _ACTIVE.extend(callbacks)
-    try:
-        yield
-    finally:
-        for callback in callbacks:
-            _ACTIVE.remove(callback)
-
-
-def active_callbacks() -> list[TrainingCallback]:
-    """The callbacks registered with :func:`use_callbacks` right now."""
-    return list(_ACTIVE)

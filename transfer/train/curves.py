@@ -1,6 +1,8 @@
 """Learning curves: dev bits per byte and loss against steps and against bytes seen.
 
-BPB compares models with different tokenizers (DESIGN.md); bytes seen puts runs with
+BPB compares models with different tokenizers (DESIGN.md); a masked LM has no BPB and its
+curve holds the masked-LM loss instead (``metric``, the evaluate stage's metric name).
+Bytes seen puts runs with
 different tokenizers on one x axis, since the same training text is a different number
 of tokens for each. Saved as CSV and JSON (atomic writes) and plotted with matplotlib; one
 plot can overlay several runs.
@@ -33,24 +35,37 @@ class CurvePoint:
     seconds: float  # training wall time so far (evaluations excluded)
 
 
+#: Axis label of each metric a curve can hold.
+METRIC_AXIS = {"bpb": "dev bits per byte", "mlm_loss": "dev masked-LM loss (nats per masked token)",
+               "loss": "dev loss (nats per token)"}
+
+
 @dataclass
 class LearningCurve:
-    """The evaluations of one run, in order."""
+    """The evaluations of one run, in order. ``metric`` names what the curve is scored by:
+    ``bpb`` (``dev_bpb``), or ``mlm_loss``/``loss`` (``dev_loss``) when there is no BPB."""
 
     label: str
     points: list[CurvePoint] = field(default_factory=list)
+    metric: str = "bpb"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "points": [asdict(p) for p in self.points]}
+        return {"label": self.label, "metric": self.metric, "points": [asdict(p) for p in self.points]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LearningCurve:
-        return cls(label=data["label"], points=[CurvePoint(**p) for p in data["points"]])
+        return cls(label=data["label"], points=[CurvePoint(**p) for p in data["points"]],
+                   metric=data.get("metric", "bpb"))  # curves written before the field: BPB
+
+    def value(self, point: CurvePoint) -> float | None:
+        """The point's score in this curve's metric."""
+        return point.dev_bpb if self.metric == "bpb" else point.dev_loss
 
     def first_below(self, threshold: float) -> CurvePoint | None:
-        """The first evaluation whose dev BPB is below ``threshold`` (e.g. the source model's)."""
+        """The first evaluation scoring below ``threshold`` (e.g. the source model's)."""
         for point in self.points:
-            if point.dev_bpb is not None and point.dev_bpb < threshold:
+            value = self.value(point)
+            if value is not None and value < threshold:
                 return point
         return None
 
@@ -58,10 +73,10 @@ class LearningCurve:
 def write_csv(curve: LearningCurve, path: Path) -> None:
     buffer = io.StringIO()
     names = [f.name for f in fields(CurvePoint)]
-    writer = csv.DictWriter(buffer, fieldnames=["label", *names])
+    writer = csv.DictWriter(buffer, fieldnames=["label", "metric", *names])
     writer.writeheader()
     for point in curve.points:
-        writer.writerow({"label": curve.label, **asdict(point)})
+        writer.writerow({"label": curve.label, "metric": curve.metric, **asdict(point)})
     atomic_write(Path(path), buffer.getvalue())
 
 
@@ -80,8 +95,9 @@ def plot_curves(
     references: dict[str, float] | None = None,
     title: str = "dev bits per byte",
 ) -> Path:
-    """PNG with dev BPB against bytes seen (left) and steps (right), one line per run;
-    ``references`` draws horizontal lines (e.g. the source model's step-0 BPB)."""
+    """PNG with each run's metric (dev BPB, or the masked-LM loss) against bytes seen (left)
+    and steps (right), one line per run; ``references`` draws horizontal lines (e.g. the
+    source model's step-0 BPB)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -89,19 +105,22 @@ def plot_curves(
 
     fig, (by_bytes, by_steps) = plt.subplots(1, 2, figsize=(12, 4.5))
     for curve in curves:
-        pts = [p for p in curve.points if p.dev_bpb is not None]
+        pts = [p for p in curve.points if curve.value(p) is not None]
         if not pts:
             continue
-        by_bytes.plot([p.bytes_seen / 1e6 for p in pts], [p.dev_bpb for p in pts], marker="o", ms=3, label=curve.label)
-        by_steps.plot([p.step for p in pts], [p.dev_bpb for p in pts], marker="o", ms=3, label=curve.label)
+        values = [curve.value(p) for p in pts]
+        by_bytes.plot([p.bytes_seen / 1e6 for p in pts], values, marker="o", ms=3, label=curve.label)
+        by_steps.plot([p.step for p in pts], values, marker="o", ms=3, label=curve.label)
     for name, value in (references or {}).items():
         for axis in (by_bytes, by_steps):
             axis.axhline(value, linestyle="--", linewidth=1, color="grey")
         by_bytes.annotate(name, (0, value), textcoords="offset points", xytext=(4, 4), fontsize=8, color="grey")
     by_bytes.set_xlabel("training text seen (MB of UTF-8)")
     by_steps.set_xlabel("optimizer steps")
+    metrics = {curve.metric for curve in curves}
+    ylabel = METRIC_AXIS.get(metrics.pop(), "dev metric") if len(metrics) == 1 else "dev metric"
     for axis in (by_bytes, by_steps):
-        axis.set_ylabel("dev bits per byte")
+        axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3)
     by_bytes.legend(fontsize=8)
     fig.suptitle(title)
@@ -119,5 +138,5 @@ def save_curve_files(curve: LearningCurve, folder: Path, stem: str = "curve") ->
     paths = {"csv": folder / f"{stem}.csv", "json": folder / f"{stem}.json", "png": folder / f"{stem}.png"}
     write_csv(curve, paths["csv"])
     write_json(curve, paths["json"])
-    plot_curves([curve], paths["png"], title=f"{curve.label}: dev bits per byte")
+    plot_curves([curve], paths["png"], title=f"{curve.label}: {METRIC_AXIS.get(curve.metric, curve.metric)}")
     return paths

@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from transfer.errors import TrainingError
+from transfer.source.objective import METRIC_OF, Objective, model_objective
 
 
 def dev_evaluator(
@@ -17,35 +18,40 @@ def dev_evaluator(
     *,
     batch_size: int = 16,
     device: str | torch.device | None = None,
-    objective: str = "causal",
+    objective: Objective | None = None,
     seed: int = 0,
     rate: float = 0.15,
-) -> Callable[[PreTrainedModel], dict[str, float | None]]:
-    """A function ``model -> {"bpb", "loss"}`` on the dev ``texts``.
+) -> Callable[[PreTrainedModel], dict[str, float | str | None]]:
+    """A function ``model -> {"metric", "bpb", "loss"}`` on the dev ``texts``; the objective
+    is the model's own (:func:`transfer.source.objective.model_objective`) unless given.
 
-    Causal: bits per byte exactly as :func:`transfer.evaluate.bpb.bits_per_byte` (DESIGN.md)
-    and the loss in nats per scored token. Masked: the masked-LM loss with a fixed seed and
-    masking rate (DESIGN.md: all strategies share the target tokenizer, so losses compare);
-    BPB is not defined for a masked LM and is None.
+    Causal (``metric`` "bpb"): bits per byte exactly as
+    :func:`transfer.evaluate.bpb.bits_per_byte` (DESIGN.md) and the loss in nats per scored
+    token. Masked (``metric`` "mlm_loss"): the masked-LM loss of
+    :func:`transfer.evaluate.masked_lm.masked_lm_loss` with a fixed seed and masking rate,
+    the evaluate stage's metric (DESIGN.md: all strategies share the target tokenizer, so
+    losses compare); BPB is not defined for a masked LM and is None.
     """
     texts = list(texts)
     if not texts:
         raise TrainingError("dev texts are empty")
-    if objective == "causal":
+
+    def causal(model: PreTrainedModel, device: str | torch.device) -> dict[str, float | str | None]:
         from transfer.evaluate.bpb import bits_per_byte
 
-        def causal(model: PreTrainedModel) -> dict[str, float | None]:
-            result = bits_per_byte(model, tokenizer, texts, batch_size=batch_size,
-                                   device=device if device is not None else next(model.parameters()).device)
-            return {"bpb": result.bpb, "loss": result.total_bits * math.log(2.0) / result.n_tokens}
+        result = bits_per_byte(model, tokenizer, texts, batch_size=batch_size, device=device)
+        return {"metric": METRIC_OF["causal"], "bpb": result.bpb,
+                "loss": result.total_bits * math.log(2.0) / result.n_tokens}
 
-        return causal
+    def masked(model: PreTrainedModel, device: str | torch.device) -> dict[str, float | str | None]:
+        from transfer.evaluate.masked_lm import masked_lm_loss
 
-    from transfer.evaluate.masked_lm import masked_lm_loss
-
-    def masked(model: PreTrainedModel) -> dict[str, float | None]:
         result = masked_lm_loss(model, tokenizer, texts, rate=rate, seed=seed, batch_size=batch_size,
-                                device=device if device is not None else next(model.parameters()).device)
-        return {"bpb": None, "loss": result.loss}
+                                device=device)
+        return {"metric": METRIC_OF["masked"], "bpb": None, "loss": result.loss}
 
-    return masked
+    def evaluate(model: PreTrainedModel) -> dict[str, float | str | None]:
+        score = masked if (objective or model_objective(model)) == "masked" else causal
+        return score(model, device if device is not None else next(model.parameters()).device)
+
+    return evaluate

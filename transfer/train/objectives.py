@@ -9,32 +9,15 @@ step is split into micro-batches or over processes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.models.auto.modeling_auto import (
-    MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-    MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-)
+from transformers import PreTrainedTokenizerBase
 
 from transfer.errors import TrainingError
+from transfer.source.objective import Objective
 
-Objective = Literal["causal", "masked"]
 IGNORE_INDEX = -100  # label of unscored positions (the convention of transformers' losses)
-
-
-def detect_objective(model: PreTrainedModel) -> Objective:
-    """``causal`` for decoder LM classes, ``masked`` for masked-LM classes (by class name)."""
-    name = type(model).__name__
-    if name in set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values()) or name.endswith(("ForCausalLM", "LMHeadModel")):
-        return "causal"
-    if name in set(MODEL_FOR_MASKED_LM_MAPPING_NAMES.values()) or name.endswith("ForMaskedLM"):
-        return "masked"
-    raise TrainingError(
-        f"cannot tell the objective of {name}: give objective='causal' or 'masked' explicitly"
-    )
 
 
 @dataclass

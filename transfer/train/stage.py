@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from transfer.cache import StageOutput
 from transfer.corpus.stage import eval_file, iter_lines, read_lines
-from transfer.stages import StageSpec, builder, upstream_of, write_json
+from transfer.stages import BuildContext, StageSpec, builder, upstream_of, write_json
 
 if TYPE_CHECKING:
     from transfer.config import AdaptConfig
@@ -33,29 +33,26 @@ def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput) -> Stag
 
 
 @builder("train")
-def build_train(spec: StageSpec, out: Path) -> None:
+def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     """Continued pretraining on the target train split: embeddings only (body frozen), then
-    optionally the whole model; dev-BPB learning curves (CSV/JSON/PNG) go into the folder.
-    An OFA init trains its coordinates and primitives (V*r + r*d), not a full V x d matrix."""
+    optionally the whole model; learning curves (CSV/JSON/PNG) go into the folder, scored
+    like the evaluate stage scores the model (dev BPB, or the masked-LM loss of a masked
+    LM), and the trainer reports to ``context.callbacks``. An OFA init trains its
+    coordinates and primitives (V*r + r*d), not a full V x d matrix."""
     from transfer.init.factorized import has_factors, load_factorized, save_factorized
     from transfer.source.loading import load_source, save_model
-    from transfer.train import (
-        StageConfig,
-        TrainingConfig,
-        active_callbacks,
-        dev_evaluator,
-        pack_train_split,
-        train,
-    )
+    from transfer.source.objective import model_objective
+    from transfer.train import StageConfig, TrainingConfig, dev_evaluator, pack_train_split, train
     from transfer.train.freezing import embedding_parameters
 
     p, runtime = spec.params, spec.runtime
     init_model = spec.upstream_path("model") / "model"
     factorized = has_factors(init_model)
     model, tokenizer = load_factorized(init_model) if factorized else load_source(str(init_model))
+    objective = model_objective(model)  # the trainer's own choice too (objective="auto")
     embedding_trainable = sum(param.numel() for param in embedding_parameters(model))
     corpus = spec.upstream_path("corpus")
-    data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"])
+    data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"], objective=objective)
     schedule = {"warmup_steps": p.get("warmup_steps", 0), "schedule": p.get("lr_schedule", "constant")}
     stages = [StageConfig("embeddings", steps=p["steps"], lr=p["learning_rate"], **schedule)]
     if p.get("full_steps", 0):
@@ -71,12 +68,12 @@ def build_train(spec: StageSpec, out: Path) -> None:
     evaluate = None
     if p.get("curve_texts", 0) and dev_file.exists():
         # dev verses only: the test split stays for the final report
-        evaluate = dev_evaluator(tokenizer, read_lines(dev_file, p["curve_texts"]),
+        evaluate = dev_evaluator(tokenizer, read_lines(dev_file, p["curve_texts"]), objective=objective,
                                  batch_size=runtime.get("eval_batch_size", 16), device=runtime.get("device"))
     checkpoints = Path(runtime["checkpoint_dir"]) / spec.key if checkpoint_every and runtime.get("checkpoint_dir") else None
     result = train(model, data, config, tokenizer=tokenizer, evaluate=evaluate, device=runtime.get("device"),
                    checkpoint_dir=checkpoints, curve_dir=out if evaluate else None, label="train",
-                   callbacks=active_callbacks())
+                   callbacks=context.callbacks)
     (save_factorized if factorized else save_model)(model, tokenizer, out / "model")
     write_json(out / "train_log.json", {**result.to_dict(), "factorized": factorized,
                                         "embedding_trainable_parameters": embedding_trainable})

@@ -30,6 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from transfer.devices import model_device, pick_device, place_model
 from transfer.errors import NonFiniteLossError, TrainingError
+from transfer.source.objective import Objective, model_objective
 from transfer.train import checkpoint as ckpt
 from transfer.train import distributed as dist
 from transfer.train.callbacks import TrainingCallback
@@ -38,7 +39,7 @@ from transfer.train.curves import CurvePoint, LearningCurve, save_curve_files
 from transfer.train.data import BlockOrder, PackedData
 from transfer.train.freezing import set_trainable
 from transfer.train.memory import available_memory, check_memory, estimate_training_memory
-from transfer.train.objectives import Objective, detect_objective, loss_sum, make_batch
+from transfer.train.objectives import loss_sum, make_batch
 from transfer.train.schedule import lr_at
 
 # evaluate(model) -> dev BPB, or a dict with "bpb" and/or "loss"
@@ -157,11 +158,14 @@ def _optimizer(params: list[torch.nn.Parameter], stage: StageConfig, config: Tra
     return torch.optim.AdamW(groups, lr=stage.lr, betas=config.betas, eps=config.eps, fused=fused or None)
 
 
-def _eval_metrics(value: Any) -> tuple[float | None, float | None]:
+def _eval_metrics(value: Any) -> tuple[float | None, float | None, str]:
+    """(bpb, loss, metric) of an evaluation: a float is BPB; a dict may name its metric
+    (``dev_evaluator``: "bpb" or "mlm_loss")."""
     if isinstance(value, dict):
         bpb, loss = value.get("bpb"), value.get("loss")
-        return (None if bpb is None else float(bpb)), (None if loss is None else float(loss))
-    return float(value), None
+        metric = value.get("metric") or ("bpb" if bpb is not None else "loss")
+        return (None if bpb is None else float(bpb)), (None if loss is None else float(loss)), str(metric)
+    return float(value), None, "bpb"
 
 
 # ---------------------------------------------------------------- the loop
@@ -194,7 +198,7 @@ def train(
     _check_data(model, packed)
     if config.eval_at and evaluate is None:
         raise TrainingError("eval_at is given but evaluate is None")
-    objective: Objective = detect_objective(model) if config.objective == "auto" else config.objective
+    objective: Objective = model_objective(model) if config.objective == "auto" else config.objective
     if objective == "masked" and tokenizer is None:
         raise TrainingError("the masked-LM objective needs tokenizer=")
 
@@ -277,7 +281,8 @@ def train(
         bpb = loss = None
         if ctx.is_main:
             model.eval()  # evaluations never see dropout; the next step switches back
-            bpb, loss = _eval_metrics(evaluate(model))
+            bpb, loss, metric = _eval_metrics(evaluate(model))
+            result.curve.metric = metric
             previous = result.curve.points[-1].step if result.curve.points else 0
             since = result.losses[previous:step]
             mean_train = sum(since) / len(since) if since else None
@@ -288,7 +293,7 @@ def train(
             if curve_dir is not None:
                 save_curve_files(result.curve, Path(curve_dir))
             for callback in callbacks:
-                callback.on_eval(step, {"dev_bpb": bpb, "dev_loss": loss, "stage": stage_name,
+                callback.on_eval(step, {"dev_bpb": bpb, "dev_loss": loss, "metric": metric, "stage": stage_name,
                                         "tokens_seen": result.tokens_seen, "bytes_seen": result.bytes_seen})
         dist.barrier(ctx)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from transfer.cache import StageOutput, file_sha256
-from transfer.stages import StageSpec, builder, read_json, upstream_of, write_json
+from transfer.stages import BuildContext, StageSpec, builder, read_json, upstream_of, write_json
 
 if TYPE_CHECKING:
     from transfer.config import AdaptConfig
@@ -62,7 +62,7 @@ def fasttext_spec(
 
 
 @builder("fasttext")
-def build_fasttext(spec: StageSpec, out: Path) -> None:
+def build_fasttext(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.corpus.bible import read_texts
     from transfer.corpus.readers import iter_documents, split_documents
     from transfer.vectors.fasttext import load_trained, train_fasttext, write_training_text
@@ -154,7 +154,7 @@ def _induced_pairs(p: dict[str, Any], lowercase: bool) -> tuple[list[tuple[str, 
 
 
 @builder("align")
-def build_align(spec: StageSpec, out: Path) -> None:
+def build_align(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.vectors.alignment import align_vectors, bli_evaluate
     from transfer.vectors.dictionaries import coverage, held_out_split, load_dictionary
     from transfer.vectors.fasttext import load_trained, save_vectors
