@@ -32,6 +32,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from transfer.cache import replacing_directory
 from transfer.errors import FactorizationError
+from transfer.source.heads import is_tied
 
 FACTORS_FILE = "factorized_embedding.safetensors"
 
@@ -150,17 +151,6 @@ class FactorizedHead(nn.Module):
         return logits + self.bias if self.bias is not None else logits
 
 
-def _tied(model: PreTrainedModel) -> bool:
-    head = model.get_output_embeddings()
-    if head is None:
-        return True
-    embedding = model.get_input_embeddings()
-    if isinstance(head, FactorizedHead):
-        return head.embedding is embedding
-    weight = getattr(head, "weight", None)
-    return weight is not None and weight is getattr(embedding, "weight", None)
-
-
 def factorize_model(
     model: PreTrainedModel,
     rank: int | None = None,
@@ -181,7 +171,7 @@ def factorize_model(
         raise FactorizationError(f"{type(model).__name__}'s input embedding has no weight matrix")
     if (rank is None) == (primitives is None):
         raise FactorizationError("give exactly one of rank and primitives")
-    tied = _tied(model)
+    tied = is_tied(model)
     if primitives is not None:
         if primitives.dim() != 2 or primitives.shape[1] != weight.shape[1]:
             raise FactorizationError(
@@ -242,7 +232,7 @@ def factorized_summary(model: PreTrainedModel) -> dict[str, Any]:
     n_rows, width = module.num_embeddings, module.embedding_dim
     return {
         "rank": module.rank,
-        "tied_head": _tied(model),
+        "tied_head": is_tied(model),
         "embedding_parameters": embedding_parameters(n_rows, width, module.rank),
         "full_embedding_parameters": embedding_parameters(n_rows, width),
     }
@@ -304,7 +294,7 @@ def load_factorized(
     product = coordinates @ primitives
     if not torch.allclose(product, weight.detach().cpu(), atol=1e-4, rtol=1e-4):
         raise FactorizationError(f"{factors_path}: the factors' product differs from the saved embedding matrix")
-    tied = _tied(model)
+    tied = is_tied(model)
     head = model.get_output_embeddings()
     module = FactorizedEmbedding(coordinates, primitives, model.get_input_embeddings().padding_idx)
     model.set_input_embeddings(module)

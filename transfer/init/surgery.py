@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from transfer.errors import VocabTransferError
 from transfer.init.base import SourceEmbeddings, TargetEmbeddings
+from transfer.source.heads import is_tied
 from transfer.tokenizer.special_tokens import ROLES, map_special_tokens
 
 # Roles whose ids a config always gets (None when the target tokenizer lacks the role).
@@ -33,22 +34,12 @@ def _output_layer(model: PreTrainedModel) -> nn.Module | None:
     return head if head is not None and hasattr(head, "weight") else None
 
 
-def is_tied(model: PreTrainedModel) -> bool:
-    """Whether the output head shares its weight with the input embedding (or is absent)."""
-    head = _output_layer(model)
-    if head is None:
-        return True
-    return head.weight is model.get_input_embeddings().weight or (
-        head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
-    )
-
-
 def get_source_embeddings(model: PreTrainedModel) -> SourceEmbeddings:
     """Copies of the input matrix, the untied output matrix (None when tied) and the head
     bias (None when the head has none), all (V, d) / (V,)."""
     input_matrix = model.get_input_embeddings().weight.detach().clone()
     head = _output_layer(model)
-    output = None if is_tied(model) else head.weight.detach().clone()
+    output = None if is_tied(model) or head is None else head.weight.detach().clone()
     bias = getattr(head, "bias", None) if head is not None else None
     return SourceEmbeddings(
         input=input_matrix,

@@ -25,6 +25,7 @@ def source_spec(cfg: AdaptConfig) -> StageSpec:
 def build_source(spec: StageSpec, out: Path, context: BuildContext) -> None:
     """Load the source model (de-quantizing a GGUF) and save a clean Hugging Face copy."""
     from tokenizer_builds.families import detect_family
+    from transfer.source.heads import is_tied
     from transfer.source.loading import load_source, save_model
 
     model, tokenizer = load_source(spec.params["source_model"])
@@ -34,7 +35,7 @@ def build_source(spec: StageSpec, out: Path, context: BuildContext) -> None:
         "fingerprint": spec.inputs["weights"],
         "architecture": type(model).__name__,
         "vocab_size": len(tokenizer),
-        "tied": bool(getattr(model.config, "tie_word_embeddings", False)),
+        "tied": is_tied(model),
         "tokenizer_family": detect_family(tokenizer).value,
         "parameters": sum(p.numel() for p in model.parameters()),
     })
