@@ -11,6 +11,11 @@ CUDA, float32 on CPU. It is deterministic for a given seed and data: batches com
 :class:`BlockOrder`, masks from the sample position, dropout from a seeded RNG that is
 forked (the caller's RNG is left alone) and saved in checkpoints, so a resumed run
 continues exactly where the crashed one stopped.
+
+``train`` is a short loop over named steps, as torchtune's recipes read: ``setup`` (checks,
+device, memory, the run's identity), ``restore`` (the latest checkpoint), ``place``, then
+per stage ``start_stage`` and per optimizer step ``train_step``, ``evaluate_dev`` and
+``save_checkpoint``; ``release`` hands the model back. Their shared state is a ``_Run``.
 """
 
 from __future__ import annotations
@@ -38,8 +43,13 @@ from transfer.train.config import StageConfig, TrainingConfig
 from transfer.train.curves import CurvePoint, LearningCurve, save_curve_files
 from transfer.train.data import BlockOrder, PackedData
 from transfer.train.freezing import set_trainable
-from transfer.train.memory import available_memory, check_memory, estimate_training_memory
-from transfer.train.objectives import loss_sum, make_batch
+from transfer.train.memory import (
+    MemoryEstimate,
+    available_memory,
+    check_memory,
+    estimate_training_memory,
+)
+from transfer.train.objectives import MicroBatch, loss_sum, make_batch
 from transfer.train.schedule import lr_at
 
 # evaluate(model) -> dev BPB, or a dict with "bpb" and/or "loss"
@@ -168,31 +178,72 @@ def _eval_metrics(value: Any) -> tuple[float | None, float | None, str]:
     return float(value), None, "bpb"
 
 
-# ---------------------------------------------------------------- the loop
+# ---------------------------------------------------------------- the run's state
 
-def train(
+@dataclass
+class _Run:
+    """One call of :func:`train`: what set-up fixed, plus where the run stands."""
+
+    model: PreTrainedModel
+    packed: PackedData
+    config: TrainingConfig
+    tokenizer: PreTrainedTokenizerBase | None
+    evaluate: Evaluate | None
+    callbacks: Sequence[TrainingCallback]
+    checkpoint_dir: Path | None
+    curve_dir: Path | None
+    ctx: dist.DistContext
+    device: torch.device
+    objective: Objective
+    use_bf16: bool
+    estimate: MemoryEstimate
+    identity: dict[str, str]  # what a checkpoint must match to be resumed
+    result: TrainResult
+    eval_steps: set[int]
+    order: BlockOrder
+    per_step: int  # blocks per optimizer step, all processes
+    # the next sample of the data order, and the last finished step of which stage
+    position: dict[str, int] = field(default_factory=lambda: {"stage": 0, "stage_step": 0, "samples": 0})
+    resume_from: Path | None = None
+    fork_devices: list[int] = field(default_factory=list)
+    autocast: Any = field(default_factory=nullcontext)
+
+    def notify(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` on every callback, on the main process only."""
+        if self.ctx.is_main:
+            for callback in self.callbacks:
+                getattr(callback, hook)(*args)
+
+
+@dataclass
+class _Stage:
+    """One training stage in progress: its trainable parameters and optimizer."""
+
+    index: int
+    config: StageConfig
+    start: int  # steps of this stage already done (a resumed run)
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.AdamW
+    wrapped: torch.nn.Module  # the model, under DistributedDataParallel with several processes
+
+
+# ---------------------------------------------------------------- the steps
+
+def setup(
     model: PreTrainedModel,
     data: PackedData | torch.Tensor,
     config: TrainingConfig,
     *,
-    tokenizer: PreTrainedTokenizerBase | None = None,
-    evaluate: Evaluate | None = None,
-    callbacks: Sequence[TrainingCallback] = (),
-    device: str | torch.device | None = None,
-    checkpoint_dir: Path | None = None,
-    curve_dir: Path | None = None,
-    label: str = "run",
-    resume: bool = True,
-) -> TrainResult:
-    """Train ``model`` on packed ``data`` through ``config.stages``; see the module doc.
-
-    ``evaluate(model)`` (dev BPB, or ``{"bpb", "loss"}``) runs at step 0, every
-    ``eval_every`` steps, at ``eval_at`` and at the end; the points form the learning curve,
-    written to ``curve_dir`` after every evaluation when given. With ``checkpoint_dir``
-    a checkpoint is written every ``checkpoint_every`` steps and an existing one of the same
-    run is resumed (another run's is refused). The model is handed back in eval mode,
-    every parameter trainable, no gradients kept.
-    """
+    tokenizer: PreTrainedTokenizerBase | None,
+    evaluate: Evaluate | None,
+    callbacks: Sequence[TrainingCallback],
+    device: str | torch.device | None,
+    checkpoint_dir: Path | None,
+    curve_dir: Path | None,
+    label: str,
+) -> _Run:
+    """Check the input, pick device and precision, refuse what cannot fit in memory, and
+    fix the run's identity (the starting weights, tokenizer, data and settings)."""
     config.validate()
     packed = _as_packed(data)
     _check_data(model, packed)
@@ -237,30 +288,6 @@ def train(
     result = TrainResult(curve=LearningCurve(label), objective=objective,
                          precision="bf16" if use_bf16 else "fp32", device=str(device_used),
                          world_size=ctx.world_size)
-    position = {"stage": 0, "stage_step": 0, "samples": 0}
-    resume_from = ckpt.latest_checkpoint(checkpoint_dir) if (resume and checkpoint_dir) else None
-    if resume_from is not None:
-        state = ckpt.check_identity(resume_from, identity)
-        ckpt.load_weights(resume_from, model)
-        position = state["position"]
-        saved = state["result"]
-        result.losses, result.lrs = saved["losses"], saved["lrs"]
-        result.steps, result.tokens_seen, result.bytes_seen = saved["steps"], saved["tokens_seen"], saved["bytes_seen"]
-        result.seconds = saved["seconds"]
-        result.evaluations = {int(k): v for k, v in saved["evaluations"].items()}
-        result.curve = LearningCurve.from_dict(saved["curve"])
-        result.resumed_from = state["step"]
-        result.last_checkpoint = str(resume_from)
-
-    if ctx.enabled or device is not None:
-        model.to(device_used)
-    else:  # a model the caller already placed on a GPU (maybe sharded) stays there
-        device_used = place_model(model, None)
-    if device_used.type == "cuda":
-        prefer_sdpa(model)
-    order = BlockOrder(packed.blocks.size(0), config.seed)
-    world, rank = ctx.world_size, ctx.rank
-    per_step = config.batch_size * config.grad_accumulation * world
     total_steps = config.total_steps
     eval_steps = set(config.eval_at)
     if config.eval_at_start:
@@ -271,142 +298,237 @@ def train(
         eval_steps.update(range(0, total_steps + 1, config.eval_every))
     if evaluate is None:
         eval_steps = set()
-    fork_devices = [device_used.index if device_used.index is not None else torch.cuda.current_device()] \
-        if device_used.type == "cuda" else []
-    autocast = (torch.autocast(device_used.type, dtype=torch.bfloat16) if use_bf16 else nullcontext())
+    return _Run(
+        model=model, packed=packed, config=config, tokenizer=tokenizer, evaluate=evaluate,
+        callbacks=callbacks, checkpoint_dir=checkpoint_dir, curve_dir=curve_dir, ctx=ctx,
+        device=device_used, objective=objective, use_bf16=use_bf16, estimate=estimate,
+        identity=identity, result=result, eval_steps=eval_steps,
+        order=BlockOrder(packed.blocks.size(0), config.seed),
+        per_step=config.batch_size * config.grad_accumulation * ctx.world_size,
+    )
 
-    def run_evaluation(step: int, stage_name: str) -> None:
-        if step not in eval_steps or step in result.evaluations:
-            return
-        bpb = loss = None
-        if ctx.is_main:
-            model.eval()  # evaluations never see dropout; the next step switches back
-            bpb, loss, metric = _eval_metrics(evaluate(model))
-            result.curve.metric = metric
-            previous = result.curve.points[-1].step if result.curve.points else 0
-            since = result.losses[previous:step]
-            mean_train = sum(since) / len(since) if since else None
-            result.evaluations[step] = bpb if bpb is not None else loss
-            result.curve.points.append(CurvePoint(
-                step=step, stage=stage_name, tokens_seen=result.tokens_seen, bytes_seen=result.bytes_seen,
-                dev_bpb=bpb, dev_loss=loss, train_loss=mean_train, seconds=round(result.seconds, 3)))
-            if curve_dir is not None:
-                save_curve_files(result.curve, Path(curve_dir))
-            for callback in callbacks:
-                callback.on_eval(step, {"dev_bpb": bpb, "dev_loss": loss, "metric": metric, "stage": stage_name,
-                                        "tokens_seen": result.tokens_seen, "bytes_seen": result.bytes_seen})
-        dist.barrier(ctx)
 
-    if ctx.is_main:
-        for callback in callbacks:
-            callback.on_train_start(total_steps, {"start_step": result.steps, "objective": objective,
-                                                  "device": str(device_used), "world_size": world,
-                                                  "effective_batch_tokens": per_step * block_size,
-                                                  "memory_estimate": estimate.to_dict()})
+def restore(run: _Run) -> None:
+    """Continue from the run's latest checkpoint, if there is one: weights, position in the
+    data order and the result so far (another run's checkpoint is refused)."""
+    resume_from = ckpt.latest_checkpoint(run.checkpoint_dir)
+    if resume_from is None:
+        return
+    state = ckpt.check_identity(resume_from, run.identity)
+    ckpt.load_weights(resume_from, run.model)
+    run.position = state["position"]
+    saved, result = state["result"], run.result
+    result.losses, result.lrs = saved["losses"], saved["lrs"]
+    result.steps, result.tokens_seen, result.bytes_seen = saved["steps"], saved["tokens_seen"], saved["bytes_seen"]
+    result.seconds = saved["seconds"]
+    result.evaluations = {int(k): v for k, v in saved["evaluations"].items()}
+    result.curve = LearningCurve.from_dict(saved["curve"])
+    result.resumed_from = state["step"]
+    result.last_checkpoint = str(resume_from)
+    run.resume_from = resume_from
+
+
+def place(run: _Run, device: str | torch.device | None) -> None:
+    """Move the model to the run's device (SDPA attention on CUDA) and prepare autocast."""
+    if run.ctx.enabled or device is not None:
+        run.model.to(run.device)
+    else:  # a model the caller already placed on a GPU (maybe sharded) stays there
+        run.device = place_model(run.model, None)
+    if run.device.type == "cuda":
+        prefer_sdpa(run.model)
+        run.fork_devices = [run.device.index if run.device.index is not None else torch.cuda.current_device()]
+    if run.use_bf16:
+        run.autocast = torch.autocast(run.device.type, dtype=torch.bfloat16)
+
+
+def start_stage(run: _Run, index: int, stage: StageConfig) -> _Stage | None:
+    """The stage's trainable parameters and a fresh optimizer (its state restored when the
+    run resumes inside this stage); None when the stage is already done."""
+    if index < run.position["stage"]:
+        return None
+    start = run.position["stage_step"] if index == run.position["stage"] else 0
+    if start >= stage.steps:
+        return None
+    params = set_trainable(run.model, stage.name)
+    optimizer = _optimizer(params, stage, run.config, run.device)
+    if run.resume_from is not None and index == run.position["stage"] and start > 0:
+        ckpt.load_optimizer(run.resume_from, optimizer)
+    wrapped = dist.wrap_model(run.model, run.ctx, run.device)
+    run.notify("on_stage_start", stage.name, run.result.steps)
+    return _Stage(index, stage, start, params, optimizer, wrapped)
+
+
+def _micro_batches(run: _Run, samples: int) -> list[MicroBatch]:
+    """This process's share of the step's blocks, split into accumulation micro-batches."""
+    config, world, rank = run.config, run.ctx.world_size, run.ctx.rank
+    indices = run.order.take(samples, run.per_step)
+    batches = []
+    for micro in range(config.grad_accumulation):
+        lo = (micro * world + rank) * config.batch_size
+        rows = run.packed.blocks[indices[lo : lo + config.batch_size]]
+        batches.append(make_batch(rows, torch.arange(samples + lo, samples + lo + rows.size(0)),
+                                  run.objective, tokenizer=run.tokenizer, seed=config.seed,
+                                  mlm_rate=config.mlm_rate))
+    return batches
+
+
+def train_step(run: _Run, stage: _Stage, stage_step: int) -> None:
+    """One optimizer step: accumulate the gradient of every micro-batch (the mean over all
+    scored tokens of the step, on every process), clip, update, record."""
+    started = time.perf_counter()
+    config, result, spec = run.config, run.result, stage.config
+    world, device = run.ctx.world_size, run.device
+    lr = lr_at(stage_step, peak=spec.lr, total_steps=spec.steps, warmup_steps=spec.warmup_steps,
+               schedule=spec.schedule, min_lr_ratio=spec.min_lr_ratio)
+    for group in stage.optimizer.param_groups:
+        group["lr"] = lr
+    run.model.train()
+    samples = run.position["samples"]
+    batches = _micro_batches(run, samples)
+    n_targets = dist.all_reduce_sum(torch.tensor(float(sum(b.n_targets for b in batches)), device=device), run.ctx)
+    total_loss = torch.zeros((), device=device)
+    for micro, batch in enumerate(batches):
+        last = micro == len(batches) - 1
+        with dist.no_sync(stage.wrapped, skip=not last):
+            with run.autocast:
+                summed = loss_sum(stage.wrapped, batch.to(device), run.objective)
+            # DDP averages gradients over processes: scale by world / all targets
+            # so the step's gradient is the mean over every scored token.
+            (summed * (world / n_targets.clamp(min=1))).backward()
+        total_loss += summed.detach()
+    value = float(dist.all_reduce_sum(total_loss, run.ctx) / n_targets.clamp(min=1))
+    if not math.isfinite(value):
+        stage.optimizer.zero_grad(set_to_none=True)
+        kept = result.last_checkpoint
+        raise NonFiniteLossError(
+            f"training loss is {value} at step {result.steps + 1} (stage {spec.name!r}, "
+            f"lr {lr:.3g}); training stopped without applying that update. "
+            + (f"The last good checkpoint is kept: {kept}" if kept else
+               "No checkpoint was written (checkpoint_every=0 or none reached yet)")
+            + "; try a lower learning rate, warmup, or clip_norm"
+        )
+    grad_norm = None
+    if config.clip_norm is not None:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(stage.params, config.clip_norm))
+    stage.optimizer.step()
+    stage.optimizer.zero_grad(set_to_none=True)
+    step_seconds = time.perf_counter() - started
+    run.position = {"stage": stage.index, "stage_step": stage_step, "samples": samples + run.per_step}
+    step_tokens = run.per_step * run.packed.block_size
+    result.steps += 1
+    result.tokens_seen += step_tokens
+    result.bytes_seen = round(result.tokens_seen * run.packed.bytes_per_token)
+    result.seconds += step_seconds
+    result.losses.append(value)
+    result.lrs.append(lr)
+    run.notify("on_step", result.steps, {
+        "loss": value, "lr": lr, "stage": spec.name, "grad_norm": grad_norm,
+        "tokens_seen": result.tokens_seen, "bytes_seen": result.bytes_seen,
+        "tokens_per_second": step_tokens / max(step_seconds, 1e-9), "total_steps": config.total_steps})
+
+
+def evaluate_dev(run: _Run, step: int, stage_name: str) -> None:
+    """Score the model on the dev texts if ``step`` is an evaluation step not yet scored: a
+    point of the learning curve (written to ``curve_dir``), on the main process; the
+    others wait."""
+    result = run.result
+    if step not in run.eval_steps or step in result.evaluations:
+        return
+    if run.ctx.is_main:
+        run.model.eval()  # evaluations never see dropout; the next step switches back
+        bpb, loss, metric = _eval_metrics(run.evaluate(run.model))
+        previous = result.curve.points[-1].step if result.curve.points else 0
+        since = result.losses[previous:step]
+        mean_train = sum(since) / len(since) if since else None
+        result.evaluations[step] = bpb if bpb is not None else loss
+        result.curve.metric = metric
+        result.curve.points.append(CurvePoint(
+            step=step, stage=stage_name, tokens_seen=result.tokens_seen, bytes_seen=result.bytes_seen,
+            dev_bpb=bpb, dev_loss=loss, train_loss=mean_train, seconds=round(result.seconds, 3)))
+        if run.curve_dir is not None:
+            save_curve_files(result.curve, Path(run.curve_dir))
+        run.notify("on_eval", step, {"dev_bpb": bpb, "dev_loss": loss, "metric": metric, "stage": stage_name,
+                                     "tokens_seen": result.tokens_seen, "bytes_seen": result.bytes_seen})
+    dist.barrier(run.ctx)
+
+
+def save_checkpoint(run: _Run, stage: _Stage) -> None:
+    """Every ``checkpoint_every`` steps (with a ``checkpoint_dir``): weights, optimizer, RNG
+    states, position and the result so far, written by the main process."""
+    step, config = run.result.steps, run.config
+    if run.checkpoint_dir is None or not config.checkpoint_every or step % config.checkpoint_every:
+        return
+    if run.ctx.is_main:
+        path = ckpt.save_checkpoint(
+            Path(run.checkpoint_dir), step, model=run.model, optimizer=stage.optimizer,
+            state={"identity": run.identity, "position": run.position, "result": run.result.to_dict()},
+            keep=config.keep_checkpoints)
+        run.result.last_checkpoint = str(path)
+        run.notify("on_checkpoint", step, str(path))
+    dist.barrier(run.ctx)
+
+
+def release(run: _Run) -> None:
+    """Hand the model back in eval mode, every parameter trainable, no gradients kept."""
+    for param in run.model.parameters():
+        param.grad = None  # free gradient memory before handing the model back
+        param.requires_grad_(True)
+    run.model.eval()
+    dist.shutdown(run.ctx)
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(
+    model: PreTrainedModel,
+    data: PackedData | torch.Tensor,
+    config: TrainingConfig,
+    *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    evaluate: Evaluate | None = None,
+    callbacks: Sequence[TrainingCallback] = (),
+    device: str | torch.device | None = None,
+    checkpoint_dir: Path | None = None,
+    curve_dir: Path | None = None,
+    label: str = "run",
+    resume: bool = True,
+) -> TrainResult:
+    """Train ``model`` on packed ``data`` through ``config.stages``; see the module doc.
+
+    ``evaluate(model)`` (dev BPB, or ``{"bpb", "loss"}`` and optionally ``"metric"``) runs
+    at step 0, every ``eval_every`` steps, at ``eval_at`` and at the end; the points form
+    the learning curve, written to ``curve_dir`` after every evaluation when given. With
+    ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and an
+    existing one of the same run is resumed (another run's is refused). The model is handed
+    back in eval mode, every parameter trainable, no gradients kept.
+    """
+    run = setup(model, data, config, tokenizer=tokenizer, evaluate=evaluate, callbacks=callbacks,
+                device=device, checkpoint_dir=checkpoint_dir, curve_dir=curve_dir, label=label)
+    if resume and checkpoint_dir:
+        restore(run)
+    place(run, device)
+    run.notify("on_train_start", config.total_steps, {
+        "start_step": run.result.steps, "objective": run.objective, "device": str(run.device),
+        "world_size": run.ctx.world_size, "effective_batch_tokens": run.per_step * run.packed.block_size,
+        "memory_estimate": run.estimate.to_dict()})
     try:
-        with torch.random.fork_rng(devices=fork_devices):
+        # the run's own RNG (dropout), forked so the caller's is left alone, and restored on
+        # a resume so the continued run draws exactly what the uninterrupted one would have
+        with torch.random.fork_rng(devices=run.fork_devices):
             torch.manual_seed(config.seed)
-            if resume_from is not None:
-                ckpt.restore_rng(resume_from)
-            run_evaluation(0, config.stages[0].name)
-            global_step = result.steps
-            for stage_index, stage in enumerate(config.stages):
-                if stage_index < position["stage"]:
+            if run.resume_from is not None:
+                ckpt.restore_rng(run.resume_from)
+            evaluate_dev(run, 0, config.stages[0].name)
+            for index, spec in enumerate(config.stages):
+                stage = start_stage(run, index, spec)
+                if stage is None:
                     continue
-                start = position["stage_step"] if stage_index == position["stage"] else 0
-                if start >= stage.steps:
-                    continue
-                params = set_trainable(model, stage.name)
-                optimizer = _optimizer(params, stage, config, device_used)
-                if resume_from is not None and stage_index == position["stage"] and start > 0:
-                    ckpt.load_optimizer(resume_from, optimizer)
-                wrapped = dist.wrap_model(model, ctx, device_used)
-                if ctx.is_main:
-                    for callback in callbacks:
-                        callback.on_stage_start(stage.name, global_step)
-                for stage_step in range(start + 1, stage.steps + 1):
-                    started = time.perf_counter()
-                    lr = lr_at(stage_step, peak=stage.lr, total_steps=stage.steps,
-                               warmup_steps=stage.warmup_steps, schedule=stage.schedule,
-                               min_lr_ratio=stage.min_lr_ratio)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    model.train()
-                    samples = position["samples"]
-                    indices = order.take(samples, per_step)
-                    batches = []
-                    for micro in range(config.grad_accumulation):
-                        lo = (micro * world + rank) * config.batch_size
-                        rows = packed.blocks[indices[lo : lo + config.batch_size]]
-                        batches.append(make_batch(rows, torch.arange(samples + lo, samples + lo + rows.size(0)),
-                                                  objective, tokenizer=tokenizer, seed=config.seed,
-                                                  mlm_rate=config.mlm_rate))
-                    n_targets = dist.all_reduce_sum(
-                        torch.tensor(float(sum(b.n_targets for b in batches)), device=device_used), ctx)
-                    total_loss = torch.zeros((), device=device_used)
-                    for micro, batch in enumerate(batches):
-                        last = micro == len(batches) - 1
-                        with dist.no_sync(wrapped, skip=not last):
-                            with autocast:
-                                summed = loss_sum(wrapped, batch.to(device_used), objective)
-                            # DDP averages gradients over processes: scale by world / all targets
-                            # so the step's gradient is the mean over every scored token.
-                            (summed * (world / n_targets.clamp(min=1))).backward()
-                        total_loss += summed.detach()
-                    value = float(dist.all_reduce_sum(total_loss, ctx) / n_targets.clamp(min=1))
-                    if not math.isfinite(value):
-                        optimizer.zero_grad(set_to_none=True)
-                        kept = result.last_checkpoint
-                        raise NonFiniteLossError(
-                            f"training loss is {value} at step {global_step + 1} (stage {stage.name!r}, "
-                            f"lr {lr:.3g}); training stopped without applying that update. "
-                            + (f"The last good checkpoint is kept: {kept}" if kept else
-                               "No checkpoint was written (checkpoint_every=0 or none reached yet)")
-                            + "; try a lower learning rate, warmup, or clip_norm"
-                        )
-                    grad_norm = None
-                    if config.clip_norm is not None:
-                        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.clip_norm))
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step_seconds = time.perf_counter() - started
-                    global_step += 1
-                    position = {"stage": stage_index, "stage_step": stage_step, "samples": samples + per_step}
-                    step_tokens = per_step * block_size
-                    result.steps = global_step
-                    result.tokens_seen += step_tokens
-                    result.bytes_seen = round(result.tokens_seen * packed.bytes_per_token)
-                    result.seconds += step_seconds
-                    result.losses.append(value)
-                    result.lrs.append(lr)
-                    if ctx.is_main:
-                        metrics = {"loss": value, "lr": lr, "stage": stage.name, "grad_norm": grad_norm,
-                                   "tokens_seen": result.tokens_seen, "bytes_seen": result.bytes_seen,
-                                   "tokens_per_second": step_tokens / max(step_seconds, 1e-9),
-                                   "total_steps": total_steps}
-                        for callback in callbacks:
-                            callback.on_step(global_step, metrics)
-                    run_evaluation(global_step, stage.name)
-                    if checkpoint_dir is not None and config.checkpoint_every and \
-                            global_step % config.checkpoint_every == 0:
-                        if ctx.is_main:
-                            saved_result = result.to_dict()
-                            path = ckpt.save_checkpoint(
-                                Path(checkpoint_dir), global_step, model=model, optimizer=optimizer,
-                                state={"identity": identity, "position": position, "result": saved_result},
-                                keep=config.keep_checkpoints)
-                            result.last_checkpoint = str(path)
-                            for callback in callbacks:
-                                callback.on_checkpoint(global_step, str(path))
-                        dist.barrier(ctx)
-                del wrapped, optimizer
-        if ctx.is_main:
-            for callback in callbacks:
-                callback.on_train_end(result)
+                for stage_step in range(stage.start + 1, spec.steps + 1):
+                    train_step(run, stage, stage_step)
+                    evaluate_dev(run, run.result.steps, spec.name)
+                    save_checkpoint(run, stage)
+                del stage  # free the optimizer state before the next stage builds its own
+        run.notify("on_train_end", run.result)
     finally:
-        for param in model.parameters():
-            param.grad = None  # free gradient memory before handing the model back
-            param.requires_grad_(True)
-        model.eval()
-        dist.shutdown(ctx)
-    return result
+        release(run)
+    return run.result
