@@ -87,3 +87,23 @@ def test_induced_dictionary_run_does_not_list_ding(vectors, tmp_path: Path) -> N
     data = _data_section(render_model_card(_run(vectors, tmp_path, strategy="wechsel", dictionary="induced")))
     assert "Ding" not in data and "GNU GPL" not in data
     assert "induced with eflomal from the train verses of `k`-`e`" in data
+
+
+def test_registry_record_reads_the_source_stage_record(tmp_path: Path, tiny_source: Path) -> None:
+    """The registered lineage (fingerprint, architecture) comes from the source stage's
+    own ``source.json``, found through the result's stage keys."""
+    from transfer.publish.registry import ModelRecord
+    from transfer.source.stage import source_spec
+
+    cfg = AdaptConfig(source_model=str(tiny_source), target_language="de", cache_dir=tmp_path / "cache",
+                      output_dir=tmp_path / "models")
+    spec = source_spec(cfg)
+    source, _ = execute(spec, StageCache(cfg.cache_dir))
+    result = AdaptResult(
+        config=cfg, code_version="test", model_dir=str(tmp_path / "models" / "m"),
+        stage_keys={"source": source.key, "init": "i", "final": "i"}, stages_cached={},
+        bpb={"adapted_step0": 3.0}, fertility={}, init_report={}, train_log=None, seconds=1.0)
+    record = ModelRecord.from_result(result)
+    assert record.source_fingerprint == spec.inputs["weights"]
+    assert record.source_architecture and record.source_architecture.endswith("ForCausalLM")
+    assert record.stage_keys["source"] == f"source:{source.key}" and record.stage_keys["final"] == "init:i"

@@ -133,10 +133,10 @@ class ModelRecord(BaseModel):
         """Build the record of a finished run. ``stage_keys`` (label -> 'stage:key')
         defaults to the result's own keys; ``corpus_hashes`` are the corpus stage inputs."""
         cfg = result.config
-        from transfer.publish.result import qualified_stage_keys
+        from transfer.publish.result import qualified_stage_keys, stage_record
 
         keys = dict(stage_keys) if stage_keys else qualified_stage_keys(result)
-        source_info = _read_stage_json(cfg.cache_dir, keys.get("source"), "source.json")
+        source_info = stage_record(result, "source", "source.json") or {}
         return cls(
             model_name=cfg.model_name(),
             target_language=cfg.target_language,
@@ -156,17 +156,6 @@ class ModelRecord(BaseModel):
             config=cfg.model_dump(mode="json"),
             model_dir=result.model_dir,
         )
-
-
-def _read_stage_json(cache_dir: Path | str, stage_key: str | None, name: str) -> dict[str, Any]:
-    if not stage_key:
-        return {}
-    stage, _, key = stage_key.partition(":")
-    path = Path(cache_dir) / stage / key / name
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def result_metrics(result: AdaptResult) -> dict[str, float]:
