@@ -5,22 +5,29 @@ Stage keys are content addresses computed from parameters and upstream keys only
 whole chain of keys is known before anything is built: a stage that is not built yet is
 given the folder it *would* have (``StageCache.path``). The walk is the pipeline's own
 (``transfer.pipeline.walk_stages``), so plan and run visit the same stages with the same
-keys; ``tests/test_cli.py`` checks that against a real run.
+keys; ``tests/test_cli.py`` checks that against a real run. The peak memory is the
+trainer's own estimate (``transfer.train.memory.estimate_training_memory``) for the model
+the train stage will train, built from the source's config on the meta device (no weights).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transfer import pipeline
 from transfer.cache import StageCache, StageOutput
 from transfer.config import AdaptConfig
 from transfer.stages import StageSpec
 from transfer.validate import validate_config
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
 
 # Rough sizes behind the estimate (documented so a user can judge it).
 _TOKENS_PER_EVAL_TEXT = 64  # a Bible verse is ~30 words, ~1.2-2.2 tokens per word
@@ -44,10 +51,9 @@ class PlannedStage:
 
 @dataclass
 class SourceSize:
-    """What the estimate needs to know about the source model (read from file headers)."""
+    """What the time estimate needs to know about the source model (read from file headers)."""
 
     parameters: int | None = None
-    hidden_size: int | None = None
 
 
 @dataclass
@@ -69,8 +75,8 @@ class Plan:
 
 
 def _safetensors_size(folder: Path) -> SourceSize:
-    """Parameter count and embedding width from safetensors headers (no weights read)."""
-    total, hidden = 0, None
+    """Parameter count from safetensors headers (no weights read)."""
+    total = 0
     for path in sorted(folder.glob("*.safetensors")):
         with open(path, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
@@ -83,18 +89,14 @@ def _safetensors_size(folder: Path) -> SourceSize:
             for dim in shape:
                 count *= dim
             total += count
-            if "embed" in name and len(shape) == 2 and hidden is None:
-                hidden = min(shape)
-    return SourceSize(total or None, hidden)
+    return SourceSize(total or None)
 
 
 def _gguf_size(path: Path) -> SourceSize:
     import gguf
 
     reader = gguf.GGUFReader(str(path))
-    total = sum(int(t.n_elements) for t in reader.tensors)
-    embed = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
-    return SourceSize(total, int(min(embed.shape)) if embed is not None else None)
+    return SourceSize(sum(int(t.n_elements) for t in reader.tensors))
 
 
 def source_size(cfg: AdaptConfig, source_folder: Path | None) -> SourceSize:
@@ -152,15 +154,63 @@ def _estimate(stage: PlannedStage, spec: StageSpec, cfg: AdaptConfig, size: Sour
     return io  # init, surgery and stages that land later: loading and saving dominate
 
 
-def _peak_memory(cfg: AdaptConfig, size: SourceSize) -> int | None:
-    """Model in fp32, plus gradients and two AdamW moments for the target embeddings, plus
-    activations (~ 34 bytes per token per width per layer as a round upper bound)."""
-    if not size.parameters or not size.hidden_size:
+def source_config(cfg: AdaptConfig, source_folder: Path | None) -> PretrainedConfig | None:
+    """The source model's config, read without loading weights: from the cached source
+    copy if there is one, else from the source (a folder's config.json, the GGUF's
+    metadata, a hub id's config); None when it cannot be read (a hub id offline)."""
+    from transformers import AutoConfig
+
+    from transfer.source.loading import resolve_source
+
+    try:
+        if source_folder is not None and (source_folder / "model" / "config.json").is_file():
+            return AutoConfig.from_pretrained(source_folder / "model")
+        spec = resolve_source(cfg.source_model)
+        if spec.kind == "gguf":
+            path = Path(spec.location)
+            return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        revision = {"revision": spec.revision} if spec.revision else {}
+        return AutoConfig.from_pretrained(spec.location, trust_remote_code=False, **revision)
+    except (OSError, ValueError):
         return None
-    embeddings = cfg.vocab_size * size.hidden_size
-    activations = 34 * cfg.batch_size * cfg.block_size * size.hidden_size * 32
-    logits = 4 * cfg.batch_size * cfg.block_size * cfg.vocab_size * 2
-    return 4 * size.parameters + 3 * 4 * embeddings + activations + logits
+
+
+def training_model_shape(cfg: AdaptConfig, config: PretrainedConfig) -> PreTrainedModel:
+    """The model the train stage trains, as shapes only (meta device, no memory): the
+    source architecture with the target vocabulary (``vocab_size`` rows, the budget)."""
+    import torch
+
+    from transfer.source.objective import auto_model_class
+
+    config = copy.deepcopy(config)
+    config.vocab_size = cfg.vocab_size
+    with torch.device("meta"):
+        return auto_model_class(config).from_config(config)
+
+
+def _peak_memory(cfg: AdaptConfig, config: PretrainedConfig | None) -> int | None:
+    """The trainer's memory estimate for this run, with the inputs the trainer gives it:
+    the largest trainable set of its stages (embeddings, then the whole model when
+    ``full_steps``), bf16 activations where it would autocast, fused attention on a GPU.
+    None without a train stage or a readable config. (OFA trains a factorized embedding,
+    fewer parameters: for it this is an upper bound.)"""
+    if config is None or not cfg.total_train_steps:
+        return None
+    from transfer.devices import pick_device
+    from transfer.train.freezing import set_trainable
+    from transfer.train.memory import estimate_training_memory
+    from transfer.train.trainer import _use_bf16
+
+    model = training_model_shape(cfg, config)
+    stages = ["embeddings", "full"] if cfg.full_steps else ["embeddings"]
+    largest = max(sum(p.numel() for p in set_trainable(model, name)) for name in stages)
+    device = pick_device(cfg.device)
+    estimate = estimate_training_memory(
+        model, batch_size=cfg.batch_size, block_size=cfg.block_size, trainable_parameters=largest,
+        activation_bytes=2 if _use_bf16(cfg.precision, device) else 4,
+        fused_attention=True if device.type == "cuda" else None,
+    )
+    return estimate.total
 
 
 def plan_adaptation(cfg: AdaptConfig, *, measure: bool = True) -> Plan:
@@ -186,8 +236,9 @@ def plan_adaptation(cfg: AdaptConfig, *, measure: bool = True) -> Plan:
 
     source = pipeline.walk_stages(cfg, stage).source
     source_done = cache.get(source.stage, source.key)
-    plan.source = source_size(cfg, source_done.path if source_done else None)
-    plan.peak_memory_bytes = _peak_memory(cfg, plan.source)
+    source_folder = source_done.path if source_done else None
+    plan.source = source_size(cfg, source_folder)
+    plan.peak_memory_bytes = _peak_memory(cfg, source_config(cfg, source_folder))
     if measure and plan.to_build:
         plan.flops_per_second = measure_flops_per_second(cfg.device)
         corpus_bytes = _corpus_bytes(cfg)
