@@ -17,12 +17,12 @@ from transfer.train.memory import estimate_training_memory
 
 
 def _config(tmp_path: Path, source: Path, corpus: Path, **overrides) -> AdaptConfig:
-    settings = dict(
-        source_model=str(source), target_language="de", target_bible=[], source_bible=[],
-        target_files=[str(corpus)], vocab_size=350, train_steps=2, full_steps=2, batch_size=4,
-        block_size=32, device="cpu", precision="fp32", cache_dir=tmp_path / "cache",
-        output_dir=tmp_path / "models",
-    )
+    settings = {
+        "source_model": str(source), "target_language": "de", "target_bible": [], "source_bible": [],
+        "target_files": [str(corpus)], "vocab_size": 350, "train_steps": 2, "full_steps": 2,
+        "batch_size": 4, "block_size": 32, "device": "cpu", "precision": "fp32",
+        "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "models",
+    }
     return AdaptConfig(**{**settings, **overrides})
 
 
