@@ -7,7 +7,7 @@ import random
 import pytest
 
 from transfer.errors import AlignmentError
-from transfer.vectors.word_alignment import align, grow_diag_final_and, induce_dictionary
+from transfer.vectors.word_alignment import align, grow_diag_final_and, induce_dictionary_report
 
 LEXICON = {"house": "Haus", "dog": "Hund", "sees": "sieht", "the": "das", "big": "große",
            "small": "kleine", "Moses": "Mose", "child": "Kind", "water": "Wasser", "bread": "Brot"}
@@ -37,11 +37,11 @@ def test_align_and_induce_recover_the_lexicon():
     correct = sum(LEXICON.get(s[i], s[i]) == t[j] for links, s, t in zip(alignment.links, source, target)
                   for i, j in links)
     assert correct / sum(map(len, alignment.links)) > 0.9
-    pairs = induce_dictionary(source, target, alignment, min_count=5, min_ratio=0.3)
+    pairs = induce_dictionary_report(source, target, alignment, min_count=5, min_ratio=0.3).pairs
     found = dict(pairs)
     assert sum(found.get(en) == de for en, de in LEXICON.items()) >= 9
     assert ("3", "3") in pairs  # identical numbers become seeds
-    stricter = induce_dictionary(source, target, alignment, min_count=10_000, with_identical=False)
+    stricter = induce_dictionary_report(source, target, alignment, min_count=10_000, with_identical=False).pairs
     assert stricter == []
 
 

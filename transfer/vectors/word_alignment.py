@@ -145,29 +145,6 @@ class InducedDictionary:
     report: dict[str, int]
 
 
-def induce_dictionary(
-    source_sents: Sequence[Sequence[str]],
-    target_sents: Sequence[Sequence[str]],
-    alignment: Alignment,
-    *,
-    min_count: int = 5,
-    min_ratio: float = 0.3,
-    max_per_word: int = 1,
-    identical_min_count: int = 2,
-    with_identical: bool = True,
-) -> list[tuple[str, str]]:
-    """Word pairs from symmetrized links: ``count(s, t) >= min_count`` and
-    ``count(s, t) / links(s) >= min_ratio`` and ``count(s, t) / links(t) >= min_ratio``;
-    at most ``max_per_word`` targets per source word (most frequent first). Identical
-    strings seen ``identical_min_count`` times on both sides (capitalized or with a digit:
-    names, numbers) are added as
-    seeds. Pairs come sorted by count, most reliable first."""
-    return induce_dictionary_report(
-        source_sents, target_sents, alignment, min_count=min_count, min_ratio=min_ratio,
-        max_per_word=max_per_word, identical_min_count=identical_min_count, with_identical=with_identical,
-    ).pairs
-
-
 def induce_dictionary_report(
     source_sents: Sequence[Sequence[str]],
     target_sents: Sequence[Sequence[str]],
@@ -179,7 +156,12 @@ def induce_dictionary_report(
     identical_min_count: int = 2,
     with_identical: bool = True,
 ) -> InducedDictionary:
-    """:func:`induce_dictionary` with counts of what was kept."""
+    """Word pairs from symmetrized links: ``count(s, t) >= min_count`` and
+    ``count(s, t) / links(s) >= min_ratio`` and ``count(s, t) / links(t) >= min_ratio``;
+    at most ``max_per_word`` targets per source word (most frequent first). Identical
+    strings seen ``identical_min_count`` times on both sides (capitalized or with a digit:
+    names, numbers) are added as seeds. Pairs come sorted by count, most reliable first,
+    with counts of what was kept."""
     if len(alignment.links) != len(source_sents) or len(source_sents) != len(target_sents):
         raise AlignmentError(f"alignment has {len(alignment.links)} sentences, corpus "
                              f"{len(source_sents)} / {len(target_sents)}")
