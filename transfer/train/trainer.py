@@ -52,8 +52,8 @@ from transfer.train.memory import (
 from transfer.train.objectives import MicroBatch, loss_sum, make_batch
 from transfer.train.schedule import lr_at
 
-# evaluate(model) -> dev BPB, or a dict with "bpb" and/or "loss"
-Evaluate = Callable[[PreTrainedModel], "float | dict[str, float | None]"]
+# evaluate(model) -> dev BPB, or a dict with "bpb" and/or "loss" (and the "metric" it names)
+Evaluate = Callable[[PreTrainedModel], "float | dict[str, float | str | None]"]
 
 
 @dataclass
