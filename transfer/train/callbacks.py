@@ -33,7 +33,8 @@ class TrainingCallback:
 
 
 class RichProgress(TrainingCallback):
-    """A rich progress bar with loss, tokens/s and the last dev BPB (for the CLI)."""
+    """A rich progress bar with loss, tokens/s and the last dev score (for the CLI): BPB,
+    or the masked-LM loss of a masked LM."""
 
     def __init__(self, console: Any | None = None) -> None:
         self.console = console
@@ -53,12 +54,12 @@ class RichProgress(TrainingCallback):
         self._progress = Progress(
             TextColumn("[bold]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} tok/s"),
-            TextColumn("dev BPB {task.fields[bpb]}"), TimeRemainingColumn(),
+            TextColumn("dev {task.fields[metric]} {task.fields[bpb]}"), TimeRemainingColumn(),
             console=self.console, transient=False,
         )
         self._progress.start()
         self._task = self._progress.add_task("train", total=total_steps, completed=info.get("start_step", 0),
-                                             stage="", loss="-", speed="-", bpb="-")
+                                             stage="", loss="-", speed="-", metric="BPB", bpb="-")
 
     def on_step(self, step: int, metrics: dict[str, Any]) -> None:
         if self._progress is not None:
@@ -66,8 +67,12 @@ class RichProgress(TrainingCallback):
                                   loss=f"{metrics['loss']:.3f}", speed=f"{metrics['tokens_per_second']:.0f}")
 
     def on_eval(self, step: int, metrics: dict[str, Any]) -> None:
-        if self._progress is not None and metrics.get("dev_bpb") is not None:
-            self._progress.update(self._task, bpb=f"{metrics['dev_bpb']:.3f}")
+        if self._progress is None:
+            return
+        if metrics.get("dev_bpb") is not None:
+            self._progress.update(self._task, metric="BPB", bpb=f"{metrics['dev_bpb']:.3f}")
+        elif metrics.get("dev_loss") is not None:  # a masked LM: no BPB, its masked-LM loss
+            self._progress.update(self._task, metric="MLM loss", bpb=f"{metrics['dev_loss']:.3f}")
 
     def on_train_end(self, result: Any) -> None:
         if self._progress is not None:
