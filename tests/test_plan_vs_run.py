@@ -5,9 +5,26 @@ to the trainer's own."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tests.test_prefect_flows import tiny_config
 from transfer.cache import StageCache
+from transfer.train.callbacks import TrainingCallback
+
+# The plan's training memory is the trainer's formula applied to the model the plan expects
+# (the source's shapes with ``vocab_size`` rows); the trainer applies it to the model it
+# really trains. They may differ by the target tokenizer's actual size: allow 10%.
+MEMORY_FACTOR = 1.1
+
+
+class _TrainStart(TrainingCallback):
+    """Keeps what the trainer reports when it starts (its own memory estimate)."""
+
+    def __init__(self) -> None:
+        self.infos: list[dict[str, Any]] = []
+
+    def on_train_start(self, total_steps: int, info: dict[str, Any]) -> None:
+        self.infos.append(info)
 
 
 def _complete(cache_dir: Path) -> set[tuple[str, str]]:
@@ -24,9 +41,10 @@ def test_plan_names_the_stages_the_run_builds_and_those_it_finds_cached(
     run_adaptation(tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=1))
     before = _complete(Path(tmp_path / "cache"))
 
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, strategy="random", train_steps=2)
+    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, strategy="random", train_steps=2, full_steps=1)
     plan = plan_adaptation(cfg, measure=False)
-    result = run_adaptation(cfg)
+    started = _TrainStart()
+    result = run_adaptation(cfg, callbacks=[started])
     built = _complete(Path(cfg.cache_dir)) - before
 
     # same stages, same labels: nothing the plan named is missing from the run, nothing extra
@@ -45,3 +63,10 @@ def test_plan_names_the_stages_the_run_builds_and_those_it_finds_cached(
     planned = {s.label: s.key for s in plan.stages}
     assert {label: planned["train" if label == "final" else label] for label in result.stage_keys} == \
         result.stage_keys
+
+    # the plan's peak memory is the trainer's own estimate for this run, within the factor
+    assert len(started.infos) == 1
+    trainer = started.infos[0]["memory_estimate"]["total"]
+    assert plan.peak_memory_bytes is not None
+    assert trainer / MEMORY_FACTOR <= plan.peak_memory_bytes <= trainer * MEMORY_FACTOR, (
+        plan.peak_memory_bytes, trainer)
