@@ -10,7 +10,8 @@ pre-tokenized with the German tokenizer. WECHSEL uses the pipeline's own vector 
 of ``AdaptConfig``'s defaults), so its row is what ``vocab-transfer adapt --strategy
 wechsel`` would start from. Each strategy: BPB on the first 300 dev verses
 (hash order, DESIGN's definition) at step 0 and after 20 embeddings-only steps of 4 x 256
-tokens (AdamW lr 5e-4, identical batches for every strategy), all in one run.
+tokens with the product's training recipe (``transfer.train.stage.training_config``: AdamW lr
+5e-4, gradient clipping at 1.0, identical batches for every strategy), all in one run.
 
     flock /tmp/vocab-transfer-heavy.lock .venv/bin/python benchmarks/transtok_focus.py
     .venv/bin/python benchmarks/transtok_focus.py --smoke   # seconds: tiny model and data
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -29,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # wechsel_assets
 
 if TYPE_CHECKING:
     from transfer.init import StrategyResources
@@ -74,16 +78,18 @@ def _aligned_vectors(cfg_updates: dict[str, Any], cache_dir: Path) -> tuple[Path
     missing; and how long building took."""
     from transfer.cache import StageCache
     from transfer.config import AdaptConfig
+    from transfer.corpus.stage import corpus_spec
     from transfer.stages import execute
     from transfer.vectors.stage import align_stage_spec, vector_specs
 
     cfg = AdaptConfig(cache_dir=cache_dir, **cfg_updates)
     cache = StageCache(cache_dir)
     t0 = time.perf_counter()
-    source_spec, target_spec = vector_specs(cfg)
+    corpus, _ = execute(corpus_spec(cfg), cache)
+    source_spec, target_spec = vector_specs(cfg, corpus)
     source_vectors, s_cached = execute(source_spec, cache)
     target_vectors, t_cached = execute(target_spec, cache)
-    align, a_cached = execute(align_stage_spec(cfg, source_vectors, target_vectors), cache)
+    align, a_cached = execute(align_stage_spec(cfg, source_vectors, target_vectors, corpus), cache)
     info = {"seconds": time.perf_counter() - t0, "dim": cfg.vector_dim, "epochs": cfg.vector_epochs,
             "max_verses": cfg.vector_max_verses, "dictionary": cfg.dictionary,
             "cached": {"fasttext_source": s_cached, "fasttext_target": t_cached, "align": a_cached}}
@@ -159,12 +165,13 @@ def _resources(row: str, corpus: Path, pairs: list[tuple[str, str]], vectors: St
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from wechsel_assets import train_as_the_product
+
     from transfer.corpus.stage import iter_lines, read_lines
-    from transfer.evaluate.bpb import bits_per_byte
     from transfer.init import StrategyInputs, StrategyResources, initialize
     from transfer.init.surgery import get_source_embeddings, swap_vocabulary
     from transfer.source.loading import load_source
-    from transfer.train.pretrain import pack_blocks, train_embeddings_only
+    from transfer.train import pack_train_split
 
     started = time.perf_counter()
     if args.smoke:
@@ -189,7 +196,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         vectors = build_resources("wechsel", {"token_vector_method": "ngram"}, {"vectors": align_dir})
     assets_seconds = time.perf_counter() - started
     texts = read_lines(corpus / "dev.target.txt", n_eval)
-    blocks = pack_blocks(target_tok, iter_lines(corpus / "train.txt"), block)
+    blocks = pack_train_split(target_tok, iter_lines(corpus / "train.txt"), block)
 
     rows = []
     for name in args.strategies:
@@ -204,13 +211,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         init_seconds = time.perf_counter() - t0
         model = swap_vocabulary(model, target_tok, target, source_tokenizer=source_tok)
 
-        def evaluate(m, _texts=texts) -> float:
-            return bits_per_byte(m, target_tok, _texts, batch_size=16, device="cpu").bpb
-
-        log = train_embeddings_only(
-            model, blocks, steps=steps, batch_size=batch, lr=5e-4, seed=0, device="cpu",
-            evaluate_at=(0, steps), evaluate=evaluate,
-        )
+        log = train_as_the_product(model, target_tok, blocks, texts, steps=steps, batch_size=batch,
+                                   seed=0, device="cpu")
         row = {
             "strategy": name,
             "bpb_step0": log.evaluations[0],
@@ -227,7 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {
             "smoke": args.smoke, "parallel": f"{'+'.join(PARALLEL_SOURCES)} -> {PARALLEL_TARGET} train",
             "parallel_pairs": len(pairs), "eval": f"first {len(texts)} dev verses (hash order)",
-            "steps": steps, "batch": batch, "block": block, "lr": 5e-4,
+            "steps": steps, "batch": batch, "block": block, "lr": 5e-4, "recipe": "product (clip 1.0)",
             "target_vocab": len(target_tok), "stages_cached": cached, "vectors": vectors_info,
         },
         "machine": {

@@ -16,6 +16,7 @@ import pytest
 
 from transfer.cache import StageCache, StageOutput
 from transfer.config import AdaptConfig
+from transfer.corpus.stage import corpus_spec
 from transfer.publish.manifest import MANIFEST_FILE
 from transfer.publish.model_card import render_model_card
 from transfer.publish.result import AdaptResult
@@ -29,20 +30,22 @@ SMALL = {"source_model": "smollm2", "target_language": "de", "target_bible": ["e
 
 
 @pytest.fixture(scope="module")
-def vectors(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, StageOutput, StageOutput]:
-    """The source and target fastText stages, built once for every case below."""
+def vectors(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, StageOutput, StageOutput, StageOutput]:
+    """The corpus stage and the source and target fastText stages, built once for every case below."""
     cache_dir = tmp_path_factory.mktemp("cache")
-    source_spec, target_spec = vector_specs(AdaptConfig(**SMALL, cache_dir=cache_dir))
+    cfg = AdaptConfig(**SMALL, cache_dir=cache_dir)
     cache = StageCache(cache_dir)
-    return cache_dir, execute(source_spec, cache)[0], execute(target_spec, cache)[0]
+    corpus = execute(corpus_spec(cfg), cache)[0]
+    source_spec, target_spec = vector_specs(cfg, corpus)
+    return cache_dir, execute(source_spec, cache)[0], execute(target_spec, cache)[0], corpus
 
 
 def _run(vectors, tmp_path: Path, *, strategy: str, dictionary: str, in_manifest: bool = False) -> AdaptResult:
     """A finished run's result whose stage keys lead to a real align stage of ``dictionary``."""
-    cache_dir, source, target = vectors
+    cache_dir, source, target, corpus = vectors
     cfg = AdaptConfig(**SMALL, strategy=strategy, dictionary=dictionary, cache_dir=cache_dir,
                       output_dir=tmp_path / "models")
-    align, _ = execute(align_stage_spec(cfg, source, target), StageCache(cache_dir))
+    align, _ = execute(align_stage_spec(cfg, source, target, corpus), StageCache(cache_dir))
     vector_keys = {"fasttext:source": source.key, "fasttext:target": target.key, "align": align.key}
     model_dir = tmp_path / "models" / cfg.model_name()
     model_dir.mkdir(parents=True)

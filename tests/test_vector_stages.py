@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from transfer.cache import StageCache
+from transfer.config import AdaptConfig
+from transfer.corpus.stage import corpus_spec
 from transfer.errors import AlignmentError, DictionaryError
 from transfer.stages import execute
 from transfer.vectors.stage import align_spec, fasttext_spec, load_aligned
@@ -19,29 +21,31 @@ SMALL = {"dim": 16, "epoch": 2, "min_count": 3, "bucket": 20_000, "max_verses": 
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory):
     cache = StageCache(tmp_path_factory.mktemp("cache"))
-    en, cached_en = execute(fasttext_spec(["k"], **SMALL), cache)
-    de, cached_de = execute(fasttext_spec(["e"], **SMALL), cache)
+    cfg = AdaptConfig(target_bible=["e"], source_bible=[], source_train_bible=["k"])
+    corpus, _ = execute(corpus_spec(cfg), cache)
+    en, cached_en = execute(fasttext_spec(corpus, "source", **SMALL), cache)
+    de, cached_de = execute(fasttext_spec(corpus, "target", **SMALL), cache)
     assert not cached_en and not cached_de
-    return cache, en, de
+    return cache, en, de, corpus
 
 
 def test_fasttext_stage_is_cached(stages):
-    cache, en, _ = stages
-    again, cached = execute(fasttext_spec(["k"], **SMALL), cache)
+    cache, en, _, corpus = stages
+    again, cached = execute(fasttext_spec(corpus, "source", **SMALL), cache)
     assert cached and again.path == en.path
     assert (en.path / "vectors" / "vectors.safetensors").exists()
     assert not (en.path / "train.tok.txt").exists()  # the tokenized corpus is not kept
-    other = fasttext_spec(["k"], **{**SMALL, "dim": 8})
-    assert other.key != fasttext_spec(["k"], **SMALL).key
+    other = fasttext_spec(corpus, "source", **{**SMALL, "dim": 8})
+    assert other.key != fasttext_spec(corpus, "source", **SMALL).key
 
 
 def test_align_stage_with_file_and_induced_dictionaries(stages, tmp_path: Path):
-    cache, en, de = stages
+    cache, en, de, corpus = stages
     # a MUSE dictionary file (German first, as Ding: reversed for an English source)
     muse = tmp_path / "de-en.txt"
     muse.write_text("Gott God\nHerr LORD\nKönig king\nWasser water\nErde earth\nHimmel heaven\n"
                     "Sohn son\nVolk people\nHand hand\nTag day\nHaus house\nLand land\n", encoding="utf-8")
-    spec = align_spec(en, de, dictionaries="file+induced", dictionary_path=muse, parallel=[("k", "e")],
+    spec = align_spec(en, de, dictionaries="file+induced", dictionary_path=muse, corpus=corpus,
                       max_parallel=300, refine_iterations=1)
     out, cached = execute(spec, cache)
     assert not cached
@@ -56,7 +60,7 @@ def test_align_stage_with_file_and_induced_dictionaries(stages, tmp_path: Path):
 
 
 def test_align_stage_bad_input_leaves_no_entry(stages, tmp_path: Path):
-    cache, en, de = stages
+    cache, en, de, _ = stages
     useless = tmp_path / "useless.txt"
     useless.write_text("Quark quark\nZwieback rusk\n")
     spec = align_spec(en, de, dictionary_path=useless)

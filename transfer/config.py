@@ -56,8 +56,23 @@ class AdaptConfig(BaseModel):
     # 10, not fastText's 5: on Bible-sized text the vectors are undertrained at 5 (BLI P@1
     # 0.122 -> 0.174; WECHSEL dev BPB 2.948 -> 2.831 at step 0; benchmarks/README.md)
     vector_epochs: int = Field(10, ge=1, le=100, description="fastText training epochs (WECHSEL/OFA vectors).")
+    parallel_files: list[str] = Field(
+        default_factory=list,
+        description="Your own parallel corpora (source language, target language), used instead of the "
+                    "Bible by trans-tokenization and dictionary induction: a .tsv file (source TAB target), "
+                    "a .jsonl file (two fields, see parallel_fields) or a Moses pair named by its prefix P "
+                    "(files P.<parallel_source_language> and P.<target_language>).",
+    )
+    parallel_source_language: str = Field(
+        "en", min_length=2, description="Language code of the source side of parallel_files (Moses suffix, JSONL field).")
+    parallel_fields: list[str] = Field(
+        default_factory=list, description="JSONL field names of the source and target sentence "
+                                          "(default: the two language codes).")
+    parallel_max_line_chars: int = Field(
+        10_000, ge=1, description="Longest parallel sentence accepted (characters); longer lines are refused.")
     parallel_max_pairs: int | None = Field(
-        None, ge=1, description="Use only the first N train verse pairs for alignment (None: all).")
+        None, ge=1, description="Use only the first N train sentence pairs of each source translation or "
+                              "parallel file for alignment and trans-tokenization (None: all).")
     vector_max_verses: int | None = Field(
         None, ge=1, description="Train fastText on only the first N train verses per translation (None: all).")
     token_vector_method: Literal["ngram", "word_average"] = Field(

@@ -68,10 +68,10 @@ def walk_stages(cfg: AdaptConfig, run: StageRunner) -> StageGraph:
     tokenizer = stage(tokenizer_spec(cfg, corpus, source), "tokenizer")
     vectors = None
     if "vectors" in needs(cfg.strategy):
-        source_spec_v, target_spec_v = vector_specs(cfg)
+        source_spec_v, target_spec_v = vector_specs(cfg, corpus)
         source_vectors = stage(source_spec_v, "fasttext:source")
         target_vectors = stage(target_spec_v, "fasttext:target")
-        vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors), "align")
+        vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors, corpus), "align")
     init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors), "init")
     final = stage(train_spec(cfg, init, corpus), "train") if cfg.total_train_steps else init
     models = {"source_model_on_target": (source, "target"), "adapted_step0": (init, "target")}

@@ -28,10 +28,13 @@ def validate_config(cfg: AdaptConfig) -> None:
             raise CorpusError(f"Bible translation codes {unknown} are unknown; available: {available}")
     if not cfg.target_bible and not cfg.target_files:
         raise CorpusError("no target corpus: give target_bible codes or target_files")
+    _check_parallel_files(cfg)
+    has_parallel = bool(cfg.parallel_files) or bool(cfg.target_bible and cfg.source_train_bible)
     kinds = needs(cfg.strategy)
-    if "parallel" in kinds and not (cfg.target_bible and cfg.source_train_bible):
+    if "parallel" in kinds and not has_parallel:
         raise CorpusError(
-            f"strategy {cfg.strategy!r} needs a parallel corpus: give target_bible and source_train_bible codes"
+            f"strategy {cfg.strategy!r} needs a parallel corpus: give parallel_files, or target_bible and "
+            f"source_train_bible codes"
         )
     if "vectors" in kinds:
         if not cfg.source_train_bible:
@@ -39,6 +42,17 @@ def validate_config(cfg: AdaptConfig) -> None:
         if cfg.dictionary not in ("auto", "ding", "induced") and not Path(cfg.dictionary).is_file():
             raise CorpusError(f"dictionary: {cfg.dictionary} does not exist")
         induced = cfg.dictionary == "induced" or (cfg.dictionary == "auto" and cfg.target_language != "de")
-        if induced and not cfg.target_bible:
-            raise CorpusError("an induced dictionary needs target_bible codes (verse-aligned text)")
+        if induced and not has_parallel:
+            raise CorpusError("an induced dictionary needs parallel text: parallel_files, or target_bible codes "
+                              "(verse-aligned with source_train_bible)")
     source_fingerprint(cfg.source_model)  # raises for a missing file or folder
+
+
+def _check_parallel_files(cfg: AdaptConfig) -> None:
+    """Each parallel corpus's form, its first lines and (Moses) its line counts: cheap
+    enough for a GB-sized file; the corpus stage checks every line as it splits them."""
+    from transfer.corpus.parallel_files import check_parallel_head, resolve_parallel
+
+    for entry in cfg.parallel_files:
+        source = resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language, cfg.parallel_fields)
+        check_parallel_head(source, max_chars=cfg.parallel_max_line_chars)

@@ -95,7 +95,7 @@ def _open_binary(path: Path, gzipped: bool) -> BinaryIO:
         raise CorpusError(f"corpus file {str(path)!r}: cannot open ({exc})") from exc
 
 
-def _decoded_lines(path: Path, gzipped: bool) -> Iterator[tuple[int, str]]:
+def decoded_lines(path: Path, gzipped: bool) -> Iterator[tuple[int, str]]:
     """(line number, line without its line end) for every line, decoded as UTF-8."""
     with _open_binary(path, gzipped) as handle:
         lineno = 0
@@ -123,13 +123,13 @@ def _decoded_lines(path: Path, gzipped: bool) -> Iterator[tuple[int, str]]:
 
 
 def _iter_text_file(path: Path, gzipped: bool) -> Iterator[str]:
-    for _, line in _decoded_lines(path, gzipped):
+    for _, line in decoded_lines(path, gzipped):
         if line.strip():
             yield line
 
 
 def _iter_jsonl_file(path: Path, gzipped: bool, text_field: str) -> Iterator[str]:
-    for lineno, line in _decoded_lines(path, gzipped):
+    for lineno, line in decoded_lines(path, gzipped):
         if not line.strip():
             continue
         where = f"corpus file {str(path)!r}, line {lineno}"

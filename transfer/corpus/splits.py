@@ -105,3 +105,10 @@ def document_key(text: str) -> str:
     """
     normalized = " ".join(text.split())
     return hashlib.sha256(normalized.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def pair_key(source: str, target: str) -> str:
+    """Split key of a sentence pair of a user's parallel corpus: sha256 hex of both sides,
+    whitespace-normalized, so a repeated pair lands in one split."""
+    normalized = " ".join(source.split()) + "\t" + " ".join(target.split())
+    return hashlib.sha256(normalized.encode("utf-8", errors="surrogatepass")).hexdigest()

@@ -1,10 +1,24 @@
 """Stage ``corpus``: split every text the run is given into train/dev/test files once; every
-later stage reads only what this stage wrote (``read_lines``/``iter_lines``, ``eval_file``)."""
+later stage reads only what this stage wrote (``read_lines``/``iter_lines``, ``eval_file``).
+
+The folder holds, besides the target ``{train,dev,test}.txt`` and the evaluation files:
+
+- ``train.source.<code>.txt``: the train verses of each source-language translation
+  (``source_train_bible``), for the source language's static vectors;
+- ``parallel.train.tsv``: train sentence pairs, source TAB target: the user's parallel
+  files when given, else the verse pairs of each source translation with the first target
+  translation;
+- ``corpus.json``: the parameters, counts per split, and the *sections* of ``train.txt``
+  and ``parallel.train.tsv`` (which lines came from which translation or file), so a stage
+  can cap each part as before (``vector_max_verses``, ``parallel_max_pairs``).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import itertools
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,24 +27,43 @@ from transfer.stages import BuildContext, StageSpec, builder, write_json
 
 if TYPE_CHECKING:
     from transfer.config import AdaptConfig
+    from transfer.corpus.splits import SplitFractions
 
 
 def corpus_spec(cfg: AdaptConfig) -> StageSpec:
     from transfer.corpus.bible import bible_content_hash
+    from transfer.corpus.parallel_files import parallel_content_hash, resolve_parallel
     from transfer.corpus.readers import corpus_content_hash
 
-    inputs = {"bible": bible_content_hash(sorted(set(cfg.target_bible + cfg.source_bible)))}
+    codes = sorted(set(cfg.target_bible + cfg.source_bible + cfg.source_train_bible))
+    inputs = {"bible": bible_content_hash(codes)}
     for i, path in enumerate(cfg.target_files):
         inputs[f"file{i}"] = corpus_content_hash(path)
+    parallel = [resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language, cfg.parallel_fields)
+                for entry in cfg.parallel_files]
+    for i, source in enumerate(parallel):
+        inputs[f"parallel{i}"] = parallel_content_hash(source)
     params = {
         "target_bible": cfg.target_bible,
         "target_files": [str(Path(p)) for p in cfg.target_files],
         "text_field": cfg.text_field,
         "source_bible": cfg.source_bible,
+        "source_train_bible": cfg.source_train_bible,
+        "parallel": [source.to_dict() for source in parallel],
         "dev_fraction": cfg.dev_fraction,
         "test_fraction": cfg.test_fraction,
     }
-    return StageSpec(stage="corpus", params=params, inputs=inputs)
+    # a limit that refuses input, not one that changes what is written: not in the key
+    runtime = {"parallel_max_line_chars": cfg.parallel_max_line_chars}
+    return StageSpec(stage="corpus", params=params, inputs=inputs, runtime=runtime)
+
+
+PARALLEL_TRAIN = "parallel.train.tsv"
+
+
+def source_train_file(code: str) -> str:
+    """The corpus stage's file of one source-language translation's train verses."""
+    return f"train.source.{code}.txt"
 
 
 def eval_file(split: str, texts: str) -> str:
@@ -49,6 +82,43 @@ def iter_lines(path: Path) -> Iterator[str]:
             yield line.rstrip("\n")
 
 
+Sections = list[tuple[str, int]]  # (part name, lines) in file order
+
+
+def corpus_record(corpus_dir: Path) -> dict[str, Any]:
+    """The corpus stage's record: its parameters, counts and sections."""
+    return json.loads((corpus_dir / "corpus.json").read_text())
+
+
+def corpus_sections(corpus_dir: Path, filename: str) -> Sections:
+    """Which lines of ``train.txt`` or ``parallel.train.tsv`` came from which part:
+    ``bible:<code>`` and ``file:<i>`` (target text), ``bible:<source>-<target>`` and
+    ``parallel:<i>`` (pairs)."""
+    return [(name, int(n)) for name, n in corpus_record(corpus_dir)["sections"][filename]]
+
+
+def iter_sections(corpus_dir: Path, filename: str, limit: Callable[[str], int | None]) -> Iterator[str]:
+    """The lines of a sectioned corpus file, at most ``limit(section)`` of each section
+    (None: all), in file order."""
+    # only "\n" ends a line here, as the corpus stage counted them ("\r" may be inside a text)
+    with open(corpus_dir / filename, encoding="utf-8", newline="\n") as handle:
+        for name, n in corpus_sections(corpus_dir, filename):
+            cap = limit(name)
+            for i, line in enumerate(itertools.islice(handle, n)):
+                if cap is None or i < cap:
+                    yield line.removesuffix("\n")
+
+
+def train_pairs(corpus_dir: Path, max_pairs: int | None = None) -> list[tuple[str, str]]:
+    """The train sentence pairs (source, target) the corpus stage wrote, the first
+    ``max_pairs`` of each source translation or parallel file when given."""
+    pairs = []
+    for line in iter_sections(corpus_dir, PARALLEL_TRAIN, lambda _: max_pairs):
+        source, target = line.split("\t")
+        pairs.append((source, target))
+    return pairs
+
+
 def _hash_order(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -65,19 +135,28 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
     p = spec.params
     fractions = SplitFractions(dev=p["dev_fraction"], test=p["test_fraction"])
     stats: dict[str, Any] = {}
+    sections: dict[str, Sections] = {}
     for split in SPLITS:
         n_docs = n_bytes = 0
+        parts: Sections = []
         with open(out / f"{split}.txt", "w", encoding="utf-8") as handle:
             for code in p["target_bible"]:
-                for verse in read_verses(code, split, fractions=fractions):
+                verses = read_verses(code, split, fractions=fractions)
+                for verse in verses:
                     handle.write(verse.text + "\n")
                     n_docs += 1
                     n_bytes += len(verse.text.encode())
-            for path in p["target_files"]:
+                parts.append((f"bible:{code}", len(verses)))
+            for i, path in enumerate(p["target_files"]):
+                n_lines = 0
                 for doc in split_documents(iter_documents(path, p["text_field"]), split, fractions):
                     handle.write(doc + "\n")
                     n_docs += 1
                     n_bytes += len(doc.encode())
+                    n_lines += doc.count("\n") + 1  # a JSON text may hold line ends
+                parts.append((f"file:{i}", n_lines))
+        if split == "train":
+            sections["train.txt"] = parts
         stats[split] = {"documents": n_docs, "bytes": n_bytes}
         if n_docs == 0:
             raise CorpusError(
@@ -103,4 +182,46 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
             docs.sort(key=_hash_order)
             (out / eval_file(split, "target")).write_text("".join(d + "\n" for d in docs))
             stats[split]["target_eval_texts"] = len(docs)
-    write_json(out / "corpus.json", {"params": p, "stats": stats})
+    for code in p.get("source_train_bible", []):
+        texts = [v.text for v in read_verses(code, "train", fractions=fractions)]
+        (out / source_train_file(code)).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+        stats["train"][f"source_texts:{code}"] = len(texts)
+    sections[PARALLEL_TRAIN], stats["parallel"] = _write_parallel(p, fractions, out / PARALLEL_TRAIN,
+                                                                  spec.runtime.get("parallel_max_line_chars"))
+    write_json(out / "corpus.json", {"params": p, "stats": stats, "sections": sections})
+
+
+def _write_parallel(p: dict[str, Any], fractions: SplitFractions, path: Path,
+                    max_chars: int | None) -> tuple[Sections, dict[str, int]]:
+    """Train sentence pairs (source TAB target): the user's parallel files, split by the
+    pair's text, else the Bible's verse pairs of each source translation with the first
+    target translation, split by verse key (held out in every translation alike)."""
+    from transfer.corpus.bible import verse_pairs
+    from transfer.corpus.parallel_files import DEFAULT_MAX_CHARS, ParallelInput, iter_pairs
+    from transfer.corpus.splits import pair_key, split_of
+
+    parts: Sections = []
+    counts = {"train": 0, "dev": 0, "test": 0} if p.get("parallel") else {"train": 0}
+    with open(path, "w", encoding="utf-8") as handle:
+        if p.get("parallel"):
+            for i, entry in enumerate(p["parallel"]):
+                n = 0
+                for source, target in iter_pairs(ParallelInput.from_dict(entry), max_chars=max_chars or DEFAULT_MAX_CHARS):
+                    split = split_of(pair_key(source, target), fractions)
+                    counts[split] += 1
+                    if split == "train":
+                        handle.write(f"{source}\t{target}\n")
+                        n += 1
+                parts.append((f"parallel:{i}", n))
+            if not counts["train"]:
+                raise CorpusError(f"parallel files {[e['entry'] for e in p['parallel']]}: no train pairs "
+                                  f"(too few pairs to split: {counts})")
+        elif p["target_bible"]:
+            target = p["target_bible"][0]
+            for code in p.get("source_train_bible", []):
+                rows = verse_pairs(code, target, "train", fractions=fractions)
+                for _, source, text in rows:  # verse text is whitespace-normalized: no tabs
+                    handle.write(f"{source}\t{text}\n")
+                parts.append((f"bible:{code}-{target}", len(rows)))
+                counts["train"] += len(rows)
+    return parts, counts

@@ -5,8 +5,9 @@ Strategies declare the data kinds they need where they register
 ``StrategyInputs.resources``; this module is the one place that builds it from finished
 stage folders, so the pipeline's init stage stays generic:
 
-- ``trans_tokenization``: the parallel corpus (train verses only), source translations
-  paired with the first target translation;
+- ``trans_tokenization``: the train sentence pairs the corpus stage wrote (the user's
+  parallel files, else each source translation's verses paired with the first target
+  translation);
 - ``focus``: the target train text;
 - ``wechsel`` / ``ofa``: both languages' static vectors aligned in one space (the
   ``fasttext`` and ``align`` stages of ``transfer.vectors.stage``).
@@ -33,15 +34,16 @@ class VectorSpace:
     target: Any
 
 
-def parallel_pairs(source_codes: list[str], target_code: str, max_pairs: int | None = None) -> list[tuple[str, str]]:
-    """(source verse, target verse) pairs of the train split, for every source translation
-    (the first ``max_pairs`` of each, in canonical verse order, when given)."""
-    from transfer.corpus.bible import verse_pairs
+def parallel_pairs(corpus_dir: Path, max_pairs: int | None = None) -> list[tuple[str, str]]:
+    """(source, target) train sentence pairs of the corpus stage in ``corpus_dir``, for
+    every source translation or parallel file (the first ``max_pairs`` of each, in corpus
+    order, when given)."""
+    from transfer.corpus.stage import train_pairs
 
-    pairs = [(s, t) for code in source_codes
-             for _, s, t in verse_pairs(code, target_code, "train")[:max_pairs]]
+    pairs = train_pairs(corpus_dir, max_pairs)
     if not pairs:
-        raise CorpusError(f"no train verse pairs between {source_codes} and {target_code!r}")
+        raise CorpusError(f"corpus stage {corpus_dir.name}: no train sentence pairs (give parallel_files, "
+                          f"or target_bible and source_train_bible codes)")
     return pairs
 
 
@@ -50,8 +52,7 @@ def build_resources(strategy: str, params: dict[str, Any], upstream: dict[str, P
     kinds = needs(strategy)
     resources: dict[str, Any] = {}
     if "parallel" in kinds:
-        resources["parallel"] = parallel_pairs(params["parallel_source_bible"], params["parallel_target_bible"],
-                                               params.get("parallel_max_pairs"))
+        resources["parallel"] = parallel_pairs(upstream["corpus"], params.get("parallel_max_pairs"))
     if "target_corpus" in kinds:
         resources["target_corpus"] = upstream["corpus"] / "train.txt"
     if "vectors" in kinds:

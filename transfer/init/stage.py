@@ -18,19 +18,16 @@ def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput,
     from transfer.init.resources import needs
 
     kinds = needs(cfg.strategy)
-    extra = {"corpus": corpus} if corpus is not None and "target_corpus" in kinds else {}
+    # the target train text (FOCUS) and the train sentence pairs (trans-tokenization) are
+    # both the corpus stage's files: its key carries the split
+    extra = {"corpus": corpus} if corpus is not None and kinds & {"target_corpus", "parallel"} else {}
     if "vectors" in kinds and vectors is not None:
         extra["vectors"] = vectors
     inputs, upstream = upstream_of(source=source, tokenizer=tokenizer, **extra)
     params: dict[str, Any] = {"strategy": cfg.strategy, "strategy_params": cfg.strategy_params,
                               "seed": cfg.seed}
     if "parallel" in kinds:
-        from transfer.corpus.bible import bible_content_hash
-
-        params["parallel_source_bible"] = cfg.source_train_bible
-        params["parallel_target_bible"] = cfg.target_bible[0] if cfg.target_bible else None
         params["parallel_max_pairs"] = cfg.parallel_max_pairs
-        inputs["parallel"] = bible_content_hash(sorted({*cfg.source_train_bible, *cfg.target_bible[:1]}))
     if "vectors" in kinds:
         params["token_vector_method"] = cfg.token_vector_method
     return StageSpec(stage="init", params=params, inputs=inputs, upstream=upstream)

@@ -104,7 +104,12 @@ def vector_sources(result: AdaptResult) -> list[tuple[str, str, str]]:
     align = (stage_record(result, "align", "align.json") or {}).get("params", {})
     if "file" in align.get("dictionaries", ""):
         rows += _dictionary_rows(align.get("dictionary_path"), "bilingual word pairs for aligning static vectors")
-    if "induced" in align.get("dictionaries", ""):
+    if "induced" in align.get("dictionaries", "") and align.get("parallel_files"):
+        rows.append(("word pairs induced with eflomal from the train pairs of "
+                     + ", ".join(f"`{Path(f).name}`" for f in align["parallel_files"]),
+                     "bilingual word pairs for aligning static vectors",
+                     "supplied by the user; its licence is not recorded"))
+    elif "induced" in align.get("dictionaries", ""):
         rows.append(("word pairs induced with eflomal from the train verses of "
                      + ", ".join(f"`{s}`-`{t}`" for s, t in align.get("parallel", [])),
                      "bilingual word pairs for aligning static vectors", "derived from the Bible translations listed"))

@@ -1,11 +1,12 @@
 """The static-vector stages as cacheable pipeline units: "fasttext" and "align".
 
-``fasttext``: fastText trained on the *train* split of Bible translations and/or corpus
-files (DESIGN: nothing trained sees dev or test text), stored compactly.
+``fasttext``: fastText trained on the *train* split the corpus stage wrote (DESIGN: nothing
+trained sees dev or test text), the source-language translations or the target text,
+stored compactly.
 ``align``: both languages' vectors in one space by Procrustes (optionally refined) on a
-dictionary file, an eflomal-induced dictionary from Bible verse pairs, or both; when an
-evaluation dictionary (Ding) is given, its stable held-out 10% is removed from every
-alignment dictionary and BLI P@1 is reported on it. Specs and builders follow
+dictionary file, an eflomal-induced dictionary from the corpus stage's train sentence
+pairs, or both; when an evaluation dictionary (Ding) is given, its stable held-out 10% is
+removed from every alignment dictionary and BLI P@1 is reported on it. Specs and builders follow
 ``transfer.stages`` (``StageSpec``, ``@builder``), so ``execute(spec, cache)`` caches them
 like every other stage.
 """
@@ -13,7 +14,7 @@ like every other stage.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,13 +25,13 @@ if TYPE_CHECKING:
     from transfer.config import AdaptConfig
 
 Dictionaries = Literal["file", "induced", "file+induced"]
+Texts = Literal["source", "target"]
 
 
 def fasttext_spec(
-    bible: Sequence[str] = (),
-    files: Sequence[str | Path] = (),
+    corpus: StageOutput,
+    texts: Texts = "target",
     *,
-    text_field: str = "text",
     model: str = "skipgram",
     dim: int = 100,
     epoch: int = 5,
@@ -43,41 +44,69 @@ def fasttext_spec(
     threads: int = 1,
     max_verses: int | None = None,
 ) -> StageSpec:
-    """fastText on the train split of ``bible`` codes and ``files``. ``threads`` is part
-    of the key: more than one thread changes (and unfixes) the result."""
-    from transfer.corpus.bible import bible_content_hash
-    from transfer.corpus.readers import corpus_content_hash
+    """fastText on the train split the ``corpus`` stage wrote: ``texts="target"`` its
+    target text, ``"source"`` its source-language translations. ``max_verses`` caps each
+    Bible translation (corpus files are read whole). ``threads`` is part of the key: more
+    than one thread changes (and unfixes) the result."""
     from transfer.errors import CorpusError
 
-    if not bible and not files:
-        raise CorpusError("fastText stage: no corpus (give Bible codes or files)")
-    inputs = {"bible": bible_content_hash(list(bible))} if bible else {}
-    for i, path in enumerate(files):
-        inputs[f"file{i}"] = corpus_content_hash(path)
-    params = {"bible": list(bible), "files": [str(Path(p)) for p in files], "text_field": text_field,
-              "model": model, "dim": dim, "epoch": epoch, "min_count": min_count, "minn": minn,
-              "maxn": maxn, "bucket": bucket, "lowercase": lowercase, "seed": seed, "threads": threads,
-              "max_verses": max_verses}
-    return StageSpec(stage="fasttext", params=params, inputs=inputs)
+    if texts not in ("source", "target"):
+        raise CorpusError(f"fastText stage: texts={texts!r}, expected 'source' or 'target'")
+    inputs, upstream = upstream_of(corpus=corpus)
+    params = {"texts": texts, "model": model, "dim": dim, "epoch": epoch, "min_count": min_count,
+              "minn": minn, "maxn": maxn, "bucket": bucket, "lowercase": lowercase, "seed": seed,
+              "threads": threads, "max_verses": max_verses}
+    return StageSpec(stage="fasttext", params=params, inputs=inputs, upstream=upstream)
+
+
+def _texts_read(spec: StageSpec) -> dict[str, list[str]]:
+    """The Bible codes and files a fastText stage's texts came from (for its record and the
+    model card), from the corpus stage's record."""
+    from transfer.corpus.stage import corpus_record
+
+    params = corpus_record(spec.upstream_path("corpus"))["params"]
+    if spec.params["texts"] == "source":
+        return {"bible": params["source_train_bible"], "files": []}
+    return {"bible": params["target_bible"], "files": params["target_files"]}
+
+
+def _pairs_read(spec: StageSpec) -> dict[str, list]:
+    """Where an align stage's sentence pairs came from: (source, target) Bible code pairs
+    or the user's parallel files, from the corpus stage's record."""
+    from transfer.corpus.stage import corpus_record
+
+    params = corpus_record(spec.upstream_path("corpus"))["params"]
+    files = [entry["entry"] for entry in params.get("parallel", [])]
+    if files or not params["target_bible"]:
+        return {"parallel": [], "parallel_files": files}
+    return {"parallel": [[code, params["target_bible"][0]] for code in params["source_train_bible"]],
+            "parallel_files": []}
+
+
+def fasttext_lines(spec: StageSpec) -> Iterator[str]:
+    """The texts a fastText stage trains on, all read from its corpus stage's folder."""
+    from transfer.corpus.stage import corpus_record, iter_sections, read_lines, source_train_file
+
+    corpus = spec.upstream_path("corpus")
+    cap = spec.params["max_verses"]
+    if spec.params["texts"] == "source":
+        for code in corpus_record(corpus)["params"]["source_train_bible"]:
+            yield from read_lines(corpus / source_train_file(code), cap)
+    else:
+        yield from iter_sections(corpus, "train.txt", lambda part: cap if part.startswith("bible:") else None)
 
 
 @builder("fasttext")
 def build_fasttext(spec: StageSpec, out: Path, context: BuildContext) -> None:
-    from transfer.corpus.bible import read_texts
-    from transfer.corpus.readers import iter_documents, split_documents
+    from transfer.errors import CorpusError
     from transfer.vectors.fasttext import load_trained, train_fasttext, write_training_text
 
     p = spec.params
-
-    def lines():
-        for code in p["bible"]:
-            yield from read_texts(code, "train")[: p["max_verses"]]
-        for path in p["files"]:
-            yield from split_documents(iter_documents(path, p["text_field"]), "train")
-
     started = time.perf_counter()
     corpus = out / "train.tok.txt"
-    counts = write_training_text(lines(), corpus, lowercase=p["lowercase"])
+    counts = write_training_text(fasttext_lines(spec), corpus, lowercase=p["lowercase"])
+    if not counts["lines"]:
+        raise CorpusError(f"fastText stage ({p['texts']} texts): the corpus stage wrote no train text for it")
     try:
         train_fasttext(corpus, out / "vectors", model=p["model"], dim=p["dim"], epoch=p["epoch"],
                        min_count=p["min_count"], threads=p["threads"], seed=p["seed"], minn=p["minn"],
@@ -85,7 +114,7 @@ def build_fasttext(spec: StageSpec, out: Path, context: BuildContext) -> None:
     finally:
         corpus.unlink(missing_ok=True)  # the tokenized copy is cheap to redo; keep the disk small
     vectors = load_trained(out / "vectors")
-    write_json(out / "fasttext.json", {"params": p, "corpus": counts, "words": len(vectors),
+    write_json(out / "fasttext.json", {"params": {**p, **_texts_read(spec)}, "corpus": counts, "words": len(vectors),
                                        "seconds": round(time.perf_counter() - started, 2)})
 
 
@@ -100,7 +129,7 @@ def align_spec(
     eval_dictionary_path: str | Path | None = None,
     eval_dictionary_reversed: bool = True,
     test_fraction: float = 0.1,
-    parallel: Sequence[tuple[str, str]] = (),
+    corpus: StageOutput | None = None,
     max_parallel: int | None = None,
     min_count: int = 3,
     min_ratio: float = 0.3,
@@ -109,44 +138,49 @@ def align_spec(
 ) -> StageSpec:
     """Align ``source`` onto ``target`` fastText stages. ``dictionary_reversed``: the file
     lists (target word, source word), as Ding's ``German :: English`` does for an English
-    source. ``parallel``: (source code, target code) Bible pairs for eflomal induction."""
-    from transfer.corpus.bible import bible_content_hash
+    source. ``corpus``: the corpus stage whose train sentence pairs eflomal induces a
+    dictionary from (the first ``max_parallel`` of each source translation or file)."""
     from transfer.errors import DictionaryError
 
     if dictionaries not in ("file", "induced", "file+induced"):
         raise DictionaryError(f"dictionaries={dictionaries!r}: use 'file', 'induced' or 'file+induced'")
     if "file" in dictionaries and dictionary_path is None:
         raise DictionaryError(f"dictionaries={dictionaries!r} needs dictionary_path")
-    if "induced" in dictionaries and not parallel:
-        raise DictionaryError(f"dictionaries={dictionaries!r} needs parallel Bible code pairs")
-    inputs, upstream = upstream_of(source=source, target=target)
+    if "induced" in dictionaries and corpus is None:
+        raise DictionaryError(f"dictionaries={dictionaries!r} needs the corpus stage's parallel text")
+    stages = {"source": source, "target": target}
+    if "induced" in dictionaries and corpus is not None:
+        stages["corpus"] = corpus
+    inputs, upstream = upstream_of(**stages)
     for name, path in (("dictionary", dictionary_path), ("eval_dictionary", eval_dictionary_path)):
         if path is not None:
             if not Path(path).is_file():
                 raise DictionaryError(f"{name}: {path} does not exist")
             inputs[name] = file_sha256(Path(path))
-    if parallel:
-        inputs["parallel"] = bible_content_hash(sorted({c for pair in parallel for c in pair}))
     params = {"dictionaries": dictionaries, "dictionary_path": str(dictionary_path) if dictionary_path else None,
               "dictionary_format": dictionary_format, "dictionary_reversed": dictionary_reversed,
               "eval_dictionary_path": str(eval_dictionary_path) if eval_dictionary_path else None,
               "eval_dictionary_reversed": eval_dictionary_reversed, "test_fraction": test_fraction,
-              "parallel": [list(p) for p in parallel], "max_parallel": max_parallel, "min_count": min_count,
+              "max_parallel": max_parallel, "min_count": min_count,
               "min_ratio": min_ratio, "refine_iterations": refine_iterations, "csls_k": csls_k}
     return StageSpec(stage="align", params=params, inputs=inputs, upstream=upstream)
 
 
-def _induced_pairs(p: dict[str, Any], lowercase: bool) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    from transfer.corpus.bible import verse_pairs
+def induced_parallel_pairs(spec: StageSpec) -> list[tuple[str, str]]:
+    """The train sentence pairs an align stage induces its dictionary from."""
+    from transfer.corpus.stage import train_pairs
+
+    return train_pairs(spec.upstream_path("corpus"), spec.params["max_parallel"])
+
+
+def _induced_pairs(spec: StageSpec, lowercase: bool) -> tuple[list[tuple[str, str]], dict[str, Any]]:
     from transfer.vectors.fasttext import tokenize_words
     from transfer.vectors.word_alignment import align, induce_dictionary_report
 
-    src_sents: list[list[str]] = []
-    tgt_sents: list[list[str]] = []
-    for src_code, tgt_code in p["parallel"]:
-        rows = verse_pairs(src_code, tgt_code, "train")[: p["max_parallel"]]
-        src_sents += [tokenize_words(s, lowercase=lowercase) for _, s, _ in rows]
-        tgt_sents += [tokenize_words(t, lowercase=lowercase) for _, _, t in rows]
+    p = spec.params
+    rows = induced_parallel_pairs(spec)
+    src_sents = [tokenize_words(s, lowercase=lowercase) for s, _ in rows]
+    tgt_sents = [tokenize_words(t, lowercase=lowercase) for _, t in rows]
     alignment = align(src_sents, tgt_sents)
     induced = induce_dictionary_report(src_sents, tgt_sents, alignment, min_count=p["min_count"],
                                        min_ratio=p["min_ratio"])
@@ -162,7 +196,7 @@ def build_align(spec: StageSpec, out: Path, context: BuildContext) -> None:
     p = spec.params
     source = load_trained(spec.upstream_path("source") / "vectors")
     target = load_trained(spec.upstream_path("target") / "vectors")
-    report: dict[str, Any] = {"params": p}
+    report: dict[str, Any] = {"params": {**p, **(_pairs_read(spec) if "induced" in p["dictionaries"] else {})}}
     split = None
     if p["eval_dictionary_path"]:
         evaluation = load_dictionary(p["eval_dictionary_path"], lowercase=source.lowercase)
@@ -179,7 +213,7 @@ def build_align(spec: StageSpec, out: Path, context: BuildContext) -> None:
         report["file_dictionary"] = {**given.report, **coverage(file_pairs, source, target)}
         pairs += file_pairs
     if "induced" in p["dictionaries"]:
-        induced, induced_report = _induced_pairs(p, source.lowercase)
+        induced, induced_report = _induced_pairs(spec, source.lowercase)
         induced = split.excludes(induced) if split else induced
         report["induced_dictionary"] = {**induced_report, **coverage(induced, source, target)}
         pairs += induced
@@ -204,25 +238,24 @@ def load_aligned(stage: StageOutput) -> tuple[Any, Any, dict[str, Any]]:
 
 # ---------------------------------------------------------------- from the run's config
 
-def vector_specs(cfg: AdaptConfig) -> tuple[StageSpec, StageSpec]:
-    """fastText on the source-language and the target-language train text."""
-    
+def vector_specs(cfg: AdaptConfig, corpus: StageOutput) -> tuple[StageSpec, StageSpec]:
+    """fastText on the source-language and the target-language train text of ``corpus``."""
     common = {"dim": cfg.vector_dim, "epoch": cfg.vector_epochs, "seed": cfg.seed,
               "max_verses": cfg.vector_max_verses}
-    return (fasttext_spec(bible=cfg.source_train_bible, **common),
-            fasttext_spec(bible=cfg.target_bible, files=cfg.target_files, text_field=cfg.text_field, **common))
+    return fasttext_spec(corpus, "source", **common), fasttext_spec(corpus, "target", **common)
 
 
-def align_stage_spec(cfg: AdaptConfig, source_vectors: StageOutput, target_vectors: StageOutput) -> StageSpec:
-    """Procrustes on a dictionary file (Ding for German) or on an eflomal-induced one."""
+def align_stage_spec(cfg: AdaptConfig, source_vectors: StageOutput, target_vectors: StageOutput,
+                     corpus: StageOutput) -> StageSpec:
+    """Procrustes on a dictionary file (Ding for German) or on one induced with eflomal
+    from the corpus stage's train sentence pairs."""
     from transfer.vectors.dictionaries import DING_DE_EN
-    
-    pairs = [(code, cfg.target_bible[0]) for code in cfg.source_train_bible] if cfg.target_bible else []
+
     choice = cfg.dictionary
     if choice == "auto":
         choice = "ding" if cfg.target_language == "de" and DING_DE_EN.is_file() else "induced"
     if choice == "induced":
-        return align_spec(source_vectors, target_vectors, dictionaries="induced", parallel=pairs,
+        return align_spec(source_vectors, target_vectors, dictionaries="induced", corpus=corpus,
                           max_parallel=cfg.parallel_max_pairs)
     path = DING_DE_EN if choice == "ding" else choice
     # Ding lists "German :: English", i.e. (target, source) for an English source model
