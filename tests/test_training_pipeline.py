@@ -7,6 +7,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from transfer.cache import StageCache
 from transfer.config import AdaptConfig
 from transfer.corpus.stage import corpus_spec
@@ -46,7 +48,17 @@ def test_train_stage_writes_curves_and_runs_both_stages(tmp_path: Path, tiny_sou
     assert [p["stage"] for p in log["curve"]["points"]] == ["embeddings", "embeddings", "full"]
     rows = list(csv.DictReader(trained.file("curve.csv").read_text().splitlines()))
     assert [int(r["step"]) for r in rows] == [0, 2, 4]
-    assert all(float(r["dev_bpb"]) > 0 for r in rows)
+    # the curve's first and last points are the init and trained models scored on the
+    # first 5 dev texts, recomputed here
+    from transfer.corpus.stage import read_lines
+    from transfer.evaluate.bpb import bits_per_byte
+    from transfer.source.loading import load_source
+
+    dev = read_lines(corpus.path / "dev.target.txt", 5)
+    assert len(dev) == 5
+    for row, folder in ((rows[0], init.path), (rows[-1], trained.path)):
+        expected = bits_per_byte(*load_source(str(folder / "model")), dev).bpb
+        assert float(row["dev_bpb"]) == pytest.approx(expected, rel=1e-4)
     assert trained.file("curve.png").exists() and trained.file("curve.json").exists()
     assert (trained.path / "model" / "model.safetensors").exists()
     assert (cfg.cache_dir / "_checkpoints" / "train" / spec.key / "latest.json").exists()
