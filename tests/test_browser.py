@@ -87,7 +87,7 @@ def test_ui_shows_deployment_and_completed_run(tmp_path: Path, tiny_source: Path
                         deployment = client.read_deployment_by_name("adapt-language/adapt")
                         german = client.read_deployment_by_name("adapt-language/adapt-de")
                 except Exception:  # noqa: BLE001 - not up yet
-                    time.sleep(2)
+                    time.sleep(0.5)
             assert deployment is not None and german is not None, log.read_text()[-3000:]
             assert [s.schedule.cron for s in german.schedules] == ["0 1 29 2 *"]
 
@@ -98,7 +98,7 @@ def test_ui_shows_deployment_and_completed_run(tmp_path: Path, tiny_source: Path
             with get_client(sync_client=True) as client:
                 state = client.read_flow_run(run.id).state
                 while not state.is_final() and time.monotonic() < deadline + 120:
-                    time.sleep(2)
+                    time.sleep(0.5)
                     state = client.read_flow_run(run.id).state
             assert state.is_completed(), f"{state.name}: {state.message}\n{log.read_text()[-3000:]}"
             with get_client(sync_client=True) as client:
@@ -107,16 +107,17 @@ def test_ui_shows_deployment_and_completed_run(tmp_path: Path, tiny_source: Path
         ui = f"http://127.0.0.1:{port}"
         deployments_dom = _chromium(f"{ui}/deployments", "--dump-dom")
         assert "adapt-de" in deployments_dom and ">adapt<" in deployments_dom.replace(" ", "")
-        # the run's page as rendered: its name, its state, the deployment it came from
-        text = _visible_text(_chromium(f"{ui}/runs/flow-run/{run.id}", "--dump-dom"))
+        # the run's page as rendered: its name, its state, the deployment it came from; one
+        # browser run both dumps the page and saves the screenshot
+        shots = REPO / "artifacts" / "screenshots"
+        shots.mkdir(parents=True, exist_ok=True)
+        shot = shots / "prefect-ui-flow-run.png"
+        shot.unlink(missing_ok=True)
+        text = _visible_text(_chromium(f"{ui}/runs/flow-run/{run.id}", "--dump-dom", f"--screenshot={shot}"))
         assert run_name == "de-mean" and f"Flow Run: {run_name}" in text, text[:2000]
         # the state badge, followed by the run's start date (not a log line's "Completed()")
         assert re.search(r" Completed \d{4}/\d\d/\d\d ", text), text[:2000]
         assert "Deployment adapt " in text, text[:2000]
-        shots = REPO / "artifacts" / "screenshots"
-        shots.mkdir(parents=True, exist_ok=True)
-        shot = shots / "prefect-ui-flow-run.png"
-        _chromium(f"{ui}/runs/flow-run/{run.id}", f"--screenshot={shot}")
         assert shot.read_bytes()[:4] == b"\x89PNG"
     finally:
         os.killpg(serve.pid, signal.SIGINT)
