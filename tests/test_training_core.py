@@ -242,7 +242,11 @@ def test_memory_refusal_under_forced_limit(tokenizer, data, monkeypatch):
     with pytest.raises(MemoryBudgetError, match="weights and optimizer state do not fit"):
         train(model, data, config(("full", 1, 1e-3)), device="cpu")
     estimate = estimate_training_memory(model, batch_size=4, block_size=16, trainable_parameters=100)
-    assert estimate.total > estimate.weights > 0 and estimate.logits == 3 * 64 * len(tokenizer) * 4
+    assert estimate.weights == 4 * sum(p.numel() for p in model.parameters())
+    assert estimate.gradients == 4 * 100 and estimate.optimizer == 8 * 100
+    assert estimate.logits == 3 * 64 * len(tokenizer) * 4
+    assert estimate.total == int(1.2 * (estimate.weights + estimate.gradients + estimate.optimizer
+                                        + estimate.activations + estimate.logits))
     # OFA's factorized embedding and head have no .weight: the logits must still count
     from transfer.init.factorized import factorize_model
 
