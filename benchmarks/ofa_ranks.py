@@ -51,7 +51,7 @@ def main() -> None:
     from transfer.init import StrategyInputs, StrategyResources, initialize
     from transfer.init.factorized import embedding_parameters
     from transfer.init.surgery import get_source_embeddings
-    from transfer.train.pretrain import pack_blocks
+    from transfer.train import pack_train_split
     from transfer.vectors.alignment import align_vectors
     from transfer.vectors.fasttext import load_fasttext_bin
     from transfer.vectors.subwords import token_vectors
@@ -84,7 +84,7 @@ def main() -> None:
         source_model = load_source(str(source_dir))[0]
     source = get_source_embeddings(source_model)
     del source_model
-    blocks = pack_blocks(target_tok, train_texts, args.block_size)
+    blocks = pack_train_split(target_tok, train_texts, args.block_size)
     en, de = load_fasttext_bin(fasttext_bin("en", **ft)), load_fasttext_bin(fasttext_bin("de", **ft))
     aligned = align_vectors(en, de, identical_pairs(en, de) if args.smoke else ding_pairs())
     sv = token_vectors(source_tok, aligned.source, method="ngram")

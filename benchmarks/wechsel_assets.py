@@ -200,12 +200,38 @@ def read_lines(path: Path, limit: int | None = None) -> list[str]:
 
 # ---------------------------------------------------------------- BPB before / after training
 
+def train_as_the_product(
+    model: Any,
+    tokenizer: Any,
+    data: Any,
+    texts: list[str],
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float = 5e-4,
+    seed: int = 0,
+    device: str | None = None,
+) -> Any:
+    """Embeddings-only training with the product's own recipe (``transfer.train.stage``:
+    the settings ``vocab-transfer adapt`` uses, gradient clipping included) and its dev
+    evaluator, scored at step 0 and after ``steps``: the trainer's ``TrainResult``."""
+    from transfer.config import AdaptConfig
+    from transfer.train import dev_evaluator, train
+    from transfer.train.stage import train_params, training_config
+
+    cfg = AdaptConfig(train_steps=steps, batch_size=batch_size, learning_rate=lr, seed=seed,
+                      eval_every=max(steps, 1))
+    evaluate = dev_evaluator(tokenizer, texts, batch_size=16, device=device)
+    return train(model, data, training_config(train_params(cfg)), tokenizer=tokenizer,
+                 evaluate=evaluate, device=device)
+
+
 def bpb_curve(
     source_dir: Path,
     target_tokenizer: Any,
     target: Any,
     texts: list[str],
-    blocks: torch.Tensor,
+    blocks: Any,
     *,
     steps: int,
     batch_size: int,
@@ -216,12 +242,11 @@ def bpb_curve(
 ) -> dict[str, Any]:
     """Swap ``target`` into a fresh copy of the source model (``model_factory()`` ->
     (model, source tokenizer), default: load ``source_dir``), optionally factorized with
-    ``primitives``; BPB at step 0 and after ``steps`` embeddings-only steps."""
-    from transfer.evaluate.bpb import bits_per_byte
+    ``primitives``; BPB at step 0 and after ``steps`` embeddings-only steps of the
+    product's recipe (``train_as_the_product``)."""
     from transfer.init.factorized import embedding_parameters, factorize_model
     from transfer.init.surgery import swap_vocabulary
     from transfer.source.loading import load_source
-    from transfer.train.pretrain import train_embeddings_only
 
     if model_factory is None:
         model, source_tokenizer = load_source(str(source_dir))
@@ -233,14 +258,10 @@ def bpb_curve(
     if primitives is not None:
         module = factorize_model(model, primitives=primitives)
         params = sum(p.numel() for p in module.parameters())
-
-    def evaluate(m: Any) -> float:
-        return bits_per_byte(m, target_tokenizer, texts, batch_size=16).bpb
-
-    log = train_embeddings_only(model, blocks, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                                evaluate_at=sorted({0, steps}), evaluate=evaluate)
-    return {"bpb_step0": round(log.evaluations[0], 4), f"bpb_step{steps}": round(log.evaluations[steps], 4),
-            "embedding_parameters": params, "train_seconds": round(log.seconds, 1)}
+    result = train_as_the_product(model, target_tokenizer, blocks, texts, steps=steps,
+                                  batch_size=batch_size, lr=lr, seed=seed)
+    return {"bpb_step0": round(result.evaluations[0], 4), f"bpb_step{steps}": round(result.evaluations[steps], 4),
+            "embedding_parameters": params, "train_seconds": round(result.seconds, 1)}
 
 
 def machine() -> dict[str, Any]:

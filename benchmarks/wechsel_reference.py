@@ -60,7 +60,7 @@ def main() -> None:
     from transfer.init import StrategyInputs, StrategyResources, initialize
     from transfer.init.base import InitReport, TargetEmbeddings
     from transfer.init.surgery import get_source_embeddings
-    from transfer.train.pretrain import pack_blocks
+    from transfer.train import pack_train_split
     from transfer.vectors.alignment import align_vectors
     from transfer.vectors.fasttext import load_fasttext_bin
     from transfer.vectors.subwords import token_vectors
@@ -90,7 +90,7 @@ def main() -> None:
         texts = read_lines(demo.corpus_dir / "dev.target.txt", args.eval_texts)
         train_texts = read_lines(demo.corpus_dir / "train.txt")
         factory, source_dir = None, demo.source_dir
-    blocks = pack_blocks(target_tok, train_texts, args.block_size)
+    blocks = pack_train_split(target_tok, train_texts, args.block_size)
 
     en, de = load_fasttext_bin(fasttext_bin("en", **ft)), load_fasttext_bin(fasttext_bin("de", **ft))
     aligned = align_vectors(en, de, identical_pairs(en, de) if args.smoke else ding_pairs())

@@ -1,4 +1,5 @@
-"""Embeddings-only training loop and block packing, on a tiny Llama and a tiny BPE."""
+"""The product's embeddings-only training recipe (``transfer.train.stage.training_config``,
+what ``vocab-transfer adapt`` trains with) and block packing, on a tiny Llama and a tiny BPE."""
 
 from __future__ import annotations
 
@@ -11,18 +12,41 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from tests.tiny import tiny_llama
+from transfer.config import AdaptConfig
+from transfer.errors import TrainingError
 from transfer.evaluate.bpb import bits_per_byte as _bits_per_byte
-from transfer.train.pretrain import (
-    TrainingError,
-    TrainLog,
+from transfer.train import (
+    TrainingCallback,
+    TrainResult,
     freeze_all_but_embeddings,
     pack_blocks,
+    train,
 )
-from transfer.train.pretrain import train_embeddings_only as _train_embeddings_only
+from transfer.train.stage import train_params, training_config
 
 # Bit-exact comparisons run on the CPU even where a GPU exists; test_cuda_training covers
 # the GPU path.
 bits_per_byte = functools.partial(_bits_per_byte, device="cpu")
+
+
+class _Losses(TrainingCallback):
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+
+    def on_step(self, step: int, metrics: dict) -> None:
+        self.seen.append((step, metrics["loss"]))
+
+
+def _train_embeddings_only(model, blocks, *, steps, batch_size, lr=5e-4, seed=0, device="cpu",
+                           evaluate=None, callbacks=()) -> TrainResult:
+    """The train stage's recipe for these settings (clipping and all), evaluated at step 0
+    and at the end when ``evaluate`` is given."""
+    cfg = AdaptConfig(train_steps=steps, batch_size=batch_size, learning_rate=lr, seed=seed,
+                      eval_every=0, precision="fp32" if device == "cpu" else "auto")
+    return train(model, blocks, training_config(train_params(cfg)), evaluate=evaluate,
+                 device=device, callbacks=list(callbacks))
+
+
 train_embeddings_only = functools.partial(_train_embeddings_only, device="cpu")
 
 TEXTS = [
@@ -115,11 +139,10 @@ def test_training_lowers_loss_and_keeps_body(tokenizer, blocks):
     model = tiny_llama(len(tokenizer))
     body = body_state(model)
     embeddings = model.model.embed_tokens.weight.detach().clone()
-    steps: list[tuple[int, float]] = []
-    log = train_embeddings_only(
-        model, blocks, steps=30, batch_size=4, lr=1e-2, on_step=lambda s, v: steps.append((s, v))
-    )
-    assert isinstance(log, TrainLog)
+    losses = _Losses()
+    log = train_embeddings_only(model, blocks, steps=30, batch_size=4, lr=1e-2, callbacks=[losses])
+    steps = losses.seen
+    assert isinstance(log, TrainResult)
     assert log.steps == 30 and len(log.losses) == 30
     assert log.tokens_seen == 30 * 4 * 16
     assert log.seconds > 0
@@ -163,9 +186,7 @@ def test_evaluate_at_start_and_end(tokenizer, blocks):
         seen.append((m.training, len(seen)))
         return bits_per_byte(m, tokenizer, TEXTS).bpb
 
-    log = train_embeddings_only(
-        model, blocks, steps=20, batch_size=4, lr=1e-2, evaluate_at=(0, 20), evaluate=evaluate
-    )
+    log = train_embeddings_only(model, blocks, steps=20, batch_size=4, lr=1e-2, evaluate=evaluate)
     assert sorted(log.evaluations) == [0, 20]
     assert [training for training, _ in seen] == [False, False]  # evaluated in eval mode
     assert log.evaluations[20] < log.evaluations[0]
@@ -188,28 +209,20 @@ def test_untied_head_trains(tokenizer, blocks):
 
 def test_train_bad_input(tokenizer, blocks):
     model = tiny_llama(len(tokenizer))
-    with pytest.raises(TrainingError, match="evaluate is None"):
-        train_embeddings_only(model, blocks, steps=2, batch_size=2, evaluate_at=(0,))
-    with pytest.raises(TrainingError, match="outside 0..2"):
-        train_embeddings_only(
-            model, blocks, steps=2, batch_size=2, evaluate_at=(3,), evaluate=lambda m: 0.0
-        )
-    with pytest.raises(TrainingError, match="steps"):
+    with pytest.raises(ValueError, match="train_steps"):
         train_embeddings_only(model, blocks, steps=-1, batch_size=2)
-    with pytest.raises(TrainingError, match="batch_size"):
+    with pytest.raises(ValueError, match="batch_size"):
         train_embeddings_only(model, blocks, steps=1, batch_size=0)
-    with pytest.raises(TrainingError, match="lr"):
+    with pytest.raises(ValueError, match="learning_rate"):
         train_embeddings_only(model, blocks, steps=1, batch_size=1, lr=0.0)
-    with pytest.raises(TrainingError, match="blocks"):
+    with pytest.raises(TrainingError, match="n_blocks, block_size"):
         train_embeddings_only(model, blocks[0], steps=1, batch_size=1)
     with pytest.raises(TrainingError, match="torch.long"):
         train_embeddings_only(model, blocks.float(), steps=1, batch_size=1)
     with pytest.raises(TrainingError, match="embedding rows"):
         train_embeddings_only(model, blocks + 10_000, steps=1, batch_size=1)
     # zero steps: only the step-0 evaluation
-    log = train_embeddings_only(
-        model, blocks, steps=0, batch_size=2, evaluate_at=(0,), evaluate=lambda m: 1.25
-    )
+    log = train_embeddings_only(model, blocks, steps=0, batch_size=2, evaluate=lambda m: 1.25)
     assert log.evaluations == {0: 1.25} and log.steps == 0 and log.losses == []
 
 
@@ -224,7 +237,6 @@ def test_cuda_training(tokenizer, blocks):
         batch_size=4,
         lr=1e-2,
         device="cuda",
-        evaluate_at=(0, 10),
         evaluate=lambda m: _bits_per_byte(m, tokenizer, TEXTS).bpb,
     )
     assert next(model.parameters()).device.type == "cuda"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from transfer.cache import StageOutput
 from transfer.corpus.stage import eval_file, iter_lines, read_lines
@@ -11,19 +11,44 @@ from transfer.stages import BuildContext, StageSpec, builder, upstream_of, write
 
 if TYPE_CHECKING:
     from transfer.config import AdaptConfig
+    from transfer.train.config import TrainingConfig
+
+
+def train_params(cfg: AdaptConfig) -> dict[str, Any]:
+    """The run's training settings as the train stage's parameters (its cache key)."""
+    return {"steps": cfg.train_steps, "batch_size": cfg.batch_size,
+            "block_size": cfg.block_size, "learning_rate": cfg.learning_rate, "seed": cfg.seed,
+            "full_steps": cfg.full_steps, "full_learning_rate": cfg.full_learning_rate,
+            "warmup_steps": cfg.warmup_steps, "lr_schedule": cfg.lr_schedule,
+            "weight_decay": cfg.weight_decay, "grad_accumulation": cfg.grad_accumulation,
+            "clip_norm": cfg.clip_norm, "precision": cfg.precision,
+            "eval_every": cfg.eval_every, "curve_texts": cfg.curve_texts}
+
+
+def training_config(params: dict[str, Any], *, checkpoint_every: int = 0) -> TrainingConfig:
+    """The trainer's configuration for the train stage's parameters: the one place that
+    turns the product's settings into a training recipe (benchmarks use it too, so their
+    numbers are the product's)."""
+    from transfer.train import StageConfig, TrainingConfig
+
+    p = params
+    schedule = {"warmup_steps": p.get("warmup_steps", 0), "schedule": p.get("lr_schedule", "constant")}
+    stages = [StageConfig("embeddings", steps=p["steps"], lr=p["learning_rate"], **schedule)]
+    if p.get("full_steps", 0):
+        stages.append(StageConfig("full", steps=p["full_steps"], lr=p["full_learning_rate"],
+                                  weight_decay=p.get("weight_decay", 0.0), **schedule))
+    return TrainingConfig(
+        stages=stages, batch_size=p["batch_size"], grad_accumulation=p.get("grad_accumulation", 1),
+        clip_norm=p.get("clip_norm", 1.0), seed=p["seed"], precision=p.get("precision", "auto"),
+        eval_every=p.get("eval_every", 0), checkpoint_every=checkpoint_every,
+    )
 
 
 def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput) -> StageSpec:
     inputs, upstream = upstream_of(model=init, corpus=corpus)
     return StageSpec(
         stage="train",
-        params={"steps": cfg.train_steps, "batch_size": cfg.batch_size,
-                "block_size": cfg.block_size, "learning_rate": cfg.learning_rate, "seed": cfg.seed,
-                "full_steps": cfg.full_steps, "full_learning_rate": cfg.full_learning_rate,
-                "warmup_steps": cfg.warmup_steps, "lr_schedule": cfg.lr_schedule,
-                "weight_decay": cfg.weight_decay, "grad_accumulation": cfg.grad_accumulation,
-                "clip_norm": cfg.clip_norm, "precision": cfg.precision,
-                "eval_every": cfg.eval_every, "curve_texts": cfg.curve_texts},
+        params=train_params(cfg),
         inputs=inputs,
         upstream=upstream,
         runtime={"device": cfg.device, "checkpoint_every": cfg.checkpoint_every,
@@ -42,7 +67,7 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.init.factorized import has_factors, load_factorized, save_factorized
     from transfer.source.loading import load_source, save_model
     from transfer.source.objective import model_objective
-    from transfer.train import StageConfig, TrainingConfig, dev_evaluator, pack_train_split, train
+    from transfer.train import dev_evaluator, pack_train_split, train
     from transfer.train.freezing import embedding_parameters
 
     p, runtime = spec.params, spec.runtime
@@ -53,17 +78,8 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     embedding_trainable = sum(param.numel() for param in embedding_parameters(model))
     corpus = spec.upstream_path("corpus")
     data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"], objective=objective)
-    schedule = {"warmup_steps": p.get("warmup_steps", 0), "schedule": p.get("lr_schedule", "constant")}
-    stages = [StageConfig("embeddings", steps=p["steps"], lr=p["learning_rate"], **schedule)]
-    if p.get("full_steps", 0):
-        stages.append(StageConfig("full", steps=p["full_steps"], lr=p["full_learning_rate"],
-                                  weight_decay=p.get("weight_decay", 0.0), **schedule))
     checkpoint_every = runtime.get("checkpoint_every", 0)
-    config = TrainingConfig(
-        stages=stages, batch_size=p["batch_size"], grad_accumulation=p.get("grad_accumulation", 1),
-        clip_norm=p.get("clip_norm", 1.0), seed=p["seed"], precision=p.get("precision", "auto"),
-        eval_every=p.get("eval_every", 0), checkpoint_every=checkpoint_every,
-    )
+    config = training_config(p, checkpoint_every=checkpoint_every)
     dev_file = corpus / eval_file("dev", "target")
     evaluate = None
     if p.get("curve_texts", 0) and dev_file.exists():
