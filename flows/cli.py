@@ -113,6 +113,9 @@ def adapt(
     target_language: str | None = typer.Option(None, help="Language code of the target language."),
     target_bible: list[str] | None = typer.Option(None, help="Bible translation code(s) of the target language."),
     target_file: list[Path] | None = typer.Option(None, help="Target corpus file(s) or folder(s)."),
+    parallel_file: list[str] | None = typer.Option(
+        None, help="Parallel corpus (source language, target language) for trans-tokenization and dictionary "
+                   "induction, instead of the Bible: a .tsv, a .jsonl, or a Moses prefix P (P.en + P.de)."),
     strategy: list[str] | None = typer.Option(
         None, help="Initialization strategy (see `strategies`); give it several times to compare "
                    "strategies in one run (shared stages built once, one table and plot)."),
@@ -138,6 +141,7 @@ def adapt(
     overrides = {
         "source_model": source_model, "target_language": target_language,
         "target_bible": target_bible, "target_files": [str(p) for p in target_file] if target_file else None,
+        "parallel_files": parallel_file or None,
         "strategy": strategy[0] if strategy and len(strategy) == 1 else None, "vocab_size": vocab_size, "train_steps": train_steps,
         "eval_texts": eval_texts, "device": device, "cache_dir": cache_dir,
     }

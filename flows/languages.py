@@ -65,12 +65,27 @@ class DictionarySource(BaseModel):
 
 
 class ParallelSource(BaseModel):
-    """Verse-aligned parallel text (source language, target language) from the Bible."""
+    """Parallel text (source language, target language): a verse-aligned Bible pair, or the
+    user's own parallel files (``AdaptConfig.parallel_files``: TSV, JSONL or a Moses prefix),
+    which replace the Bible for trans-tokenization and dictionary induction."""
 
     model_config = ConfigDict(extra="forbid")
 
-    source_bible: str = Field(..., description="Translation code in the source language.")
-    target_bible: str = Field(..., description="Translation code in the target language.")
+    source_bible: str | None = Field(None, description="Translation code in the source language.")
+    target_bible: str | None = Field(None, description="Translation code in the target language.")
+    files: list[str] = Field(default_factory=list, description="Parallel files (.tsv, .jsonl or a Moses prefix).")
+    source_language: str = Field("en", description="Language code of the files' source side.")
+    fields: list[str] = Field(default_factory=list, description="JSONL field names (default: the language codes).")
+
+    @model_validator(mode="after")
+    def _bible_pair_or_files(self) -> ParallelSource:
+        if not self.files and not (self.source_bible and self.target_bible):
+            raise ValueError("parallel needs files, or source_bible and target_bible codes")
+        return self
+
+    @property
+    def bible_codes(self) -> list[str]:
+        return [code for code in (self.source_bible, self.target_bible) if code]
 
 
 class LanguageEntry(BaseModel):
@@ -116,8 +131,11 @@ class LanguageEntry(BaseModel):
         if self.dictionary is not None:
             kind = self.dictionary.kind
             values["dictionary"] = self.dictionary.path if kind == "file" else kind
-        if self.parallel is not None:
+        if self.parallel is not None and self.parallel.source_bible:
             values["source_train_bible"] = [self.parallel.source_bible]
+        if self.parallel is not None and self.parallel.files:
+            values.update(parallel_files=self.parallel.files, parallel_source_language=self.parallel.source_language,
+                          parallel_fields=self.parallel.fields)
         values.update(self.options)
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
@@ -170,7 +188,7 @@ def load_languages(path: Path | str = DEFAULT_LANGUAGES_FILE) -> LanguagesFile:
         languages.parameters(code)
         named = list(entry.corpus.bible)
         if entry.parallel:
-            named += [entry.parallel.source_bible, entry.parallel.target_bible]
+            named += entry.parallel.bible_codes
         unknown = sorted(set(named) - available)
         if unknown:
             raise LanguagesConfigError(

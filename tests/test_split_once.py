@@ -18,7 +18,12 @@ from transfer.corpus.splits import SplitFractions, split_of
 from transfer.corpus.stage import corpus_spec
 from transfer.init.resources import build_resources, parallel_pairs
 from transfer.stages import StageSpec, execute, read_json
-from transfer.vectors.stage import align_stage_spec, fasttext_lines, induced_parallel_pairs, vector_specs
+from transfer.vectors.stage import (
+    align_stage_spec,
+    fasttext_lines,
+    induced_parallel_pairs,
+    vector_specs,
+)
 
 SKEWED = SplitFractions(dev=0.3, test=0.2)
 BIBLE = {"target_language": "sw", "target_bible": ["e"], "source_bible": ["k"], "source_train_bible": ["k", "4"],
