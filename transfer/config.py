@@ -21,6 +21,9 @@ class AdaptConfig(BaseModel):
         "smollm2",
         description="'smollm2' (packaged GGUF), a .gguf file, a local Hugging Face folder or a hub id.",
     )
+    source_revision: str | None = Field(
+        None, description="Hub id only: branch, tag or commit (None: 'main'); pinned to its commit in the "
+                          "source stage and the run manifest.")
     target_language: str = Field("de", description="Language code of the target language.", min_length=2)
     target_bible: list[str] = Field(
         default_factory=lambda: ["e", "s"],

@@ -45,7 +45,8 @@ def validate_config(cfg: AdaptConfig) -> None:
         if induced and not has_parallel:
             raise CorpusError("an induced dictionary needs parallel text: parallel_files, or target_bible codes "
                               "(verse-aligned with source_train_bible)")
-    source_fingerprint(cfg.source_model)  # raises for a missing file or folder
+    # raises for a missing file or folder, and for a hub id offline without a cached copy
+    source_fingerprint(cfg.source_model, cfg.source_revision)
 
 
 def _check_parallel_files(cfg: AdaptConfig) -> None:

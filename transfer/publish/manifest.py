@@ -114,11 +114,25 @@ def collect_environment(device: str | None = None) -> EnvironmentInfo:
     )
 
 
+def pinned_config(cfg: AdaptConfig, stage_keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """``cfg`` as JSON with a hub source pinned: ``source_revision`` becomes the commit the
+    source stage loaded (its ``source.json``), so a rerun from the manifest loads the same
+    weights even after the branch moved (and lands on the same source stage key)."""
+    config = cfg.model_dump(mode="json")
+    stage, _, key = (stage_keys or {}).get("source", "").partition(":")
+    record = Path(cfg.cache_dir) / stage / key / "source.json" if key else None
+    if record is not None and record.is_file():
+        source = json.loads(record.read_text())
+        if source.get("revision"):
+            config["source_model"], config["source_revision"] = source["source_model"], source["revision"]
+    return config
+
+
 def build_manifest(cfg: AdaptConfig, *, stage_keys: dict[str, str] | None = None) -> RunManifest:
     """The manifest of a run of ``cfg`` in this environment."""
     return RunManifest(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        config=cfg.model_dump(mode="json"),
+        config=pinned_config(cfg, stage_keys),
         environment=collect_environment(cfg.device),
         stage_keys=dict(stage_keys or {}),
         command=list(sys.argv),

@@ -6,6 +6,13 @@ full-precision model but keeps it flagged as quantized, and ``save_pretrained`` 
 such a model; so we rebuild it from a clean config, load the de-quantized weights into it
 and check that it computes exactly the same logits.
 
+A hub id is pinned before anything is loaded: its revision (default ``main``; a branch,
+tag or commit) is resolved to a commit once, the cache key and the source stage's record
+name that commit, and the files are fetched at that commit. Offline (``HF_HUB_OFFLINE=1``,
+which the CLI sets by default, or no network) the commit comes from the local Hub cache;
+without a cached copy the run stops before its first stage with a message saying what to
+do.
+
 Safety: never ``trust_remote_code``, and weights only from safetensors (or GGUF, which
 carries no code), never pickles.
 """
@@ -53,6 +60,10 @@ _FOLDER_PATTERNS = (
     "merges.txt",
 )
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+# What is fetched from the hub: the files above and the tokenizer's extras (no pickles).
+_HUB_PATTERNS = (*_FOLDER_PATTERNS, "added_tokens.json", "*.jinja")
+# One request, no retries: an unreachable hub is reported at once, not after minutes.
+_HUB_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +89,25 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
-def resolve_source(spec: str) -> SourceSpec:
+def resolve_source(spec: str, revision: str | None = None) -> SourceSpec:
     """Tell apart the alias, a ``.gguf`` file, a local folder and a hub id (``org/name``
-    or ``org/name@revision``). A missing local path is an error naming it."""
+    or ``org/name@revision``; ``revision`` is the config's ``source_revision``). A missing
+    local path is an error naming it."""
+    source = _resolve_location(spec)
+    if revision is None:
+        return source
+    if source.kind != "hub":
+        raise ModelLoadError(
+            f"source_revision {revision!r} applies only to a hub id, but source {spec!r} is a local {source.kind}"
+        )
+    if source.revision not in (None, revision):
+        raise ModelLoadError(
+            f"source {spec!r} names revision {source.revision!r} but source_revision is {revision!r}; give one"
+        )
+    return SourceSpec("hub", source.location, revision)
+
+
+def _resolve_location(spec: str) -> SourceSpec:
     if spec == SMOLLM2:
         return SourceSpec("gguf", str(smollm2_gguf_path()))
     path = Path(spec).expanduser()
@@ -110,6 +137,107 @@ def resolve_source(spec: str) -> SourceSpec:
             f"source {spec!r} is neither an existing file or folder nor a hub id like 'org/name'"
         )
     return SourceSpec("hub", hub_id, revision or None)
+
+
+@dataclass(frozen=True)
+class HubRevision:
+    """A hub id's revision pinned to its commit; ``offline``: resolved from the local Hub
+    cache (offline mode or no network), so files must come from that cache too."""
+
+    repo_id: str
+    revision: str
+    commit: str
+    offline: bool
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _cached_commit(repo_id: str, revision: str) -> str | None:
+    """The commit ``revision`` (branch, tag or commit) points to in the local Hub cache,
+    when that commit's config.json is cached; else None."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    # a str is the path .../snapshots/<commit>/config.json; anything else means not cached
+    return Path(found).parent.name if isinstance(found, str) else None
+
+
+def _not_cached_message(repo_id: str, revision: str, reason: str) -> str:
+    from huggingface_hub import constants
+
+    return (
+        f"source {repo_id!r} (revision {revision!r}) is a Hugging Face Hub id, but {reason} and the "
+        f"local Hub cache ({constants.HF_HUB_CACHE}) has no copy of it. Either download it where "
+        f"there is network (`huggingface-cli download {repo_id}`"
+        + (f" --revision {revision}" if revision != "main" else "")
+        + ") and point HF_HOME (or HF_HUB_CACHE) at that cache; or, with network here, set "
+        "HF_HUB_OFFLINE=0; or pass a local model folder (save_pretrained) as source_model."
+    )
+
+
+def resolve_hub_revision(repo_id: str, revision: str | None = None) -> HubRevision:
+    """Pin ``revision`` (default ``main``) of a hub model to its commit: asked of the hub
+    (one request, no retries) unless ``HF_HUB_OFFLINE`` is set; from the local cache
+    offline or when the hub cannot be reached. Raises ``ModelLoadError`` naming
+    ``HF_HUB_OFFLINE`` and what to do when neither knows the model."""
+    asked = revision or "main"
+    if _hub_offline():
+        reason = "HF_HUB_OFFLINE=1 is set (the vocab-transfer CLI sets it unless HF_HUB_OFFLINE=0 is given)"
+    else:
+        import httpx2
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        try:
+            info = HfApi().model_info(repo_id, revision=asked, timeout=_HUB_TIMEOUT_S)
+        except GatedRepoError as error:
+            raise ModelLoadError(
+                f"source {repo_id!r} is a gated model: accept its terms on huggingface.co and log in "
+                f"(`hf auth login` or HF_TOKEN): {error}") from error
+        except RepositoryNotFoundError as error:
+            raise ModelLoadError(
+                f"source {repo_id!r} is neither a local file or folder nor a model on the Hugging Face "
+                "Hub (a private model needs `hf auth login` or HF_TOKEN)") from error
+        except RevisionNotFoundError as error:
+            raise ModelLoadError(
+                f"source {repo_id!r} has no revision {asked!r} (source_revision: a branch, tag or commit)"
+            ) from error
+        except HfHubHTTPError as error:
+            raise ModelLoadError(f"source {repo_id!r}: the Hugging Face Hub answered with an error: {error}") from error
+        except (OSError, httpx2.TransportError) as error:
+            reason = (f"the Hugging Face Hub cannot be reached ({type(error).__name__}: {error}) and "
+                      "HF_HUB_OFFLINE is not set")
+        else:
+            if not info.sha:
+                raise ModelLoadError(f"source {repo_id!r}: the hub gave no commit for revision {asked!r}")
+            return HubRevision(repo_id, asked, info.sha, offline=False)
+    commit = _cached_commit(repo_id, asked)
+    if commit is None:
+        raise ModelLoadError(_not_cached_message(repo_id, asked, reason))
+    return HubRevision(repo_id, asked, commit, offline=True)
+
+
+def _hub_folder(hub: HubRevision) -> Path:
+    """The model's files at the pinned commit: downloaded (safetensors, configs and
+    tokenizer files only), or the cached snapshot when offline."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(hub.repo_id, revision=hub.commit, allow_patterns=list(_HUB_PATTERNS),
+                                      local_files_only=hub.offline))
+    except Exception as error:  # the hub library's errors have no common base class
+        raise ModelLoadError(
+            f"cannot fetch source {hub.repo_id!r} at commit {hub.commit} (revision {hub.revision!r}): {error}"
+        ) from error
 
 
 def _model_class(config: PretrainedConfig) -> type:
@@ -157,11 +285,19 @@ def _without_gguf_flag(model: PreTrainedModel, spec: str) -> PreTrainedModel:
 
 
 def load_source(
-    spec: str, *, dtype: torch.dtype = torch.float32
+    spec: str, *, revision: str | None = None, dtype: torch.dtype = torch.float32
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """Load (model, fast tokenizer) from ``smollm2``, a ``.gguf`` file, a local folder or a
-    hub id. The model is in eval mode, in ``dtype``, and can be saved with ``save_model``."""
-    source = resolve_source(spec)
+    hub id (at ``revision``: a branch, tag or, pinned, a commit). The model is in eval mode,
+    in ``dtype``, and can be saved with ``save_model``."""
+    source = resolve_source(spec, revision)
+    if source.kind == "hub":
+        # fetch the pinned commit's files, then load them as a local folder (same checks)
+        folder = _hub_folder(resolve_hub_revision(source.location, source.revision))
+        try:
+            return load_source(str(folder), dtype=dtype)
+        except ModelLoadError as error:
+            raise ModelLoadError(f"source {spec!r} (hub id, cached at {folder}): {error}") from error
     try:
         if source.kind == "gguf":
             folder, name = str(Path(source.location).parent), Path(source.location).name
@@ -174,23 +310,15 @@ def load_source(
             model = _without_gguf_flag(loaded.eval(), spec).to(dtype)
             del loaded
         else:
-            kwargs = {"trust_remote_code": False}
-            if source.revision:
-                kwargs["revision"] = source.revision
-            config = AutoConfig.from_pretrained(source.location, **kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+            config = AutoConfig.from_pretrained(source.location, trust_remote_code=False)
+            tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=False)
             model = _model_class(config).from_pretrained(
-                source.location, dtype=dtype, use_safetensors=True, **kwargs
+                source.location, dtype=dtype, use_safetensors=True, trust_remote_code=False
             )
     except ModelLoadError:
         raise
     except (OSError, ValueError, KeyError) as error:
-        where = (
-            "not a local file or folder; as a hub id"
-            if source.kind == "hub"
-            else f"as a {source.kind}"
-        )
-        raise ModelLoadError(f"cannot load source {spec!r} ({where}): {error}") from error
+        raise ModelLoadError(f"cannot load source {spec!r} (as a {source.kind}): {error}") from error
     return model.eval(), _require_fast(tokenizer, spec)
 
 
@@ -219,15 +347,32 @@ def _folder_fingerprint(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def source_fingerprint(spec: str) -> str:
-    """Content hash for cache keys: the GGUF file's sha256, a hash of a folder's weight,
-    config and tokenizer files, or ``hub:<id>@<revision>`` for a hub id."""
-    source = resolve_source(spec)
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What the source stage's key is made of: the resolved source, its content
+    ``fingerprint`` and, for a hub id, the ``commit`` its revision is pinned to."""
+
+    source: SourceSpec
+    fingerprint: str
+    commit: str | None = None
+
+
+def identify_source(spec: str, revision: str | None = None) -> SourceIdentity:
+    """Resolve and fingerprint a source: the GGUF file's sha256, a hash of a folder's
+    weight, config and tokenizer files, or ``hub:<id>@<commit>`` for a hub id (its revision
+    pinned by :func:`resolve_hub_revision`, which fails here, before any stage, when
+    offline without a cached copy)."""
+    source = resolve_source(spec, revision)
     if source.kind == "gguf":
         stat = os.stat(source.location)
-        return _file_fingerprint(
-            str(Path(source.location).resolve()), stat.st_size, stat.st_mtime_ns
-        )
+        return SourceIdentity(source, _file_fingerprint(
+            str(Path(source.location).resolve()), stat.st_size, stat.st_mtime_ns))
     if source.kind == "folder":
-        return _folder_fingerprint(Path(source.location))
-    return f"hub:{source.location}@{source.revision or 'main'}"
+        return SourceIdentity(source, _folder_fingerprint(Path(source.location)))
+    commit = resolve_hub_revision(source.location, source.revision).commit
+    return SourceIdentity(source, f"hub:{source.location}@{commit}", commit)
+
+
+def source_fingerprint(spec: str, revision: str | None = None) -> str:
+    """Content hash of a source for cache keys (see :func:`identify_source`)."""
+    return identify_source(spec, revision).fingerprint

@@ -12,13 +12,15 @@ if TYPE_CHECKING:
 
 
 def source_spec(cfg: AdaptConfig) -> StageSpec:
-    from transfer.source.loading import source_fingerprint
+    """A hub id's revision is pinned here, once: the key and the builder name the commit
+    (so ``org/name@main`` and ``org/name`` with that commit as source_revision share a key)."""
+    from transfer.source.loading import identify_source
 
-    return StageSpec(
-        stage="source",
-        params={"source_model": cfg.source_model},
-        inputs={"weights": source_fingerprint(cfg.source_model)},
-    )
+    identity = identify_source(cfg.source_model, cfg.source_revision)
+    params: dict[str, str] = {"source_model": cfg.source_model}
+    if identity.commit is not None:
+        params = {"source_model": identity.source.location, "revision": identity.commit}
+    return StageSpec(stage="source", params=params, inputs={"weights": identity.fingerprint})
 
 
 @builder("source")
@@ -28,10 +30,12 @@ def build_source(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.source.heads import is_tied
     from transfer.source.loading import load_source, save_model
 
-    model, tokenizer = load_source(spec.params["source_model"])
+    revision = spec.params.get("revision")  # a hub id's pinned commit, None otherwise
+    model, tokenizer = load_source(spec.params["source_model"], revision=revision)
     save_model(model, tokenizer, out / "model")
     write_json(out / "source.json", {
         "source_model": spec.params["source_model"],
+        "revision": revision,
         "fingerprint": spec.inputs["weights"],
         "architecture": type(model).__name__,
         "vocab_size": len(tokenizer),
