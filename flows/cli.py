@@ -348,10 +348,12 @@ def strategies() -> None:
 
 
 def _add_registry_commands() -> None:
+    from flows.cli_evaluate import evaluate
     from flows.cli_models import cache_app, models_app
 
     app.add_typer(models_app, name="models")
     app.add_typer(cache_app, name="cache")
+    app.command("evaluate")(evaluate)
 
 
 _add_registry_commands()

@@ -34,10 +34,8 @@ def build_evaluate(spec: StageSpec, out: Path, context: BuildContext) -> None:
     """Bits per byte of a causal model on held-out texts (DESIGN.md's definition); the
     masked-LM loss (fixed seed and 15% rate) for a masked LM. ``metric``/``value`` name the
     number either way; a ``bpb`` key is present only for causal models."""
-    from transfer.evaluate.bpb import bits_per_byte
-    from transfer.evaluate.masked_lm import masked_lm_loss
+    from transfer.evaluate.score import score_model
     from transfer.source.loading import load_source
-    from transfer.source.objective import METRIC_OF, model_objective
 
     p = spec.params
     path = spec.upstream_path("corpus") / eval_file(p["split"], p["texts"])
@@ -45,14 +43,7 @@ def build_evaluate(spec: StageSpec, out: Path, context: BuildContext) -> None:
         raise CorpusError(f"{path}: no {p['texts']}-language evaluation texts for split {p['split']!r}")
     texts = read_lines(path, p["n_texts"])
     model, tokenizer = load_source(str(spec.upstream_path("model") / "model"))
-    batch_size, device = spec.runtime.get("batch_size", 16), spec.runtime.get("device")
-    objective = model_objective(model)
-    if objective == "masked":
-        result = masked_lm_loss(model, tokenizer, texts, batch_size=batch_size, device=device)
-        value = result.loss
-    else:
-        result = bits_per_byte(model, tokenizer, texts, batch_size=batch_size, device=device)
-        value = result.bpb
-    metric = {"metric": METRIC_OF[objective], "value": value}
-    write_json(out / "metrics.json", {"texts": p["texts"], "split": p["split"], **metric,
-                                      **result.to_dict()})
+    score = score_model(model, tokenizer, texts, batch_size=spec.runtime.get("batch_size", 16),
+                        device=spec.runtime.get("device"))
+    write_json(out / "metrics.json", {"texts": p["texts"], "split": p["split"], "metric": score.metric,
+                                      "value": score.value, **score.details})

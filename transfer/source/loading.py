@@ -175,7 +175,7 @@ def _not_cached_message(repo_id: str, revision: str, reason: str) -> str:
         f"there is network (`huggingface-cli download {repo_id}`"
         + (f" --revision {revision}" if revision != "main" else "")
         + ") and point HF_HOME (or HF_HUB_CACHE) at that cache; or, with network here, set "
-        "HF_HUB_OFFLINE=0; or pass a local model folder (save_pretrained) as source_model."
+        "HF_HUB_OFFLINE=0; or pass a local model folder (save_pretrained) instead."
     )
 
 

@@ -1,0 +1,125 @@
+"""``vocab-transfer evaluate MODEL... --text-file F``: score any models on your own texts.
+
+Each model is loaded with its own tokenizer (``smollm2``, a ``.gguf`` file, a local Hugging
+Face folder, a hub id, or an adapted model folder from ``artifacts/models/``) and scored by
+``transfer.evaluate.score.score_model``, the function the pipeline's evaluate stage runs:
+bits per byte for causal LMs, the masked-LM loss for masked LMs (DESIGN, "Metric that
+makes tokenizers comparable"). One table, best first; each row names its metric.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from transfer.evaluate.texts import DEFAULT_MAX_TEXTS
+
+console = Console()
+
+#: Table order of the metrics (lower is better for both; they do not compare to each other).
+_METRIC_ORDER = {"bpb": 0, "mlm_loss": 1}
+_METRIC_LABEL = {"bpb": "bits per byte", "mlm_loss": "masked-LM loss (nats/token)"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One model's score (``details``: the totals the metric came from)."""
+
+    model: str
+    metric: str
+    value: float
+    details: dict[str, Any]
+
+
+def _fail(error: Exception) -> typer.Exit:
+    console.print("[red]error:[/] " + escape(str(error)))
+    return typer.Exit(code=2)
+
+
+def score_models(models: list[str], texts: list[str], *, batch_size: int, device: str | None,
+                 on_model=None) -> list[Row]:
+    """Every model scored on ``texts``, best first (bits per byte rows, then masked-LM
+    rows). Every path is checked before the first (slow) load; one model in memory at a
+    time."""
+    import torch
+
+    from transfer.evaluate.score import score_model
+    from transfer.source.loading import load_source, resolve_hub_revision, resolve_source
+
+    for model in models:  # a missing path or an unreachable hub id fails before any load
+        source = resolve_source(model)
+        if source.kind == "hub":
+            resolve_hub_revision(source.location, source.revision)
+    rows = []
+    for name in models:
+        if on_model is not None:
+            on_model(name)
+        model, tokenizer = load_source(name)
+        score = score_model(model, tokenizer, texts, batch_size=batch_size, device=device)
+        rows.append(Row(name, score.metric, score.value, score.details))
+        del model, tokenizer
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return sorted(rows, key=lambda r: (_METRIC_ORDER.get(r.metric, 2), r.value))
+
+
+def _table(rows: list[Row], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("#", "model", "metric", "value", "tokens/byte", "texts"):
+        table.add_column(column, justify="left" if column in {"model", "metric"} else "right")
+    for rank, row in enumerate(rows, start=1):
+        per_byte = row.details.get("tokens_per_byte")
+        table.add_row(str(rank), escape(row.model), _METRIC_LABEL.get(row.metric, row.metric),
+                      f"{row.value:.4f}", "-" if per_byte is None else f"{per_byte:.3f}",
+                      str(row.details.get("n_texts", "")))
+    return table
+
+
+def evaluate(
+    models: list[str] = typer.Argument(
+        ..., help="Models: 'smollm2', a .gguf file, a Hugging Face folder (an adapted model in "
+                  "artifacts/models/ too) or a hub id; each is scored with its own tokenizer."),
+    text_file: Path = typer.Option(..., "--text-file", help="UTF-8 file, one text per line (empty lines skipped)."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Read JSON lines (default: when the file ends in .jsonl/.json)."),
+    text_field: str = typer.Option("text", help="JSONL field holding the text."),
+    max_texts: int | None = typer.Option(
+        None, min=1, help=f"Score the first N texts (default: all, at most {DEFAULT_MAX_TEXTS:,}); the file is "
+                          "streamed, so a huge file is read only that far."),
+    batch_size: int = typer.Option(16, min=1, help="Texts per batch (speed only)."),
+    device: str | None = typer.Option(None, help="'cpu' or 'cuda' (default: CUDA when present)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON to this file."),
+) -> None:
+    """Score models on your texts: bits per byte (causal LMs) or masked-LM loss (masked
+    LMs), the pipeline's own metric, in one table, best first."""
+    from transfer.errors import VocabTransferError
+    from transfer.evaluate.texts import read_eval_texts
+
+    try:
+        sample = read_eval_texts(text_file, jsonl=True if jsonl else None, text_field=text_field,
+                                 max_texts=max_texts)
+        if sample.truncated:
+            console.print(f"[yellow]note:[/] {escape(str(text_file))} has more texts; scoring the first "
+                          f"{len(sample.texts):,} (--max-texts sets how many)")
+        with console.status("loading") as status:
+            rows = score_models(models, sample.texts, batch_size=batch_size, device=device,
+                                on_model=lambda name: status.update(f"scoring {escape(name)}"))
+    except VocabTransferError as error:
+        raise _fail(error) from error
+    console.print(_table(rows, f"{len(sample.texts):,} texts of {escape(str(text_file))} (lower is better)"))
+    if len({row.metric for row in rows}) > 1:
+        console.print("bits per byte and masked-LM loss are different metrics: compare rows of one metric only")
+    if json_out is not None:
+        payload = {"text_file": str(text_file), "n_texts": len(sample.texts), "truncated": sample.truncated,
+                   "rows": [asdict(row) for row in rows]}
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
+        console.print(f"JSON written to {escape(str(json_out))}")

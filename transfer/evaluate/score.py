@@ -1,0 +1,48 @@
+"""One model's score on a set of texts, by its objective's metric: the single scoring
+function that both the pipeline's ``evaluate`` stage and ``vocab-transfer evaluate`` call.
+
+DESIGN ("Metric that makes tokenizers comparable"): bits per byte for causal LMs, which
+compares models whatever their tokenizers; the masked-LM loss (fixed seed, 15% rate) for
+masked LMs, which have no left-to-right likelihood.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class Score:
+    """``metric`` ("bpb" or "mlm_loss", see ``METRIC_OF``), its ``value``, and the totals it
+    was computed from (``BPBResult.to_dict()`` or ``MLMResult.to_dict()``)."""
+
+    metric: str
+    value: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def score_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+) -> Score:
+    """Bits per byte of a causal model, the masked-LM loss of a masked one, on ``texts``
+    (the objective comes from ``model_objective``)."""
+    from transfer.evaluate.bpb import bits_per_byte
+    from transfer.evaluate.masked_lm import masked_lm_loss
+    from transfer.source.objective import METRIC_OF, model_objective
+
+    objective = model_objective(model)
+    if objective == "masked":
+        mlm = masked_lm_loss(model, tokenizer, texts, batch_size=batch_size, device=device)
+        return Score(METRIC_OF[objective], mlm.loss, mlm.to_dict())
+    bpb = bits_per_byte(model, tokenizer, texts, batch_size=batch_size, device=device)
+    return Score(METRIC_OF[objective], bpb.bpb, bpb.to_dict())
