@@ -11,8 +11,6 @@ import pytest
 from transfer.corpus.readers import (
     corpus_content_hash,
     iter_documents,
-    iter_split_documents,
-    nonempty_stream,
     require_nonempty,
     split_documents,
 )
@@ -153,7 +151,7 @@ def test_split_documents_partition(tmp_path: Path) -> None:
     # The same through the file reader.
     path = tmp_path / "c.txt"
     path.write_text("\n".join(docs) + "\n", encoding="utf-8")
-    assert list(iter_split_documents(path, "dev", fractions=fractions)) == parts["dev"]
+    assert list(split_documents(iter_documents(path), "dev", fractions)) == parts["dev"]
     with pytest.raises(CorpusError, match="split"):
         split_documents(docs, "validation")  # type: ignore[arg-type]
 
@@ -196,16 +194,3 @@ def test_require_nonempty() -> None:
         require_nonempty([], "target corpus")
     with pytest.raises(CorpusError, match="dev split: corpus has no decodable text"):
         require_nonempty(["", "  "], "dev split")
-
-
-def test_nonempty_stream_checks_eagerly() -> None:
-    def gen():
-        yield " "
-        yield "x"
-        yield "y"
-
-    assert list(nonempty_stream(gen(), "c")) == [" ", "x", "y"]
-    with pytest.raises(CorpusError, match="c: corpus is empty"):
-        nonempty_stream(iter([]), "c")  # raises at call, before iteration
-    with pytest.raises(CorpusError, match="no decodable text"):
-        nonempty_stream(["", "\n"], "c")

@@ -191,16 +191,6 @@ def split_documents(
     return (doc for doc in docs if split_of(document_key(doc), fractions) == split)
 
 
-def iter_split_documents(
-    path: str | Path,
-    split: Split,
-    text_field: str = "text",
-    fractions: SplitFractions = DEFAULT_FRACTIONS,
-) -> Iterator[str]:
-    """Shorthand: the documents of one split of a corpus file or folder."""
-    return split_documents(iter_documents(path, text_field), split, fractions)
-
-
 def corpus_content_hash(path: str | Path) -> str:
     """sha256 hex of a corpus's content, streamed, for cache keys.
 
@@ -245,20 +235,3 @@ def require_nonempty(texts: Iterable[str], name: str) -> list[str]:
     if not any(text.strip() for text in items):
         raise CorpusError(f"{name}: corpus has no decodable text ({len(items)} blank documents)")
     return items
-
-
-def nonempty_stream(texts: Iterable[str], name: str) -> Iterator[str]:
-    """Like :func:`require_nonempty` but streamed: checks eagerly up to the first real text.
-
-    Raises at call time (not on first iteration), then yields every item unchanged,
-    including any blank ones seen before the first non-blank text.
-    """
-    iterator = iter(texts)
-    head: list[str] = []
-    for text in iterator:
-        head.append(text)
-        if text.strip():
-            return itertools.chain(head, iterator)
-    if not head:
-        raise CorpusError(f"{name}: corpus is empty (no documents)")
-    raise CorpusError(f"{name}: corpus has no decodable text ({len(head)} blank documents)")
