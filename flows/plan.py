@@ -34,7 +34,7 @@ _TOKENS_PER_EVAL_TEXT = 64  # a Bible verse is ~30 words, ~1.2-2.2 tokens per wo
 _TRAIN_FLOPS_PER_PARAM_TOKEN = 6  # forward + backward (the body's backward is still needed)
 _EVAL_FLOPS_PER_PARAM_TOKEN = 2
 _LOAD_SAVE_BYTES_PER_SECOND = 200e6
-_SOURCE_LOAD_SECONDS = 20.0  # de-quantizing the packaged GGUF on 2 cores (DESIGN.md)
+_SOURCE_LOAD_SECONDS = 20.0  # de-quantizing the packaged GGUF on 2 cores (docs/DESIGN.md)
 
 
 @dataclass
@@ -249,7 +249,7 @@ def plan_adaptation(cfg: AdaptConfig, *, measure: bool = True) -> Plan:
 
 
 def _corpus_bytes(cfg: AdaptConfig) -> int:
-    """Approximate size of the target corpus (Bible: ~4 MB per translation, DESIGN.md)."""
+    """Approximate size of the target corpus (Bible: ~4 MB per translation, docs/DESIGN.md)."""
     total = 4_000_000 * len(cfg.target_bible)
     for path in cfg.target_files:
         p = Path(path)

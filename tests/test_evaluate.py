@@ -1,4 +1,4 @@
-"""Bits per byte: the definition in DESIGN.md, checked against hand computations."""
+"""Bits per byte: the definition in docs/DESIGN.md, checked against hand computations."""
 
 from __future__ import annotations
 

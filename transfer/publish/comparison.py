@@ -3,7 +3,7 @@
 Each strategy is an ordinary adaptation (``run_adaptation``) of the same configuration with
 only ``strategy`` changed, so the corpus, source, tokenizer, vector and source-model
 evaluation stages are built once and shared from the cache, and every number in the table
-comes from the same texts, tokenizer and training budget, as DESIGN.md asks for BPB
+comes from the same texts, tokenizer and training budget, as docs/DESIGN.md asks for BPB
 comparisons. The result is a table (markdown and JSON) and one plot that overlays every
 run's dev-BPB learning curve with the source model's own BPB as the line to beat.
 """

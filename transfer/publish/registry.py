@@ -1,6 +1,6 @@
 """Model registry: every adapted model with its lineage and metrics, in MLflow.
 
-Stage 7 of DESIGN.md. One MLflow *registered model* per target language
+The registration step of docs/DESIGN.md. One MLflow *registered model* per target language
 (``<prefix><language>``, e.g. ``vocab-transfer-de``); each adapted model is one *version*
 of it, whatever its source model, strategy or tokenizer, because bits per byte compares
 models with different tokenizers. The alias ``best`` points to the version with the lowest

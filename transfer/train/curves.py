@@ -1,6 +1,6 @@
 """Learning curves: dev bits per byte and loss against steps and against bytes seen.
 
-BPB compares models with different tokenizers (DESIGN.md); a masked LM has no BPB and its
+BPB compares models with different tokenizers (docs/DESIGN.md); a masked LM has no BPB and its
 curve holds the masked-LM loss instead (``metric``, the evaluate stage's metric name).
 Bytes seen puts runs with
 different tokenizers on one x axis, since the same training text is a different number

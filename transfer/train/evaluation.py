@@ -26,10 +26,10 @@ def dev_evaluator(
     is the model's own (:func:`transfer.source.objective.model_objective`) unless given.
 
     Causal (``metric`` "bpb"): bits per byte exactly as
-    :func:`transfer.evaluate.bpb.bits_per_byte` (DESIGN.md) and the loss in nats per scored
+    :func:`transfer.evaluate.bpb.bits_per_byte` (docs/DESIGN.md) and the loss in nats per scored
     token. Masked (``metric`` "mlm_loss"): the masked-LM loss of
     :func:`transfer.evaluate.masked_lm.masked_lm_loss` with a fixed seed and masking rate,
-    the evaluate stage's metric (DESIGN.md: all strategies share the target tokenizer, so
+    the evaluate stage's metric (docs/DESIGN.md: all strategies share the target tokenizer, so
     losses compare); BPB is not defined for a masked LM and is None.
     """
     texts = list(texts)

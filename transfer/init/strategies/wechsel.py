@@ -11,7 +11,7 @@ Differences from the authors' package, on purpose: the similarity search is one 
 blocked matrix product plus top-k (``transfer.init.similarity``) instead of a Python loop per
 token; source tokens without a vector are never chosen as neighbours (the package lets
 their zero vectors compete at similarity 0); target tokens without a vector fall back to
-the mean row (``fallback_mean_rows``), not to random rows, which DESIGN.md measured to hurt
+the mean row (``fallback_mean_rows``), not to random rows, which docs/DESIGN.md measured to hurt
 a tied head.
 
 The neighbour search and weights are shared with OFA and trans-tokenization's fallback
