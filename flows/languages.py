@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flows.parameters import AdaptParameters
 from transfer.errors import VocabTransferError
+from transfer.names import check_language_tag
 
 DEFAULT_LANGUAGES_FILE = Path(__file__).resolve().parent.parent / "configs" / "languages.yaml"
 
@@ -76,6 +77,11 @@ class ParallelSource(BaseModel):
     files: list[str] = Field(default_factory=list, description="Parallel files (.tsv, .jsonl or a Moses prefix).")
     source_language: str = Field("en", description="Language code of the files' source side.")
     fields: list[str] = Field(default_factory=list, description="JSONL field names (default: the language codes).")
+
+    @field_validator("source_language")
+    @classmethod
+    def _language_tag(cls, code: str) -> str:
+        return check_language_tag(code, "parallel.source_language")
 
     @model_validator(mode="after")
     def _bible_pair_or_files(self) -> ParallelSource:
@@ -151,6 +157,14 @@ class LanguagesFile(BaseModel):
 
     defaults: dict[str, Any] = Field(default_factory=dict)
     languages: dict[str, LanguageEntry]
+
+    @field_validator("languages")
+    @classmethod
+    def _codes_are_language_tags(cls, languages: dict[str, LanguageEntry]) -> dict[str, LanguageEntry]:
+        # each key names deployments, flow runs and model folders: a tag, never a path
+        for code in languages:
+            check_language_tag(code, "language key")
+        return languages
 
     def select(self, only: list[str] | None) -> dict[str, LanguageEntry]:
         """The entries named in ``only`` (all when empty); unknown codes are refused."""

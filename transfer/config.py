@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import model_validator
+
+from transfer.names import check_language_tag, check_path_component, safe_component
 
 
 class AdaptConfig(BaseModel):
@@ -80,6 +83,18 @@ class AdaptConfig(BaseModel):
         None, ge=1, description="Train fastText on only the first N train verses per translation (None: all).")
     token_vector_method: Literal["ngram", "word_average"] = Field(
         "ngram", description="WECHSEL token vectors: fastText n-gram composition or word average.")
+    source_vectors: str | None = Field(
+        None, description="Your own static vectors of the source model's language for WECHSEL/OFA, instead of "
+                          "fastText trained on source_train_bible: a fastText .bin (n-gram vectors for any token) "
+                          "or word2vec/fastText text .vec/.txt, optionally .gz (word vectors only: implies "
+                          "token_vector_method='word_average').")
+    target_vectors: str | None = Field(
+        None, description="Your own static vectors of the target language (forms as source_vectors), instead "
+                          "of fastText trained on the target train text.")
+    vectors_aligned: bool = Field(
+        False, description="source_vectors and target_vectors already share one space (MUSE wiki.multi.xx.vec, "
+                           "OFA's multilingual vectors): no Procrustes step (BLI still measured on a dictionary "
+                           "file when there is one).")
     strategy_params: dict[str, Any] = Field(default_factory=dict, description="Keyword parameters of the strategy (e.g. k, temperature).")
 
     train_steps: int = Field(20, ge=0, description="Embeddings-only training steps (0 skips training).")
@@ -126,11 +141,37 @@ class AdaptConfig(BaseModel):
                 raise ValueError(f"Bible translation code {code!r} is not a code like 'e' or 'k'")
         return codes
 
+    @field_validator("target_language", "parallel_source_language")
+    @classmethod
+    def _language_tag(cls, code: str, info: ValidationInfo) -> str:
+        # becomes part of folder, Prefect and registry names: a tag, never a path
+        return check_language_tag(code, info.field_name)
+
+    @field_validator("registered_model_prefix")
+    @classmethod
+    def _safe_prefix(cls, prefix: str) -> str:
+        # the registered model name is prefix + language: one safe registry/folder name
+        return check_path_component(prefix, "registered_model_prefix")
+
+    @model_validator(mode="after")
+    def _word_vectors_imply_word_average(self) -> AdaptConfig:
+        # a .vec gives word vectors only: WECHSEL's word average is the one token method
+        # that works (an explicit 'ngram' is refused in validation, naming the file). The
+        # suffix decides (no import of the vectors code here: every stage's code version
+        # would follow it); validation checks the content agrees.
+        given = [p for p in (self.source_vectors, self.target_vectors) if p]
+        word_vectors = any(Path(p).suffix.lower() != ".bin" for p in given)
+        if "token_vector_method" not in self.model_fields_set and word_vectors:
+            self.token_vector_method = "word_average"
+        return self
+
     @property
     def total_train_steps(self) -> int:
         """Optimizer steps of both training stages (0: the run has no train stage)."""
         return self.train_steps + self.full_steps
 
     def model_name(self) -> str:
+        """The adapted model's folder and display name: one safe path component (a source
+        folder's or hub id's odd characters become ``-``; sane names pass unchanged)."""
         source = Path(self.source_model).stem if ("/" in self.source_model or self.source_model.endswith(".gguf")) else self.source_model
-        return f"{source.replace('/', '--')}-{self.target_language}-{self.strategy}"
+        return f"{safe_component(source.replace('/', '--'), 'source')}-{self.target_language}-{self.strategy}"

@@ -1,12 +1,29 @@
 """Refuse a run's bad input before any expensive work starts (CONTRIBUTING: bad input is
-a ``transfer.errors`` subclass naming the file or parameter and what is wrong)."""
+a ``transfer.errors`` subclass naming the file or parameter and what is wrong).
+
+Everything here costs seconds and writes nothing: strategy parameter names and values,
+names that become folders or registry entries, and every file the run will read (exists,
+readable, and its head sniffed: gzip or not, binary or text, UTF-8, the format's first
+lines). Damage further into a large file is found by the stage that reads it.
+"""
 
 from __future__ import annotations
 
+import codecs
+import gzip
+import json
+import zlib
 from pathlib import Path
 
 from transfer.config import AdaptConfig
-from transfer.errors import CorpusError
+from transfer.errors import CorpusError, VocabTransferError
+from transfer.names import check_path_component
+
+#: How much of each file validation reads (decompressed): enough for the first lines.
+HEAD_BYTES = 1 << 16
+GZIP_MAGIC = b"\x1f\x8b"
+# the first JSON lines of a corpus file checked up front (the stage checks every line)
+_JSONL_HEAD_LINES = 20
 
 
 def validate_config(cfg: AdaptConfig) -> None:
@@ -17,9 +34,8 @@ def validate_config(cfg: AdaptConfig) -> None:
     from transfer.source.loading import source_fingerprint
 
     check_strategy_params(cfg.strategy, cfg.strategy_params)  # also refuses an unknown strategy
-    for path in cfg.target_files:
-        if not Path(path).exists():
-            raise CorpusError(f"target_files: {path} does not exist")
+    _check_names(cfg)
+    _check_target_files(cfg)
     codes = cfg.target_bible + cfg.source_bible + cfg.source_train_bible
     if codes:
         available = translation_codes()
@@ -37,12 +53,16 @@ def validate_config(cfg: AdaptConfig) -> None:
             f"source_train_bible codes"
         )
     if "vectors" in kinds:
-        if not cfg.source_train_bible:
-            raise CorpusError(f"strategy {cfg.strategy!r} needs source_train_bible to train source vectors")
-        if cfg.dictionary not in ("auto", "ding", "induced") and not Path(cfg.dictionary).is_file():
-            raise CorpusError(f"dictionary: {cfg.dictionary} does not exist")
+        from transfer.vectors.pretrained import check_vector_inputs
+
+        if not cfg.source_train_bible and not cfg.source_vectors:
+            raise CorpusError(f"strategy {cfg.strategy!r} needs source_vectors, or source_train_bible to train "
+                              f"source vectors")
+        check_vector_inputs(cfg)  # the user's own vector files: form, dimensions, token method
+        if cfg.dictionary not in ("auto", "ding", "induced"):
+            _check_dictionary_file(Path(cfg.dictionary))
         induced = cfg.dictionary == "induced" or (cfg.dictionary == "auto" and cfg.target_language != "de")
-        if induced and not has_parallel:
+        if induced and not has_parallel and not cfg.vectors_aligned:  # aligned vectors need no dictionary
             raise CorpusError("an induced dictionary needs parallel text: parallel_files, or target_bible codes "
                               "(verse-aligned with source_train_bible)")
     # raises for a missing file or folder, and for a hub id offline without a cached copy
@@ -53,7 +73,98 @@ def _check_parallel_files(cfg: AdaptConfig) -> None:
     """Each parallel corpus's form, its first lines and (Moses) its line counts: cheap
     enough for a GB-sized file; the corpus stage checks every line as it splits them."""
     from transfer.corpus.parallel_files import check_parallel_head, resolve_parallel
+    from transfer.errors import ParallelCorpusError
 
     for entry in cfg.parallel_files:
         source = resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language, cfg.parallel_fields)
+        for file in source.files:
+            path = Path(file)
+            _text_head(path, path.suffix.lower() == ".gz", "parallel file", ParallelCorpusError)
         check_parallel_head(source, max_chars=cfg.parallel_max_line_chars)
+
+
+def _check_names(cfg: AdaptConfig) -> None:
+    """Names that become a folder (the model's) or a registry entry: one safe component each
+    (the config's validators already refused a bad language tag or prefix)."""
+    check_path_component(cfg.model_name(), "model name (source-language-strategy)")
+    check_path_component(cfg.registered_model_prefix + cfg.target_language, "registered model name")
+
+
+def _check_target_files(cfg: AdaptConfig) -> None:
+    """Each target corpus path: its files exist, are readable, and their heads are the text
+    or JSON lines their names promise; a corpus whose every file is empty is refused."""
+    from transfer.corpus.readers import corpus_files, file_format
+
+    documents = 0
+    every_file_whole = True
+    for entry in cfg.target_files:
+        files = corpus_files(entry)  # a missing path or a folder without corpus files
+        for path in files:
+            fmt, gzipped = file_format(path)
+            lines, whole = _text_head(path, gzipped, "target_files: corpus file", CorpusError)
+            every_file_whole &= whole
+            if fmt == "jsonl":
+                _check_jsonl_head(path, lines, cfg.text_field)
+            documents += sum(1 for line in lines if line.strip())
+    if cfg.target_files and documents == 0 and every_file_whole:
+        raise CorpusError(f"target_files {cfg.target_files}: no text (every file is empty or blank)")
+
+
+def _check_jsonl_head(path: Path, lines: list[str], text_field: str) -> None:
+    for lineno, line in enumerate(lines[:_JSONL_HEAD_LINES], start=1):
+        if not line.strip():
+            continue
+        where = f"target_files: corpus file {str(path)!r}, line {lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise CorpusError(f"{where}: not valid JSON ({error.msg}); expected JSON lines, one object per line") from error
+        if not isinstance(record, dict):
+            raise CorpusError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        if not isinstance(record.get(text_field), str):
+            raise CorpusError(f"{where}: no string field {text_field!r} (fields: {sorted(record)}); "
+                              f"set text_field to the field holding the text")
+
+
+def _check_dictionary_file(path: Path) -> None:
+    from transfer.vectors.dictionaries import detect_format
+
+    if not path.is_file():
+        raise CorpusError(f"dictionary: {path} does not exist")
+    lines, _ = _text_head(path, False, "dictionary", CorpusError)
+    detect_format("\n".join(lines), path)  # DictionaryError: empty, or neither MUSE nor Ding
+
+
+def _text_head(path: Path, gzipped: bool, what: str, error: type[VocabTransferError]) -> tuple[list[str], bool]:
+    """The complete lines of a text file's first ``HEAD_BYTES`` (decompressed) and whether
+    they are the whole file. Refuses an unreadable file, a gzip name without gzip data (and
+    gzip data without the name), binary data (NUL bytes) and bytes that are not UTF-8."""
+    name = f"{what} {str(path)!r}"
+    try:
+        with open(path, "rb") as raw:
+            magic = raw.read(len(GZIP_MAGIC))
+        if gzipped and magic != GZIP_MAGIC:
+            raise error(f"{name}: named .gz but is not gzip data (it starts with {magic!r})")
+        if not gzipped and magic == GZIP_MAGIC:
+            raise error(f"{name}: is gzip-compressed data; give it a .gz name (e.g. {path.name}.gz)")
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as handle:
+            head = handle.read(HEAD_BYTES + 1)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise error(f"{name}: broken gzip data ({exc})") from exc
+    except OSError as exc:
+        raise error(f"{name}: cannot read ({exc.strerror or exc})") from exc
+    whole = len(head) <= HEAD_BYTES
+    head = head[:HEAD_BYTES]
+    if b"\0" in head:
+        offset = head.index(b"\0")
+        raise error(f"{name}: binary data (a NUL byte at offset {offset}), not text; give a UTF-8 text file")
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=whole)
+    except UnicodeDecodeError as exc:
+        line = head[:exc.start].count(b"\n") + 1
+        raise error(f"{name}, line {line}: not valid UTF-8 (byte {head[exc.start]:#04x} at offset {exc.start}); "
+                    f"re-encode the file as UTF-8") from exc
+    lines = text.removeprefix("\ufeff").split("\n")
+    if not whole:
+        lines = lines[:-1]  # the last line may be cut off by the head's end
+    return [line.rstrip("\r") for line in lines], whole

@@ -56,11 +56,16 @@ class Factorization:
         return matrix.to(self.primitives.dtype) @ self.primitives.T
 
 
+def check_rank_value(rank: int) -> None:
+    """The part of :func:`check_rank` that needs no matrix (run before any stage)."""
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise FactorizationError(f"rank must be an integer >= 1, got {rank!r}")
+
+
 def check_rank(rank: int, matrix_shape: tuple[int, ...], what: str = "embedding matrix") -> None:
     """Refuse ranks that are not a real reduction: above the hidden size (or row count)."""
     n_rows, width = int(matrix_shape[0]), int(matrix_shape[1])
-    if not isinstance(rank, int) or rank < 1:
-        raise FactorizationError(f"rank must be an integer >= 1, got {rank!r}")
+    check_rank_value(rank)
     if rank > width:
         raise FactorizationError(
             f"rank {rank} is larger than the hidden size {width} of the {what}: "

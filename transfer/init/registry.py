@@ -9,9 +9,12 @@ role, not by string").
 from __future__ import annotations
 
 import inspect
+import math
+import types
+import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Union
 
 import torch
 
@@ -28,12 +31,19 @@ from transfer.tokenizer.special_tokens import (
 DATA_KINDS: frozenset[str] = frozenset({"parallel", "target_corpus", "vectors"})
 
 
+#: A strategy's own rules on its parameter values, called with every parameter (defaults
+#: filled in) as keywords; raises a ``VocabTransferError`` (or ValueError) naming the value.
+ParamCheck = Callable[..., None]
+
+
 @dataclass(frozen=True)
 class RegisteredStrategy:
-    """A strategy function and the data kinds (``DATA_KINDS``) it needs."""
+    """A strategy function, the data kinds (``DATA_KINDS``) it needs and the check of its
+    parameter values (beyond their types, which come from the signature)."""
 
     fn: Strategy
     needs: frozenset[str]
+    check: ParamCheck | None = None
 
 
 _STRATEGIES: dict[str, RegisteredStrategy] = {}
@@ -47,9 +57,12 @@ class StrategyOutputError(VocabTransferError):
     """A strategy returned matrices of the wrong shape or kind."""
 
 
-def register(name: str, needs: Iterable[str] = ()) -> Callable[[Strategy], Strategy]:
+def register(name: str, needs: Iterable[str] = (), check: ParamCheck | None = None
+             ) -> Callable[[Strategy], Strategy]:
     """Decorator: make ``fn(inputs, **params) -> TargetEmbeddings`` available as ``name``,
-    needing the data kinds ``needs`` (of ``DATA_KINDS``) besides the embeddings."""
+    needing the data kinds ``needs`` (of ``DATA_KINDS``) besides the embeddings. ``check``
+    (called with every parameter as keywords) holds the strategy's rules on values, the
+    same function the strategy calls itself, so a value is refused before any stage runs."""
     kinds = frozenset(needs)
     unknown = sorted(kinds - DATA_KINDS)
     if unknown:
@@ -62,7 +75,7 @@ def register(name: str, needs: Iterable[str] = ()) -> Callable[[Strategy], Strat
         if existing is not None and existing.fn is not fn:
             qualname = getattr(existing.fn, "__module__", "?")
             raise ValueError(f"strategy name {name!r} is already registered by {qualname}")
-        _STRATEGIES[name] = RegisteredStrategy(fn, kinds)
+        _STRATEGIES[name] = RegisteredStrategy(fn, kinds, check)
         return fn
 
     return decorator
@@ -102,9 +115,11 @@ def strategy_parameters(name: str) -> dict[str, Any]:
 
 
 def check_strategy_params(name: str, params: dict[str, Any]) -> None:
-    """Refuse keyword parameters that strategy ``name`` does not take (cheap; run it before
-    any stage is built)."""
-    signature = inspect.signature(get_strategy(name))
+    """Refuse keyword parameters that strategy ``name`` does not take, values of the wrong
+    type (from the signature: a bool for an int, a string for a float, NaN or infinity) and
+    values the strategy's registered check refuses. Cheap; run before any stage is built."""
+    registered = _registered(name)
+    signature = inspect.signature(registered.fn)
     if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
         return
     accepted = strategy_parameters(name)
@@ -114,6 +129,59 @@ def check_strategy_params(name: str, params: dict[str, Any]) -> None:
             f"strategy {name!r} does not take {', '.join(unknown)}; "
             f"it takes: {', '.join(accepted) or '(no parameters)'}"
         )
+    hints = _parameter_types(registered.fn, accepted)
+    for key, value in params.items():
+        problem = _type_problem(value, hints[key])
+        if problem:
+            raise StrategyParameterError(f"strategy {name!r}: parameter {key} {problem}, got {value!r}")
+    if registered.check is None:
+        return
+    try:
+        registered.check(**{**accepted, **params})
+    except VocabTransferError as error:
+        # the strategy's own error class (tests and callers match on it), the strategy named
+        raise type(error)(f"strategy {name!r}: {error}") from error
+    except (ValueError, TypeError) as error:
+        raise StrategyParameterError(f"strategy {name!r}: {error}") from error
+
+
+def _parameter_types(fn: Strategy, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Each parameter's annotation, or its default's type when annotations cannot be resolved."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        hints = {}
+    return {
+        key: hints.get(key, Any if default is None else type(default)) for key, default in defaults.items()
+    }
+
+
+def _type_problem(value: Any, expected: Any) -> str | None:
+    """Why ``value`` does not fit the annotation ``expected`` (None: it fits, or the
+    annotation is not one of the plain kinds checked here)."""
+    origin = typing.get_origin(expected)
+    if origin is Literal:
+        choices = typing.get_args(expected)
+        if any(type(value) is type(choice) and value == choice for choice in choices):
+            return None
+        return f"must be one of {list(choices)}"
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(expected)
+        problems = [_type_problem(value, option) for option in options]
+        return None if any(p is None for p in problems) else " or ".join(p for p in problems if p)
+    if expected is type(None):
+        return None if value is None else "must be None"
+    if expected is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if expected is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "must be a number"
+        return None if math.isfinite(value) else "must be a finite number"
+    if expected is str:
+        return None if isinstance(value, str) else "must be a string"
+    return None
 
 
 def _check_output(name: str, inputs: StrategyInputs, result: TargetEmbeddings) -> None:

@@ -37,7 +37,11 @@ from transfer.init.base import (
     map_source_matrices,
 )
 from transfer.init.registry import register
-from transfer.init.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_rows
+from transfer.init.strategies.mean import (
+    DEFAULT_COVARIANCE_SCALE,
+    check_covariance_scale,
+    fallback_mean_rows,
+)
 from transfer.init.strategies.overlap import match_overlap
 from transfer.init.strategies.trans_tokenization import combine_rows
 from transfer.init.vector_resources import fit_rows
@@ -52,6 +56,24 @@ _TOKENIZE_CHUNK = 2048
 # the math
 
 
+def check_sparsemax_params(top_k: int, temperature: float) -> None:
+    if top_k < 1 or not temperature > 0:
+        raise StrategyResourceError(f"focus needs top_k >= 1 and temperature > 0, got {top_k}, {temperature}")
+
+
+def check_focus_params(
+    top_k: int, temperature: float, fasttext_dim: int, fasttext_epochs: int, fasttext_min_count: int,
+    fasttext_threads: int, fallback_covariance_scale: float,
+) -> None:
+    """Every rule on FOCUS's parameter values (the registry runs it before any stage)."""
+    check_sparsemax_params(top_k, temperature)
+    for name, value in (("fasttext_dim", fasttext_dim), ("fasttext_epochs", fasttext_epochs),
+                        ("fasttext_min_count", fasttext_min_count), ("fasttext_threads", fasttext_threads)):
+        if value < 1:
+            raise StrategyResourceError(f"focus needs {name} >= 1, got {value}")
+    check_covariance_scale(fallback_covariance_scale, "fallback_covariance_scale")
+
+
 def sparsemax_weights(
     target_vectors: torch.Tensor,
     anchor_vectors: torch.Tensor,
@@ -64,8 +86,7 @@ def sparsemax_weights(
     Weights are non-negative, sum to one per row and are mostly zero."""
     from transfer.init.similarity import exact_topk
 
-    if top_k < 1 or not temperature > 0:
-        raise ValueError(f"need top_k >= 1 and temperature > 0, got {top_k}, {temperature}")
+    check_sparsemax_params(top_k, temperature)
     k = min(top_k, anchor_vectors.shape[0])
     top = exact_topk(target_vectors, anchor_vectors, k)
     weights = sparsemax(top.scores.to(torch.float64) / temperature, dim=-1)
@@ -227,7 +248,7 @@ def train_token_vectors(
 # the strategy
 
 
-@register("focus", needs={"target_corpus"})
+@register("focus", needs={"target_corpus"}, check=check_focus_params)
 def focus(
     inputs: StrategyInputs,
     *,
@@ -252,8 +273,7 @@ def focus(
         "fasttext_threads": fasttext_threads,
         "fallback_covariance_scale": fallback_covariance_scale,
     }
-    if top_k < 1 or not temperature > 0:
-        raise StrategyResourceError(f"focus needs top_k >= 1 and temperature > 0, got {top_k}, {temperature}")
+    check_focus_params(**params)
     notes: list[str] = []
     given = inputs.resources.target_token_vectors
     if given is not None:  # the same row rule as WECHSEL's token vectors

@@ -35,7 +35,11 @@ from transformers import PreTrainedTokenizerBase
 
 from transfer.init.base import InitReport, StrategyInputs, TargetEmbeddings, map_source_matrices
 from transfer.init.registry import register
-from transfer.init.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_rows
+from transfer.init.strategies.mean import (
+    DEFAULT_COVARIANCE_SCALE,
+    check_fallback_params,
+    fallback_mean_rows,
+)
 from transfer.init.strategies.trans_tokenization import combine_rows
 from transfer.tokenizer.special_tokens import (
     BYTE_LEVEL,
@@ -136,7 +140,7 @@ def fvt_weights(
     return weights, sorted(empty)
 
 
-@register("fvt")
+@register("fvt", check=check_fallback_params)
 def fvt(
     inputs: StrategyInputs, *, fallback_covariance_scale: float = DEFAULT_COVARIANCE_SCALE
 ) -> TargetEmbeddings:

@@ -66,6 +66,17 @@ def sample_rows(
     return rows
 
 
+def check_covariance_scale(covariance_scale: float, name: str = "covariance_scale") -> None:
+    """The fallback draws' covariance scale is a variance factor: finite and >= 0."""
+    if not covariance_scale >= 0 or covariance_scale == float("inf"):
+        raise ValueError(f"{name} must be >= 0, got {covariance_scale}")
+
+
+def check_fallback_params(fallback_covariance_scale: float) -> None:
+    """Parameter check of the strategies whose only parameter is the fallback's scale."""
+    check_covariance_scale(fallback_covariance_scale, "fallback_covariance_scale")
+
+
 def fallback_mean_rows(
     matrix: torch.Tensor,
     n_rows: int,
@@ -75,14 +86,13 @@ def fallback_mean_rows(
 ) -> torch.Tensor:
     """Rows for target tokens a strategy cannot place: draws from the source rows' normal
     with a tiny covariance (the mean when ``covariance_scale`` is 0), in ``matrix``'s dtype."""
-    if covariance_scale < 0:
-        raise ValueError(f"covariance_scale must be >= 0, got {covariance_scale}")
+    check_covariance_scale(covariance_scale)
     fitted = fit_normal(matrix, with_covariance=covariance_scale > 0)
     rows = sample_rows(fitted, n_rows, seed=seed, covariance_scale=covariance_scale)
     return rows.to(matrix.dtype)
 
 
-@register("mean")
+@register("mean", check=check_covariance_scale)
 def mean(
     inputs: StrategyInputs, *, covariance_scale: float = DEFAULT_COVARIANCE_SCALE
 ) -> TargetEmbeddings:

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 import torch
 
 from transfer.init.base import InitReport, StrategyInputs, TargetEmbeddings
-from transfer.init.factorized import Factorization, check_rank, embedding_parameters, factorize
+from transfer.init.factorized import (
+    Factorization,
+    check_rank,
+    check_rank_value,
+    embedding_parameters,
+    factorize,
+)
 from transfer.init.registry import register
 from transfer.init.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_rows
 from transfer.init.strategies.overlap import match_overlap
@@ -31,7 +37,7 @@ from transfer.init.strategies.wechsel import (
     DEFAULT_K,
     DEFAULT_TEMPERATURE,
     NeighbourWeights,
-    check_search_params,
+    check_wechsel_params,
     combine_rows,
     neighbour_weights,
 )
@@ -69,7 +75,14 @@ def _target_coordinates(
     return out
 
 
-@register("ofa", needs={"vectors"})
+def check_ofa_params(rank: int, k: int, temperature: float, search: str, fallback_covariance_scale: float) -> None:
+    """Every rule on OFA's parameter values that needs no model (the registry runs it before
+    any stage; the rank's bound by the hidden size is checked when the model is at hand)."""
+    check_rank_value(rank)
+    check_wechsel_params(k, temperature, search, fallback_covariance_scale)
+
+
+@register("ofa", needs={"vectors"}, check=check_ofa_params)
 def ofa(
     inputs: StrategyInputs,
     *,
@@ -85,7 +98,7 @@ def ofa(
     check_rank(rank, tuple(source.input.shape), "source input embedding matrix")
     if source.output is not None:
         check_rank(rank, tuple(source.output.shape), "source output matrix")
-    check_search_params(k, temperature, search)
+    check_wechsel_params(k, temperature, search, fallback_covariance_scale)
     n_target = len(inputs.target_tokenizer)
     n_source = source.input.shape[0]
     vectors = resolve_token_vectors(inputs, n_source, n_target)

@@ -23,7 +23,11 @@ from transfer.init.base import (
     map_source_matrices,
 )
 from transfer.init.registry import register
-from transfer.init.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_rows
+from transfer.init.strategies.mean import (
+    DEFAULT_COVARIANCE_SCALE,
+    check_fallback_params,
+    fallback_mean_rows,
+)
 from transfer.tokenizer.special_tokens import (
     model_vocab,
     special_token_ids,
@@ -89,7 +93,7 @@ def match_overlap(
     return OverlapMatch(target_ids, source_ids, **counts)
 
 
-@register("overlap")
+@register("overlap", check=check_fallback_params)
 def overlap(
     inputs: StrategyInputs, *, fallback_covariance_scale: float = DEFAULT_COVARIANCE_SCALE
 ) -> TargetEmbeddings:

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from transfer.errors import ParallelCorpusError, StrategyResourceError
+from transfer.errors import ParallelCorpusError, StrategyResourceError, TokenVectorError
 from transfer.init.base import (
     InitReport,
     StrategyInputs,
@@ -43,9 +43,13 @@ from transfer.init.base import (
 )
 from transfer.init.parallel import aligner_words, check_pairs, count_links, tokenize_parallel
 from transfer.init.registry import register
-from transfer.init.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_rows
+from transfer.init.strategies.mean import (
+    DEFAULT_COVARIANCE_SCALE,
+    check_covariance_scale,
+    fallback_mean_rows,
+)
 from transfer.init.strategies.overlap import match_overlap
-from transfer.init.strategies.wechsel import neighbour_weights
+from transfer.init.strategies.wechsel import check_search_params, neighbour_weights
 from transfer.init.vector_resources import (
     TokenVectorPair,
     has_token_vectors,
@@ -66,6 +70,15 @@ DEFAULT_FALLBACK_TEMPERATURE = 0.1
 # the math: counts -> p(s|t) -> rows
 
 
+def check_transition_params(min_count: float, min_prob: float, max_sources: int) -> None:
+    """The pruning thresholds of :func:`transition_weights`."""
+    if not min_count >= 0 or not 0 <= min_prob < 1 or max_sources < 1:
+        raise ValueError(
+            f"need min_count >= 0, 0 <= min_prob < 1, max_sources >= 1; got {min_count}, "
+            f"{min_prob}, {max_sources}"
+        )
+
+
 def transition_weights(
     counts: sp.spmatrix,
     *,
@@ -80,11 +93,7 @@ def transition_weights(
     (pseudo-counts, e.g. towards an identical source string); normalize; drop sources
     with p(s|t) < ``min_prob``; keep the ``max_sources`` most probable (ties: lower source
     id); renormalize. A token whose links are all pruned gets an empty row."""
-    if min_count < 0 or not 0 <= min_prob < 1 or max_sources < 1:
-        raise ValueError(
-            f"need min_count >= 0, 0 <= min_prob < 1, max_sources >= 1; got {min_count}, "
-            f"{min_prob}, {max_sources}"
-        )
+    check_transition_params(min_count, min_prob, max_sources)
     kept = sp.csr_matrix(counts, dtype=np.float64, copy=True)
     kept.data[kept.data < min_count] = 0.0
     if prior is not None:
@@ -245,7 +254,26 @@ def align_token_links(
 # the strategy
 
 
-@register("trans_tokenization", needs={"parallel"})
+def check_trans_tokenization_params(
+    min_count: int, min_prob: float, max_sources: int, identity_prior: float, copy_symbols: bool,
+    align_rel_iterations: float, fallback_k: int, fallback_temperature: float,
+    fallback_covariance_scale: float,
+) -> None:
+    """Every rule on trans-tokenization's parameter values (the registry runs it before any
+    stage, the strategy again before it aligns anything)."""
+    check_transition_params(min_count, min_prob, max_sources)
+    if not identity_prior >= 0:
+        raise StrategyResourceError(f"identity_prior must be >= 0, got {identity_prior}")
+    if not align_rel_iterations > 0:
+        raise StrategyResourceError(f"align_rel_iterations must be > 0, got {align_rel_iterations}")
+    try:
+        check_search_params(fallback_k, fallback_temperature, "exact")
+    except TokenVectorError as error:  # its messages start with the name: k, temperature
+        raise TokenVectorError(f"fallback_{error}") from error
+    check_covariance_scale(fallback_covariance_scale, "fallback_covariance_scale")
+
+
+@register("trans_tokenization", needs={"parallel"}, check=check_trans_tokenization_params)
 def trans_tokenization(
     inputs: StrategyInputs,
     *,
@@ -271,8 +299,7 @@ def trans_tokenization(
         "fallback_k": fallback_k, "fallback_temperature": fallback_temperature,
         "fallback_covariance_scale": fallback_covariance_scale,
     }
-    if identity_prior < 0:
-        raise StrategyResourceError(f"identity_prior must be >= 0, got {identity_prior}")
+    check_trans_tokenization_params(**params)
     vectors = _fallback_vectors(inputs, n_source, n_target)
     notes: list[str] = []
 

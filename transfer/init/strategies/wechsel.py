@@ -34,7 +34,11 @@ from transfer.init.base import (
 )
 from transfer.init.registry import register
 from transfer.init.similarity import SEARCH_METHODS, cosine_topk, normalize_rows
-from transfer.init.strategies.mean import DEFAULT_COVARIANCE_SCALE, fallback_mean_rows
+from transfer.init.strategies.mean import (
+    DEFAULT_COVARIANCE_SCALE,
+    check_covariance_scale,
+    fallback_mean_rows,
+)
 from transfer.init.vector_resources import resolve_token_vectors
 
 DEFAULT_K = 10
@@ -59,6 +63,12 @@ def check_search_params(k: int, temperature: float, search: str) -> None:
         raise TokenVectorError(f"temperature must be > 0, got {temperature!r}")
     if search not in SEARCH_METHODS:
         raise TokenVectorError(f"search={search!r} is unknown; use one of {SEARCH_METHODS}")
+
+
+def check_wechsel_params(k: int, temperature: float, search: str, fallback_covariance_scale: float) -> None:
+    """Every rule on WECHSEL's parameter values (the registry runs it before any stage)."""
+    check_search_params(k, temperature, search)
+    check_covariance_scale(fallback_covariance_scale, "fallback_covariance_scale")
 
 
 def neighbour_weights(
@@ -100,7 +110,7 @@ def combine_rows(
     return out
 
 
-@register("wechsel", needs={"vectors"})
+@register("wechsel", needs={"vectors"}, check=check_wechsel_params)
 def wechsel(
     inputs: StrategyInputs,
     *,
@@ -111,7 +121,7 @@ def wechsel(
 ) -> TargetEmbeddings:
     """Softmax(similarity / T)-weighted average of the k nearest source tokens' rows;
     target tokens without a token vector fall back to the mean row."""
-    check_search_params(k, temperature, search)
+    check_wechsel_params(k, temperature, search, fallback_covariance_scale)
     n_target = len(inputs.target_tokenizer)
     n_source = inputs.source.input.shape[0]
     vectors = resolve_token_vectors(inputs, n_source, n_target)
