@@ -116,6 +116,14 @@ def adapt(
     parallel_file: list[str] | None = typer.Option(
         None, help="Parallel corpus (source language, target language) for trans-tokenization and dictionary "
                    "induction, instead of the Bible: a .tsv, a .jsonl, or a Moses prefix P (P.en + P.de)."),
+    source_vectors: Path | None = typer.Option(
+        None, help="Your own static vectors of the source language (WECHSEL/OFA) instead of fastText trained "
+                   "on the Bible: a fastText .bin, or a .vec/.txt(.gz) text file (word vectors: word average)."),
+    target_vectors: Path | None = typer.Option(
+        None, help="Your own static vectors of the target language (same forms as --source-vectors)."),
+    vectors_aligned: bool | None = typer.Option(
+        None, "--vectors-aligned/--vectors-not-aligned",
+        help="The two vector files already share one space (MUSE wiki.multi, OFA's vectors): no Procrustes."),
     strategy: list[str] | None = typer.Option(
         None, help="Initialization strategy (see `strategies`); give it several times to compare "
                    "strategies in one run (shared stages built once, one table and plot)."),
@@ -142,6 +150,8 @@ def adapt(
         "source_model": source_model, "target_language": target_language,
         "target_bible": target_bible, "target_files": [str(p) for p in target_file] if target_file else None,
         "parallel_files": parallel_file or None,
+        "source_vectors": str(source_vectors) if source_vectors else None,
+        "target_vectors": str(target_vectors) if target_vectors else None, "vectors_aligned": vectors_aligned,
         "strategy": strategy[0] if strategy and len(strategy) == 1 else None, "vocab_size": vocab_size, "train_steps": train_steps,
         "eval_texts": eval_texts, "device": device, "cache_dir": cache_dir,
     }

@@ -94,6 +94,26 @@ class ParallelSource(BaseModel):
         return [code for code in (self.source_bible, self.target_bible) if code]
 
 
+class VectorsSource(BaseModel):
+    """A language's own pretrained static vectors for WECHSEL/OFA (``AdaptConfig``'s
+    ``source_vectors``, ``target_vectors``, ``vectors_aligned``): a fastText ``.bin`` or a
+    ``.vec``/``.txt`` (``.gz``) file per side; a side left out is trained on the Bible."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(None, description="Vectors of the source model's language.")
+    target: str | None = Field(None, description="Vectors of the target language.")
+    aligned: bool = Field(False, description="Both files already share one space (no Procrustes).")
+
+    @model_validator(mode="after")
+    def _some_file(self) -> VectorsSource:
+        if not self.source and not self.target:
+            raise ValueError("vectors needs a source or a target file")
+        if self.aligned and not (self.source and self.target):
+            raise ValueError("vectors.aligned needs both source and target files")
+        return self
+
+
 class LanguageEntry(BaseModel):
     """One target language: its data, its run parameters and its schedule."""
 
@@ -103,6 +123,7 @@ class LanguageEntry(BaseModel):
     corpus: CorpusSource
     dictionary: DictionarySource | None = None
     parallel: ParallelSource | None = None
+    vectors: VectorsSource | None = None
     strategy: str = "mean"
     vocab_size: int = Field(32000, ge=2)
     train_steps: int = Field(20, ge=0, description="Training budget in optimizer steps.")
@@ -142,6 +163,9 @@ class LanguageEntry(BaseModel):
         if self.parallel is not None and self.parallel.files:
             values.update(parallel_files=self.parallel.files, parallel_source_language=self.parallel.source_language,
                           parallel_fields=self.parallel.fields)
+        if self.vectors is not None:
+            values.update(source_vectors=self.vectors.source, target_vectors=self.vectors.target,
+                          vectors_aligned=self.vectors.aligned)
         values.update(self.options)
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:

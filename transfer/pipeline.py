@@ -69,8 +69,9 @@ def walk_stages(cfg: AdaptConfig, run: StageRunner) -> StageGraph:
     vectors = None
     if "vectors" in needs(cfg.strategy):
         source_spec_v, target_spec_v = vector_specs(cfg, corpus)
-        source_vectors = stage(source_spec_v, "fasttext:source")
-        target_vectors = stage(target_spec_v, "fasttext:target")
+        # "fasttext:<side>", or "pretrained_vectors:<side>" for the user's own file
+        source_vectors = stage(source_spec_v, f"{source_spec_v.stage}:source")
+        target_vectors = stage(target_spec_v, f"{target_spec_v.stage}:target")
         vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors, corpus), "align")
     init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors), "init")
     final = stage(train_spec(cfg, init, corpus), "train") if cfg.total_train_steps else init

@@ -44,6 +44,7 @@ STAGE_MODULES: dict[str, str] = {
     "source": "transfer.source.stage",
     "tokenizer": "transfer.tokenizer.stage",
     "fasttext": "transfer.vectors.stage",
+    "pretrained_vectors": "transfer.vectors.stage",
     "align": "transfer.vectors.stage",
     "init": "transfer.init.stage",
     "train": "transfer.train.stage",

@@ -93,6 +93,9 @@ class NgramTable:
     bucket: int
     rows: np.ndarray
     ids: np.ndarray | None = None
+    # ``rows`` may be a view into a loaded fastText model's own matrix (no copy of a
+    # multi-GB table); the model must then live as long as the view
+    owner: Any = field(default=None, repr=False, compare=False)
 
     def bucket_ids(self, text: str) -> list[int]:
         if self.maxn <= 0 or self.bucket <= 0:
@@ -138,7 +141,8 @@ class NgramTable:
 
 
 def _apply_ops(vec: np.ndarray, ops: Sequence[tuple[str, np.ndarray | None]]) -> np.ndarray:
-    out = vec.astype(np.float32)
+    # every op below makes a new array, so the input is never changed: no copy up front
+    out = np.asarray(vec, dtype=np.float32)
     for name, arg in ops:
         if name == "unit":
             norm = np.linalg.norm(out, axis=-1, keepdims=True)
@@ -149,7 +153,7 @@ def _apply_ops(vec: np.ndarray, ops: Sequence[tuple[str, np.ndarray | None]]) ->
             out = out @ arg
         else:  # pragma: no cover - ops are built only by the methods below
             raise ValueError(f"unknown vector operation {name!r}")
-    return out.astype(np.float32)
+    return out.astype(np.float32, copy=False)
 
 
 @dataclass
@@ -395,14 +399,22 @@ def _check_fasttext_layout(path: Path) -> None:
 def _from_fasttext_model(model: Any, source: str) -> StaticVectors:
     args = model.f.getArgs()
     words = list(model.get_words(on_unicode_error="strict"))
-    full = np.asarray(model.get_input_matrix(), dtype=np.float32)
+    # A view of fastText's own input matrix (words + buckets), not a copy: the package's
+    # get_input_matrix() copies it (np.array), which doubled a 2.4 GB table. The n-gram
+    # table keeps the model alive while it views it.
+    full = np.asarray(model.f.getInputMatrix())
+    if full.dtype != np.float32:  # pragma: no cover - fastText's matrices are float32
+        full = full.astype(np.float32)
     nwords = len(words)
     if full.shape[0] != nwords + args.bucket:
         raise VectorsError(f"{source}: input matrix has {full.shape[0]} rows, expected "
                            f"{nwords} words + {args.bucket} buckets")
-    ngrams = NgramTable(args.minn, args.maxn, args.bucket, full[nwords:]) if args.maxn > 0 else None
-    # In-vocabulary vectors exactly as fastText's get_word_vector composes them.
-    matrix = np.stack([model.get_word_vector(w) for w in words]) if words else np.zeros((0, full.shape[1]))
+    ngrams = NgramTable(args.minn, args.maxn, args.bucket, full[nwords:], owner=model) if args.maxn > 0 else None
+    # In-vocabulary vectors exactly as fastText's get_word_vector composes them, written
+    # row by row into one matrix (a list of rows and np.stack held it twice).
+    matrix = np.empty((nwords, full.shape[1]), dtype=np.float32)
+    for i, word in enumerate(words):
+        matrix[i] = model.get_word_vector(word)
     meta = {"minn": args.minn, "maxn": args.maxn, "bucket": args.bucket, "dim": args.dim}
     return StaticVectors(words, matrix, ngrams, (), source, False, meta)
 
@@ -417,18 +429,29 @@ def _parse_header(line: bytes, path: Path) -> tuple[int, int] | None:
     return None
 
 
-def load_word2vec(path: Path | str, *, limit: int | None = None) -> StaticVectors:
-    """word2vec text (``n dim`` header, then ``word v1 .. vdim`` per line; header optional)
-    or binary (header, then ``word<space>`` and ``dim`` little-endian float32 per word)."""
+def _open_maybe_gzip(path: Path) -> Any:
+    import gzip
+
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gzipped or path.suffix.lower() == ".gz" else open(path, "rb")
+
+
+def load_word2vec(path: Path | str, *, limit: int | None = None, binary: bool | None = None) -> StaticVectors:
+    """word2vec text (``n dim`` header, then ``word v1 .. vdim`` per line; header optional;
+    gzipped or not) or binary (header, then ``word<space>`` and ``dim`` little-endian
+    float32 per word). ``binary`` None: decided by the suffix and the bytes after the
+    header."""
     path = Path(path)
-    with open(path, "rb") as handle:
+    with _open_maybe_gzip(path) as handle:
         first = handle.readline()
         header = _parse_header(first, path)
-        if header is not None:
-            sample = handle.read(4096)
-            binary = path.suffix.lower() == ".bin" or _looks_binary(sample)
-            if binary:
+        if header is not None and binary is not False:
+            if binary is None:
+                sample = handle.read(4096)
+                binary = path.suffix.lower() == ".bin" or _looks_binary(sample)
                 handle.seek(len(first))
+            if binary:
                 return _read_w2v_binary(handle, path, header, limit)
     return _read_w2v_text(path, header, limit)
 
@@ -479,37 +502,70 @@ def _read_w2v_binary(handle: Any, path: Path, header: tuple[int, int], limit: in
     return StaticVectors(words, matrix, None, (), str(path))
 
 
+class _RowBuffer:
+    """Rows appended into preallocated blocks: exactly one block when the header gives the
+    count (the matrix is held once), else blocks of ``chunk`` rows joined at the end."""
+
+    def __init__(self, dim: int, expected: int | None, chunk: int = 65536) -> None:
+        self.dim, self.chunk = dim, chunk
+        self.blocks = [np.empty((expected if expected is not None else chunk, dim), dtype=np.float32)]
+        self.used = 0  # rows used in the last block
+        self.count = 0
+
+    def append(self, values: list[str]) -> None:
+        block = self.blocks[-1]
+        if self.used == block.shape[0]:
+            block = np.empty((self.chunk, self.dim), dtype=np.float32)
+            self.blocks.append(block)
+            self.used = 0
+        block[self.used] = np.asarray(values, dtype=np.float32)
+        self.used += 1
+        self.count += 1
+
+    def matrix(self) -> np.ndarray:
+        self.blocks[-1] = self.blocks[-1][: self.used]
+        return self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
+
+
 def _read_w2v_text(path: Path, header: tuple[int, int] | None, limit: int | None) -> StaticVectors:
     words: list[str] = []
-    rows: list[np.ndarray] = []
+    rows: _RowBuffer | None = None
     dim = header[1] if header else None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            if header is not None:
-                handle.readline()
-            for lineno, line in enumerate(handle, start=2 if header else 1):
-                if limit is not None and len(words) >= limit:
-                    break
-                parts = line.rstrip("\n").rstrip(" ").split(" ")
-                if parts == [""]:
-                    continue
-                if dim is None:
-                    dim = len(parts) - 1
-                if len(parts) != dim + 1:
-                    raise VectorsError(f"{path}: line {lineno} has {len(parts) - 1} values, expected {dim}"
-                                       + (" (from the header)" if header else ""))
-                try:
-                    rows.append(np.asarray(parts[1:], dtype=np.float32))
-                except ValueError as exc:
-                    raise VectorsError(f"{path}: line {lineno}: not a number ({exc})") from exc
-                words.append(parts[0])
-    except UnicodeDecodeError as exc:
-        raise VectorsError(f"{path}: not UTF-8 text and not word2vec binary ({exc})") from exc
+    expected = None if header is None else (header[0] if limit is None else min(header[0], limit))
+    with _open_maybe_gzip(path) as handle:
+        if header is not None:
+            handle.readline()
+        for lineno, raw in enumerate(handle, start=2 if header else 1):
+            if limit is not None and len(words) >= limit:
+                break
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise VectorsError(f"{path}: line {lineno} is not UTF-8 text and the file is not word2vec "
+                                   f"binary ({exc})") from exc
+            parts = line.rstrip("\n").rstrip("\r").rstrip(" ").split(" ")
+            if parts == [""]:
+                continue
+            if dim is None:
+                dim = len(parts) - 1
+            if len(parts) != dim + 1:
+                raise VectorsError(f"{path}: line {lineno} has {len(parts) - 1} values, expected {dim}"
+                                   + (" (from the header)" if header else ""))
+            if rows is None:
+                rows = _RowBuffer(dim, expected)
+            if expected is not None and rows.count >= expected:
+                raise VectorsError(f"{path}: header says {header[0] if header else expected} vectors but the "
+                                   f"file has more (line {lineno})")
+            try:
+                rows.append(parts[1:])
+            except ValueError as exc:
+                raise VectorsError(f"{path}: line {lineno}: not a number ({exc})") from exc
+            words.append(parts[0])
     if header is not None and limit is None and len(words) != header[0]:
         raise VectorsError(f"{path}: header says {header[0]} vectors but the file has {len(words)}")
-    if not words or dim is None:
+    if not words or dim is None or rows is None:
         raise VectorsError(f"{path}: no vectors in file")
-    matrix = np.stack(rows)
+    matrix = rows.matrix()
     if not np.all(np.isfinite(matrix)):
         raise VectorsError(f"{path}: vectors contain NaN or infinity")
     return StaticVectors(words, matrix, None, (), str(path))
@@ -563,7 +619,8 @@ def load_spacy_vectors(folder: Path | str) -> StaticVectors:
         if mode != "default":
             raise VectorsError(f"{folder}: spaCy vectors in mode {mode!r} are not supported")
     try:
-        table = np.load(vec_file, allow_pickle=False)
+        # memory-mapped: only the rows taken below are read, and copied once
+        table = np.load(vec_file, allow_pickle=False, mmap_mode="r")
         key2row = msgpack.unpackb(key_file.read_bytes(), strict_map_key=False)
         strings = json.loads(strings_file.read_text(encoding="utf-8"))
     except (ValueError, OSError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:

@@ -3,10 +3,15 @@
 ``fasttext``: fastText trained on the *train* split the corpus stage wrote (DESIGN: nothing
 trained sees dev or test text), the source-language translations or the target text,
 stored compactly.
+``pretrained_vectors``: the user's own vectors for one language (a fastText ``.bin`` or a
+``.vec`` text file) stored in the same compact form as trained ones, so ``align`` and
+``init`` do not care where vectors came from; it replaces that language's ``fasttext``.
 ``align``: both languages' vectors in one space by Procrustes (optionally refined) on a
 dictionary file, an eflomal-induced dictionary from the corpus stage's train sentence
 pairs, or both; when an evaluation dictionary (Ding) is given, its stable held-out 10% is
-removed from every alignment dictionary and BLI P@1 is reported on it. Specs and builders follow
+removed from every alignment dictionary and BLI P@1 is reported on it. Vectors already
+aligned across languages (``method="identity"``) get no map; BLI is reported on the
+dictionary file when there is one. Specs and builders follow
 ``transfer.stages`` (``StageSpec``, ``@builder``), so ``execute(spec, cache)`` caches them
 like every other stage.
 """
@@ -19,12 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from transfer.cache import StageOutput, file_sha256
+from transfer.file_identity import file_identity
 from transfer.stages import BuildContext, StageSpec, builder, read_json, upstream_of, write_json
 
 if TYPE_CHECKING:
     from transfer.config import AdaptConfig
 
-Dictionaries = Literal["file", "induced", "file+induced"]
+Dictionaries = Literal["file", "induced", "file+induced", "none"]
+AlignMethod = Literal["procrustes", "identity"]
 Texts = Literal["source", "target"]
 
 
@@ -118,6 +125,46 @@ def build_fasttext(spec: StageSpec, out: Path, context: BuildContext) -> None:
                                        "seconds": round(time.perf_counter() - started, 2)})
 
 
+def pretrained_vectors_spec(path: str | Path, texts: Texts, *, cache_dir: str | Path | None = None) -> StageSpec:
+    """The user's vector file for the ``texts`` side, read and stored compactly. Its key
+    holds the file's content identity (sha256, remembered by path, size and mtime under
+    ``cache_dir``, so a 7 GB file is hashed once), not its path."""
+    from transfer.errors import VectorsError
+
+    if texts not in ("source", "target"):
+        raise VectorsError(f"pretrained vectors: texts={texts!r}, expected 'source' or 'target'")
+    path = Path(path)
+    if not path.is_file():
+        raise VectorsError(f"{texts}_vectors: {path} does not exist")
+    inputs = {"vectors_file": file_identity(path, cache_dir)}
+    params = {"texts": texts, "path": str(path)}
+    return StageSpec(stage="pretrained_vectors", params=params, inputs=inputs, upstream={})
+
+
+@builder("pretrained_vectors")
+def build_pretrained_vectors(spec: StageSpec, out: Path, context: BuildContext) -> None:
+    """Load the file once (:mod:`transfer.vectors.pretrained` picks the reader) and save it
+    as :func:`~transfer.vectors.fasttext.save_vectors` does for trained vectors: the word
+    matrix, plus for a ``.bin`` the n-gram buckets its vocabulary uses."""
+    from transfer.vectors.fasttext import load_fasttext_bin, load_word2vec, save_vectors
+    from transfer.vectors.pretrained import sniff_vector_file
+
+    started = time.perf_counter()
+    path = Path(spec.params["path"])
+    label = f"{spec.params['texts']}_vectors"
+    found = sniff_vector_file(path, label)
+    if found.form == "fasttext_bin":
+        vectors = load_fasttext_bin(path)
+    else:
+        vectors = load_word2vec(path, binary=found.form == "word2vec_binary")
+    vectors.meta = {**vectors.meta, "pretrained": str(path), "form": found.form}
+    save_vectors(vectors, out / "vectors")
+    write_json(out / "vectors.json", {"params": {**spec.params, "form": found.form},
+                                      "sha256": spec.inputs["vectors_file"], "words": len(vectors),
+                                      "dim": vectors.dim, "ngrams": vectors.ngrams is not None,
+                                      "seconds": round(time.perf_counter() - started, 2)})
+
+
 def align_spec(
     source: StageOutput,
     target: StageOutput,
@@ -135,15 +182,21 @@ def align_spec(
     min_ratio: float = 0.3,
     refine_iterations: int = 0,
     csls_k: int = 10,
+    method: AlignMethod = "procrustes",
 ) -> StageSpec:
     """Align ``source`` onto ``target`` fastText stages. ``dictionary_reversed``: the file
     lists (target word, source word), as Ding's ``German :: English`` does for an English
     source. ``corpus``: the corpus stage whose train sentence pairs eflomal induces a
-    dictionary from (the first ``max_parallel`` of each source translation or file)."""
+    dictionary from (the first ``max_parallel`` of each source translation or file).
+    ``method="identity"``: the vectors are already in one space; no map is learned, and a
+    dictionary file (``dictionaries="file"``) only measures BLI ("none": no BLI)."""
     from transfer.errors import DictionaryError
 
-    if dictionaries not in ("file", "induced", "file+induced"):
-        raise DictionaryError(f"dictionaries={dictionaries!r}: use 'file', 'induced' or 'file+induced'")
+    if method not in ("procrustes", "identity"):
+        raise DictionaryError(f"align method={method!r}: use 'procrustes' or 'identity'")
+    allowed = ("file", "none") if method == "identity" else ("file", "induced", "file+induced")
+    if dictionaries not in allowed:
+        raise DictionaryError(f"dictionaries={dictionaries!r}: use one of {allowed} with method={method!r}")
     if "file" in dictionaries and dictionary_path is None:
         raise DictionaryError(f"dictionaries={dictionaries!r} needs dictionary_path")
     if "induced" in dictionaries and corpus is None:
@@ -163,6 +216,8 @@ def align_spec(
               "eval_dictionary_reversed": eval_dictionary_reversed, "test_fraction": test_fraction,
               "max_parallel": max_parallel, "min_count": min_count,
               "min_ratio": min_ratio, "refine_iterations": refine_iterations, "csls_k": csls_k}
+    if method != "procrustes":  # Procrustes keys stay as they were
+        params["method"] = method
     return StageSpec(stage="align", params=params, inputs=inputs, upstream=upstream)
 
 
@@ -197,6 +252,9 @@ def build_align(spec: StageSpec, out: Path, context: BuildContext) -> None:
     source = load_trained(spec.upstream_path("source") / "vectors")
     target = load_trained(spec.upstream_path("target") / "vectors")
     report: dict[str, Any] = {"params": {**p, **(_pairs_read(spec) if "induced" in p["dictionaries"] else {})}}
+    if p.get("method") == "identity":
+        _identity_alignment(spec, source, target, report, out)
+        return
     split = None
     if p["eval_dictionary_path"]:
         evaluation = load_dictionary(p["eval_dictionary_path"], lowercase=source.lowercase)
@@ -228,6 +286,28 @@ def build_align(spec: StageSpec, out: Path, context: BuildContext) -> None:
     write_json(out / "align.json", report)
 
 
+def _identity_alignment(spec: StageSpec, source: Any, target: Any, report: dict[str, Any], out: Path) -> None:
+    """Vectors already in one space: the identity map; BLI on the whole dictionary file
+    when there is one (nothing was fitted on it, so every pair is a test pair)."""
+    from transfer.vectors.alignment import bli_evaluate, identity_pair
+    from transfer.vectors.dictionaries import coverage, load_dictionary
+    from transfer.vectors.fasttext import save_vectors
+
+    p = spec.params
+    aligned = identity_pair(source, target)
+    report["alignment"] = aligned.report
+    if p["dictionaries"] == "file":
+        given = load_dictionary(p["dictionary_path"], p["dictionary_format"], lowercase=source.lowercase)
+        if p["dictionary_reversed"]:
+            given = given.reversed()
+        report["file_dictionary"] = {**given.report, **coverage(given.pairs, source, target)}
+        report["bli"] = {"source->target": bli_evaluate(aligned, given.pairs, p["csls_k"]),
+                         "target->source": bli_evaluate(aligned, given.pairs, p["csls_k"], reverse=True)}
+    save_vectors(aligned.source, out / "source")
+    save_vectors(aligned.target, out / "target")
+    write_json(out / "align.json", report)
+
+
 def load_aligned(stage: StageOutput) -> tuple[Any, Any, dict[str, Any]]:
     """(source vectors, target vectors, report) of a finished "align" stage."""
     from transfer.vectors.fasttext import load_compact
@@ -239,10 +319,15 @@ def load_aligned(stage: StageOutput) -> tuple[Any, Any, dict[str, Any]]:
 # ---------------------------------------------------------------- from the run's config
 
 def vector_specs(cfg: AdaptConfig, corpus: StageOutput) -> tuple[StageSpec, StageSpec]:
-    """fastText on the source-language and the target-language train text of ``corpus``."""
+    """Each language's static vectors: the user's file (``source_vectors``,
+    ``target_vectors``) read by a ``pretrained_vectors`` stage, else fastText trained on
+    that language's train text of ``corpus``. The pipeline labels each ``<stage>:<side>``."""
     common = {"dim": cfg.vector_dim, "epoch": cfg.vector_epochs, "seed": cfg.seed,
               "max_verses": cfg.vector_max_verses}
-    return fasttext_spec(corpus, "source", **common), fasttext_spec(corpus, "target", **common)
+    given = {"source": cfg.source_vectors, "target": cfg.target_vectors}
+    specs = [pretrained_vectors_spec(given[side], side, cache_dir=cfg.cache_dir) if given[side]
+             else fasttext_spec(corpus, side, **common) for side in ("source", "target")]
+    return specs[0], specs[1]
 
 
 def align_stage_spec(cfg: AdaptConfig, source_vectors: StageOutput, target_vectors: StageOutput,
@@ -254,6 +339,13 @@ def align_stage_spec(cfg: AdaptConfig, source_vectors: StageOutput, target_vecto
     choice = cfg.dictionary
     if choice == "auto":
         choice = "ding" if cfg.target_language == "de" and DING_DE_EN.is_file() else "induced"
+    if cfg.vectors_aligned:
+        # already one space: a dictionary file only measures BLI; nothing is induced
+        if choice == "induced":
+            return align_spec(source_vectors, target_vectors, dictionaries="none", method="identity")
+        return align_spec(source_vectors, target_vectors, dictionaries="file",
+                          dictionary_path=DING_DE_EN if choice == "ding" else choice,
+                          dictionary_reversed=choice == "ding", method="identity")
     if choice == "induced":
         return align_spec(source_vectors, target_vectors, dictionaries="induced", corpus=corpus,
                           max_parallel=cfg.parallel_max_pairs)
