@@ -13,7 +13,7 @@ al., 2016).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tokenizers import trainers
@@ -73,14 +73,17 @@ def train_bpe_byte_fallback(
     *,
     min_frequency: int = 2,
     show_progress: bool = False,
+    keep_tokens: Iterable[str] = (),
+    eos_token_ids: Sequence[int] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a byte-fallback BPE on ``texts`` with the source tokenizer's conventions.
 
-    ``vocab_size`` counts every token (special, byte and added ones included); a small
-    corpus may give fewer.
+    ``vocab_size`` counts the learned tokens and the 256 byte pieces; the kept special and
+    added tokens come on top. A small corpus may give fewer.
     """
     layout, corpus = prepare_build(source, TokenizerFamily.BPE_BYTE_FALLBACK, texts, vocab_size, min_frequency,
-                                   alphabet_size=lambda _: len(BYTE_FALLBACK_TOKENS))
+                                   alphabet_size=lambda _: len(BYTE_FALLBACK_TOKENS),
+                                   keep_tokens=keep_tokens, eos_token_ids=eos_token_ids)
 
     specials = [added_token(token) for token in layout.specials]
     contents = {token["content"] for token in layout.specials}
@@ -89,12 +92,14 @@ def train_bpe_byte_fallback(
         specials.append(unk)  # the BPE model needs its unknown token in the vocabulary
     empty = {**layout.model, "vocab": {}, "merges": []}
     backend = untrained_backend(layout, empty, pre_tokenizer=training_pre_tokenizer(layout.spec))
-    budget = vocab_size - len(BYTE_FALLBACK_TOKENS) - len(layout.plain)
+    # The byte pieces are inserted after training; the trainer counts its special tokens
+    # in its budget, and they come on top of vocab_size.
+    learned = vocab_size - len(BYTE_FALLBACK_TOKENS)
     trainer = trainers.BpeTrainer(
-        vocab_size=budget,
+        vocab_size=learned + len(specials),
         # Like SentencePiece's character coverage: rare characters that do not fit the
         # budget are spelled with byte pieces instead of taking a vocabulary slot.
-        limit_alphabet=max(1, budget - len(specials) - 1),
+        limit_alphabet=max(1, learned - 1),
         min_frequency=min_frequency,
         show_progress=show_progress,
         special_tokens=specials,

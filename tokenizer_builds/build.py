@@ -9,7 +9,7 @@ the vocabulary budget and the corpus before any training.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -22,7 +22,8 @@ from tokenizer_builds.wordpiece import train_wordpiece
 from transfer.cache import replacing_directory
 from transfer.errors import TokenizerBuildError
 
-#: A family trainer: (source, texts, vocab_size, *, min_frequency, show_progress) -> tokenizer.
+#: A family trainer: (source, texts, vocab_size, *, min_frequency, show_progress,
+#: keep_tokens, eos_token_ids) -> tokenizer.
 #: Each one starts with ``conventions.prepare_build``: the budget and corpus checks run
 #: there, once, before any training.
 Trainer = Callable[..., PreTrainedTokenizerFast]
@@ -43,9 +44,16 @@ def build_target_tokenizer(
     *,
     min_frequency: int = 2,
     show_progress: bool = False,
+    keep_tokens: Iterable[str] = (),
+    eos_token_ids: Sequence[int] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a tokenizer on target-language ``texts`` with the source tokenizer's family
-    and conventions (special tokens, pre-tokenization, decoding, post-processing)."""
+    and conventions (special tokens, pre-tokenization, decoding, post-processing).
+
+    ``vocab_size`` counts learned tokens plus the family's alphabet (256 byte tokens); the
+    source's added tokens that a special role, the chat template, the generation config's
+    ``eos_token_ids`` or ``keep_tokens`` need come on top, the rest are dropped
+    (``tokenizer_builds.added_tokens``)."""
     family = family_of_json(backend_json(source))
     train = BUILDERS.get(family)
     if train is None:
@@ -53,7 +61,8 @@ def build_target_tokenizer(
             f"source tokenizer family {family.value} is not supported yet by the builder "
             f"(supported: {', '.join(f.value for f in BUILDERS)})"
         )
-    return train(source, texts, vocab_size, min_frequency=min_frequency, show_progress=show_progress)
+    return train(source, texts, vocab_size, min_frequency=min_frequency,
+                 show_progress=show_progress, keep_tokens=keep_tokens, eos_token_ids=eos_token_ids)
 
 
 def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:

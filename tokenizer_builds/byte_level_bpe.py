@@ -9,7 +9,7 @@ order at the first ids, and the post-processor's token ids are remapped by strin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tokenizers import pre_tokenizers, trainers
@@ -41,18 +41,23 @@ def train_byte_level_bpe(
     *,
     min_frequency: int = 2,
     show_progress: bool = False,
+    keep_tokens: Iterable[str] = (),
+    eos_token_ids: Sequence[int] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on ``texts`` with the source tokenizer's conventions.
 
-    ``vocab_size`` counts every token, special ones included; a small corpus may give fewer.
+    ``vocab_size`` counts the learned tokens and the 256-symbol byte alphabet; the kept
+    special and added tokens come on top. A small corpus may give fewer.
     """
     layout, corpus = prepare_build(source, TokenizerFamily.BYTE_LEVEL_BPE, texts, vocab_size, min_frequency,
-                                   alphabet_size=lambda _: len(BYTE_ALPHABET))
+                                   alphabet_size=lambda _: len(BYTE_ALPHABET),
+                                   keep_tokens=keep_tokens, eos_token_ids=eos_token_ids)
 
     backend = untrained_backend(layout, {**layout.model, "vocab": {}, "merges": []})
     trainer = trainers.BpeTrainer(
-        # Non-special added tokens are appended after training, so leave room for them.
-        vocab_size=vocab_size - len(layout.plain),
+        # The trainer counts its special tokens in its budget: they come on top of
+        # vocab_size (learned tokens and the byte alphabet), like the added tokens.
+        vocab_size=vocab_size + len(layout.specials),
         min_frequency=min_frequency,
         show_progress=show_progress,
         # The trainer puts these at ids 0..n-1, in this order, keeping their flags.

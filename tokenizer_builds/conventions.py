@@ -6,19 +6,25 @@ module only says how to train its model; this module starts from the source's ba
 JSON with an empty model, puts the source's special tokens (with their flags) at the first
 ids, appends its non-special added tokens after training, restores the model flags exactly
 as the source spelled them and remaps the post-processor's token ids by string.
+
+Only the added tokens something needs are carried (``tokenizer_builds.added_tokens``:
+special roles, the chat template, the user's ``keep_tokens``); placeholders are dropped.
+``vocab_size`` counts the learned tokens and the family's alphabet (the 256 byte tokens);
+the kept special and added tokens come on top of it.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tokenizers import AddedToken, Tokenizer
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from tokenizer_builds.added_tokens import AddedTokenSelection, select_added_tokens
 from tokenizer_builds.families import (
     TokenizerFamily,
     backend_json,
@@ -55,27 +61,37 @@ class SourceLayout:
     """The parts of a source tokenizer a build needs: its JSON and its added tokens."""
 
     spec: dict[str, Any]
-    specials: list[dict[str, Any]]  # added tokens flagged special, in id order
-    plain: list[dict[str, Any]]  # non-special added tokens, in id order
+    specials: list[dict[str, Any]]  # kept added tokens flagged special, in id order
+    plain: list[dict[str, Any]]  # kept non-special added tokens, in id order
+    selection: AddedTokenSelection  # which added tokens are kept, and why
 
     @property
     def model(self) -> dict[str, Any]:
         return self.spec["model"]
 
 
-def source_layout(source: PreTrainedTokenizerBase, family: TokenizerFamily) -> SourceLayout:
-    """Read the source's backend JSON and check that it is of ``family``."""
+def source_layout(
+    source: PreTrainedTokenizerBase,
+    family: TokenizerFamily,
+    *,
+    keep_tokens: Iterable[str] = (),
+    eos_token_ids: Sequence[int] = (),
+) -> SourceLayout:
+    """Read the source's backend JSON, check that it is of ``family`` and choose the added
+    tokens the target keeps (``select_added_tokens``)."""
     spec = backend_json(source)
     found = family_of_json(spec)
     if found is not family:
         raise TokenizerBuildError(f"source tokenizer is of family {found.value}, not {family.value}")
+    selection = select_added_tokens(source, spec, keep_tokens=keep_tokens, eos_token_ids=eos_token_ids)
     added = sorted(spec.get("added_tokens") or [], key=lambda token: token["id"])
+    kept = [token for token in added if selection.keeps(token["content"])]
     return SourceLayout(
         spec=spec,
-        specials=[token for token in added if token.get("special")],
-        plain=[token for token in added if not token.get("special")],
+        specials=[token for token in kept if token.get("special")],
+        plain=[token for token in kept if not token.get("special")],
+        selection=selection,
     )
-
 
 
 def prepare_build(
@@ -85,14 +101,18 @@ def prepare_build(
     vocab_size: int,
     min_frequency: int,
     alphabet_size: Callable[[SourceLayout], int],
+    *,
+    keep_tokens: Iterable[str] = (),
+    eos_token_ids: Sequence[int] = (),
 ) -> tuple[SourceLayout, Iterator[str]]:
-    """What every family builder does first: read the source's layout, check the budget
-    (added tokens + the family's alphabet) and the corpus, before any training."""
-    layout = source_layout(source, family)
-    n_added = len(layout.specials) + len(layout.plain)
-    check_vocab_size(vocab_size, n_reserved=n_added, alphabet_size=alphabet_size(layout))
+    """What every family builder does first: read the source's layout (and choose its kept
+    added tokens), check the budget (the family's alphabet plus one learned token; kept
+    added tokens come on top) and the corpus, before any training."""
+    layout = source_layout(source, family, keep_tokens=keep_tokens, eos_token_ids=eos_token_ids)
+    check_vocab_size(vocab_size, n_reserved=0, alphabet_size=alphabet_size(layout))
     check_min_frequency(min_frequency)
     return layout, require_texts(texts)
+
 
 def added_token(token: dict[str, Any]) -> AddedToken:
     """An AddedToken with the same content and matching flags as a source added token."""
@@ -149,6 +169,7 @@ def finish(
     flags = {key: value for key, value in layout.model.items() if key not in learned_keys}
     trained["model"] = {**model, **flags}
     trained["pre_tokenizer"] = copy.deepcopy(layout.spec.get("pre_tokenizer"))
+    # The trainer's own post-processor slot is filled below, from the source's.
     rebuilt = Tokenizer.from_str(json.dumps(trained))
     if layout.plain:
         rebuilt.add_tokens([added_token(token) for token in layout.plain])
@@ -158,7 +179,19 @@ def finish(
         vocab = rebuilt.get_vocab(with_added_tokens=True)
         result["post_processor"] = remap_token_ids(copy.deepcopy(post_processor), vocab)
         rebuilt = Tokenizer.from_str(json.dumps(result))
-    return PreTrainedTokenizerFast(tokenizer_object=rebuilt, **wrapper_settings(source))
+    settings = wrapper_settings(source, kept=layout.selection.kept.keys() | _model_tokens(layout))
+    return PreTrainedTokenizerFast(tokenizer_object=rebuilt, **settings)
+
+
+def _model_tokens(layout: SourceLayout) -> set[str]:
+    """Special-role strings that are pieces of the source model rather than added tokens
+    (e.g. an ``<unk>`` only in the vocabulary): the wrapper still names them."""
+    vocab = layout.model.get("vocab")
+    if isinstance(vocab, dict):
+        return set(vocab)
+    if isinstance(vocab, list):
+        return {piece[0] for piece in vocab}
+    return set()
 
 
 def remap_token_ids(node: Any, vocab: dict[str, int]) -> Any:
@@ -189,23 +222,36 @@ def remap_token_ids(node: Any, vocab: dict[str, int]) -> Any:
     return result
 
 
-def wrapper_settings(source: PreTrainedTokenizerBase) -> dict[str, Any]:
+def wrapper_settings(
+    source: PreTrainedTokenizerBase, kept: Collection[str] | None = None
+) -> dict[str, Any]:
     """Special-token roles and wrapper settings of ``source`` as wrapper constructor kwargs.
 
     Roles are passed as strings: the tokens themselves (with their flags) already sit in
-    the backend, so the wrapper finds them there instead of adding new ones.
+    the backend, so the wrapper finds them there instead of adding new ones. With ``kept``
+    (the strings the target holds), extra and model-specific special tokens the target
+    dropped are left out, so the wrapper does not add them back.
     """
     settings: dict[str, Any] = {}
     base_roles = set(PreTrainedTokenizerBase.SPECIAL_TOKENS_ATTRIBUTES)
     model_specific: dict[str, str] = {}
     for role, token in source.special_tokens_map.items():
         if role in base_roles:
-            settings[role] = str(token)
-        else:  # e.g. image_token on multimodal tokenizers
+            if isinstance(token, list):  # additional_special_tokens (transformers 4)
+                token = [str(t) for t in token if kept is None or str(t) in kept]
+                if token:
+                    settings[role] = token
+            else:
+                settings[role] = str(token)
+        elif kept is None or str(token) in kept:  # e.g. image_token on multimodal tokenizers
             model_specific[role] = str(token)
     if model_specific:
         settings["model_specific_special_tokens"] = model_specific
-    extra = [str(token) for token in (getattr(source, "extra_special_tokens", None) or [])]
+    extra = [
+        str(token)
+        for token in (getattr(source, "extra_special_tokens", None) or [])
+        if kept is None or str(token) in kept
+    ]
     if extra:
         settings["extra_special_tokens"] = extra
     for name in _CARRIED_SETTINGS:

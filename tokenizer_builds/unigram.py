@@ -13,7 +13,7 @@ text round-trips.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tokenizers import trainers
@@ -120,15 +120,18 @@ def train_unigram(
     *,
     min_frequency: int = 2,
     show_progress: bool = False,
+    keep_tokens: Iterable[str] = (),
+    eos_token_ids: Sequence[int] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a Unigram tokenizer on ``texts`` with the source tokenizer's conventions.
 
-    ``vocab_size`` counts every token (special, byte and added ones included); a small
-    corpus may give fewer. ``min_frequency`` is checked but the Unigram trainer has no
+    ``vocab_size`` counts the learned tokens and the byte pieces; the kept special and
+    added tokens come on top. A small corpus may give fewer. ``min_frequency`` is checked but the Unigram trainer has no
     such threshold (pruning by likelihood plays that part).
     """
     layout, corpus = prepare_build(source, TokenizerFamily.UNIGRAM, texts, vocab_size, min_frequency,
-                                   alphabet_size=lambda layout: unigram_alphabet_size(layout.spec))
+                                   alphabet_size=lambda layout: unigram_alphabet_size(layout.spec),
+                                   keep_tokens=keep_tokens, eos_token_ids=eos_token_ids)
     n_bytes = unigram_alphabet_size(layout.spec)
 
     unk = _unk_token(layout)
@@ -146,8 +149,9 @@ def train_unigram(
     if isinstance(max_piece, int) and max_piece > 0:
         trainer_options["max_piece_length"] = max_piece
     trainer = trainers.UnigramTrainer(
-        # Byte pieces and non-special added tokens come after training: leave room.
-        vocab_size=vocab_size - n_bytes - len(layout.plain),
+        # Byte pieces are inserted after training; the trainer counts its special tokens
+        # in its budget, and they come on top of vocab_size.
+        vocab_size=vocab_size - n_bytes + len(specials),
         show_progress=show_progress,
         special_tokens=specials,
         **trainer_options,
@@ -159,8 +163,8 @@ def train_unigram(
             raise
         raise TokenizerBuildError(
             f"vocab_size={vocab_size} is too small for this corpus: a Unigram vocabulary "
-            "must hold every character the corpus uses (besides the special, byte and added "
-            "tokens); raise vocab_size"
+            "must hold every character the corpus uses (besides the byte pieces); raise "
+            "vocab_size"
         ) from error
     fix = _stable_vocabulary(len(specials), byte_pieces=bool(n_bytes))
     return finish(backend, layout, source, fix_model=fix)

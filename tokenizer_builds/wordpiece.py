@@ -13,7 +13,7 @@ no round-trip promise: normalization and ``[UNK]`` may change text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from tokenizers import trainers
 from transformers import PreTrainedTokenizerFast
@@ -31,13 +31,17 @@ def train_wordpiece(
     *,
     min_frequency: int = 2,
     show_progress: bool = False,
+    keep_tokens: Iterable[str] = (),
+    eos_token_ids: Sequence[int] = (),
 ) -> PreTrainedTokenizerFast:
     """Train a WordPiece tokenizer on ``texts`` with the source tokenizer's conventions.
 
-    ``vocab_size`` counts every token, special ones included; a small corpus may give fewer.
+    ``vocab_size`` counts the learned tokens (characters included); the kept special and
+    added tokens come on top. A small corpus may give fewer.
     """
     layout, corpus = prepare_build(source, TokenizerFamily.WORDPIECE, texts, vocab_size, min_frequency,
-                                   alphabet_size=lambda _: 0)
+                                   alphabet_size=lambda _: 0,
+                                   keep_tokens=keep_tokens, eos_token_ids=eos_token_ids)
 
     specials = [added_token(token) for token in layout.specials]
     contents = {token["content"] for token in layout.specials}
@@ -46,7 +50,8 @@ def train_wordpiece(
         specials.append(unk)  # WordPiece needs its unknown token in the vocabulary
     prefix = layout.model.get("continuing_subword_prefix") or "##"
     backend = untrained_backend(layout, {**layout.model, "vocab": {}})
-    budget = vocab_size - len(layout.plain)
+    # The trainer counts its special tokens in its budget: they come on top of vocab_size.
+    budget = vocab_size + len(specials)
     trainer = trainers.WordPieceTrainer(
         vocab_size=budget,
         min_frequency=min_frequency,
