@@ -101,5 +101,8 @@ def test_benchmark_smoke(tmp_path):
     result = json.loads(out.read_text())
     assert set(result["bli"]) == {"ding", "induced", "ding+refine", "induced+refine", "ding+induced",
                                   "ding+induced+refine"}
-    assert all(0 <= v["en->de"]["p_at_1"] <= 1 for v in result["bli"].values())
-    assert result["ding"]["test"]["both_covered"] > 0
+    forward = [v["en->de"] for v in result["bli"].values()]
+    assert all(f["p_at_1"] == f["hits"] / f["queries"] for f in forward)
+    # every variant is scored on the same held-out words: those of the covered test pairs
+    queries = {f["queries"] for f in forward}
+    assert len(queries) == 1 and 0 < queries.pop() <= result["ding"]["test"]["both_covered"]
