@@ -272,3 +272,27 @@ def test_sniffing_reads_the_forms(vector_files) -> None:
     assert found.words == len(load_vectors(vector_files["de.bin"]))
     assert sniff_vector_file(vector_files["de.txt"]).words is None  # no header line
     assert load_vectors(vector_files["de.txt"]).words == load_vectors(vector_files["de.vec.gz"]).words
+
+
+def test_languages_entry_and_cli_reach_the_config(tmp_path: Path, vector_files) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.languages import LanguageEntry, LanguagesConfigError
+
+    entry = LanguageEntry(name="German", corpus={"bible": ["e"]}, strategy="wechsel",
+                          vectors={"source": str(vector_files["en.vec"]), "target": str(vector_files["de.bin"])})
+    params = entry.to_parameters("de")
+    assert (params.source_vectors, params.target_vectors, params.vectors_aligned) == (
+        str(vector_files["en.vec"]), str(vector_files["de.bin"]), False)
+    assert params.token_vector_method == "word_average"
+    with pytest.raises((ValueError, LanguagesConfigError), match="aligned needs both"):
+        LanguageEntry(name="German", corpus={"bible": ["e"]}, vectors={"target": "x.vec", "aligned": True})
+    # the CLI's options reach validation: a bad file is refused with its name, nothing run
+    bad = tmp_path / "bad.vec"
+    bad.write_text("2 16\nHaus 0.1\n")
+    out = CliRunner().invoke(app, ["adapt", "--strategy", "wechsel", "--target-vectors", str(bad),
+                                   "--vectors-aligned", "--source-vectors", str(vector_files["en.vec"]),
+                                   "--cache-dir", str(tmp_path / "cache"), "--no-prefect"])
+    assert out.exit_code != 0 and "bad.vec: line 2 has 1 values" in " ".join(out.output.split())
+    assert not (tmp_path / "cache" / "corpus").exists()
