@@ -28,11 +28,9 @@ import itertools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from transfer.cache import file_sha256
 from transfer.corpus.readers import decoded_lines, file_format
 from transfer.errors import CorpusError, ParallelCorpusError
 
@@ -87,19 +85,14 @@ def resolve_parallel(entry: str | Path, source_language: str, target_language: s
         f"{'do not exist' if not any(p.is_file() for p in moses) else 'are not both there'})")
 
 
-@lru_cache(maxsize=64)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    # keyed by size and mtime too: an edited file is hashed again, an unchanged one once a
-    # process (a run builds its corpus spec several times: plan, walk, record)
-    return file_sha256(Path(path))
+def parallel_content_hash(source: ParallelInput, cache_dir: str | Path | None = None) -> str:
+    """sha256 over the form, fields and the content digest of every file (for cache keys;
+    file digests through ``transfer.file_identity``, remembered under ``cache_dir``)."""
+    from transfer.file_identity import file_identity
 
-
-def parallel_content_hash(source: ParallelInput) -> str:
-    """sha256 over the form, fields and the bytes of every file (for cache keys)."""
     digest = hashlib.sha256(json.dumps([source.format, source.fields]).encode())
     for path in source.files:
-        stat = Path(path).stat()
-        digest.update(b"\0" + bytes.fromhex(_file_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)))
+        digest.update(b"\0" + bytes.fromhex(file_identity(path, cache_dir)))
     return digest.hexdigest()
 
 

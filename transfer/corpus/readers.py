@@ -23,7 +23,7 @@ import json
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import BinaryIO, Literal
 
 from transfer.corpus.splits import (
     DEFAULT_FRACTIONS,
@@ -191,12 +191,14 @@ def split_documents(
     return (doc for doc in docs if split_of(document_key(doc), fractions) == split)
 
 
-def corpus_content_hash(path: str | Path) -> str:
-    """sha256 hex of a corpus's content, streamed, for cache keys.
+def corpus_content_hash(path: str | Path, cache_dir: str | Path | None = None) -> str:
+    """sha256 hex of a corpus's content, for cache keys.
 
-    A file: its bytes, preceded by its format (the same bytes read as text or as JSON
-    lines are different corpora). A folder: every corpus file's relative path and content
-    digest, in sorted order, so adding, removing, renaming or editing a file changes it.
+    A file: its content digest, preceded by its format (the same bytes read as text or as
+    JSON lines are different corpora). A folder: every corpus file's relative path and
+    content digest, in sorted order, so adding, removing, renaming or editing a file changes
+    it. File digests come from ``transfer.file_identity`` (hashed once per file version and
+    remembered under ``cache_dir``), so a corpus of gigabytes is not re-read on every run.
     """
     path = Path(path)
     files = corpus_files(path)
@@ -204,21 +206,19 @@ def corpus_content_hash(path: str | Path) -> str:
     if path.is_file():
         fmt, gzipped = file_format(path)
         digest.update(f"{fmt}{'+gzip' if gzipped else ''}\0".encode())
-        _update_with_file(digest, path)
+        digest.update(bytes.fromhex(_file_digest(path, cache_dir)))
         return digest.hexdigest()
     for file in files:
-        inner = hashlib.sha256()
-        _update_with_file(inner, file)
         digest.update(file.relative_to(path).as_posix().encode("utf-8", "surrogateescape"))
-        digest.update(b"\0" + inner.digest())
+        digest.update(b"\0" + bytes.fromhex(_file_digest(file, cache_dir)))
     return digest.hexdigest()
 
 
-def _update_with_file(digest: Any, path: Path) -> None:
+def _file_digest(path: Path, cache_dir: str | Path | None) -> str:
+    from transfer.file_identity import file_identity
+
     try:
-        with open(path, "rb") as handle:
-            while block := handle.read(_CHUNK):
-                digest.update(block)
+        return file_identity(path, cache_dir)
     except OSError as exc:
         raise CorpusError(f"corpus file {str(path)!r}: cannot read ({exc})") from exc
 

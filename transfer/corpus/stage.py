@@ -38,11 +38,11 @@ def corpus_spec(cfg: AdaptConfig) -> StageSpec:
     codes = sorted(set(cfg.target_bible + cfg.source_bible + cfg.source_train_bible))
     inputs = {"bible": bible_content_hash(codes)}
     for i, path in enumerate(cfg.target_files):
-        inputs[f"file{i}"] = corpus_content_hash(path)
+        inputs[f"file{i}"] = corpus_content_hash(path, cfg.cache_dir)
     parallel = [resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language, cfg.parallel_fields)
                 for entry in cfg.parallel_files]
     for i, source in enumerate(parallel):
-        inputs[f"parallel{i}"] = parallel_content_hash(source)
+        inputs[f"parallel{i}"] = parallel_content_hash(source, cfg.cache_dir)
     params = {
         "target_bible": cfg.target_bible,
         "target_files": [str(Path(p)) for p in cfg.target_files],

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -38,8 +36,9 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from transfer.cache import file_sha256, replacing_directory
+from transfer.cache import replacing_directory
 from transfer.errors import ModelLoadError
+from transfer.file_identity import file_identity
 from transfer.source.objective import auto_model_class
 
 SMOLLM2 = "smollm2"
@@ -330,20 +329,12 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_d
         tokenizer.save_pretrained(tmp)
 
 
-@lru_cache(maxsize=32)
-def _file_fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    return file_sha256(Path(path))
-
-
 def _folder_fingerprint(folder: Path) -> str:
     digest = hashlib.sha256()
     files = sorted({p for pattern in _FOLDER_PATTERNS for p in folder.glob(pattern) if p.is_file()})
     for path in files:
-        stat = path.stat()
         digest.update(path.name.encode())
-        digest.update(
-            _file_fingerprint(str(path.resolve()), stat.st_size, stat.st_mtime_ns).encode()
-        )
+        digest.update(file_identity(path).encode())
     return digest.hexdigest()
 
 
@@ -364,9 +355,7 @@ def identify_source(spec: str, revision: str | None = None) -> SourceIdentity:
     offline without a cached copy)."""
     source = resolve_source(spec, revision)
     if source.kind == "gguf":
-        stat = os.stat(source.location)
-        return SourceIdentity(source, _file_fingerprint(
-            str(Path(source.location).resolve()), stat.st_size, stat.st_mtime_ns))
+        return SourceIdentity(source, file_identity(source.location))
     if source.kind == "folder":
         return SourceIdentity(source, _folder_fingerprint(Path(source.location)))
     commit = resolve_hub_revision(source.location, source.revision).commit
