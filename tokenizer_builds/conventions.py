@@ -179,19 +179,8 @@ def finish(
         vocab = rebuilt.get_vocab(with_added_tokens=True)
         result["post_processor"] = remap_token_ids(copy.deepcopy(post_processor), vocab)
         rebuilt = Tokenizer.from_str(json.dumps(result))
-    settings = wrapper_settings(source, kept=layout.selection.kept.keys() | _model_tokens(layout))
+    settings = wrapper_settings(source, dropped=set(layout.selection.dropped))
     return PreTrainedTokenizerFast(tokenizer_object=rebuilt, **settings)
-
-
-def _model_tokens(layout: SourceLayout) -> set[str]:
-    """Special-role strings that are pieces of the source model rather than added tokens
-    (e.g. an ``<unk>`` only in the vocabulary): the wrapper still names them."""
-    vocab = layout.model.get("vocab")
-    if isinstance(vocab, dict):
-        return set(vocab)
-    if isinstance(vocab, list):
-        return {piece[0] for piece in vocab}
-    return set()
 
 
 def remap_token_ids(node: Any, vocab: dict[str, int]) -> Any:
@@ -223,14 +212,14 @@ def remap_token_ids(node: Any, vocab: dict[str, int]) -> Any:
 
 
 def wrapper_settings(
-    source: PreTrainedTokenizerBase, kept: Collection[str] | None = None
+    source: PreTrainedTokenizerBase, dropped: Collection[str] = ()
 ) -> dict[str, Any]:
     """Special-token roles and wrapper settings of ``source`` as wrapper constructor kwargs.
 
     Roles are passed as strings: the tokens themselves (with their flags) already sit in
-    the backend, so the wrapper finds them there instead of adding new ones. With ``kept``
-    (the strings the target holds), extra and model-specific special tokens the target
-    dropped are left out, so the wrapper does not add them back.
+    the backend, so the wrapper finds them there instead of adding new ones. Extra and
+    model-specific special tokens among the ``dropped`` added tokens are left out, so the
+    wrapper does not add them back (Gemma-3's image tokens, Mistral's ``[control_N]``).
     """
     settings: dict[str, Any] = {}
     base_roles = set(PreTrainedTokenizerBase.SPECIAL_TOKENS_ATTRIBUTES)
@@ -238,19 +227,19 @@ def wrapper_settings(
     for role, token in source.special_tokens_map.items():
         if role in base_roles:
             if isinstance(token, list):  # additional_special_tokens (transformers 4)
-                token = [str(t) for t in token if kept is None or str(t) in kept]
+                token = [str(t) for t in token if str(t) not in dropped]
                 if token:
                     settings[role] = token
             else:
                 settings[role] = str(token)
-        elif kept is None or str(token) in kept:  # e.g. image_token on multimodal tokenizers
+        elif str(token) not in dropped:  # e.g. image_token on multimodal tokenizers
             model_specific[role] = str(token)
     if model_specific:
         settings["model_specific_special_tokens"] = model_specific
     extra = [
         str(token)
         for token in (getattr(source, "extra_special_tokens", None) or [])
-        if kept is None or str(token) in kept
+        if str(token) not in dropped
     ]
     if extra:
         settings["extra_special_tokens"] = extra

@@ -48,6 +48,30 @@ def backend_json(tokenizer: PreTrainedTokenizerBase | Tokenizer) -> dict[str, An
     return json.loads(backend.to_str())
 
 
+_MODEL_FLAGS: tuple[str, ...] = (
+    "byte_fallback", "continuing_subword_prefix", "end_of_word_suffix", "unk_token", "fuse_unk",
+)
+
+
+def pipeline_json(tokenizer: PreTrainedTokenizerBase | Tokenizer) -> dict[str, Any]:
+    """The parts of the backend JSON that family detection reads (model type and flags,
+    normalizer, pre-tokenizer, decoder), without serializing the vocabulary: for a 262k
+    vocabulary with its merges that costs about a second each time."""
+    backend = tokenizer if isinstance(tokenizer, Tokenizer) else getattr(tokenizer, "backend_tokenizer", None)
+    if not isinstance(backend, Tokenizer):
+        return backend_json(tokenizer)  # raises the slow-tokenizer error
+    model = backend.model
+    spec: dict[str, Any] = {"model": {"type": type(model).__name__}}
+    for flag in _MODEL_FLAGS:
+        value = getattr(model, flag, None)
+        if value is not None:
+            spec["model"][flag] = value
+    for part in ("normalizer", "pre_tokenizer", "decoder"):
+        component = getattr(backend, part)
+        spec[part] = None if component is None else json.loads(component.__getstate__())
+    return spec
+
+
 def contains_type(node: Any, type_name: str) -> bool:
     """Whether a component JSON (possibly a nested Sequence) has a part of ``type_name``."""
     if isinstance(node, dict):

@@ -43,8 +43,13 @@ class AdaptConfig(BaseModel):
     dev_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Share of verses/documents held out for tuning (dev).")
     test_fraction: float = Field(0.05, gt=0.0, lt=0.5, description="Share held out for reporting only (test).")
 
-    vocab_size: int = Field(32000, ge=2, le=1_000_000, description="Target tokenizer vocabulary size.")
+    vocab_size: int = Field(32000, ge=2, le=1_000_000, description="Target tokenizer vocabulary size: learned "
+                            "tokens plus the 256 byte tokens; kept special and added tokens come on top.")
     min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a BPE merge.")
+    keep_tokens: list[str] = Field(
+        default_factory=list,
+        description="Added tokens of the source the target tokenizer keeps besides those a special role "
+                    "or the chat template needs (placeholders like <|reserved_special_token_N|> are dropped).")
 
     strategy: str = Field("mean", description="Embedding initialization strategy (see `vocab-transfer strategies`).")
     source_train_bible: list[str] = Field(

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from transformers import PreTrainedTokenizerBase
 
-from tokenizer_builds.families import TokenizerFamily, backend_json, family_of_json, word_marker
+from tokenizer_builds.families import TokenizerFamily, family_of_json, pipeline_json, word_marker
 from transfer.errors import TokenizerBuildError
 
 # Role order doubles as priority when one token plays several roles (eos and pad, ...).
@@ -114,7 +114,8 @@ def _role_priority(role: str) -> int:
 def map_special_tokens(
     source_tok: PreTrainedTokenizerBase, target_tok: PreTrainedTokenizerBase
 ) -> dict[int, int]:
-    """Target id -> source id for special tokens: by role first, then by identical string.
+    """Target id -> source id for special tokens: by role first, then by identical string;
+    and for the added tokens both tokenizers hold (special or not), by identical string.
 
     A target token with several roles (eos that is also pad) prefers the role whose
     source token has the same string, else the highest-priority role in ``ROLES`` order.
@@ -147,6 +148,13 @@ def map_special_tokens(
         else:
             continue
         mapping[target_vocab[content]] = source_vocab[chosen]
+    # Non-special added tokens the target kept from the source (Qwen3's <think>,
+    # DeepSeek-V3's <｜User｜> chat markers): the same string is the same token.
+    source_added = {token.content for token in source_tok.added_tokens_decoder.values()}
+    for token in target_tok.added_tokens_decoder.values():
+        target_id = target_vocab.get(token.content)
+        if target_id is not None and target_id not in mapping and token.content in source_added:
+            mapping[target_id] = source_vocab[token.content]
     return mapping
 
 
@@ -177,7 +185,7 @@ def tokenizer_family(tok: PreTrainedTokenizerBase) -> FamilyInfo:
     ``tokenizer_builds.families`` (the one detection) names the tokenizer's family, with its
     word marker; a tokenizer of no supported family (or a slow one) is ``other``."""
     try:
-        spec = backend_json(tok)
+        spec = pipeline_json(tok)  # not backend_json: no vocabulary dump per call
         family = family_of_json(spec)
     except TokenizerBuildError:
         return FamilyInfo(OTHER)

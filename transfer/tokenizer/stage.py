@@ -1,4 +1,5 @@
-"""Stage ``tokenizer``: the target tokenizer trained on the train split, with fertility."""
+"""Stage ``tokenizer``: the target tokenizer trained on the train split, with fertility and
+the report of the source's added tokens it kept (and why) and dropped."""
 
 from __future__ import annotations
 
@@ -15,32 +16,54 @@ if TYPE_CHECKING:
 
 def tokenizer_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput) -> StageSpec:
     inputs, upstream = upstream_of(corpus=corpus, source=source)
-    return StageSpec(
-        stage="tokenizer",
-        params={"vocab_size": cfg.vocab_size, "min_frequency": cfg.min_frequency,
-                "eval_split": cfg.eval_split, "eval_texts": cfg.eval_texts},
-        inputs=inputs,
-        upstream=upstream,
-    )
+    params = {"vocab_size": cfg.vocab_size, "min_frequency": cfg.min_frequency,
+              "eval_split": cfg.eval_split, "eval_texts": cfg.eval_texts}
+    if cfg.keep_tokens:  # only when set, so the default key keeps its parameters
+        params["keep_tokens"] = list(cfg.keep_tokens)
+    return StageSpec(stage="tokenizer", params=params, inputs=inputs, upstream=upstream)
 
 
 @builder("tokenizer")
 def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
-    """Train the target tokenizer on train texts only; report fertility on held-out texts."""
+    """Train the target tokenizer on train texts only; report fertility on held-out texts
+    and, in ``special_tokens.json``, the source's added tokens kept (with the reason) and
+    dropped."""
     from transformers import AutoTokenizer
 
+    from tokenizer_builds.added_tokens import (
+        generation_eos_ids,
+        read_generation_config,
+        select_added_tokens,
+    )
     from tokenizer_builds.build import build_target_tokenizer, save_tokenizer
+    from tokenizer_builds.families import backend_json
     from transfer.tokenizer.fertility import compare_fertility
 
     corpus = spec.upstream_path("corpus")
-    source_tokenizer = AutoTokenizer.from_pretrained(spec.upstream_path("source") / "model")
+    source_dir = spec.upstream_path("source") / "model"
+    source_tokenizer = AutoTokenizer.from_pretrained(source_dir)
+    keep_tokens = spec.params.get("keep_tokens", [])
+    # The generation config's eos ids (Llama-3.1 stops at <|eom_id|> and <|eot_id|>) are
+    # kept like the tokenizer's own eos.
+    eos_ids = generation_eos_ids(read_generation_config(source_dir / "generation_config.json"))
     target = build_target_tokenizer(
         source_tokenizer,
         iter_lines(corpus / "train.txt"),
         spec.params["vocab_size"],
         min_frequency=spec.params["min_frequency"],
+        keep_tokens=keep_tokens,
+        eos_token_ids=eos_ids,
     )
     save_tokenizer(target, out / "tokenizer")
     texts = read_lines(corpus / eval_file(spec.params["eval_split"], "target"), spec.params["eval_texts"])
     fertility = compare_fertility(source_tokenizer, target, texts)
     write_json(out / "fertility.json", {k: v.to_dict() for k, v in fertility.items()})
+    selection = select_added_tokens(
+        source_tokenizer, backend_json(source_tokenizer), keep_tokens=keep_tokens, eos_token_ids=eos_ids
+    )
+    write_json(out / "special_tokens.json", {
+        **selection.report(),
+        "vocab_size": spec.params["vocab_size"],
+        "target_tokens": len(target),
+        "source_tokens": len(source_tokenizer),
+    })
