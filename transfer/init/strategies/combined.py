@@ -1,0 +1,240 @@
+"""``combined``: aligned translations and subword composition, weighed by confidence.
+
+Two estimates of a target token's row are available without static vectors:
+
+- the *aligned-translation* estimate of trans-tokenization (Remy et al., 2024):
+  E_t = sum_s p(s|t) E_s from token links c(t, s) on a parallel corpus; good when t was
+  linked often, noise when it was linked once or twice;
+- the *compositional* estimate of FVT (Gee et al., 2022): the mean of the source rows of
+  t's split by the source tokenizer; available for (almost) every token, but blind to
+  meaning when the pieces are not the translation (German ``Ġsie`` -> ``Ġs`` + ``ie``).
+
+This strategy shrinks the first toward the second in proportion to the evidence, the
+empirical-Bayes way (a pseudo-count prior):
+
+    W_t = a_t * W_align,t + (1 - a_t) * W_fvt,t,    a_t = n_t / (n_t + lambda)
+
+where n_t is t's number of links that survive trans-tokenization's ``min_count`` pruning
+and lambda (``shrinkage``) the number of links at which both estimates weigh the same.
+A never-aligned token is its FVT row; a token FVT cannot split (no source piece) takes its
+alignment row alone; only a token with neither gets the mean row (``fallback_mean_rows``).
+W is one sparse (V_t x V_s) matrix whose non-empty rows sum to one, applied alike to the
+input matrix, an untied head and its bias (``map_source_matrices``).
+
+The alignment part is exactly trans-tokenization's weights (its pruning, identity prior
+and copied numbers/punctuation), so ``shrinkage=0`` gives trans-tokenization's rows for
+every aligned token and ``shrinkage`` -> infinity gives FVT's rows everywhere FVT has
+pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from transfer.errors import StrategyResourceError
+from transfer.init.base import InitReport, StrategyInputs, TargetEmbeddings, map_source_matrices
+from transfer.init.parallel import check_pairs
+from transfer.init.registry import register
+from transfer.init.strategies.fvt import fvt_weights
+from transfer.init.strategies.mean import (
+    DEFAULT_COVARIANCE_SCALE,
+    check_covariance_scale,
+    fallback_mean_rows,
+)
+from transfer.init.strategies.trans_tokenization import (
+    DEFAULT_IDENTITY_PRIOR,
+    DEFAULT_MAX_SOURCES,
+    DEFAULT_MIN_COUNT,
+    DEFAULT_MIN_PROB,
+    align_token_links,
+    check_transition_params,
+    combine_rows,
+    identity_matches,
+    transition_weights,
+)
+
+#: Links at which alignment and composition weigh equally. At 10, a token linked once
+#: (a_t = 0.09) stays essentially its FVT row and one linked 100 times (a_t = 0.91)
+#: essentially its translation; trans-tokenization's own ``min_count`` is 2.
+DEFAULT_SHRINKAGE = 10.0
+
+#: How each target token's row was made (``CombinedWeights.path``).
+MIXED, ALIGNMENT_ONLY, FVT_ONLY, MEAN = "mixed", "alignment only", "fvt only", "mean"
+
+
+@dataclass(frozen=True)
+class CombinedWeights:
+    """The combined (V_t x V_s) weights and, per target token, the evidence behind them."""
+
+    weights: sp.csr_matrix  # rows sum to one, except the empty rows of MEAN tokens
+    trust: np.ndarray  # a_t, the weight of the alignment part (float64, V_t)
+    links: np.ndarray  # n_t, the links the alignment part rests on (float64, V_t)
+    path: np.ndarray  # MIXED, ALIGNMENT_ONLY, FVT_ONLY or MEAN (object, V_t)
+
+
+def combine_weights(
+    align: sp.spmatrix, links: np.ndarray, fvt: sp.spmatrix, shrinkage: float
+) -> CombinedWeights:
+    """W = diag(a) W_align + diag(1 - a) W_fvt with a_t = n_t / (n_t + shrinkage) where
+    both rows exist; a_t = 1 where only the alignment row exists, 0 where only FVT's does.
+    ``align`` and ``fvt`` have rows that are empty or sum to one; ``shrinkage`` may be
+    infinite (a_t = 0: FVT wherever it has pieces)."""
+    if not shrinkage >= 0:
+        raise ValueError(f"shrinkage must be >= 0, got {shrinkage}")
+    align, fvt = sp.csr_matrix(align, dtype=np.float64), sp.csr_matrix(fvt, dtype=np.float64)
+    links = np.asarray(links, dtype=np.float64)
+    has_align = np.diff(align.indptr) > 0
+    has_fvt = np.diff(fvt.indptr) > 0
+    # 0/0 (no links at shrinkage 0) is no evidence: a_t = 0
+    denominator = np.where(links > 0, links + shrinkage, 1.0)
+    trust = np.where(has_align & (links > 0), links / denominator, 0.0)
+    trust = np.where(has_align & ~has_fvt, 1.0, trust)
+    trust = np.where(has_align, trust, 0.0)
+    weights = sp.diags(trust) @ align + sp.diags(1.0 - trust) @ fvt
+    weights = sp.csr_matrix(weights)
+    weights.eliminate_zeros()
+    path = np.full(len(trust), MEAN, dtype=object)
+    path[has_fvt] = FVT_ONLY
+    path[has_fvt & has_align & (trust > 0)] = MIXED
+    path[~has_fvt & has_align] = ALIGNMENT_ONLY
+    return CombinedWeights(weights, trust, links, path)
+
+
+def alignment_weights(
+    inputs: StrategyInputs,
+    counts: sp.spmatrix,
+    *,
+    min_count: float,
+    min_prob: float,
+    max_sources: int,
+    identity_prior: float,
+    copy_symbols: bool,
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Trans-tokenization's p(s|t) rows (pruned links plus the identity prior, numbers and
+    punctuation copied from their identical source token) and n_t, each token's links
+    that survive ``min_count``: the same rules as ``trans_tokenization``, so that
+    ``shrinkage=0`` reproduces its rows."""
+    n_target, n_source = counts.shape
+    identity = identity_matches(inputs)
+    copied = dict(identity.copied) if copy_symbols else {}
+    prior_pairs = identity.prior if copy_symbols else {**identity.prior, **identity.copied}
+    prior = None
+    if identity_prior > 0 and prior_pairs:
+        t_ids = np.fromiter(prior_pairs.keys(), dtype=np.int64)
+        s_ids = np.fromiter(prior_pairs.values(), dtype=np.int64)
+        prior = sp.csr_matrix(
+            (np.full(len(t_ids), float(identity_prior)), (t_ids, s_ids)), shape=(n_target, n_source)
+        )
+    weights = transition_weights(
+        counts, min_count=min_count, min_prob=min_prob, max_sources=max_sources, prior=prior
+    ).tolil()
+    for t, s in copied.items():
+        weights.rows[t], weights.data[t] = [s], [1.0]
+    kept = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    kept.data[kept.data < min_count] = 0.0
+    links = np.asarray(kept.sum(axis=1), dtype=np.float64).ravel()
+    return weights.tocsr(), links
+
+
+def check_combined_params(
+    shrinkage: float, min_count: int, min_prob: float, max_sources: int, identity_prior: float,
+    copy_symbols: bool, align_rel_iterations: float, fallback_covariance_scale: float,
+) -> None:
+    """Every rule on the combined strategy's parameter values (the registry runs it before
+    any stage, the strategy again before it aligns anything)."""
+    if not shrinkage >= 0:
+        raise StrategyResourceError(f"shrinkage must be >= 0, got {shrinkage}")
+    check_transition_params(min_count, min_prob, max_sources)
+    if not identity_prior >= 0:
+        raise StrategyResourceError(f"identity_prior must be >= 0, got {identity_prior}")
+    if not align_rel_iterations > 0:
+        raise StrategyResourceError(f"align_rel_iterations must be > 0, got {align_rel_iterations}")
+    check_covariance_scale(fallback_covariance_scale, "fallback_covariance_scale")
+
+
+def _link_counts(inputs: StrategyInputs, align_rel_iterations: float) -> tuple[sp.csr_matrix, list[str]]:
+    """c(t, s): ``resources.link_counts`` when given, else eflomal on ``resources.parallel``."""
+    n_target, n_source = len(inputs.target_tokenizer), inputs.source.input.shape[0]
+    counts = inputs.resources.link_counts
+    if counts is not None:
+        counts = sp.csr_matrix(counts, dtype=np.float64)
+        if counts.shape != (n_target, n_source):
+            raise StrategyResourceError(
+                f"resources.link_counts has shape {counts.shape}, expected "
+                f"(target vocabulary, source rows) = ({n_target}, {n_source})"
+            )
+        return counts, []
+    if inputs.resources.parallel is None:
+        raise StrategyResourceError(
+            "strategy 'combined' needs resources.parallel: a sequence of (source sentence, "
+            "target sentence) pairs from the train split; none was given"
+        )
+    pairs = check_pairs(inputs.resources.parallel, name="resources.parallel")
+    counts, stats = align_token_links(inputs, pairs, seed=inputs.seed, rel_iterations=align_rel_iterations)
+    note = (f"aligned {stats.pairs} sentence pairs at token level with eflomal in {stats.seconds:.1f} s "
+            f"({stats.dropped_pairs} empty pairs dropped, {stats.links} links)")
+    return counts, [note]
+
+
+@register("combined", needs={"parallel"}, check=check_combined_params)
+def combined(
+    inputs: StrategyInputs,
+    *,
+    shrinkage: float = DEFAULT_SHRINKAGE,
+    min_count: int = DEFAULT_MIN_COUNT,
+    min_prob: float = DEFAULT_MIN_PROB,
+    max_sources: int = DEFAULT_MAX_SOURCES,
+    identity_prior: float = DEFAULT_IDENTITY_PRIOR,
+    copy_symbols: bool = True,
+    align_rel_iterations: float = 1.0,
+    fallback_covariance_scale: float = DEFAULT_COVARIANCE_SCALE,
+) -> TargetEmbeddings:
+    """Trans-tokenization's row shrunk toward FVT's by n_t / (n_t + shrinkage); FVT alone
+    for never-aligned tokens, the mean only for tokens with neither."""
+    params = {
+        "shrinkage": shrinkage, "min_count": min_count, "min_prob": min_prob,
+        "max_sources": max_sources, "identity_prior": identity_prior, "copy_symbols": copy_symbols,
+        "align_rel_iterations": align_rel_iterations,
+        "fallback_covariance_scale": fallback_covariance_scale,
+    }
+    check_combined_params(**params)
+    n_source = inputs.source.input.shape[0]
+    counts, notes = _link_counts(inputs, align_rel_iterations)
+    align, links = alignment_weights(
+        inputs, counts, min_count=min_count, min_prob=min_prob, max_sources=max_sources,
+        identity_prior=identity_prior, copy_symbols=copy_symbols,
+    )
+    fvt, _ = fvt_weights(inputs.source_tokenizer, inputs.target_tokenizer, n_source)
+    combo = combine_weights(align, links, fvt, shrinkage)
+    mean_index = torch.from_numpy(np.flatnonzero(combo.path == MEAN))
+
+    def rule(matrix: torch.Tensor) -> torch.Tensor:
+        out = combine_rows(combo.weights, matrix)
+        if len(mean_index):
+            out[mean_index] = fallback_mean_rows(
+                matrix, len(mean_index), seed=inputs.seed, covariance_scale=fallback_covariance_scale
+            ).to(out.dtype)
+        return out
+
+    target_input, target_output, target_bias = map_source_matrices(inputs.source, rule)
+    labels = ["fallback" if p == MEAN else "computed" for p in combo.path]
+    n_path = {p: int((combo.path == p).sum()) for p in (MIXED, ALIGNMENT_ONLY, FVT_ONLY, MEAN)}
+    mixed = combo.path == MIXED
+    with_row = combo.path != MEAN
+    notes += [
+        (f"{n_path[MIXED]} tokens mix their aligned translations and their FVT pieces "
+         f"(a_t = n_t / (n_t + {shrinkage:g}); mean a_t "
+         f"{float(combo.trust[mixed].mean()) if mixed.any() else 0.0:.3f}, mean n_t "
+         f"{float(links[mixed].mean()) if mixed.any() else 0.0:.1f}); over all "
+         f"{int(with_row.sum())} placed tokens the alignments carry "
+         f"{float(combo.trust[with_row].mean()) if with_row.any() else 0.0:.3f} of the weight"),
+        f"{n_path[FVT_ONLY]} tokens never aligned (or all links below min_count {min_count}): FVT alone",
+        f"{n_path[ALIGNMENT_ONLY]} tokens without any source piece: their alignment alone",
+        f"{n_path[MEAN]} tokens with neither fell back to the mean (special tokens among them)",
+    ]
+    report = InitReport(strategy="combined", params=params, n_target=len(labels), labels=labels, notes=notes)
+    return TargetEmbeddings(target_input, target_output, target_bias, report)
