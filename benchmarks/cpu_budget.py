@@ -146,6 +146,9 @@ def main() -> None:
     if args.smoke:
         args.embedding_steps, args.full_steps, args.batch_size, args.block_size = 2, 2, 2, 16
         args.eval_every, args.dev_texts = 2, 8
+        # tiny models: thread start-up costs more than it saves, and on a busy machine
+        # (the test suite beside other work) many times more
+        torch.set_num_threads(1)
     out = Path(args.out) if args.out else RESULTS
     name = "cpu_budget_smoke" if args.smoke else "cpu_budget"
     runs, corpus, notes = smoke_runs(out / f"{name}_corpus") if args.smoke else real_runs(args)

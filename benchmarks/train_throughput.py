@@ -228,6 +228,8 @@ def main() -> None:
     if args.prepare_german:
         print(json.dumps(prepare_german(Path(args.prepare_german))))
         return
+    if args.smoke:
+        torch.set_num_threads(1)  # tiny shapes: threads cost more than they save on a busy machine
     out = Path(args.out) if args.out else RESULTS
     record: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),

@@ -89,7 +89,9 @@ def test_focus_through_initialize_with_real_fasttext(source_tok, target_tok, tin
         "focus", inputs, fasttext_dim=16, fasttext_epochs=3, fasttext_min_count=1
     )
     counts = result.report.counts
-    assert counts["copied"] > 0 and counts["computed"] > 0 and counts["special"] >= 3
+    # the 14 non-byte tokens overlap copies (see test_strategies), the rest combined from them
+    # where fastText gave the token a vector (one thread, fixed seed: measured)
+    assert counts == {"special": 3, "byte": 256, "copied": 14, "computed": 61, "fallback": 26}, counts
     assert result.output is None and result.input.shape == (len(target_tok), DIM)
     assert any("fastText" in note for note in result.report.notes)
     # the same corpus given as texts trains the same vectors (one thread: deterministic)

@@ -115,13 +115,12 @@ def test_wordpiece_continuation_tokens_use_the_continuation_piece():
     target_tok = tiny_wordpiece_tokenizer(GERMAN, 300)
     weights, _ = fvt_weights(source_tok, target_tok, len(source_tok))
     source_vocab = model_vocab(source_tok)
-    checked = 0
-    for token, idx in model_vocab(target_tok).items():
-        if token.startswith("##") and token in source_vocab:
-            row = weights.getrow(idx)
-            assert row.indices.tolist() == [source_vocab[token]], token
-            checked += 1
-    assert checked > 0
+    target_vocab = model_vocab(target_tok)
+    shared = [token for token in target_vocab if token.startswith("##") and token in source_vocab]
+    # WordPiece training breaks ties in hash order: 20 to 23 shared continuation tokens
+    assert len(shared) >= 15, shared
+    for token in shared:
+        assert weights.getrow(target_vocab[token]).indices.tolist() == [source_vocab[token]], token
 
 
 def test_fvt_through_the_pipeline_registry_has_no_data_needs():

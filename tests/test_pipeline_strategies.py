@@ -38,7 +38,9 @@ def test_focus_gets_the_target_train_text(tmp_path: Path, tiny_source: Path, tin
     result = _run_as_planned(cfg)
     assert "train" in result.stages_cached
     counts = result.init_report["counts"]
-    assert counts.get("copied", 0) > 0 and counts.get("computed", 0) > 0, counts
+    # measured (fixed seeds, one fastText thread): FOCUS copies the shared tokens and combines
+    # the rest from them; tokens without a fastText vector fall back
+    assert counts == {"special": 3, "byte": 256, "copied": 16, "computed": 44, "fallback": 34}, counts
 
 
 def test_trans_tokenization_gets_train_verse_pairs(tmp_path: Path, tiny_source: Path) -> None:
@@ -46,7 +48,8 @@ def test_trans_tokenization_gets_train_verse_pairs(tmp_path: Path, tiny_source: 
                   source_train_bible=["k"], parallel_max_pairs=300, train_steps=0, vocab_size=400)
     result = run_adaptation(cfg)
     counts = result.init_report["counts"]
-    assert counts.get("computed", 0) > 50, counts
+    # every learned token was aligned in the verse pairs
+    assert counts == {"special": 3, "byte": 256, "computed": 144}, counts
     assert result.stages_cached["init"] is False
 
 
@@ -57,7 +60,8 @@ def test_wechsel_trains_and_aligns_vectors(tmp_path: Path, tiny_source: Path) ->
     result = _run_as_planned(cfg)
     cached = result.stages_cached
     assert {"fasttext:source", "fasttext:target", "align"} <= set(cached)
-    assert result.init_report["counts"].get("computed", 0) > 0, result.init_report
+    assert result.init_report["counts"] == {"special": 3, "byte": 256, "computed": 112, "fallback": 32}, \
+        result.init_report
 
 
 def test_parallel_strategy_without_bible_is_refused(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
@@ -72,5 +76,6 @@ def test_ofa_exports_a_plain_model(tmp_path: Path, tiny_source: Path) -> None:
                   dictionary="ding", strategy="ofa", strategy_params={"rank": 8}, train_steps=1,
                   vocab_size=400)
     result = run_adaptation(cfg)
-    assert result.init_report["counts"].get("copied", 0) + result.init_report["counts"].get("computed", 0) > 0
+    assert result.init_report["counts"] == {"special": 3, "byte": 256, "copied": 47, "computed": 92,
+                                            "fallback": 5}, result.init_report
     assert set(result.bpb) >= {"adapted_step0", "adapted_trained"}

@@ -94,10 +94,9 @@ def test_shapes_labels_and_determinism(name, untied, source_tok, target_tok) -> 
     assert len(first.report.labels) == n == first.report.n_target
     assert first.report.counts["special"] == 3 and first.report.counts["byte"] == 256
     assert torch.equal(first.input, again.input)
-    if untied:
-        assert torch.equal(first.output, again.output)
-    if name in ("random", "mean"):
-        assert not torch.equal(first.input, other.input)
+    assert (again.output is None) if not untied else torch.equal(first.output, again.output)
+    # every strategy here draws rows from its seed (random and mean rows, overlap's fallbacks)
+    assert not torch.equal(first.input, other.input)
     assert first.report.to_dict()["strategy"] == name
 
 
@@ -182,17 +181,25 @@ def test_overlap_copies_identical_tokens_and_falls_back_to_mean(source_tok, targ
     inputs = _inputs(source_tok, target_tok)
     result = initialize("overlap", inputs)
     source_vocab = source_tok.get_vocab()
-    copied = [i for i, label in enumerate(result.report.labels) if label == "copied"]
-    assert copied
-    for idx in copied:
+    match = match_overlap(source_tok, target_tok)
+    labels = result.report.labels
+    copied = [i for i, label in enumerate(labels) if label == "copied"]
+    # the fixtures share 264 token strings (256 of them the byte tokens, labelled "byte");
+    # 6 more match once the Ġ marker is stripped
+    assert (match.identical, match.same_boundary, match.other_boundary) == (264, 0, 6)
+    assert [t for t in match.target_ids if labels[t] != "byte"] == copied and len(copied) == 14
+    identical = 0
+    for idx, s in zip(match.target_ids, match.source_ids):
         token = target_tok.convert_ids_to_tokens(idx)
-        if token in source_vocab:  # identical string -> the very same row, input/output/bias
-            s = source_vocab[token]
-            assert torch.equal(result.input[idx], inputs.source.input[s])
-            assert torch.equal(result.output[idx], inputs.source.output[s])
-            assert torch.equal(result.output_bias[idx], inputs.source.output_bias[s])
+        # identical string -> that very source token (others: their surface match)
+        identical += token in source_vocab
+        assert s == source_vocab.get(token, s)
+        assert torch.equal(result.input[idx], inputs.source.input[s])  # the same row, input/output/bias
+        assert torch.equal(result.output[idx], inputs.source.output[s])
+        assert torch.equal(result.output_bias[idx], inputs.source.output_bias[s])
+    assert identical == 264
     fallback = [i for i, label in enumerate(result.report.labels) if label == "fallback"]
-    assert fallback
+    assert len(fallback) == len(target_tok) - 270 - 3  # all but the matches and 3 specials
     mean = inputs.source.input.mean(0)
     assert ((result.input[fallback] - mean).abs() < 0.02 * inputs.source.input.std(0)).all()
     assert any("identical" in note for note in result.report.notes)
@@ -207,14 +214,14 @@ def test_overlap_strips_word_boundary_markers_across_families(source_tok) -> Non
         for t, s in zip(match.target_ids, match.source_ids)
     }
     marked = [t for t in pairs if t.startswith("▁") and len(t) > 1]
-    assert marked and match.same_boundary > 0
-    for token in marked:
-        expected = "Ġ" + token[1:]
-        if expected in source_tok.get_vocab():
-            assert pairs[token] == expected  # the same word-boundary status wins
-    # a surface that exists only with the other boundary status still matches
-    assert match.other_boundary > 0
-    assert match.identical == 0  # different families never count as identical strings
+    with_g = [t for t in marked if "Ġ" + t[1:] in source_tok.get_vocab()]
+    assert (len(marked), len(with_g)) == (35, 19)
+    # the same word-boundary status wins where the source has it ...
+    assert all(pairs[t] == "Ġ" + t[1:] for t in with_g)
+    # ... and a surface that exists only with the other boundary status still matches
+    assert all(pairs[t] == t[1:] for t in marked if t not in with_g)
+    # different families never count as identical strings
+    assert (match.identical, match.same_boundary, match.other_boundary) == (0, 334, 19)
 
 
 def test_overlap_bias_follows_the_same_rule(source_tok, target_tok) -> None:
