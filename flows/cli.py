@@ -359,11 +359,13 @@ def strategies() -> None:
 
 def _add_registry_commands() -> None:
     from flows.cli_evaluate import evaluate
+    from flows.cli_generate import generate
     from flows.cli_models import cache_app, models_app
 
     app.add_typer(models_app, name="models")
     app.add_typer(cache_app, name="cache")
     app.command("evaluate")(evaluate)
+    app.command("generate")(generate)
 
 
 _add_registry_commands()

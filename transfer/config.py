@@ -126,6 +126,8 @@ class AdaptConfig(BaseModel):
 
     cache_dir: Path = Field(Path("artifacts/cache"), description="Stage cache folder (content-addressed).")
     output_dir: Path = Field(Path("artifacts/models"), description="Where the adapted model folders go.")
+    card_samples: int = Field(3, ge=0, le=3, description="Greedy generations from fixed target-language "
+                              "prompts shown on the model card (0: none; made after every evaluation).")
 
     register_model: bool = Field(True, description="Register the adapted model in the MLflow model registry.")
     tracking_uri: str | None = Field(

@@ -215,7 +215,7 @@ def comparison_folder(cfg: AdaptConfig, strategies: Sequence[str]) -> Path:
     source = cfg.model_name().rsplit(f"-{cfg.target_language}-", 1)[0]
     shared = cfg.model_dump(mode="json", exclude={"strategy", "strategy_params", "device", "cache_dir",
                                                   "output_dir", "eval_batch_size", "tracking_uri",
-                                                  "register_model", "registered_model_prefix"})
+                                                  "register_model", "registered_model_prefix", "card_samples"})
     digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:8]
     name = f"compare-{source}-{cfg.target_language}-{'-'.join(strategies)}-{digest}"
     return Path(cfg.output_dir).parent / "reports" / name

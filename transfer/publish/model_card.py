@@ -12,6 +12,7 @@ licences describe the texts it was trained and evaluated on.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from transfer.cache import atomic_write
-from transfer.publish.summary import RunSummary, evaluations_markdown, init_line, markdown_table
+from transfer.publish.summary import (
+    GenerationSample,
+    RunSummary,
+    evaluations_markdown,
+    init_line,
+    markdown_table,
+    samples_markdown,
+)
 
 if TYPE_CHECKING:
     from transfer.publish.result import AdaptResult
@@ -168,11 +176,13 @@ def _metric_paragraph(result: AdaptResult) -> str:
             "vocabulary only, and only within one run.")
 
 
-def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> str:
-    """The card's Markdown text (front matter included) for a finished run."""
+def render_model_card(result: AdaptResult, *, model_ref: str | None = None,
+                      samples: Sequence[GenerationSample] = ()) -> str:
+    """The card's Markdown text (front matter included) for a finished run; ``samples``
+    (``transfer.publish.samples``) add a section of generations."""
     cfg = result.config
     source = source_licence(cfg.source_model)
-    summary = RunSummary.from_result(result)
+    summary = RunSummary.from_result(result, samples=samples)
     trained = cfg.train_steps if result.train_log is not None else 0
     full = cfg.full_steps if result.train_log is not None else 0
     params = json.dumps(cfg.strategy_params, sort_keys=True) if cfg.strategy_params else "defaults"
@@ -204,6 +214,7 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> s
         evaluations_markdown(summary),
         "Tokenizer fertility on the same held-out texts (fewer tokens = faster):",
         markdown_table(["tokenizer", "tokens per word", "bytes per token"], fert_rows),
+        *(["## Sample generations", samples_markdown(summary)] if summary.samples else []),
         "## Data and licences",
         markdown_table(["data", "use", "licence"], data_rows),
         ("Held-out texts are split by verse key (or document hash) so that no training stage "
@@ -232,8 +243,9 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None) -> s
     return "\n\n".join(sections) + "\n"
 
 
-def write_model_card(result: AdaptResult, folder: Path | None = None, *, model_ref: str | None = None) -> Path:
+def write_model_card(result: AdaptResult, folder: Path | None = None, *, model_ref: str | None = None,
+                     samples: Sequence[GenerationSample] = ()) -> Path:
     """Write ``README.md`` into the model folder (atomically) and return its path."""
     path = Path(folder or result.model_dir) / CARD_FILE
-    atomic_write(path, render_model_card(result, model_ref=model_ref))
+    atomic_write(path, render_model_card(result, model_ref=model_ref, samples=samples))
     return path

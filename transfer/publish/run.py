@@ -12,14 +12,17 @@ from transfer.stages import write_json
 
 
 def publish_run(result: AdaptResult, *, lineage: Mapping[str, str], corpus_hashes: Mapping[str, str]) -> None:
-    """Write manifest, card and record into ``result.model_dir``; register if configured
-    (``result.registration`` is filled in then)."""
+    """Write manifest, card (with ``cfg.card_samples`` generations) and record into
+    ``result.model_dir``; register if configured (``result.registration`` is filled in then)."""
     from transfer.publish.manifest import build_manifest, write_manifest
     from transfer.publish.model_card import write_model_card
+    from transfer.publish.samples import card_samples
 
     cfg, model_dir = result.config, Path(result.model_dir)
     write_manifest(build_manifest(cfg, stage_keys=dict(lineage)), model_dir)
-    write_model_card(result, model_dir)
+    # after every evaluation: the samples read the exported folder and change no metric
+    samples = card_samples(model_dir, cfg.target_language, cfg.card_samples, device=cfg.device)
+    write_model_card(result, model_dir, samples=samples)
     write_json(model_dir / "adaptation.json", result.model_dump(mode="json"))
     if cfg.register_model:
         from transfer.publish.registry import register_result

@@ -39,6 +39,18 @@ class EvaluationRow:
 
 
 @dataclass(frozen=True)
+class GenerationSample:
+    """One generation shown on the model card: a fixed prompt and the model's greedy
+    continuation (``chat``: the prompt was a user turn in the chat template)."""
+
+    prompt: str
+    text: str
+    chat: bool
+    stopped_at_eos: bool
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """What a finished run measured, in the order and words every report uses."""
 
@@ -50,9 +62,10 @@ class RunSummary:
     init_counts: dict[str, int]
     stages_cached: dict[str, bool]
     final_label: str | None
+    samples: tuple[GenerationSample, ...] = ()  # generations for the card (publish step only)
 
     @classmethod
-    def from_result(cls, result: AdaptResult) -> RunSummary:
+    def from_result(cls, result: AdaptResult, *, samples: Sequence[GenerationSample] = ()) -> RunSummary:
         cfg = result.config
         rows = []
         for key, value in in_label_order(result.bpb):
@@ -68,6 +81,7 @@ class RunSummary:
             init_counts=dict(result.init_report.get("counts", {})),
             stages_cached=dict(result.stages_cached),
             final_label=final_label(result.bpb),
+            samples=tuple(samples),
         )
 
     @property
@@ -137,3 +151,27 @@ def init_line(summary: RunSummary) -> str:
     """How the target tokens were set, most first: ``31000 computed, 741 fallback, ...``."""
     counts = sorted(summary.init_counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return ", ".join(f"{n} {label}" for label, n in counts) or "no report"
+
+
+def _fenced(text: str) -> str:
+    """``text`` in a code block whose fence is longer than any backtick run inside it."""
+    run, best = 0, 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        best = max(best, run)
+    fence = "`" * max(3, best + 1)
+    body = text.strip("\n") or "(nothing)"
+    return f"{fence}text\n{body}\n{fence}"
+
+
+def samples_markdown(summary: RunSummary) -> str:
+    """The card's generations: how they were made, then each prompt and its continuation."""
+    first = summary.samples[0]
+    how = ("each prompt sent as a user turn through the model's chat template, stopping at its "
+           "end-of-turn token" if first.chat else "each prompt given as plain text to continue")
+    parts = [(f"Greedy generations of at most {first.max_new_tokens} new tokens from fixed prompts, {how}. "
+             "They show what the model does with target-language input; the metrics above measure it.")]
+    for sample in summary.samples:
+        cut = "" if sample.stopped_at_eos or not sample.chat else f"\n\n(cut at {sample.max_new_tokens} tokens)"
+        parts.append(f"**Prompt:** {sample.prompt}\n\n{_fenced(sample.text)}{cut}")
+    return "\n\n".join(parts)
