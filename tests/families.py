@@ -30,6 +30,8 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
+from tokenizer_builds.added_tokens import AddedTokenSelection, select_added_tokens
+
 ASSETS = Path(__file__).resolve().parents[1] / ".assets" / "tokenizers"
 TARGET_VOCAB = 1000
 N_TRAIN_VERSES = 400
@@ -123,6 +125,7 @@ class FamilyCase:
     source_tokenizer: PreTrainedTokenizerFast
     target_tokenizer: PreTrainedTokenizerFast
     eos_token_ids: list[int]
+    selection: AddedTokenSelection  # the source's added tokens kept (and why) and dropped
 
     def source_model(self, seed: int = 0) -> PreTrainedModel:
         model = family_model(self.name, len(self.source_tokenizer), seed=seed)
@@ -135,12 +138,14 @@ class FamilyCase:
 @functools.cache
 def family_case_of(name: str) -> FamilyCase:
     from tokenizer_builds.build import build_target_tokenizer
+    from tokenizer_builds.families import backend_json
 
     source = family_tokenizer(name)
     eos = generation_eos_ids(name, source)
     target = build_target_tokenizer(source, train_verses(), TARGET_VOCAB, min_frequency=2,
                                     eos_token_ids=eos)
-    return FamilyCase(name, FAMILIES[name], source, target, eos)
+    selection = select_added_tokens(source, backend_json(source), eos_token_ids=eos)
+    return FamilyCase(name, FAMILIES[name], source, target, eos, selection)
 
 
 @pytest.fixture(scope="session", params=list(FAMILIES))

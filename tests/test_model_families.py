@@ -57,8 +57,7 @@ def added(tokenizer) -> list[str]:
 
 def test_target_keeps_only_needed_added_tokens(family_case: FamilyCase) -> None:
     source, target = family_case.source_tokenizer, family_case.target_tokenizer
-    selection = select_added_tokens(source, backend_json(source),
-                                    eos_token_ids=family_case.eos_token_ids)
+    selection = family_case.selection
     # the target holds exactly the kept added tokens, in the source's order, on top of
     # the 1,000 learned + byte tokens
     assert added(target) == list(selection.kept)
@@ -80,8 +79,7 @@ def test_target_keeps_only_needed_added_tokens(family_case: FamilyCase) -> None:
 def test_placeholders_are_dropped_in_thousands() -> None:
     """Gemma-3: 6,415 added tokens, of which 7 are kept; Llama-3: 256 -> 5."""
     gemma, llama = family_case_of("gemma3"), family_case_of("llama3")
-    gemma_report = select_added_tokens(gemma.source_tokenizer, backend_json(gemma.source_tokenizer),
-                                       eos_token_ids=gemma.eos_token_ids).report()
+    gemma_report = gemma.selection.report()
     assert gemma_report["source_added_tokens"] == 6415
     assert gemma_report["kept"] == 7 and gemma_report["dropped"] == 6408
     assert gemma_report["kept_by_reason"] == {SPECIAL_ROLE: 6, CHAT_TEMPLATE: 1}

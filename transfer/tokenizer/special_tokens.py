@@ -101,9 +101,31 @@ def special_token_roles(tok: PreTrainedTokenizerBase) -> dict[str, str]:
     return roles
 
 
+class _Lookup:
+    """``content in vocab`` and ``vocab[content]`` for a tokenizer, through the backend's
+    own lookup where there is one: ``get_vocab()`` builds a Python dict of the whole
+    vocabulary (a quarter second for Gemma-3's 262k) on every call."""
+
+    def __init__(self, tok: PreTrainedTokenizerBase) -> None:
+        backend = getattr(tok, "backend_tokenizer", None)
+        self._token_to_id = backend.token_to_id if backend is not None else tok.get_vocab().get
+
+    def get(self, content: str | None) -> int | None:
+        return None if content is None else self._token_to_id(content)
+
+    def __contains__(self, content: object) -> bool:
+        return isinstance(content, str) and self._token_to_id(content) is not None
+
+    def __getitem__(self, content: str) -> int:
+        found = self._token_to_id(content)
+        if found is None:
+            raise KeyError(content)
+        return found
+
+
 def special_token_ids(tok: PreTrainedTokenizerBase) -> set[int]:
     """Ids of every special token of ``tok`` (all roles)."""
-    vocab = tok.get_vocab()
+    vocab = _Lookup(tok)
     return {vocab[s] for s in special_token_roles(tok).values() if s in vocab}
 
 
@@ -123,8 +145,8 @@ def map_special_tokens(
     """
     source_roles = special_token_roles(source_tok)
     target_roles = special_token_roles(target_tok)
-    source_vocab = source_tok.get_vocab()
-    target_vocab = target_tok.get_vocab()
+    source_vocab = _Lookup(source_tok)
+    target_vocab = _Lookup(target_tok)
 
     roles_by_token: dict[str, list[str]] = {}
     for role, content in target_roles.items():
@@ -264,7 +286,13 @@ def _byte_tokens(tok: PreTrainedTokenizerBase, *, with_chars: bool) -> dict[int,
     alphabet = unicode_to_byte()
     excluded = special_token_ids(tok)
     found: dict[int, dict[str, int]] = {}
-    for token, idx in sorted(model_vocab(tok).items(), key=lambda kv: kv[1]):
+    # Only one-character tokens and <0xNN> can stand for one byte: filter before sorting
+    # (a 262k vocabulary holds a few hundred of them).
+    candidates = [
+        (token, idx) for token, idx in model_vocab(tok).items()
+        if len(token) == 1 or (len(token) == 6 and token.startswith("<0x"))
+    ]
+    for token, idx in sorted(candidates, key=lambda kv: kv[1]):
         if idx in excluded:
             continue
         value = fallback_byte(token)
