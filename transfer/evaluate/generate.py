@@ -30,8 +30,9 @@ class GenerationError(VocabTransferError):
 
 @dataclass(frozen=True)
 class Generation:
-    """The generated continuation (prompt excluded): its text (special tokens dropped), its
-    token ids, and whether it ended on an end-of-turn token rather than the length limit."""
+    """The generated continuation (prompt excluded): its text (without the final end-of-turn
+    token), its token ids, and whether it ended on an end-of-turn token rather than the
+    length limit."""
 
     text: str
     token_ids: tuple[int, ...]
@@ -122,5 +123,6 @@ def generate_text(
         output = model.generate(inputs, attention_mask=torch.ones_like(inputs), generation_config=config)
     new = tuple(int(i) for i in output[0, len(ids):].tolist())
     stopped = bool(new) and new[-1] in eos
-    text = tokenizer.decode(list(new), skip_special_tokens=True)
+    # the end-of-turn token is dropped; any other special token the model wrote is shown
+    text = tokenizer.decode(list(new[:-1] if stopped else new), skip_special_tokens=False)
     return Generation(text=text, token_ids=new, stopped_at_eos=stopped)

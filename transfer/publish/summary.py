@@ -160,7 +160,7 @@ def _fenced(text: str) -> str:
         run = run + 1 if char == "`" else 0
         best = max(best, run)
     fence = "`" * max(3, best + 1)
-    body = text.strip("\n") or "(nothing)"
+    body = text.strip("\n") if text.strip() else ("(only whitespace)" if text else "(nothing)")
     return f"{fence}text\n{body}\n{fence}"
 
 
