@@ -72,6 +72,7 @@ def main() -> None:
         from transfer.corpus.bible import read_texts
 
         args.steps, args.batch_size, args.block_size, args.eval_texts = 2, 2, 32, 5
+        torch.set_num_threads(1)  # tiny shapes: threads cost more than they save on a busy machine
         ft = {"dim": 16, "epoch": 1, "bucket": 20_000, "limit": 600, "work": WORK / "smoke"}
         source_tok = tiny_byte_bpe_tokenizer(read_texts("k", "train")[:600], 1000)
         target_tok = tiny_byte_bpe_tokenizer(read_texts("e", "train")[:600], 900)

@@ -137,6 +137,7 @@ def main() -> None:
         from transfer.corpus.bible import read_texts
 
         args.dim, args.epoch = 16, 1
+        torch.set_num_threads(1)  # tiny shapes: threads cost more than they save on a busy machine
         limit, bucket, work = 600, 20_000, WORK / "smoke"
         source_tok = tiny_byte_bpe_tokenizer(read_texts("k", "train")[:limit], 1000)
         target_tok = tiny_byte_bpe_tokenizer(read_texts("e", "train")[:limit], 900)
