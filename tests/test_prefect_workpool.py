@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from tests.test_prefect_flows import _languages_file, tiny_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -18,7 +20,9 @@ POOL = "tiny-process-pool"
 
 def _worker(api_url: str, log: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1"}
+           "DO_NOT_TRACK": "1", "HF_HUB_OFFLINE": "1",
+           # poll the pool every second, not every 10 s: each run waits for the next poll
+           "PREFECT_WORKER_QUERY_SECONDS": "1"}
     with open(log, "ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process",
@@ -55,28 +59,26 @@ def test_worker_on_a_process_pool_runs_a_deployment(prefect_harness, tmp_path: P
     run = run_deployment("adapt-language/pool-adapt", parameters={"config": cfg.model_dump(mode="json")},
                          timeout=0)
 
+    # one worker serves both runs (each worker start imports Prefect anew)
     log = tmp_path / "worker.log"
-    worker = _worker(prefect_harness, log, "--run-once")
-    try:
-        worker.wait(timeout=240)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        _stop(worker)
-    deadline = time.monotonic() + 30
-    with get_client(sync_client=True) as client:
-        state = client.read_flow_run(run.id).state
-        while not state.is_final() and time.monotonic() < deadline:
-            time.sleep(1)
-            state = client.read_flow_run(run.id).state
-    assert state.is_completed(), f"{state.name}: {state.message}\n{log.read_text()[-3000:]}"
-    assert (tmp_path / "models" / cfg.model_name()).is_dir()
-
-    # the batch submits each language to the pool and collects the outcomes
-    (tmp_path / "batch").mkdir()
-    languages = _languages_file(tmp_path / "batch", tiny_corpus, tiny_source)
     worker = _worker(prefect_harness, log)
     try:
+        deadline = time.monotonic() + 240
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(run.id).state
+            while not state.is_final() and time.monotonic() < deadline and worker.poll() is None:
+                time.sleep(0.5)
+                state = client.read_flow_run(run.id).state
+        assert state.is_completed(), f"{state.name}: {state.message}\n{log.read_text()[-3000:]}"
+        assert (tmp_path / "models" / cfg.model_name()).is_dir()
+
+        # the batch submits each language to the pool and collects the outcomes; its
+        # language shares the first run's stage cache (corpus, source, tokenizer, init)
+        (tmp_path / "batch").mkdir()
+        languages = _languages_file(tmp_path / "batch", tiny_corpus, tiny_source)
+        data = yaml.safe_load(languages.read_text())
+        data["defaults"]["cache_dir"] = str(cfg.cache_dir)
+        languages.write_text(yaml.safe_dump(data))
         batch = batch_flow(str(languages), only=["de"], deployment="adapt-language/pool-adapt",
                            poll_seconds=1, wait_timeout=240, return_state=True)
     finally:
