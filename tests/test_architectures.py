@@ -220,7 +220,10 @@ def test_adapt_save_reload(name: str, strategy: str, tmp_path: Path) -> None:
         if not case.masked:
             assert getattr(reloaded.generation_config, attr) == value, attr
 
-    # head: tied stays tied; untied head and bias get the input side's rule
+    # head: tied stays tied; untied head and bias get the input side's rule (the case names
+    # the untied heads; the masked LMs' decoders carry a bias: both branches below run)
+    assert tied_before == ("untied" not in name)
+    assert (source.output_bias is not None) == case.masked
     assert is_tied(reloaded) == tied_before
     embedding = reloaded.get_input_embeddings().weight
     head = reloaded.get_output_embeddings()
