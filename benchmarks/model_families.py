@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="two families, a 2k vocabulary")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--only", nargs="+", choices=FAMILIES,
+                        help="rerun these families and replace their rows in --out")
     args = parser.parse_args(argv)
-    families = ("llama2", "qwen3") if args.smoke else FAMILIES
+    families = ("llama2", "qwen3") if args.smoke else tuple(args.only or FAMILIES)
     vocab_size = 2000 if args.smoke else 32000
     rows = []
     context = multiprocessing.get_context("spawn")
@@ -115,6 +117,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             row = pool.apply(_child, ((family, vocab_size, 2000 if args.smoke else 32000, 100, 10),))
         print(json.dumps(row), flush=True)
         rows.append(row)
+    if args.only and args.out.is_file():
+        fresh = {row["family"]: row for row in rows}
+        old = json.loads(args.out.read_text())["rows"]
+        rows = [fresh.get(row["family"], row) for row in old]
     report = {"vocab_size": vocab_size, "machine": platform.processor() or platform.machine(),
               "torch_threads": 1, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

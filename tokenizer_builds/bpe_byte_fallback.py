@@ -37,13 +37,17 @@ def training_pre_tokenizer(spec: dict[str, Any]) -> Any:
     """The pre-tokenizer to train with, so that merges stay inside words as SentencePiece's
     do: the source's own when it splits words; a splitting copy of a Metaspace that does
     not split (``split: false``, newer Llama/Mistral conversions); and with no
-    pre-tokenizer (Llama-2), a split of the normalized text before each word marker. The
+    pre-tokenizer (Llama-2) or one that splits on spaces the normalizer has already
+    replaced (Gemma), a split of the normalized text before each word marker. The
     final tokenizer gets the source's pre-tokenizer back."""
     pre_tokenizer = spec.get("pre_tokenizer")
     if pre_tokenizer is not None:
         if pre_tokenizer.get("type") == "Metaspace" and pre_tokenizer.get("split") is False:
             return {**pre_tokenizer, "split": True}
-        return "source"
+        if not _normalizer_marks_spaces(spec):
+            return "source"
+        # Gemma: the normalizer has already turned every space into the marker, so the
+        # source's Split on " " splits nothing; without a split, merges would join words.
     marker = word_marker(spec)
     return {
         "type": "Split",
@@ -51,6 +55,21 @@ def training_pre_tokenizer(spec: dict[str, Any]) -> Any:
         "behavior": "MergedWithNext",
         "invert": False,
     }
+
+
+def _normalizer_marks_spaces(spec: dict[str, Any]) -> bool:
+    """Whether the normalizer replaces spaces with a word marker (Llama-2, Gemma)."""
+
+    def search(node: Any) -> bool:
+        if isinstance(node, dict):
+            if node.get("type") == "Replace" and node.get("pattern") == {"String": " "}:
+                return True
+            return any(search(value) for value in node.values())
+        if isinstance(node, list):
+            return any(search(item) for item in node)
+        return False
+
+    return search(spec.get("normalizer"))
 
 
 def _with_byte_pieces(n_special: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
