@@ -94,5 +94,5 @@ def test_train_stage_curve_uses_the_evaluate_stage_metric(source: str, vocab_siz
     column = "dev_bpb" if metrics["metric"] == "bpb" else "dev_loss"
     # step 0 is the init model: the curve's first point is the evaluate stage's number
     assert points[0][column] == pytest.approx(metrics["value"], rel=1e-9)
-    if metrics["metric"] == "mlm_loss":
-        assert all(p["dev_bpb"] is None for p in points)  # no BPB for a masked LM
+    # a BPB at every point of a causal LM's curve, none for a masked LM's
+    assert [p["dev_bpb"] is None for p in points] == [metrics["metric"] == "mlm_loss"] * 2
