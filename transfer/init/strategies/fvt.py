@@ -18,7 +18,9 @@ Per source family:
   token holding part of a character) is split into the source's ``<0xNN>`` byte tokens;
   the unknown piece never counts;
 - WordPiece: the word; a word-internal target token is split into continuation pieces
-  (``##``) when the source has them; ``[UNK]`` never counts.
+  (``##``) when the source has them, else into the word-initial pieces of its text (the
+  closest the source has); ``[UNK]`` never counts, so a character the source lacks
+  entirely (e.g. ``##ß`` for an English source) leaves the token to the mean.
 
 Tokens with no source piece at all fall back to the mean row (``fallback_mean_rows``),
 and the output head and its bias get the same weights as the input matrix.
