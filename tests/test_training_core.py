@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import json
 
 import pytest
@@ -128,7 +129,11 @@ def test_causal_loss_falls_and_matches_accumulation(tokenizer, data):
 def test_masked_lm_objective_trains_bert():
     tokenizer = tiny_wordpiece_tokenizer(GERMAN_SENTENCES * 3, 300)
     data = pack_train_split(tokenizer, TEXTS, 16, objective="masked")
-    assert int(data.blocks[0, -1]) != 0 or tokenizer.sep_token_id in data.blocks.flatten().tolist()
+    # documents are delimited by [SEP] (BERT's segment separator), one per document
+    stream = data.blocks.flatten().tolist()
+    per_doc = [len(tokenizer(t, add_special_tokens=False).input_ids) + 1 for t in TEXTS]
+    assert stream[: per_doc[0]][-1] == tokenizer.sep_token_id
+    assert stream.count(tokenizer.sep_token_id) == sum(1 for end in itertools.accumulate(per_doc) if end <= len(stream))
     model = tiny_bert(len(tokenizer))
     body = {n: p.detach().clone() for n, p in model.named_parameters() if "encoder" in n}
     evaluate = dev_evaluator(tokenizer, DEV * 3, objective="masked", device="cpu")
