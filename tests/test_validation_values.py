@@ -228,3 +228,16 @@ def test_a_binary_parallel_file_is_refused(tmp_path: Path, tiny_source: Path, ti
                   cache_dir=artifacts / "cache", output_dir=artifacts / "models")
     refused("parallel file binary", "validate_config -> _check_parallel_files", lambda: run_adaptation(cfg),
             r"parallel file .*pairs\.tsv.*binary data", artifacts)
+
+
+def test_the_ding_dictionary_must_be_installed_when_asked_for(monkeypatch, tmp_path: Path, tiny_source: Path,
+                                                              tiny_corpus: Path) -> None:
+    from transfer.vectors import dictionaries
+
+    monkeypatch.setattr(dictionaries, "DING_DE_EN", tmp_path / "not-installed" / "de-en")
+    artifacts = make_artifacts(tmp_path)
+    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="wechsel", dictionary="ding",
+                  cache_dir=artifacts / "cache", output_dir=artifacts / "models")
+    refused("dictionary='ding' without the Debian file", "validate_config", lambda: run_adaptation(cfg),
+            r"dictionary 'ding' reads .*not-installed/de-en, which is missing: install the Debian package",
+            artifacts)

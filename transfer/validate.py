@@ -61,6 +61,12 @@ def validate_config(cfg: AdaptConfig) -> None:
         check_vector_inputs(cfg)  # the user's own vector files: form, dimensions, token method
         if cfg.dictionary not in ("auto", "ding", "induced"):
             _check_dictionary_file(Path(cfg.dictionary))
+        if cfg.dictionary == "ding":
+            from transfer.vectors.dictionaries import DING_DE_EN
+
+            if not DING_DE_EN.is_file():
+                raise CorpusError(f"dictionary 'ding' reads {DING_DE_EN}, which is missing: install the Debian "
+                                  f"package trans-de-en, or give a dictionary file or 'induced'")
         induced = cfg.dictionary == "induced" or (cfg.dictionary == "auto" and cfg.target_language != "de")
         if induced and not has_parallel and not cfg.vectors_aligned:  # aligned vectors need no dictionary
             raise CorpusError("an induced dictionary needs parallel text: parallel_files, or target_bible codes "
