@@ -22,13 +22,12 @@ from transfer.init.strategies.combined import (
     FVT_ONLY,
     MEAN,
     MIXED,
-    alignment_weights,
     combine_weights,
     combined,
 )
 from transfer.init.strategies.fvt import fvt, fvt_weights
 from transfer.init.strategies.overlap import match_overlap
-from transfer.init.strategies.trans_tokenization import identity_matches
+from transfer.init.strategies.trans_tokenization import aligned_weights, identity_matches
 
 DIM = 8
 EXTRA_EN = ["So Abraham counted 1234 sheep... and 1234 goats!"] * 4
@@ -129,8 +128,9 @@ def test_combine_weights_by_hand():
 def test_every_row_sums_to_one_and_trust_is_n_over_n_plus_lambda(linked):
     inputs, ids = linked
     counts = inputs.resources.link_counts
-    align, links = alignment_weights(inputs, counts, min_count=2, min_prob=0.05, max_sources=5,
-                                     identity_prior=1.0, copy_symbols=True)
+    aligned = aligned_weights(inputs, counts, min_count=2, min_prob=0.05, max_sources=5,
+                              identity_prior=1.0, copy_symbols=True)
+    align, links = aligned.weights, aligned.links
     fvt_w, _ = fvt_weights(inputs.source_tokenizer, inputs.target_tokenizer, inputs.source.input.shape[0])
     combo = combine_weights(align, links, fvt_w, shrinkage=10.0)
     sums = np.asarray(combo.weights.sum(axis=1)).ravel()
@@ -191,8 +191,9 @@ def test_zero_shrinkage_is_trans_tokenization_on_aligned_tokens(linked):
 def test_head_and_bias_get_the_input_weights(linked):
     inputs, _ = linked
     counts = inputs.resources.link_counts
-    align, links = alignment_weights(inputs, counts, min_count=2, min_prob=0.05, max_sources=5,
-                                     identity_prior=1.0, copy_symbols=True)
+    aligned = aligned_weights(inputs, counts, min_count=2, min_prob=0.05, max_sources=5,
+                              identity_prior=1.0, copy_symbols=True)
+    align, links = aligned.weights, aligned.links
     fvt_w, _ = fvt_weights(inputs.source_tokenizer, inputs.target_tokenizer, inputs.source.input.shape[0])
     combo = combine_weights(align, links, fvt_w, shrinkage=10.0)
     result = combined(inputs)

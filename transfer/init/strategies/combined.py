@@ -37,7 +37,6 @@ import torch
 
 from transfer.errors import StrategyResourceError
 from transfer.init.base import InitReport, StrategyInputs, TargetEmbeddings, map_source_matrices
-from transfer.init.parallel import check_pairs
 from transfer.init.registry import register
 from transfer.init.strategies.fvt import fvt_weights
 from transfer.init.strategies.mean import (
@@ -50,11 +49,10 @@ from transfer.init.strategies.trans_tokenization import (
     DEFAULT_MAX_SOURCES,
     DEFAULT_MIN_COUNT,
     DEFAULT_MIN_PROB,
-    align_token_links,
+    aligned_weights,
     check_transition_params,
     combine_rows,
-    identity_matches,
-    transition_weights,
+    token_link_counts,
 )
 
 #: Links at which alignment and composition weigh equally. At 10, a token linked once
@@ -104,42 +102,6 @@ def combine_weights(
     return CombinedWeights(weights, trust, links, path)
 
 
-def alignment_weights(
-    inputs: StrategyInputs,
-    counts: sp.spmatrix,
-    *,
-    min_count: float,
-    min_prob: float,
-    max_sources: int,
-    identity_prior: float,
-    copy_symbols: bool,
-) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Trans-tokenization's p(s|t) rows (pruned links plus the identity prior, numbers and
-    punctuation copied from their identical source token) and n_t, each token's links
-    that survive ``min_count``: the same rules as ``trans_tokenization``, so that
-    ``shrinkage=0`` reproduces its rows."""
-    n_target, n_source = counts.shape
-    identity = identity_matches(inputs)
-    copied = dict(identity.copied) if copy_symbols else {}
-    prior_pairs = identity.prior if copy_symbols else {**identity.prior, **identity.copied}
-    prior = None
-    if identity_prior > 0 and prior_pairs:
-        t_ids = np.fromiter(prior_pairs.keys(), dtype=np.int64)
-        s_ids = np.fromiter(prior_pairs.values(), dtype=np.int64)
-        prior = sp.csr_matrix(
-            (np.full(len(t_ids), float(identity_prior)), (t_ids, s_ids)), shape=(n_target, n_source)
-        )
-    weights = transition_weights(
-        counts, min_count=min_count, min_prob=min_prob, max_sources=max_sources, prior=prior
-    ).tolil()
-    for t, s in copied.items():
-        weights.rows[t], weights.data[t] = [s], [1.0]
-    kept = sp.csr_matrix(counts, dtype=np.float64, copy=True)
-    kept.data[kept.data < min_count] = 0.0
-    links = np.asarray(kept.sum(axis=1), dtype=np.float64).ravel()
-    return weights.tocsr(), links
-
-
 def check_combined_params(
     shrinkage: float, min_count: int, min_prob: float, max_sources: int, identity_prior: float,
     copy_symbols: bool, align_rel_iterations: float, fallback_covariance_scale: float,
@@ -154,30 +116,6 @@ def check_combined_params(
     if not align_rel_iterations > 0:
         raise StrategyResourceError(f"align_rel_iterations must be > 0, got {align_rel_iterations}")
     check_covariance_scale(fallback_covariance_scale, "fallback_covariance_scale")
-
-
-def _link_counts(inputs: StrategyInputs, align_rel_iterations: float) -> tuple[sp.csr_matrix, list[str]]:
-    """c(t, s): ``resources.link_counts`` when given, else eflomal on ``resources.parallel``."""
-    n_target, n_source = len(inputs.target_tokenizer), inputs.source.input.shape[0]
-    counts = inputs.resources.link_counts
-    if counts is not None:
-        counts = sp.csr_matrix(counts, dtype=np.float64)
-        if counts.shape != (n_target, n_source):
-            raise StrategyResourceError(
-                f"resources.link_counts has shape {counts.shape}, expected "
-                f"(target vocabulary, source rows) = ({n_target}, {n_source})"
-            )
-        return counts, []
-    if inputs.resources.parallel is None:
-        raise StrategyResourceError(
-            "strategy 'combined' needs resources.parallel: a sequence of (source sentence, "
-            "target sentence) pairs from the train split; none was given"
-        )
-    pairs = check_pairs(inputs.resources.parallel, name="resources.parallel")
-    counts, stats = align_token_links(inputs, pairs, seed=inputs.seed, rel_iterations=align_rel_iterations)
-    note = (f"aligned {stats.pairs} sentence pairs at token level with eflomal in {stats.seconds:.1f} s "
-            f"({stats.dropped_pairs} empty pairs dropped, {stats.links} links)")
-    return counts, [note]
 
 
 @register("combined", needs={"parallel"}, check=check_combined_params)
@@ -203,11 +141,12 @@ def combined(
     }
     check_combined_params(**params)
     n_source = inputs.source.input.shape[0]
-    counts, notes = _link_counts(inputs, align_rel_iterations)
-    align, links = alignment_weights(
+    counts, notes = token_link_counts(inputs, "combined", align_rel_iterations)
+    aligned = aligned_weights(
         inputs, counts, min_count=min_count, min_prob=min_prob, max_sources=max_sources,
         identity_prior=identity_prior, copy_symbols=copy_symbols,
     )
+    align, links = aligned.weights, aligned.links
     fvt, _ = fvt_weights(inputs.source_tokenizer, inputs.target_tokenizer, n_source)
     combo = combine_weights(align, links, fvt, shrinkage)
     mean_index = torch.from_numpy(np.flatnonzero(combo.path == MEAN))

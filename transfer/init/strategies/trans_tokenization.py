@@ -254,6 +254,80 @@ def align_token_links(
 # the strategy
 
 
+@dataclass(frozen=True)
+class AlignedWeights:
+    """Trans-tokenization's p(s|t) rows: pruned links plus the identity prior, numbers and
+    punctuation copied from their identical source token (``copied``: target -> source),
+    and n_t, each token's link count that survives ``min_count``."""
+
+    weights: sp.csr_matrix
+    copied: dict[int, int]
+    links: np.ndarray
+
+
+def aligned_weights(
+    inputs: StrategyInputs,
+    counts: sp.spmatrix,
+    *,
+    min_count: float,
+    min_prob: float,
+    max_sources: int,
+    identity_prior: float,
+    copy_symbols: bool,
+) -> AlignedWeights:
+    """The aligned-translation rows of every target token (the ``combined`` strategy mixes
+    the same rows with FVT's, so both strategies share this one rule)."""
+    n_target, n_source = counts.shape
+    identity = identity_matches(inputs)
+    copied = dict(identity.copied) if copy_symbols else {}
+    prior_pairs = identity.prior if copy_symbols else {**identity.prior, **identity.copied}
+    prior = None
+    if identity_prior > 0 and prior_pairs:
+        t_ids = np.fromiter(prior_pairs.keys(), dtype=np.int64)
+        s_ids = np.fromiter(prior_pairs.values(), dtype=np.int64)
+        prior = sp.csr_matrix(
+            (np.full(len(t_ids), float(identity_prior)), (t_ids, s_ids)), shape=(n_target, n_source)
+        )
+    weights = transition_weights(
+        counts, min_count=min_count, min_prob=min_prob, max_sources=max_sources, prior=prior
+    ).tolil()
+    for t, s in copied.items():
+        weights.rows[t], weights.data[t] = [s], [1.0]
+    kept = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    kept.data[kept.data < min_count] = 0.0
+    links = np.asarray(kept.sum(axis=1), dtype=np.float64).ravel()
+    return AlignedWeights(weights.tocsr(), copied, links)
+
+
+def token_link_counts(
+    inputs: StrategyInputs, strategy: str, align_rel_iterations: float
+) -> tuple[sp.csr_matrix, list[str]]:
+    """c(t, s): ``resources.link_counts`` when given (checked against both vocabularies),
+    else eflomal on ``resources.parallel``; and a report note. Data checks come first, so a
+    missing resource is refused before anything is tokenized or aligned."""
+    n_target, n_source = len(inputs.target_tokenizer), inputs.source.input.shape[0]
+    counts = inputs.resources.link_counts
+    if counts is not None:
+        counts = sp.csr_matrix(counts, dtype=np.float64)
+        if counts.shape != (n_target, n_source):
+            raise StrategyResourceError(
+                f"resources.link_counts has shape {counts.shape}, expected "
+                f"(target vocabulary, source rows) = ({n_target}, {n_source})"
+            )
+        return counts, []
+    if inputs.resources.parallel is None:
+        raise StrategyResourceError(
+            f"strategy {strategy!r} needs resources.parallel: a sequence of (source sentence, "
+            "target sentence) pairs from the train split (e.g. "
+            "transfer.corpus.bible.verse_pairs(src, tgt, 'train')); none was given"
+        )
+    pairs = check_pairs(inputs.resources.parallel, name="resources.parallel")
+    counts, stats = align_token_links(inputs, pairs, seed=inputs.seed, rel_iterations=align_rel_iterations)
+    note = (f"aligned {stats.pairs} sentence pairs at token level with eflomal in "
+            f"{stats.seconds:.1f} s ({stats.dropped_pairs} empty pairs dropped, {stats.links} links)")
+    return counts, [note]
+
+
 def check_trans_tokenization_params(
     min_count: int, min_prob: float, max_sources: int, identity_prior: float, copy_symbols: bool,
     align_rel_iterations: float, fallback_k: int, fallback_temperature: float,
@@ -301,62 +375,20 @@ def trans_tokenization(
     }
     check_trans_tokenization_params(**params)
     vectors = _fallback_vectors(inputs, n_source, n_target)
-    notes: list[str] = []
 
-    # data checks come first: refuse before tokenizing or aligning anything
-    counts = inputs.resources.link_counts
-    if counts is None:
-        if inputs.resources.parallel is None:
-            raise StrategyResourceError(
-                "strategy 'trans_tokenization' needs resources.parallel: a sequence of "
-                "(source sentence, target sentence) pairs from the train split (e.g. "
-                "transfer.corpus.bible.verse_pairs(src, tgt, 'train')); none was given"
-            )
-        pairs = check_pairs(inputs.resources.parallel, name="resources.parallel")
-        counts, stats = align_token_links(
-            inputs, pairs, seed=inputs.seed, rel_iterations=align_rel_iterations
-        )
-        notes.append(
-            f"aligned {stats.pairs} sentence pairs at token level with eflomal in "
-            f"{stats.seconds:.1f} s ({stats.dropped_pairs} empty pairs dropped, "
-            f"{stats.links} links)"
-        )
-    else:
-        counts = sp.csr_matrix(counts, dtype=np.float64)
-        if counts.shape != (n_target, n_source):
-            raise StrategyResourceError(
-                f"resources.link_counts has shape {counts.shape}, expected "
-                f"(target vocabulary, source rows) = ({n_target}, {n_source})"
-            )
+    counts, notes = token_link_counts(inputs, "trans_tokenization", align_rel_iterations)
 
-    identity = identity_matches(inputs)
-    copied = dict(identity.copied) if copy_symbols else {}
-    prior = None
-    prior_pairs = identity.prior if copy_symbols else {**identity.prior, **identity.copied}
-    if identity_prior > 0 and prior_pairs:
-        t_ids = np.fromiter(prior_pairs.keys(), dtype=np.int64)
-        s_ids = np.fromiter(prior_pairs.values(), dtype=np.int64)
-        prior = sp.csr_matrix(
-            (np.full(len(t_ids), float(identity_prior)), (t_ids, s_ids)), shape=(n_target, n_source)
-        )
-    weights = transition_weights(
-        counts, min_count=min_count, min_prob=min_prob, max_sources=max_sources, prior=prior
-    ).tolil()
-
+    aligned = aligned_weights(inputs, counts, min_count=min_count, min_prob=min_prob,
+                              max_sources=max_sources, identity_prior=identity_prior,
+                              copy_symbols=copy_symbols)
+    weights, copied = aligned.weights, aligned.copied
     aligned_any = np.asarray(counts.getnnz(axis=1) > 0)
     labels = ["fallback"] * n_target
-    has_row = np.asarray(weights.tocsr().getnnz(axis=1) > 0)
-    real_counts = counts.copy()
-    real_counts.data[real_counts.data < min_count] = 0.0
-    real_counts.eliminate_zeros()
-    from_links = np.asarray(real_counts.getnnz(axis=1) > 0)
+    has_row = np.asarray(weights.getnnz(axis=1) > 0)
+    from_links = aligned.links > 0
     for t in range(n_target):
         if has_row[t]:
-            labels[t] = "computed" if from_links[t] else "copied"
-    for t, s in copied.items():
-        weights.rows[t], weights.data[t] = [s], [1.0]
-        labels[t] = "copied"
-    weights = weights.tocsr()
+            labels[t] = "computed" if from_links[t] and t not in copied else "copied"
 
     missing = [t for t in range(n_target) if labels[t] == "fallback"]
     n_vector = 0
