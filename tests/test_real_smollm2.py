@@ -29,14 +29,15 @@ def test_smollm2_to_german_small_budget(tmp_path: Path) -> None:
     assert bpb["source_model_on_source_language"] == pytest.approx(1.3427, abs=2e-3)
     assert bpb["source_model_on_target"] == pytest.approx(2.6944, abs=2e-3)
     assert bpb["source_model_on_curve_texts"] == bpb["source_model_on_target"]  # one shared stage
-    assert bpb["adapted_step0"] == pytest.approx(4.0574, abs=2e-3)
-    assert bpb["adapted_trained"] == pytest.approx(3.9951, abs=2e-3)
+    assert bpb["adapted_step0"] == pytest.approx(4.0436, abs=2e-3)
+    assert bpb["adapted_trained"] == pytest.approx(3.9753, abs=2e-3)
     assert bpb["adapted_trained"] < bpb["adapted_step0"]
-    # a 1k German tokenizer: overlap copies 422 rows, the rest fall back to the mean
-    assert result.init_report["counts"] == {"byte": 235, "copied": 422, "fallback": 326, "special": 17}
-    # the 12 dev verses: 609 SmolLM2 tokens, 556 with the German tokenizer
+    # a 1k German tokenizer (1,000 learned and byte tokens, plus the 3 added tokens SmolLM2's
+    # roles and chat template need): overlap copies 429 rows, the rest fall back to the mean
+    assert result.init_report["counts"] == {"byte": 235, "copied": 429, "fallback": 336, "special": 3}
+    # the 12 dev verses: 609 SmolLM2 tokens, 553 with the German tokenizer
     assert result.fertility["source"]["n_tokens"] == 609
-    assert result.fertility["target"]["n_tokens"] == 556
+    assert result.fertility["target"]["n_tokens"] == 553
 
     model = AutoModelForCausalLM.from_pretrained(result.model_dir)
     tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
