@@ -168,7 +168,7 @@ FILE_CASES = [
     ("truncated.txt.gz", r"broken gzip data"),
     ("latin1.txt", r"line 1: not valid UTF-8 \(byte 0xf6"),
     ("not-json.jsonl", r"line 1: not valid JSON"),
-    ("wrong-field.jsonl", r"line 1: no string field 'text'.*content"),
+    ("wrong-field.jsonl", r"line 1: no field 'text'.*content"),
     ("empty.txt", r"no text \(every file is empty or blank\)"),
     ("blank.txt", r"no text"),
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import codecs
 import gzip
-import json
 import zlib
 from pathlib import Path
 
@@ -117,19 +116,12 @@ def _check_target_files(cfg: AdaptConfig) -> None:
 
 
 def _check_jsonl_head(path: Path, lines: list[str], text_field: str) -> None:
+    from transfer.corpus.readers import jsonl_text
+
     for lineno, line in enumerate(lines[:_JSONL_HEAD_LINES], start=1):
         if not line.strip():
             continue
-        where = f"target_files: corpus file {str(path)!r}, line {lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise CorpusError(f"{where}: not valid JSON ({error.msg}); expected JSON lines, one object per line") from error
-        if not isinstance(record, dict):
-            raise CorpusError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        if not isinstance(record.get(text_field), str):
-            raise CorpusError(f"{where}: no string field {text_field!r} (fields: {sorted(record)}); "
-                              f"set text_field to the field holding the text")
+        jsonl_text(line, text_field, f"target_files: corpus file {str(path)!r}, line {lineno}")
 
 
 def _check_dictionary_file(path: Path) -> None:

@@ -128,36 +128,41 @@ def _iter_text_file(path: Path, gzipped: bool) -> Iterator[str]:
             yield line
 
 
+def jsonl_text(line: str, text_field: str, where: str) -> str:
+    """The text of one JSON line (an object with a string ``text_field``), or a CorpusError
+    naming ``where`` (file and line) and what is wrong: the one rule for JSONL corpora,
+    used by the reader and by the up-front check of a file's head."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CorpusError(
+            f"{where}: not valid JSON ({exc.msg}); expected JSON lines, one object per line"
+        ) from exc
+    if not isinstance(record, dict):
+        raise CorpusError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    if text_field not in record:
+        raise CorpusError(
+            f"{where}: no field {text_field!r} (fields: {', '.join(map(repr, record))}); "
+            f"pass text_field= to name the text field"
+        )
+    text = record[text_field]
+    if not isinstance(text, str):
+        raise CorpusError(
+            f"{where}: field {text_field!r} must be a string, got {type(text).__name__}"
+        )
+    try:
+        # JSON escapes can smuggle in lone surrogates, which no tokenizer can encode.
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CorpusError(f"{where}: field {text_field!r} is not encodable text ({exc})") from exc
+    return text
+
+
 def _iter_jsonl_file(path: Path, gzipped: bool, text_field: str) -> Iterator[str]:
     for lineno, line in decoded_lines(path, gzipped):
         if not line.strip():
             continue
-        where = f"corpus file {str(path)!r}, line {lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(
-                f"{where}: not valid JSON ({exc.msg}); expected JSON lines, one object per line"
-            ) from exc
-        if not isinstance(record, dict):
-            raise CorpusError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        if text_field not in record:
-            raise CorpusError(
-                f"{where}: no field {text_field!r} (fields: {', '.join(map(repr, record))}); "
-                f"pass text_field= to name the text field"
-            )
-        text = record[text_field]
-        if not isinstance(text, str):
-            raise CorpusError(
-                f"{where}: field {text_field!r} must be a string, got {type(text).__name__}"
-            )
-        try:
-            # JSON escapes can smuggle in lone surrogates, which no tokenizer can encode.
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise CorpusError(
-                f"{where}: field {text_field!r} is not encodable text ({exc})"
-            ) from exc
+        text = jsonl_text(line, text_field, f"corpus file {str(path)!r}, line {lineno}")
         if text.strip():
             yield text
 
