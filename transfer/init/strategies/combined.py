@@ -50,7 +50,7 @@ from transfer.init.strategies.trans_tokenization import (
     DEFAULT_MIN_COUNT,
     DEFAULT_MIN_PROB,
     aligned_weights,
-    check_transition_params,
+    check_alignment_params,
     combine_rows,
     token_link_counts,
 )
@@ -110,11 +110,7 @@ def check_combined_params(
     any stage, the strategy again before it aligns anything)."""
     if not shrinkage >= 0:
         raise StrategyResourceError(f"shrinkage must be >= 0, got {shrinkage}")
-    check_transition_params(min_count, min_prob, max_sources)
-    if not identity_prior >= 0:
-        raise StrategyResourceError(f"identity_prior must be >= 0, got {identity_prior}")
-    if not align_rel_iterations > 0:
-        raise StrategyResourceError(f"align_rel_iterations must be > 0, got {align_rel_iterations}")
+    check_alignment_params(min_count, min_prob, max_sources, identity_prior, align_rel_iterations)
     check_covariance_scale(fallback_covariance_scale, "fallback_covariance_scale")
 
 

@@ -328,6 +328,17 @@ def token_link_counts(
     return counts, [note]
 
 
+def check_alignment_params(
+    min_count: float, min_prob: float, max_sources: int, identity_prior: float, align_rel_iterations: float,
+) -> None:
+    """The rules on the aligned-translation parameters (trans-tokenization and ``combined``)."""
+    check_transition_params(min_count, min_prob, max_sources)
+    if not identity_prior >= 0:
+        raise StrategyResourceError(f"identity_prior must be >= 0, got {identity_prior}")
+    if not align_rel_iterations > 0:
+        raise StrategyResourceError(f"align_rel_iterations must be > 0, got {align_rel_iterations}")
+
+
 def check_trans_tokenization_params(
     min_count: int, min_prob: float, max_sources: int, identity_prior: float, copy_symbols: bool,
     align_rel_iterations: float, fallback_k: int, fallback_temperature: float,
@@ -335,11 +346,7 @@ def check_trans_tokenization_params(
 ) -> None:
     """Every rule on trans-tokenization's parameter values (the registry runs it before any
     stage, the strategy again before it aligns anything)."""
-    check_transition_params(min_count, min_prob, max_sources)
-    if not identity_prior >= 0:
-        raise StrategyResourceError(f"identity_prior must be >= 0, got {identity_prior}")
-    if not align_rel_iterations > 0:
-        raise StrategyResourceError(f"align_rel_iterations must be > 0, got {align_rel_iterations}")
+    check_alignment_params(min_count, min_prob, max_sources, identity_prior, align_rel_iterations)
     try:
         check_search_params(fallback_k, fallback_temperature, "exact")
     except TokenVectorError as error:  # its messages start with the name: k, temperature
