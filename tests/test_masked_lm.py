@@ -203,10 +203,20 @@ def test_pipeline_reports_masked_lm_loss_for_a_bert_source(tmp_path: Path, tiny_
     )
     result = run_adaptation(cfg)
     assert set(result.bpb) == {"source_model_on_target", "adapted_step0"}
-    assert all(0 < value < 20 for value in result.bpb.values())
+    # each value is masked_lm_loss of that model on the first 8 held-out test texts
+    from transfer.source.loading import load_source
+
+    corpus = tmp_path / "cache" / "corpus" / result.stage_keys["corpus"]
+    texts = (corpus / "test.target.txt").read_text(encoding="utf-8").splitlines()[:8]
+    expected = {}
+    for label, folder in (("source_model_on_target", source_dir), ("adapted_step0", Path(result.model_dir))):
+        model, tokenizer = load_source(str(folder))
+        expected[label] = masked_lm_loss(model, tokenizer, texts, device="cpu")
+        assert result.bpb[label] == pytest.approx(expected[label].loss, rel=1e-9), label
     metrics = sorted((tmp_path / "cache" / "evaluate").glob("*/metrics.json"))
-    assert metrics
+    assert len(metrics) == 2
     for path in metrics:
         data = json.loads(path.read_text())
         assert data["metric"] == "mlm_loss" and "bpb" not in data
-        assert data["value"] == data["loss"] and data["n_masked"] > 0
+        assert data["value"] == data["loss"]
+        assert data["n_masked"] in {r.n_masked for r in expected.values()}
