@@ -48,7 +48,7 @@ def test_wechsel_lineage_and_cache_clean_keep_the_vector_stages(tmp_path: Path, 
     assert VECTOR_LABELS <= set(manifest.stage_keys)
     assert manifest.stage_keys["fasttext.source"].startswith("fasttext:")
     assert manifest.stage_keys["align"].startswith("align:")
-    assert result.registration is not None
+    assert (result.registration.name, result.registration.version) == (f"vocab-transfer-{cfg.target_language}", 1)
     version = Registry(uri).resolve(f"{result.registration.name}:{result.registration.version}")
     assert {k: version.stage_keys[k] for k in VECTOR_LABELS} == {k: manifest.stage_keys[k] for k in VECTOR_LABELS}
 
