@@ -199,7 +199,7 @@ def _peak_memory(cfg: AdaptConfig, config: PretrainedConfig | None) -> int | Non
     from transfer.devices import pick_device
     from transfer.train.freezing import set_trainable
     from transfer.train.memory import estimate_training_memory
-    from transfer.train.trainer import _use_bf16
+    from transfer.train.trainer import uses_bf16
 
     model = training_model_shape(cfg, config)
     stages = ["embeddings", "full"] if cfg.full_steps else ["embeddings"]
@@ -207,7 +207,7 @@ def _peak_memory(cfg: AdaptConfig, config: PretrainedConfig | None) -> int | Non
     device = pick_device(cfg.device)
     estimate = estimate_training_memory(
         model, batch_size=cfg.batch_size, block_size=cfg.block_size, trainable_parameters=largest,
-        activation_bytes=2 if _use_bf16(cfg.precision, device) else 4,
+        activation_bytes=2 if uses_bf16(cfg.precision, device) else 4,
         fused_attention=True if device.type == "cuda" else None,
     )
     return estimate.total

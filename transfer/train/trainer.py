@@ -134,7 +134,9 @@ def _check_data(model: PreTrainedModel, data: PackedData) -> None:
         )
 
 
-def _use_bf16(precision: str, device: torch.device) -> bool:
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    """Whether a run with ``precision`` on ``device`` trains under bf16 autocast (the
+    trainer's rule, which the dry-run plan's memory estimate follows too)."""
     if precision == "bf16":
         return True
     if precision == "auto":
@@ -256,7 +258,7 @@ def setup(
     want_cuda = (device is None and torch.cuda.is_available()) or str(device).startswith("cuda")
     ctx = dist.context_from_env("cuda" if want_cuda else "cpu")
     device_used = pick_device(f"cuda:{ctx.local_rank}" if ctx.enabled and want_cuda else device)
-    use_bf16 = _use_bf16(config.precision, device_used)
+    use_bf16 = uses_bf16(config.precision, device_used)
     block_size = packed.block_size
 
     # Refuse a configuration that cannot fit before anything heavy happens.
