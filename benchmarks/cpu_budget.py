@@ -61,13 +61,13 @@ class PrintProgress(TrainingCallback):
 
 def real_runs(args: argparse.Namespace) -> tuple[list[tuple[str, str, Any]], Path, dict[str, Any]]:
     """(label, kind, loader) for the three runs, the corpus folder and asset notes."""
-    from transfer.cache import StageCache
-    from transfer.config import AdaptConfig
     from transfer.corpus.stage import corpus_spec
+    from transfer.engine.cache import StageCache
+    from transfer.engine.stages import execute
     from transfer.init.stage import init_spec
+    from transfer.settings.config import AdaptConfig
     from transfer.source.loading import load_source
     from transfer.source.stage import source_spec
-    from transfer.stages import execute
     from transfer.tokenizer.stage import tokenizer_spec
 
     if args.assets:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from transfer.config import AdaptConfig
 from transfer.pipeline import run_adaptation
+from transfer.settings.config import AdaptConfig
 
 RESULTS = Path(__file__).parent / "results"
 

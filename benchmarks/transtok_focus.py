@@ -56,11 +56,11 @@ def _real_assets(cache_dir: Path):
     """Source model folder, German tokenizer and corpus folder, from the stage cache."""
     from transformers import AutoTokenizer
 
-    from transfer.cache import StageCache
-    from transfer.config import AdaptConfig
     from transfer.corpus.stage import corpus_spec
+    from transfer.engine.cache import StageCache
+    from transfer.engine.stages import execute
+    from transfer.settings.config import AdaptConfig
     from transfer.source.stage import source_spec
-    from transfer.stages import execute
     from transfer.tokenizer.stage import tokenizer_spec
 
     cfg = AdaptConfig(cache_dir=cache_dir)
@@ -76,10 +76,10 @@ def _real_assets(cache_dir: Path):
 def _aligned_vectors(cfg_updates: dict[str, Any], cache_dir: Path) -> tuple[Path, dict[str, Any]]:
     """The align stage folder of the pipeline (fastText both sides + Procrustes), built when
     missing; and how long building took."""
-    from transfer.cache import StageCache
-    from transfer.config import AdaptConfig
     from transfer.corpus.stage import corpus_spec
-    from transfer.stages import execute
+    from transfer.engine.cache import StageCache
+    from transfer.engine.stages import execute
+    from transfer.settings.config import AdaptConfig
     from transfer.vectors.stage import align_stage_spec, vector_specs
 
     cfg = AdaptConfig(cache_dir=cache_dir, **cfg_updates)

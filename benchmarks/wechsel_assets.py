@@ -177,11 +177,11 @@ def demo_stages() -> Demo:
     source, tokenizer, corpus = (_newest("source/*/model"), _newest("tokenizer/*/tokenizer"),
                                  _newest("corpus/*/train.txt"))
     if source is None or tokenizer is None or corpus is None:
-        from transfer.cache import StageCache
-        from transfer.config import AdaptConfig
         from transfer.corpus.stage import corpus_spec
+        from transfer.engine.cache import StageCache
+        from transfer.engine.stages import execute
+        from transfer.settings.config import AdaptConfig
         from transfer.source.stage import source_spec
-        from transfer.stages import execute
         from transfer.tokenizer.stage import tokenizer_spec
 
         cfg = AdaptConfig()
@@ -215,7 +215,7 @@ def train_as_the_product(
     """Embeddings-only training with the product's own recipe (``transfer.train.stage``:
     the settings ``vocab-transfer adapt`` uses, gradient clipping included) and its dev
     evaluator, scored at step 0 and after ``steps``: the trainer's ``TrainResult``."""
-    from transfer.config import AdaptConfig
+    from transfer.settings.config import AdaptConfig
     from transfer.train import dev_evaluator, train
     from transfer.train.stage import train_params, training_config
 

@@ -1,7 +1,7 @@
 """Prefect flow for one language pair: a thin wrapper over ``transfer.pipeline``.
 
 Every stage runs as a Prefect task whose cache key is the stage's content-addressed key
-(``transfer.cache``), so the UI shows cached stages and plain library calls share the
+(``transfer.engine.cache``), so the UI shows cached stages and plain library calls share the
 same folders. Stages reach the flow through ``run_adaptation``'s ``execute_stage`` hook,
 so a stage added to the pipeline (vectors, alignment, surgery, the full trainer,
 registration) becomes a task here without a change to this file.
@@ -32,11 +32,11 @@ from flows.reports import (
     result_markdown,
     training_callbacks,
 )
-from transfer.cache import StageCache, StageOutput
+from transfer.engine.cache import StageCache, StageOutput
+from transfer.engine.stages import BuildContext, StageSpec, execute
 from transfer.errors import VocabTransferError
 from transfer.pipeline import run_adaptation
 from transfer.publish.result import AdaptResult
-from transfer.stages import BuildContext, StageSpec, execute
 
 __all__ = ["adapt_flow", "execute_as_task", "is_transient", "result_markdown", "run_stage",
            "stage_cache_key", "training_limit_name"]

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from transfer.cache import DEFAULT_ROOT
+from transfer.engine.cache import DEFAULT_ROOT
 
 models_app = typer.Typer(help="Registered adapted models (MLflow model registry).", no_args_is_help=True)
 cache_app = typer.Typer(help="The stage cache.", no_args_is_help=True)

@@ -16,7 +16,6 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from flows.adapt_flow import adapt_flow
 from flows.parameters import AdaptParameters, StrategyName, as_parameters
 from flows.reports import artifact_key
-from transfer.config import AdaptConfig
 from transfer.publish.comparison import (
     Comparison,
     compare_strategies,
@@ -24,6 +23,7 @@ from transfer.publish.comparison import (
     write_comparison,
 )
 from transfer.publish.result import AdaptResult
+from transfer.settings.config import AdaptConfig
 
 DEFAULT_STRATEGIES = ["mean", "overlap", "random"]
 

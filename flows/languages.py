@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flows.parameters import AdaptParameters
 from transfer.errors import VocabTransferError
-from transfer.names import check_language_tag
+from transfer.settings.names import check_language_tag
 
 DEFAULT_LANGUAGES_FILE = Path(__file__).resolve().parent.parent / "configs" / "languages.yaml"
 

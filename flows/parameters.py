@@ -1,6 +1,6 @@
 """The typed parameters of the flows, as the Prefect UI shows them.
 
-``AdaptParameters`` is ``transfer.config.AdaptConfig`` with the strategy narrowed to the
+``AdaptParameters`` is ``transfer.settings.config.AdaptConfig`` with the strategy narrowed to the
 names in the strategy registry, so the deployment's form offers a drop-down and a wrong
 name is refused naming the field (``strategy``) before any work. The registry fills
 itself when ``transfer.init`` is imported, so the choice is built at import time
@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from transfer.config import AdaptConfig
 from transfer.init import available_strategies
+from transfer.settings.config import AdaptConfig
 
 _STRATEGIES = tuple(available_strategies())
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transfer import pipeline
-from transfer.cache import StageCache, StageOutput
-from transfer.config import AdaptConfig
-from transfer.stages import StageSpec
-from transfer.validate import validate_config
+from transfer.engine.cache import StageCache, StageOutput
+from transfer.engine.stages import StageSpec
+from transfer.settings.config import AdaptConfig
+from transfer.settings.validate import validate_config
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -117,7 +117,7 @@ def measure_flops_per_second(device: str | None) -> float:
     """Sustained fp32 matmul throughput of the device the run would use (a ~0.2 s probe)."""
     import torch
 
-    from transfer.devices import pick_device
+    from transfer.engine.devices import pick_device
 
     target = pick_device(device)
     size = 512
@@ -196,7 +196,7 @@ def _peak_memory(cfg: AdaptConfig, config: PretrainedConfig | None) -> int | Non
     fewer parameters: for it this is an upper bound.)"""
     if config is None or not cfg.total_train_steps:
         return None
-    from transfer.devices import pick_device
+    from transfer.engine.devices import pick_device
     from transfer.train.freezing import set_trainable
     from transfer.train.memory import estimate_training_memory
     from transfer.train.trainer import uses_bf16

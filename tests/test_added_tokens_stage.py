@@ -9,12 +9,12 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from tests.tiny import ENGLISH_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
-from transfer.cache import StageCache
-from transfer.config import AdaptConfig
 from transfer.corpus.stage import corpus_spec
+from transfer.engine.cache import StageCache
+from transfer.engine.stages import execute
+from transfer.settings.config import AdaptConfig
 from transfer.source.loading import save_model
 from transfer.source.stage import source_spec
-from transfer.stages import execute
 from transfer.tokenizer.stage import tokenizer_spec
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|reserved_0|>", "<|reserved_1|>"]

@@ -1,4 +1,4 @@
-"""Every folder written whole goes through ``transfer.cache.replacing_directory``: it gets
+"""Every folder written whole goes through ``transfer.engine.cache.replacing_directory``: it gets
 the mode a plain ``mkdir`` gives (not ``mkdtemp``'s 0700), replaces an old copy in one
 rename, and a failure leaves the old copy and no temporary folder."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from transfer.cache import StageCache, StageOutput, replacing_directory
+from transfer.engine.cache import StageCache, StageOutput, replacing_directory
 from transfer.publish.export import export_model
 from transfer.train.checkpoint import save_checkpoint
 from transfer.vectors.fasttext import StaticVectors, save_vectors

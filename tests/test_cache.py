@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from transfer.cache import StageCache, stage_key
-from transfer.code_version import code_version
+from transfer.engine.cache import StageCache, stage_key
+from transfer.engine.code_version import code_version
 
 
 def test_key_is_deterministic_and_sensitive() -> None:

@@ -18,10 +18,10 @@ from tests.tiny import (
     tiny_gpt2,
     tiny_wordpiece_tokenizer,
 )
+from transfer.engine.stages import BuildContext, StageSpec, builder_of
 from transfer.evaluate.bpb import bits_per_byte
 from transfer.evaluate.masked_lm import masked_lm_loss
 from transfer.source.loading import load_source, save_model
-from transfer.stages import BuildContext, StageSpec, builder_of
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 runner = CliRunner()

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from transfer.code_version import (
+from transfer.engine.code_version import (
     REPO_ROOT,
     SOURCE_PACKAGES,
     code_version,
     module_closure,
     stage_code_version,
 )
-from transfer.stages import STAGE_MODULES
+from transfer.engine.stages import STAGE_MODULES
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_train_closure() -> None:
     assert "transfer/train/trainer.py" in files  # imported inside the builder
     assert "transfer/train/__init__.py" in files and "transfer/__init__.py" in files
     assert "transfer/publish/registry.py" not in files
-    assert "transfer/config.py" not in files  # only under TYPE_CHECKING in the stage modules
+    assert "transfer/settings/config.py" not in files  # only under TYPE_CHECKING in the stage modules
 
 
 def test_closure_follows_relative_lazy_and_plugin_imports(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from tests.tiny import tiny_llama
-from transfer.config import AdaptConfig
 from transfer.errors import TrainingError
 from transfer.evaluate.bpb import bits_per_byte as _bits_per_byte
+from transfer.settings.config import AdaptConfig
 from transfer.train import (
     TrainingCallback,
     TrainResult,

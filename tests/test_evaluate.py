@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from tests.tiny import tiny_llama
-from transfer.devices import DeviceError, model_device, pick_device, place_model
+from transfer.engine.devices import DeviceError, model_device, pick_device, place_model
 from transfer.errors import VocabTransferError
 from transfer.evaluate.bpb import (
     BPBResult,

@@ -160,10 +160,10 @@ def test_prompts_per_language_fall_back_to_english() -> None:
 
 
 def test_model_card_samples_section(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    from transfer.config import AdaptConfig
     from transfer.pipeline import run_adaptation
     from transfer.publish.model_card import CARD_FILE
     from transfer.publish.samples import PROMPTS
+    from transfer.settings.config import AdaptConfig
 
     def run(samples: int):
         cfg = AdaptConfig(

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from transfer.config import AdaptConfig
 from transfer.errors import ModelLoadError
 from transfer.pipeline import run_adaptation
+from transfer.settings.config import AdaptConfig
 from transfer.source.loading import (
     identify_source,
     load_source,

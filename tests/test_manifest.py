@@ -9,8 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.test_pipeline import _config
-from transfer.code_version import code_version
-from transfer.config import AdaptConfig
+from transfer.engine.code_version import code_version
 from transfer.publish.manifest import (
     MANIFEST_FILE,
     ConfigFileError,
@@ -21,6 +20,7 @@ from transfer.publish.manifest import (
     read_manifest,
     write_manifest,
 )
+from transfer.settings.config import AdaptConfig
 
 
 def test_manifest_round_trips_and_reproduces_the_run(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:

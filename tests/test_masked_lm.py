@@ -188,8 +188,8 @@ def test_input_errors(bert, wordpiece) -> None:
 
 def test_pipeline_reports_masked_lm_loss_for_a_bert_source(tmp_path: Path, tiny_corpus: Path) -> None:
     """The whole path with a masked-LM source: evaluate writes metric/value, no bpb key."""
-    from transfer.config import AdaptConfig
     from transfer.pipeline import run_adaptation
+    from transfer.settings.config import AdaptConfig
 
     source_tok = tiny_wordpiece_tokenizer(ENGLISH, 200)
     source_dir = tmp_path / "tiny-bert"

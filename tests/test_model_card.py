@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from transfer.config import AdaptConfig
 from transfer.publish.model_card import CARD_FILE, render_model_card, write_model_card
 from transfer.publish.result import AdaptResult
+from transfer.settings.config import AdaptConfig
 
 
 def _result(model_dir: Path, **config) -> AdaptResult:

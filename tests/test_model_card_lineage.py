@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from transfer.cache import StageCache, StageOutput
-from transfer.config import AdaptConfig
 from transfer.corpus.stage import corpus_spec
+from transfer.engine.cache import StageCache, StageOutput
+from transfer.engine.stages import execute
 from transfer.publish.manifest import MANIFEST_FILE
 from transfer.publish.model_card import render_model_card
 from transfer.publish.result import AdaptResult
-from transfer.stages import execute
+from transfer.settings.config import AdaptConfig
 from transfer.vectors.dictionaries import DING_DE_EN
 from transfer.vectors.stage import align_stage_spec, vector_specs
 

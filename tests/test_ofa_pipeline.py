@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from tests.test_pipeline import _config
-from transfer.cache import StageCache
+from transfer.engine.cache import StageCache
 from transfer.init.factorized import FACTORS_FILE, FactorizedEmbedding, load_factorized
 from transfer.pipeline import run_adaptation
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.test_pipeline import _config
-from transfer.cache import StageCache, StageOutput
 from transfer.corpus.bible import verse_pairs
 from transfer.corpus.splits import SplitFractions, pair_key, split_of
 from transfer.corpus.stage import PARALLEL_TRAIN, corpus_spec, train_pairs
+from transfer.engine.cache import StageCache, StageOutput
+from transfer.engine.stages import execute
 from transfer.errors import VocabTransferError
 from transfer.pipeline import run_adaptation
-from transfer.stages import execute
-from transfer.validate import validate_config
+from transfer.settings.validate import validate_config
 from transfer.vectors.stage import align_stage_spec, induced_parallel_pairs, vector_specs
 
 N_PAIRS = 300

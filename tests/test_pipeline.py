@@ -9,7 +9,6 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from transfer.config import AdaptConfig
 from transfer.errors import (
     CorpusError,
     TokenizerBuildError,
@@ -17,6 +16,7 @@ from transfer.errors import (
     VocabTransferError,
 )
 from transfer.pipeline import run_adaptation
+from transfer.settings.config import AdaptConfig
 
 
 def _config(tmp_path: Path, source: Path, corpus: Path, **overrides) -> AdaptConfig:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from flows.plan import plan_adaptation
-from transfer.cache import StageCache
-from transfer.config import AdaptConfig
+from transfer.engine.cache import StageCache
+from transfer.engine.stages import execute
+from transfer.settings.config import AdaptConfig
 from transfer.source.loading import load_source
 from transfer.source.stage import source_spec
-from transfer.stages import execute
 from transfer.train.memory import estimate_training_memory
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.test_prefect_flows import tiny_config
-from transfer.cache import StageCache
+from transfer.engine.cache import StageCache
 from transfer.train.callbacks import TrainingCallback
 
 # The plan's training memory is the trainer's formula applied to the model the plan expects

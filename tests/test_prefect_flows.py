@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from tests.test_pipeline import _config
-from transfer.config import AdaptConfig
+from transfer.settings.config import AdaptConfig
 
 REPO = Path(__file__).resolve().parent.parent
 

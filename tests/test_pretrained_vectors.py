@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 
 from tests.test_pipeline import _config
+from transfer.engine.file_identity import IDENTITY_FILE, file_identity
+from transfer.engine.stages import read_json
 from transfer.errors import VectorsError
-from transfer.file_identity import IDENTITY_FILE, file_identity
 from transfer.pipeline import run_adaptation
-from transfer.stages import read_json
-from transfer.validate import validate_config
+from transfer.settings.validate import validate_config
 from transfer.vectors.fasttext import StaticVectors, load_compact, load_vectors, write_training_text
 from transfer.vectors.pretrained import sniff_vector_file
 
@@ -181,7 +181,7 @@ def test_packaged_spacy_vectors_feed_wechsel(tmp_path: Path, tiny_source: Path) 
 
 
 def test_file_identity_is_remembered_by_path_size_and_mtime(tmp_path: Path, vector_files) -> None:
-    import transfer.file_identity as fi
+    import transfer.engine.file_identity as fi
 
     path = tmp_path / "v.vec"
     path.write_bytes(vector_files["en.vec"].read_bytes())

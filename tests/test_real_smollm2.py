@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from transfer.config import AdaptConfig
 from transfer.pipeline import run_adaptation
+from transfer.settings.config import AdaptConfig
 
 
 @pytest.mark.slow

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from transfer.cache import StageCache, StageOutput
-from transfer.config import AdaptConfig
 from transfer.corpus.bible import read_texts, read_verses, verse_pairs
 from transfer.corpus.readers import iter_documents, split_documents
 from transfer.corpus.splits import SplitFractions, split_of
 from transfer.corpus.stage import corpus_spec
+from transfer.engine.cache import StageCache, StageOutput
+from transfer.engine.stages import StageSpec, execute, read_json
 from transfer.init.resources import build_resources, parallel_pairs
-from transfer.stages import StageSpec, execute, read_json
+from transfer.settings.config import AdaptConfig
 from transfer.vectors.stage import (
     align_stage_spec,
     fasttext_lines,

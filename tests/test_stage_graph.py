@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.test_pipeline import _config
-from transfer.cache import StageCache, StageOutput
+from transfer.engine.cache import StageCache, StageOutput
+from transfer.engine.stages import StageSpec
 from transfer.pipeline import run_adaptation, walk_stages
 from transfer.publish.cache_clean import clean_cache
 from transfer.publish.manifest import MANIFEST_FILE, read_manifest
 from transfer.publish.registry import Registry
-from transfer.stages import StageSpec
 
 VECTOR_LABELS = {"fasttext.source", "fasttext.target", "align"}
 

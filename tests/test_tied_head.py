@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 from tests.tiny import ENGLISH_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
-from transfer.cache import StageCache
-from transfer.config import AdaptConfig
+from transfer.engine.cache import StageCache
+from transfer.engine.stages import execute
 from transfer.init.factorized import FactorizedHead, factorize_model, factorized_summary
 from transfer.init.surgery import get_source_embeddings
+from transfer.settings.config import AdaptConfig
 from transfer.source.heads import is_tied
 from transfer.source.loading import load_source, save_model
 from transfer.source.stage import source_spec
-from transfer.stages import execute
 
 
 def test_config_says_tied_but_the_saved_head_differs(tmp_path: Path) -> None:

@@ -25,16 +25,16 @@ from tests.tiny import (
     tiny_roberta,
     tiny_wordpiece_tokenizer,
 )
-from transfer.cache import StageCache
-from transfer.config import AdaptConfig
 from transfer.corpus.stage import corpus_spec
+from transfer.engine.cache import StageCache
+from transfer.engine.stages import execute
 from transfer.errors import ModelLoadError
 from transfer.evaluate.stage import evaluate_spec
 from transfer.init.stage import init_spec
+from transfer.settings.config import AdaptConfig
 from transfer.source.loading import save_model
 from transfer.source.objective import auto_model_class, model_objective
 from transfer.source.stage import source_spec
-from transfer.stages import execute
 from transfer.tokenizer.stage import tokenizer_spec
 from transfer.train.stage import train_spec
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from transfer.cache import StageCache
-from transfer.config import AdaptConfig
 from transfer.corpus.stage import corpus_spec
+from transfer.engine.cache import StageCache
+from transfer.engine.stages import BuildContext, execute
 from transfer.init.stage import init_spec
+from transfer.settings.config import AdaptConfig
 from transfer.source.stage import source_spec
-from transfer.stages import BuildContext, execute
 from transfer.tokenizer.stage import tokenizer_spec
 from transfer.train import TrainingCallback
 from transfer.train.stage import train_spec

@@ -19,8 +19,8 @@ import yaml
 from tests.refusals import make_artifacts, refused
 from tests.test_pipeline import _config
 from transfer.init import check_strategy_params
-from transfer.names import check_language_tag, check_path_component, safe_component
 from transfer.pipeline import run_adaptation
+from transfer.settings.names import check_language_tag, check_path_component, safe_component
 
 # (case, strategy, params, message pattern): each passed validation before item 1
 STRATEGY_VALUES = [
@@ -82,7 +82,7 @@ def test_path_components_are_safe(bad: str) -> None:
 
 
 def test_model_name_is_one_safe_component() -> None:
-    from transfer.config import AdaptConfig
+    from transfer.settings.config import AdaptConfig
 
     assert AdaptConfig().model_name() == "smollm2-de-mean"  # sane names unchanged
     assert AdaptConfig(source_model="/models/my-llama").model_name() == "my-llama-de-mean"
@@ -186,7 +186,7 @@ def test_target_files_are_sniffed_before_any_stage(name, pattern, tmp_path: Path
 
 
 def test_an_empty_file_beside_real_text_is_fine(tmp_path: Path, tiny_corpus: Path) -> None:
-    from transfer.validate import _check_target_files
+    from transfer.settings.validate import _check_target_files
 
     files = _files(tmp_path / "input")
     cfg = _config(tmp_path, tmp_path, tiny_corpus, target_files=[str(tiny_corpus), str(files["empty.txt"])])

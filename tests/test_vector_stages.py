@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transfer.cache import StageCache
-from transfer.config import AdaptConfig
 from transfer.corpus.stage import corpus_spec
+from transfer.engine.cache import StageCache
+from transfer.engine.stages import execute
 from transfer.errors import AlignmentError, DictionaryError
-from transfer.stages import execute
+from transfer.settings.config import AdaptConfig
 from transfer.vectors.stage import align_spec, fasttext_spec, load_aligned
 
 SMALL = {"dim": 16, "epoch": 2, "min_count": 3, "bucket": 20_000, "max_verses": 2500}

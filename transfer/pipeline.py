@@ -13,21 +13,21 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from transfer.cache import StageCache, StageOutput
-from transfer.code_version import code_version
-from transfer.config import AdaptConfig
 from transfer.corpus.stage import corpus_spec
+from transfer.engine.cache import StageCache, StageOutput
+from transfer.engine.code_version import code_version
+from transfer.engine.graph import EVALUATE, StageGraph
+from transfer.engine.stages import BuildContext, StageSpec, execute, read_json
 from transfer.evaluate.stage import evaluate_spec
 from transfer.init.stage import init_spec
 from transfer.publish.export import export_model
 from transfer.publish.result import AdaptResult
 from transfer.publish.run import publish_run
+from transfer.settings.config import AdaptConfig
+from transfer.settings.validate import validate_config
 from transfer.source.stage import source_spec
-from transfer.stage_graph import EVALUATE, StageGraph
-from transfer.stages import BuildContext, StageSpec, execute, read_json
 from transfer.tokenizer.stage import tokenizer_spec
 from transfer.train.stage import train_spec
-from transfer.validate import validate_config
 from transfer.vectors.stage import align_stage_spec, vector_specs
 
 if TYPE_CHECKING:

@@ -87,8 +87,8 @@ def resolve_parallel(entry: str | Path, source_language: str, target_language: s
 
 def parallel_content_hash(source: ParallelInput, cache_dir: str | Path | None = None) -> str:
     """sha256 over the form, fields and the content digest of every file (for cache keys;
-    file digests through ``transfer.file_identity``, remembered under ``cache_dir``)."""
-    from transfer.file_identity import file_identity
+    file digests through ``transfer.engine.file_identity``, remembered under ``cache_dir``)."""
+    from transfer.engine.file_identity import file_identity
 
     digest = hashlib.sha256(json.dumps([source.format, source.fields]).encode())
     for path in source.files:

@@ -202,7 +202,7 @@ def corpus_content_hash(path: str | Path, cache_dir: str | Path | None = None) -
     A file: its content digest, preceded by its format (the same bytes read as text or as
     JSON lines are different corpora). A folder: every corpus file's relative path and
     content digest, in sorted order, so adding, removing, renaming or editing a file changes
-    it. File digests come from ``transfer.file_identity`` (hashed once per file version and
+    it. File digests come from ``transfer.engine.file_identity`` (hashed once per file version and
     remembered under ``cache_dir``), so a corpus of gigabytes is not re-read on every run.
     """
     path = Path(path)
@@ -220,7 +220,7 @@ def corpus_content_hash(path: str | Path, cache_dir: str | Path | None = None) -
 
 
 def _file_digest(path: Path, cache_dir: str | Path | None) -> str:
-    from transfer.file_identity import file_identity
+    from transfer.engine.file_identity import file_identity
 
     try:
         return file_identity(path, cache_dir)

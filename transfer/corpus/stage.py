@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from transfer.engine.stages import BuildContext, StageSpec, builder, write_json
 from transfer.errors import CorpusError
-from transfer.stages import BuildContext, StageSpec, builder, write_json
 
 if TYPE_CHECKING:
-    from transfer.config import AdaptConfig
     from transfer.corpus.splits import SplitFractions
+    from transfer.settings.config import AdaptConfig
 
 
 def corpus_spec(cfg: AdaptConfig) -> StageSpec:

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from transfer.devices import place_model
+from transfer.engine.devices import place_model
 from transfer.errors import VocabTransferError
 
 # Strings that mark the end of a document in common tokenizers, in order of preference.
@@ -166,7 +166,7 @@ def bits_per_byte(
     model's maximum positions). ``progress(done, total)`` is called after every batch, counting
     sequences (a text, or one window of a long text). The model is scored in eval mode and
     left in the train/eval mode it had; with ``device=None`` a CPU model moves to the GPU
-    when there is one (see :func:`transfer.devices.place_model`).
+    when there is one (see :func:`transfer.engine.devices.place_model`).
     """
     if isinstance(texts, str):
         raise EvaluationError("texts must be a sequence of strings, not one string")

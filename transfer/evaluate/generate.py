@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from transfer.devices import place_model
+from transfer.engine.devices import place_model
 from transfer.errors import VocabTransferError
 
 

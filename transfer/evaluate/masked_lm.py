@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from transfer.devices import place_model
+from transfer.engine.devices import place_model
 from transfer.errors import VocabTransferError
 from transfer.tokenizer.special_tokens import special_token_ids
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transfer.cache import StageOutput
 from transfer.corpus.stage import eval_file, read_lines
+from transfer.engine.cache import StageOutput
+from transfer.engine.stages import BuildContext, StageSpec, builder, upstream_of, write_json
 from transfer.errors import CorpusError
-from transfer.stages import BuildContext, StageSpec, builder, upstream_of, write_json
 
 if TYPE_CHECKING:
-    from transfer.config import AdaptConfig
+    from transfer.settings.config import AdaptConfig
 
 
 def evaluate_spec(cfg: AdaptConfig, model: StageOutput, corpus: StageOutput, texts: str,

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from transfer.cache import replacing_directory
+from transfer.engine.cache import replacing_directory
 from transfer.errors import FactorizationError
 from transfer.source.heads import is_tied
 

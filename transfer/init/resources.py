@@ -56,7 +56,7 @@ def build_resources(strategy: str, params: dict[str, Any], upstream: dict[str, P
     if "target_corpus" in kinds:
         resources["target_corpus"] = upstream["corpus"] / "train.txt"
     if "vectors" in kinds:
-        from transfer.cache import StageOutput
+        from transfer.engine.cache import StageOutput
         from transfer.vectors.stage import load_aligned
 
         path = upstream["vectors"]

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from transfer.devices import pick_device
+from transfer.engine.devices import pick_device
 from transfer.errors import SimilarityError
 
 SearchMethod = Literal["exact", "faiss"]

@@ -1,7 +1,7 @@
 """Cleaning the stage cache: remove the folders no registered model was built from.
 
 Every registered version names its stage folders (``vt.stage.*`` tags: the run's whole
-lineage, ``transfer.stage_graph.StageGraph.lineage``: corpus, source, tokenizer, fastText
+lineage, ``transfer.engine.graph.StageGraph.lineage``: corpus, source, tokenizer, fastText
 and align when the strategy uses vectors, init, final model, evaluations). Everything else
 under ``<cache>/<stage>/<key>/`` can be rebuilt and is removed, except folders younger than
 ``min_age_s`` (a run in progress has not registered its stages yet) and half-written

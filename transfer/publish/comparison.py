@@ -18,14 +18,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from transfer.cache import atomic_write
-from transfer.config import AdaptConfig
+from transfer.engine.cache import atomic_write
 from transfer.errors import VocabTransferError
 from transfer.init import strategy_parameters
 from transfer.pipeline import run_adaptation, validate_config
 from transfer.publish.labels import METRIC_NAMES, SOURCE_MODEL_TITLE, SOURCE_ON_CURVE_TEXTS
 from transfer.publish.result import AdaptResult, trainer_curve_file
 from transfer.publish.summary import RunSummary, markdown_table
+from transfer.settings.config import AdaptConfig
 from transfer.train.curves import plot_curves, read_json
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from transfer.cache import StageOutput, replacing_directory
+from transfer.engine.cache import StageOutput, replacing_directory
 
 
 def export_model(model_stage: StageOutput, destination: Path) -> Path:

@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from transfer.cache import atomic_write
-from transfer.code_version import code_version
-from transfer.config import AdaptConfig
+from transfer.engine.cache import atomic_write
+from transfer.engine.code_version import code_version
 from transfer.errors import VocabTransferError
+from transfer.settings.config import AdaptConfig
 
 MANIFEST_KIND = "vocab-transfer/run-manifest"
 MANIFEST_FILE = "run_manifest.json"
@@ -76,7 +76,7 @@ class RunManifest(BaseModel):
 def _device_info(requested: str | None) -> DeviceInfo:
     import torch
 
-    from transfer.devices import DeviceError, pick_device
+    from transfer.engine.devices import DeviceError, pick_device
 
     try:
         resolved = str(pick_device(requested))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from transfer.cache import atomic_write
+from transfer.engine.cache import atomic_write
 from transfer.publish.summary import (
     GenerationSample,
     RunSummary,

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from transfer.config import AdaptConfig
 from transfer.publish.registry import Registration
+from transfer.settings.config import AdaptConfig
 
 
 class AdaptResult(BaseModel):

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from transfer.engine.stages import write_json
 from transfer.publish.result import AdaptResult
-from transfer.stages import write_json
 
 
 def publish_run(result: AdaptResult, *, lineage: Mapping[str, str], corpus_hashes: Mapping[str, str]) -> None:

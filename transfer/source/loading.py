@@ -36,9 +36,9 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from transfer.cache import replacing_directory
+from transfer.engine.cache import replacing_directory
+from transfer.engine.file_identity import file_identity
 from transfer.errors import ModelLoadError
-from transfer.file_identity import file_identity
 from transfer.source.objective import auto_model_class
 
 SMOLLM2 = "smollm2"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transfer.stages import BuildContext, StageSpec, builder, write_json
+from transfer.engine.stages import BuildContext, StageSpec, builder, write_json
 
 if TYPE_CHECKING:
-    from transfer.config import AdaptConfig
+    from transfer.settings.config import AdaptConfig
 
 
 def source_spec(cfg: AdaptConfig) -> StageSpec:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-from transfer.cache import atomic_write, replacing_directory
+from transfer.engine.cache import atomic_write, replacing_directory
 from transfer.errors import CheckpointError
 
 LATEST = "latest.json"

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from transfer.cache import atomic_write
+from transfer.engine.cache import atomic_write
 
 
 @dataclass

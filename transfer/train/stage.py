@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from transfer.cache import StageOutput
 from transfer.corpus.stage import eval_file, iter_lines, read_lines
-from transfer.stages import BuildContext, StageSpec, builder, upstream_of, write_json
+from transfer.engine.cache import StageOutput
+from transfer.engine.stages import BuildContext, StageSpec, builder, upstream_of, write_json
 
 if TYPE_CHECKING:
-    from transfer.config import AdaptConfig
+    from transfer.settings.config import AdaptConfig
     from transfer.train.config import TrainingConfig
 
 

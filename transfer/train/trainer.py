@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from transfer.devices import model_device, pick_device, place_model
+from transfer.engine.devices import model_device, pick_device, place_model
 from transfer.errors import NonFiniteLossError, TrainingError
 from transfer.source.objective import Objective, model_objective
 from transfer.train import checkpoint as ckpt

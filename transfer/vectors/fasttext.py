@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from transfer.cache import replacing_directory
+from transfer.engine.cache import replacing_directory
 from transfer.errors import VectorsError
 
 FASTTEXT_MAGIC = 793712314  # first int32 of a fastText .bin file

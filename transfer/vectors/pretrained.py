@@ -27,7 +27,7 @@ from transfer.errors import VectorsError
 from transfer.vectors.fasttext import _GENSIM_HINT, _PICKLE_SUFFIXES, FASTTEXT_MAGIC, _is_pickle
 
 if TYPE_CHECKING:
-    from transfer.config import AdaptConfig
+    from transfer.settings.config import AdaptConfig
 
 Form = Literal["fasttext_bin", "word2vec_text", "word2vec_binary"]
 _GZIP_MAGIC = b"\x1f\x8b"

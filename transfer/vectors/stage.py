@@ -12,7 +12,7 @@ pairs, or both; when an evaluation dictionary (Ding) is given, its stable held-o
 removed from every alignment dictionary and BLI P@1 is reported on it. Vectors already
 aligned across languages (``method="identity"``) get no map; BLI is reported on the
 dictionary file when there is one. Specs and builders follow
-``transfer.stages`` (``StageSpec``, ``@builder``), so ``execute(spec, cache)`` caches them
+``transfer.engine.stages`` (``StageSpec``, ``@builder``), so ``execute(spec, cache)`` caches them
 like every other stage.
 """
 
@@ -23,12 +23,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from transfer.cache import StageOutput, file_sha256
-from transfer.file_identity import file_identity
-from transfer.stages import BuildContext, StageSpec, builder, read_json, upstream_of, write_json
+from transfer.engine.cache import StageOutput, file_sha256
+from transfer.engine.file_identity import file_identity
+from transfer.engine.stages import (
+    BuildContext,
+    StageSpec,
+    builder,
+    read_json,
+    upstream_of,
+    write_json,
+)
 
 if TYPE_CHECKING:
-    from transfer.config import AdaptConfig
+    from transfer.settings.config import AdaptConfig
 
 Dictionaries = Literal["file", "induced", "file+induced", "none"]
 AlignMethod = Literal["procrustes", "identity"]

@@ -3,7 +3,7 @@
 A stage's cache key includes a code version so that changed code misses the cache. Hashing
 the whole tree would make any edit (say, to the MLflow registry) throw away hours of
 fastText and training, so each stage's version covers only the modules its builder can
-import: its stage module (``transfer.stages.STAGE_MODULES``) and, transitively, every
+import: its stage module (``transfer.engine.stages.STAGE_MODULES``) and, transitively, every
 module of ours (``transfer``, ``tokenizer_builds``) that it imports, found statically with
 ``ast``. Imports inside functions count (our code imports lazily), as do relative imports,
 the ``__init__.py`` of every package on the way, and packages whose modules a module loads
@@ -25,7 +25,7 @@ from transfer import __version__
 #: Our top-level packages; imports of anything else (torch, transformers ...) are
 #: versioned by the environment, not by this hash.
 SOURCE_PACKAGES = ("transfer", "tokenizer_builds")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _digest(files: Iterable[Path], root: Path) -> str:
@@ -170,7 +170,7 @@ def _closure(module: str, root: Path) -> tuple[Path, ...]:
 def stage_code_version(stage: str, root: Path = REPO_ROOT) -> str:
     """The code version in ``stage``'s cache key: package version plus a hash of the
     files its builder can import. A stage not in ``STAGE_MODULES`` gets the whole tree's."""
-    from transfer.stages import STAGE_MODULES
+    from transfer.engine.stages import STAGE_MODULES
 
     module = STAGE_MODULES.get(stage)
     if module is None:

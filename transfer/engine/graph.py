@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transfer.cache import StageOutput
+from transfer.engine.cache import StageOutput
 
 #: label prefix of the evaluate stages: ``evaluate:<evaluation label>``
 EVALUATE = "evaluate:"

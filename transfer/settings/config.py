@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from transfer.names import check_language_tag, check_path_component, safe_component
+from transfer.settings.names import check_language_tag, check_path_component, safe_component
 
 
 class AdaptConfig(BaseModel):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from transfer.cache import StageCache, StageOutput, stage_key
+from transfer.engine.cache import StageCache, StageOutput, stage_key
 
 if TYPE_CHECKING:
     from transfer.train.callbacks import TrainingCallback

@@ -14,9 +14,9 @@ import gzip
 import zlib
 from pathlib import Path
 
-from transfer.config import AdaptConfig
 from transfer.errors import CorpusError, VocabTransferError
-from transfer.names import check_path_component
+from transfer.settings.config import AdaptConfig
+from transfer.settings.names import check_path_component
 
 #: How much of each file validation reads (decompressed): enough for the first lines.
 HEAD_BYTES = 1 << 16

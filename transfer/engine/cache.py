@@ -2,7 +2,7 @@
 
 Each stage writes into ``<root>/<stage>/<key>/`` where the key hashes the stage name, its
 parameters, the keys/content hashes of its inputs and the version of the code that stage
-runs (``transfer.code_version.stage_code_version``: package version plus a hash of the
+runs (``transfer.engine.code_version.stage_code_version``: package version plus a hash of the
 modules its builder imports, so editing unrelated code keeps the cache). A stage is
 written into a temporary sibling folder and renamed when complete
 (``replacing_directory``, the one helper every folder written whole uses), so a crash
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfer.code_version import stage_code_version
+from transfer.engine.code_version import stage_code_version
 
 DEFAULT_ROOT = Path(os.environ.get("VOCAB_TRANSFER_CACHE", "artifacts/cache"))
 _COMPLETE_MARKER = ".complete"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from transfer.cache import atomic_write, file_sha256
+from transfer.engine.cache import atomic_write, file_sha256
 
 IDENTITY_FILE = "file_identity.json"
 _MEMO: dict[tuple[str, int, int], str] = {}
