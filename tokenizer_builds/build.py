@@ -19,7 +19,7 @@ from tokenizer_builds.byte_level_bpe import train_byte_level_bpe
 from tokenizer_builds.families import TokenizerFamily, backend_json, family_of_json
 from tokenizer_builds.unigram import train_unigram
 from tokenizer_builds.wordpiece import train_wordpiece
-from transfer.cache import replacing_directory
+from transfer.engine.cache import replacing_directory
 from transfer.errors import TokenizerBuildError
 
 #: A family trainer: (source, texts, vocab_size, *, min_frequency, show_progress,
