@@ -113,6 +113,27 @@ def _check_target_files(cfg: AdaptConfig) -> None:
             documents += sum(1 for line in lines if line.strip())
     if cfg.target_files and documents == 0 and every_file_whole:
         raise CorpusError(f"target_files {cfg.target_files}: no text (every file is empty or blank)")
+    if cfg.target_files and every_file_whole and not cfg.target_bible:
+        _check_splits_not_empty(cfg)
+
+
+def _check_splits_not_empty(cfg: AdaptConfig) -> None:
+    """A corpus small enough to have been read whole above is split here by the corpus
+    stage's own rule, so one that leaves a split empty is refused before any stage."""
+    from transfer.corpus.readers import iter_documents, split_documents
+    from transfer.corpus.splits import SPLITS, SplitFractions
+
+    fractions = SplitFractions(dev=cfg.dev_fraction, test=cfg.test_fraction)
+    docs = [doc for entry in cfg.target_files for doc in iter_documents(entry, cfg.text_field)]
+    sizes = {split: sum(1 for _ in split_documents(docs, split, fractions)) for split in SPLITS}
+    empty = [split for split, n in sizes.items() if n == 0]
+    if empty:
+        raise CorpusError(
+            f"target_files {cfg.target_files}: {len(docs)} documents split into "
+            + ", ".join(f"{split} {n}" for split, n in sizes.items())
+            + f" (dev_fraction {cfg.dev_fraction}, test_fraction {cfg.test_fraction}), so "
+            f"{' and '.join(empty)} would be empty: give more text (a few hundred documents at least)"
+        )
 
 
 def _check_jsonl_head(path: Path, lines: list[str], text_field: str) -> None:
