@@ -110,7 +110,8 @@ def test_the_dry_run_reads_a_custom_code_config_without_running_it(tiny_source: 
     marker = tmp_path / "marker"
     folder = _evil_folder(tiny_source, tmp_path, marker)
     corpus = tmp_path / "de.txt"
-    corpus.write_text("Im Anfang war das Wort.\n" * 20)
+    # distinct documents, enough for every split (identical lines share one split)
+    corpus.write_text("".join(f"Im Anfang war das Wort ({i}).\n" for i in range(200)))
     plan_adaptation(_config(tmp_path, folder, corpus))
     assert not marker.exists()
 
