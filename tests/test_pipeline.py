@@ -78,6 +78,19 @@ def test_changed_parameter_reruns_only_downstream(tmp_path: Path, tiny_source: P
     assert not cached["init"] and not cached["train"]
 
 
+def test_scoring_the_other_split_reuses_the_trained_model(
+        tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    # choose on dev, report on test: only the evaluations are new
+    dev = run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, eval_split="dev"))
+    test = run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, eval_split="test"))
+    cached = test.stages_cached
+    assert cached["tokenizer"] and cached["init"] and cached["train"], cached
+    assert not cached["evaluate:source_model_on_target"]
+    assert test.bpb["adapted_trained"] != dev.bpb["adapted_trained"]
+    # fertility is reported on the split that was scored
+    assert test.fertility != dev.fertility and test.fertility["target"]["n_texts"] == 8
+
+
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [

@@ -130,7 +130,7 @@ def run_adaptation(
         stages_cached=cached_before,
         bpb=bpb,
         metric=metric,
-        fertility=read_json(graph.tokenizer.file("fertility.json")),
+        fertility=read_json(graph.tokenizer.file("fertility.json")).get(cfg.eval_split, {}),
         init_report=read_json(graph.init.file("init_report.json")),
         train_log=read_json(final.file("train_log.json")) if final is not graph.init else None,
         seconds=time.perf_counter() - started,

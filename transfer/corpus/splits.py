@@ -23,6 +23,7 @@ from transfer.errors import CorpusError
 
 Split = Literal["train", "dev", "test"]
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
+HELD_OUT_SPLITS: tuple[str, ...] = ("dev", "test")
 
 _UNIT = 2**64  # 8 bytes of the digest give plenty of resolution for any fraction
 

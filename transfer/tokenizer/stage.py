@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transfer.corpus.stage import eval_file, iter_lines, read_lines
+from transfer.corpus.splits import HELD_OUT_SPLITS
 from transfer.engine.cache import StageOutput
 from transfer.engine.stages import BuildContext, StageSpec, builder, upstream_of, write_json
 
@@ -16,8 +17,10 @@ if TYPE_CHECKING:
 
 def tokenizer_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput) -> StageSpec:
     inputs, upstream = upstream_of(corpus=corpus, source=source)
+    # Fertility is measured on both held-out splits, so switching eval_split (choose on dev,
+    # report on test) reuses the tokenizer and everything after it.
     params = {"vocab_size": cfg.vocab_size, "min_frequency": cfg.min_frequency,
-              "eval_split": cfg.eval_split, "eval_texts": cfg.eval_texts}
+              "fertility_texts": cfg.eval_texts}
     if cfg.keep_tokens:  # only when set, so the default key keeps its parameters
         params["keep_tokens"] = list(cfg.keep_tokens)
     return StageSpec(stage="tokenizer", params=params, inputs=inputs, upstream=upstream)
@@ -25,8 +28,8 @@ def tokenizer_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput) -
 
 @builder("tokenizer")
 def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
-    """Train the target tokenizer on train texts only; report fertility on held-out texts
-    and, in ``special_tokens.json``, the source's added tokens kept (with the reason) and
+    """Train the target tokenizer on train texts only; report fertility on the first
+    ``fertility_texts`` texts of each held-out split (``fertility.json``: split -> side) and, in ``special_tokens.json``, the source's added tokens kept (with the reason) and
     dropped."""
     from transformers import AutoTokenizer
 
@@ -55,9 +58,15 @@ def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
         eos_token_ids=eos_ids,
     )
     save_tokenizer(target, out / "tokenizer")
-    texts = read_lines(corpus / eval_file(spec.params["eval_split"], "target"), spec.params["eval_texts"])
-    fertility = compare_fertility(source_tokenizer, target, texts)
-    write_json(out / "fertility.json", {k: v.to_dict() for k, v in fertility.items()})
+    fertility = {}
+    for split in HELD_OUT_SPLITS:
+        path = corpus / eval_file(split, "target")
+        if path.exists():
+            texts = read_lines(path, spec.params["fertility_texts"])
+            if texts:
+                measured = compare_fertility(source_tokenizer, target, texts)
+                fertility[split] = {side: value.to_dict() for side, value in measured.items()}
+    write_json(out / "fertility.json", fertility)
     selection = select_added_tokens(
         source_tokenizer, backend_json(source_tokenizer), keep_tokens=keep_tokens, eos_token_ids=eos_ids
     )
