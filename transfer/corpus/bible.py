@@ -46,8 +46,9 @@ KNOWN_TRANSLATIONS: dict[str, str] = {
     "e": "German, Elberfelder 1932",
     "s": "German, Schlachter 1951",
     "l": "French, Louis Segond 1910",
+    "o": "French, Ostervald (1996 revision)",
     "v": "Spanish, Reina-Valera 1909",
-    "h": "Swahili",
+    "h": "Swahili, Union Version (1997)",
 }
 
 _MARKUP = str.maketrans("", "", "<>")

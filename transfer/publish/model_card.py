@@ -62,8 +62,10 @@ BIBLE_LICENCES: dict[str, tuple[str, str]] = {
     "e": ("German, Elberfelder 1932", "public domain"),
     "s": ("German, Schlachter 1951", "listed as public domain by Bible text archives; verify before redistribution"),
     "l": ("French, Louis Segond 1910", "public domain"),
+    # the 1744 Ostervald is public domain; the 1996 revision's status is not recorded here
+    "o": ("French, Ostervald (1996 revision)", "licence of the 1996 revision not verified; check before redistribution"),
     "v": ("Spanish, Reina-Valera 1909", "public domain"),
-    "h": ("Swahili", "licence not verified; check before redistribution"),
+    "h": ("Swahili, Union Version (1997)", "licence not verified; check before redistribution"),
 }
 
 SAMPLE_TEXT = {"de": "Im Anfang war das Wort", "fr": "Au commencement était la Parole",
