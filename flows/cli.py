@@ -112,7 +112,11 @@ def adapt(
     source_model: str | None = typer.Option(None, help="'smollm2', a .gguf file, a folder or a hub id."),
     target_language: str | None = typer.Option(None, help="Language code of the target language."),
     target_bible: list[str] | None = typer.Option(None, help="Bible translation code(s) of the target language."),
-    target_file: list[Path] | None = typer.Option(None, help="Target corpus file(s) or folder(s)."),
+    target_file: list[Path] | None = typer.Option(
+        None, help="Target corpus file(s) or folder(s): .txt, .jsonl (optionally .gz/.bz2/.xz/.zst), .parquet."),
+    document_boundary: str | None = typer.Option(
+        None, help="Plain-text corpora: 'line' (a document per line) or 'blank_line' (blank-line-separated "
+                   "documents, as CC100)."),
     parallel_file: list[str] | None = typer.Option(
         None, help="Parallel corpus (source language, target language) for trans-tokenization and dictionary "
                    "induction, instead of the Bible: a .tsv, a .jsonl, or a Moses prefix P (P.en + P.de)."),
@@ -149,6 +153,7 @@ def adapt(
     overrides = {
         "source_model": source_model, "target_language": target_language,
         "target_bible": target_bible, "target_files": [str(p) for p in target_file] if target_file else None,
+        "document_boundary": document_boundary,
         "parallel_files": parallel_file or None,
         "source_vectors": str(source_vectors) if source_vectors else None,
         "target_vectors": str(target_vectors) if target_vectors else None, "vectors_aligned": vectors_aligned,

@@ -1,30 +1,42 @@
-"""Streamed readers for user corpora (plain text, gzip, JSON lines, folders of those).
+"""Streamed readers for user corpora (plain text, JSON lines, Parquet, compressed, folders).
 
 Formats, chosen by file suffix:
 
-- plain text (``.txt``, ``.text`` or any other suffix when a single file is named):
-  one document per line; the line end is stripped, blank lines are skipped;
+- plain text (``.txt``, ``.text`` or any other suffix when a single file is named): one
+  document per line (the line end is stripped, blank lines are skipped), or with
+  ``document_boundary="blank_line"`` one document per block of lines ended by a blank line
+  (as CC100 is written), its lines joined with a newline;
 - JSON lines (``.jsonl``, ``.json`` in lines format): one JSON object per line, the
   document is the object's ``text_field``;
-- either of those gzip-compressed (``.gz``, ``.txt.gz``, ``.jsonl.gz``, ...);
+- either of those compressed: ``.gz``, ``.bz2``, ``.xz``, ``.zst`` (``.txt.zst``,
+  ``.jsonl.xz``, ...; a lone compression suffix is compressed plain text);
+- Parquet (``.parquet``): one document per row, the string column ``text_field``, read a
+  row group at a time (``transfer.corpus.parquet``);
 - a folder: every file with one of the suffixes above, recursively, in sorted order of
   the relative path (hidden files and folders are skipped).
 
-Files are read line by line as bytes and decoded per line, so nothing holds a whole file
-in memory and a decoding error can name its line.
+Text files are read line by line as bytes and decoded per line, so nothing holds a whole
+file in memory and a decoding error can name its line. An empty (0-byte) file of any
+format holds no documents.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import itertools
 import json
-import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
+from transfer.corpus.compressed import (
+    COMPRESSION_SUFFIXES,
+    DECOMPRESSION_ERRORS,
+    Compression,
+    compression_of_name,
+    open_decompressed,
+)
+from transfer.corpus.parquet import PARQUET_SUFFIX, iter_parquet_texts
 from transfer.corpus.splits import (
     DEFAULT_FRACTIONS,
     Split,
@@ -35,25 +47,40 @@ from transfer.corpus.splits import (
 )
 from transfer.errors import CorpusError
 
-Format = Literal["text", "jsonl"]
+Format = Literal["text", "jsonl", "parquet"]
+DocumentBoundary = Literal["line", "blank_line"]
+DOCUMENT_BOUNDARIES: tuple[str, ...] = ("line", "blank_line")
 
 TEXT_SUFFIXES: tuple[str, ...] = (".txt", ".text")
 JSONL_SUFFIXES: tuple[str, ...] = (".jsonl", ".json")
 GZIP_SUFFIX = ".gz"
-# Suffixes a folder is scanned for; a lone ".gz" is read as compressed plain text.
-CORPUS_SUFFIXES: tuple[str, ...] = TEXT_SUFFIXES + JSONL_SUFFIXES + (GZIP_SUFFIX,)
+# Suffixes a folder is scanned for; a lone compression suffix is compressed plain text.
+CORPUS_SUFFIXES: tuple[str, ...] = TEXT_SUFFIXES + JSONL_SUFFIXES + tuple(COMPRESSION_SUFFIXES) + (PARQUET_SUFFIX,)
+# A blank-line document longer than this is refused: a file without blank lines read with
+# document_boundary="blank_line" would otherwise become one document held in memory.
+MAX_DOCUMENT_CHARS = 1 << 24
 
-_CHUNK = 1 << 20
 
-
-def file_format(path: Path) -> tuple[Format, bool]:
-    """(format, gzipped) of one corpus file, from its suffixes."""
+def file_format(path: Path) -> tuple[Format, Compression | None]:
+    """(format, compression) of one corpus file, from its suffixes (``x.jsonl.zst``:
+    ("jsonl", "zstd")). The compression is None for an uncompressed file."""
     suffixes = [s.lower() for s in path.suffixes]
-    gzipped = bool(suffixes) and suffixes[-1] == GZIP_SUFFIX
-    if gzipped:
+    compression = compression_of_name(path)
+    if compression is not None:
         suffixes = suffixes[:-1]
     inner = suffixes[-1] if suffixes else ""
-    return ("jsonl" if inner in JSONL_SUFFIXES else "text"), gzipped
+    if inner == PARQUET_SUFFIX:
+        if compression is not None:
+            raise CorpusError(f"corpus file {str(path)!r}: Parquet compresses inside the file; give the "
+                              f"{path.suffix} file decompressed, as {path.stem}")
+        return "parquet", None
+    return ("jsonl" if inner in JSONL_SUFFIXES else "text"), compression
+
+
+def format_name(path: Path) -> str:
+    """A file's format as corpus records show it: ``text``, ``jsonl+zstd``, ``parquet``..."""
+    fmt, compression = file_format(path)
+    return f"{fmt}+{compression}" if compression else fmt
 
 
 def _is_corpus_file(path: Path, root: Path) -> bool:
@@ -88,16 +115,22 @@ def corpus_files(path: str | Path) -> list[Path]:
     return files
 
 
-def _open_binary(path: Path, gzipped: bool) -> BinaryIO:
+def _compression(value: Compression | bool | None) -> Compression | None:
+    # callers that predate bzip2/xz/zstd pass gzipped=True/False
+    if isinstance(value, bool):
+        return "gzip" if value else None
+    return value
+
+
+def decoded_lines(path: Path, compression: Compression | bool | None) -> Iterator[tuple[int, str]]:
+    """(line number, line without its line end) for every line, decoded as UTF-8, of a
+    plain or compressed file (``compression`` as ``file_format`` gives it)."""
+    kind = _compression(compression)
     try:
-        return gzip.open(path, "rb") if gzipped else open(path, "rb")  # type: ignore[return-value]
+        handle = open_decompressed(path, kind)
     except OSError as exc:
         raise CorpusError(f"corpus file {str(path)!r}: cannot open ({exc})") from exc
-
-
-def decoded_lines(path: Path, gzipped: bool) -> Iterator[tuple[int, str]]:
-    """(line number, line without its line end) for every line, decoded as UTF-8."""
-    with _open_binary(path, gzipped) as handle:
+    with handle:
         lineno = 0
         try:
             for lineno, raw in enumerate(handle, start=1):
@@ -112,20 +145,40 @@ def decoded_lines(path: Path, gzipped: bool) -> Iterator[tuple[int, str]]:
                 if lineno == 1 and line.startswith("\ufeff"):
                     line = line[1:]  # a UTF-8 byte order mark is not part of the text
                 yield lineno, line.rstrip("\r\n")
-        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        except DECOMPRESSION_ERRORS as exc:
             raise CorpusError(
-                f"corpus file {str(path)!r}, after line {lineno}: broken gzip data ({exc})"
+                f"corpus file {str(path)!r}, after line {lineno}: broken {kind} data ({exc})"
             ) from exc
         except OSError as exc:
+            # bzip2 reports bad data as an OSError ("Invalid data stream")
+            what = f"broken {kind} data" if kind else "read error"
+            raise CorpusError(f"corpus file {str(path)!r}, after line {lineno}: {what} ({exc})") from exc
+
+
+def _iter_text_file(path: Path, compression: Compression | None, boundary: DocumentBoundary) -> Iterator[str]:
+    if boundary == "line":
+        for _, line in decoded_lines(path, compression):
+            if line.strip():
+                yield line
+        return
+    block: list[str] = []
+    chars = 0
+    for lineno, line in decoded_lines(path, compression):
+        if not line.strip():
+            if block:
+                yield "\n".join(block)
+                block, chars = [], 0
+            continue
+        block.append(line)
+        chars += len(line) + 1
+        if chars > MAX_DOCUMENT_CHARS:
             raise CorpusError(
-                f"corpus file {str(path)!r}, after line {lineno}: read error ({exc})"
-            ) from exc
-
-
-def _iter_text_file(path: Path, gzipped: bool) -> Iterator[str]:
-    for _, line in decoded_lines(path, gzipped):
-        if line.strip():
-            yield line
+                f"corpus file {str(path)!r}, line {lineno}: a document of over {MAX_DOCUMENT_CHARS:,} "
+                f"characters without a blank line; is this file blank-line separated? (else use "
+                f"document_boundary='line')"
+            )
+    if block:
+        yield "\n".join(block)
 
 
 def jsonl_text(line: str, text_field: str, where: str) -> str:
@@ -158,8 +211,8 @@ def jsonl_text(line: str, text_field: str, where: str) -> str:
     return text
 
 
-def _iter_jsonl_file(path: Path, gzipped: bool, text_field: str) -> Iterator[str]:
-    for lineno, line in decoded_lines(path, gzipped):
+def _iter_jsonl_file(path: Path, compression: Compression | None, text_field: str) -> Iterator[str]:
+    for lineno, line in decoded_lines(path, compression):
         if not line.strip():
             continue
         text = jsonl_text(line, text_field, f"corpus file {str(path)!r}, line {lineno}")
@@ -167,16 +220,23 @@ def _iter_jsonl_file(path: Path, gzipped: bool, text_field: str) -> Iterator[str
             yield text
 
 
-def iter_file_documents(path: Path, text_field: str = "text") -> Iterator[str]:
+def iter_file_documents(path: Path, text_field: str = "text", boundary: DocumentBoundary = "line") -> Iterator[str]:
     """Documents of one corpus file, in file order."""
-    fmt, gzipped = file_format(path)
-    if fmt == "jsonl":
-        yield from _iter_jsonl_file(path, gzipped, text_field)
+    fmt, compression = file_format(path)
+    try:
+        if path.stat().st_size == 0:
+            return  # empty in every format (a 0-byte .gz or .parquet is not refused as broken)
+    except OSError as exc:
+        raise CorpusError(f"corpus file {str(path)!r}: cannot read ({exc})") from exc
+    if fmt == "parquet":
+        yield from iter_parquet_texts(path, text_field)
+    elif fmt == "jsonl":
+        yield from _iter_jsonl_file(path, compression, text_field)
     else:
-        yield from _iter_text_file(path, gzipped)
+        yield from _iter_text_file(path, compression, boundary)
 
 
-def iter_documents(path: str | Path, text_field: str = "text") -> Iterator[str]:
+def iter_documents(path: str | Path, text_field: str = "text", boundary: DocumentBoundary = "line") -> Iterator[str]:
     """Stream the documents of a corpus file or folder (see the module docstring).
 
     A missing path raises at once; format errors raise when the reader reaches them,
@@ -185,7 +245,11 @@ def iter_documents(path: str | Path, text_field: str = "text") -> Iterator[str]:
     files = corpus_files(path)  # eager: a wrong path fails before any work starts
     if not text_field:
         raise CorpusError("text_field: must be a non-empty field name")
-    return itertools.chain.from_iterable(iter_file_documents(f, text_field) for f in files)
+    if boundary not in DOCUMENT_BOUNDARIES:
+        raise CorpusError(f"document_boundary: {boundary!r} is unknown; use one of {DOCUMENT_BOUNDARIES}")
+    for file in files:
+        file_format(file)  # eager too: a compressed .parquet fails before any work
+    return itertools.chain.from_iterable(iter_file_documents(f, text_field, boundary) for f in files)
 
 
 def split_documents(
@@ -209,8 +273,7 @@ def corpus_content_hash(path: str | Path, cache_dir: str | Path | None = None) -
     files = corpus_files(path)
     digest = hashlib.sha256()
     if path.is_file():
-        fmt, gzipped = file_format(path)
-        digest.update(f"{fmt}{'+gzip' if gzipped else ''}\0".encode())
+        digest.update(f"{format_name(path)}\0".encode())
         digest.update(bytes.fromhex(_file_digest(path, cache_dir)))
         return digest.hexdigest()
     for file in files:

@@ -8,9 +8,10 @@ The folder holds, besides the target ``{train,dev,test}.txt`` and the evaluation
 - ``parallel.train.tsv``: train sentence pairs, source TAB target: the user's parallel
   files when given, else the verse pairs of each source translation with the first target
   translation;
-- ``corpus.json``: the parameters, counts per split, and the *sections* of ``train.txt``
-  and ``parallel.train.tsv`` (which lines came from which translation or file), so a stage
-  can cap each part as before (``vector_max_verses``, ``parallel_max_pairs``).
+- ``corpus.json``: the parameters, counts per split, the files each ``target_files`` entry
+  stood for (a folder's, in the order read, with their formats), and the *sections* of
+  ``train.txt`` and ``parallel.train.tsv`` (which lines came from which translation or
+  file), so a stage can cap each part as before (``vector_max_verses``, ``parallel_max_pairs``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def corpus_spec(cfg: AdaptConfig) -> StageSpec:
         "target_bible": cfg.target_bible,
         "target_files": [str(Path(p)) for p in cfg.target_files],
         "text_field": cfg.text_field,
+        "document_boundary": cfg.document_boundary,
         "source_bible": cfg.source_bible,
         "source_train_bible": cfg.source_train_bible,
         "parallel": [source.to_dict() for source in parallel],
@@ -71,9 +73,10 @@ def eval_file(split: str, texts: str) -> str:
 
 
 def read_lines(path: Path, limit: int | None = None) -> list[str]:
+    """The first ``limit`` lines (all when None), read no further than that: a bounded
+    sample of a corpus file of any size."""
     with open(path, encoding="utf-8") as handle:
-        lines = [line.rstrip("\n") for line in handle]
-    return lines[:limit] if limit is not None else lines
+        return [line.rstrip("\n") for line in itertools.islice(handle, limit)]
 
 
 def iter_lines(path: Path) -> Iterator[str]:
@@ -129,10 +132,14 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
     ``*.target.txt``/``*.source.txt`` files hold the first translation's held-out verses and
     the same verses in the source language, in a stable hash order for evaluation."""
     from transfer.corpus.bible import read_verses
-    from transfer.corpus.readers import iter_documents, split_documents
+    from transfer.corpus.readers import corpus_files, format_name, iter_documents, split_documents
     from transfer.corpus.splits import SPLITS, SplitFractions
 
     p = spec.params
+    boundary = p.get("document_boundary", "line")
+    # which files each entry stood for (a folder's in the order read): the record says what was used
+    files_used = {f"file:{i}": [{"path": str(f), "format": format_name(f)} for f in corpus_files(path)]
+                  for i, path in enumerate(p["target_files"])}
     fractions = SplitFractions(dev=p["dev_fraction"], test=p["test_fraction"])
     stats: dict[str, Any] = {}
     sections: dict[str, Sections] = {}
@@ -149,11 +156,12 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
                 parts.append((f"bible:{code}", len(verses)))
             for i, path in enumerate(p["target_files"]):
                 n_lines = 0
-                for doc in split_documents(iter_documents(path, p["text_field"]), split, fractions):
+                for doc in split_documents(iter_documents(path, p["text_field"], boundary), split, fractions):
                     handle.write(doc + "\n")
                     n_docs += 1
                     n_bytes += len(doc.encode())
-                    n_lines += doc.count("\n") + 1  # a JSON text may hold line ends
+                    # a JSON or Parquet text, or a blank-line document, may hold line ends
+                    n_lines += doc.count("\n") + 1
                 parts.append((f"file:{i}", n_lines))
         if split == "train":
             sections["train.txt"] = parts
@@ -188,7 +196,7 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
         stats["train"][f"source_texts:{code}"] = len(texts)
     sections[PARALLEL_TRAIN], stats["parallel"] = _write_parallel(p, fractions, out / PARALLEL_TRAIN,
                                                                   spec.runtime.get("parallel_max_line_chars"))
-    write_json(out / "corpus.json", {"params": p, "stats": stats, "sections": sections})
+    write_json(out / "corpus.json", {"params": p, "stats": stats, "files": files_used, "sections": sections})
 
 
 def _write_parallel(p: dict[str, Any], fractions: SplitFractions, path: Path,

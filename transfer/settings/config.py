@@ -33,9 +33,14 @@ class AdaptConfig(BaseModel):
     )
     target_files: list[str] = Field(
         default_factory=list,
-        description="Target-language corpus files or folders (.txt, .gz, .jsonl), a document per line.",
+        description="Target-language corpus files or folders: plain text or JSON lines (.txt, .jsonl), each "
+                    "optionally compressed (.gz, .bz2, .xz, .zst), or Parquet (.parquet); a folder of any mix.",
     )
-    text_field: str = Field("text", description="Field holding the text in JSONL corpora.")
+    text_field: str = Field("text", description="Field (JSONL) or string column (Parquet) holding the text.")
+    document_boundary: Literal["line", "blank_line"] = Field(
+        "line", description="Plain-text corpora: a document is a line ('line'), or a block of lines ended by a "
+                            "blank line ('blank_line', as CC100 is written; its lines are joined with a newline). "
+                            "The split keeps a document whole; JSONL and Parquet give one document per record.")
     source_bible: list[str] = Field(
         default_factory=lambda: ["k"],
         description="Bible translation codes in the source model's language, for the no-transfer baseline.",

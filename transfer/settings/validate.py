@@ -3,15 +3,14 @@ a ``transfer.errors`` subclass naming the file or parameter and what is wrong).
 
 Everything here costs seconds and writes nothing: strategy parameter names and values,
 names that become folders or registry entries, and every file the run will read (exists,
-readable, and its head sniffed: gzip or not, binary or text, UTF-8, the format's first
-lines). Damage further into a large file is found by the stage that reads it.
+readable, and its head sniffed: compressed as its name says or not, binary or text, UTF-8,
+the format's first lines; a Parquet file's footer). Damage further into a large file is
+found by the stage that reads it.
 """
 
 from __future__ import annotations
 
 import codecs
-import gzip
-import zlib
 from pathlib import Path
 
 from transfer.errors import CorpusError, VocabTransferError
@@ -20,7 +19,6 @@ from transfer.settings.names import check_path_component
 
 #: How much of each file validation reads (decompressed): enough for the first lines.
 HEAD_BYTES = 1 << 16
-GZIP_MAGIC = b"\x1f\x8b"
 # the first JSON lines of a corpus file checked up front (the stage checks every line)
 _JSONL_HEAD_LINES = 20
 
@@ -77,6 +75,7 @@ def validate_config(cfg: AdaptConfig) -> None:
 def _check_parallel_files(cfg: AdaptConfig) -> None:
     """Each parallel corpus's form, its first lines and (Moses) its line counts: cheap
     enough for a GB-sized file; the corpus stage checks every line as it splits them."""
+    from transfer.corpus.compressed import compression_of_name
     from transfer.corpus.parallel_files import check_parallel_head, resolve_parallel
     from transfer.errors import ParallelCorpusError
 
@@ -84,7 +83,7 @@ def _check_parallel_files(cfg: AdaptConfig) -> None:
         source = resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language, cfg.parallel_fields)
         for file in source.files:
             path = Path(file)
-            _text_head(path, path.suffix.lower() == ".gz", "parallel file", ParallelCorpusError)
+            _text_head(path, compression_of_name(path), "parallel file", ParallelCorpusError)
         check_parallel_head(source, max_chars=cfg.parallel_max_line_chars)
 
 
@@ -96,8 +95,9 @@ def _check_names(cfg: AdaptConfig) -> None:
 
 
 def _check_target_files(cfg: AdaptConfig) -> None:
-    """Each target corpus path: its files exist, are readable, and their heads are the text
-    or JSON lines their names promise; a corpus whose every file is empty is refused."""
+    """Each target corpus path: its files exist, are readable, and their heads are the text,
+    JSON lines or Parquet their names promise; a corpus whose every file is empty is refused."""
+    from transfer.corpus.parquet import parquet_head
     from transfer.corpus.readers import corpus_files, file_format
 
     documents = 0
@@ -105,11 +105,21 @@ def _check_target_files(cfg: AdaptConfig) -> None:
     for entry in cfg.target_files:
         files = corpus_files(entry)  # a missing path or a folder without corpus files
         for path in files:
-            fmt, gzipped = file_format(path)
-            lines, whole = _text_head(path, gzipped, "target_files: corpus file", CorpusError)
+            fmt, compression = file_format(path)  # refuses a compressed .parquet
+            what = f"target_files: corpus file {str(path)!r}"
+            if fmt == "parquet" and _size(path, what) > 0:  # a 0-byte file is empty, as text
+                n, whole = parquet_head(path, cfg.text_field, what, whole_bytes=HEAD_BYTES)
+                documents += n
+                every_file_whole &= whole
+                continue
+            lines, whole = _text_head(path, compression, "target_files: corpus file", CorpusError)
             every_file_whole &= whole
             if fmt == "jsonl":
                 _check_jsonl_head(path, lines, cfg.text_field)
+            elif cfg.document_boundary == "blank_line" and not whole and all(line.strip() for line in lines):
+                raise CorpusError(f"{what}: document_boundary is 'blank_line' but its first {HEAD_BYTES // 1024} "
+                                  f"KiB hold no blank line; if it has a document per line, use "
+                                  f"document_boundary='line'")
             documents += sum(1 for line in lines if line.strip())
     if cfg.target_files and documents == 0 and every_file_whole:
         raise CorpusError(f"target_files {cfg.target_files}: no text (every file is empty or blank)")
@@ -124,7 +134,7 @@ def _check_splits_not_empty(cfg: AdaptConfig) -> None:
     from transfer.corpus.splits import SPLITS, SplitFractions
 
     fractions = SplitFractions(dev=cfg.dev_fraction, test=cfg.test_fraction)
-    docs = [doc for entry in cfg.target_files for doc in iter_documents(entry, cfg.text_field)]
+    docs = [doc for entry in cfg.target_files for doc in iter_documents(entry, cfg.text_field, cfg.document_boundary)]
     sizes = {split: sum(1 for _ in split_documents(docs, split, fractions)) for split in SPLITS}
     empty = [split for split, n in sizes.items() if n == 0]
     if empty:
@@ -154,23 +164,52 @@ def _check_dictionary_file(path: Path) -> None:
     detect_format("\n".join(lines), path)  # DictionaryError: empty, or neither MUSE nor Ding
 
 
-def _text_head(path: Path, gzipped: bool, what: str, error: type[VocabTransferError]) -> tuple[list[str], bool]:
+def _size(path: Path, what: str) -> int:
+    try:
+        return path.stat().st_size
+    except OSError as exc:
+        raise CorpusError(f"{what}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _text_head(path: Path, compression: str | bool | None, what: str,
+               error: type[VocabTransferError]) -> tuple[list[str], bool]:
     """The complete lines of a text file's first ``HEAD_BYTES`` (decompressed) and whether
-    they are the whole file. Refuses an unreadable file, a gzip name without gzip data (and
-    gzip data without the name), binary data (NUL bytes) and bytes that are not UTF-8."""
+    they are the whole file. Refuses an unreadable file, a compression name without that
+    compression's data (and compressed data without the name), Parquet data under a text
+    name, binary data (NUL bytes) and bytes that are not UTF-8. A 0-byte file is empty."""
+    from transfer.corpus.compressed import (
+        DECOMPRESSION_ERRORS,
+        MAGIC_BYTES,
+        SUFFIX_OF,
+        open_decompressed,
+        sniff_compression,
+    )
+    from transfer.corpus.parquet import looks_like_parquet
+
+    kind = ("gzip" if compression else None) if isinstance(compression, bool) else compression
     name = f"{what} {str(path)!r}"
     try:
         with open(path, "rb") as raw:
-            magic = raw.read(len(GZIP_MAGIC))
-        if gzipped and magic != GZIP_MAGIC:
-            raise error(f"{name}: named .gz but is not gzip data (it starts with {magic!r})")
-        if not gzipped and magic == GZIP_MAGIC:
-            raise error(f"{name}: is gzip-compressed data; give it a .gz name (e.g. {path.name}.gz)")
-        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as handle:
+            magic = raw.read(MAGIC_BYTES)
+        if not magic:
+            return [], True
+        found = sniff_compression(magic)
+        if kind is not None and found != kind:
+            actual = f"{found} data" if found else f"not {kind} data (it starts with {magic[:4]!r})"
+            raise error(f"{name}: named {SUFFIX_OF[kind]} but is {actual}"
+                        + (f"; give it a {SUFFIX_OF[found]} name" if found else ""))
+        if kind is None and found is not None:
+            raise error(f"{name}: is {found}-compressed data; give it a {SUFFIX_OF[found]} name "
+                        f"(e.g. {path.name}{SUFFIX_OF[found]})")
+        if kind is None and looks_like_parquet(path):
+            raise error(f"{name}: is Parquet data; give it a .parquet name (e.g. {path.stem}.parquet)")
+        with open_decompressed(path, kind) as handle:
             head = handle.read(HEAD_BYTES + 1)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise error(f"{name}: broken gzip data ({exc})") from exc
+    except DECOMPRESSION_ERRORS as exc:
+        raise error(f"{name}: broken {kind} data ({exc})") from exc
     except OSError as exc:
+        if kind is not None:  # bzip2 reports bad data as an OSError ("Invalid data stream")
+            raise error(f"{name}: broken {kind} data or unreadable file ({exc.strerror or exc})") from exc
         raise error(f"{name}: cannot read ({exc.strerror or exc})") from exc
     whole = len(head) <= HEAD_BYTES
     head = head[:HEAD_BYTES]
