@@ -8,14 +8,25 @@ written into a temporary sibling folder and renamed when complete
 (``replacing_directory``, the one helper every folder written whole uses), so a crash
 never leaves a half entry. The Prefect tasks use the same key, and plain library calls
 reuse the same folders.
+
+Crashes and concurrency: a writer holds a file lock per stage key
+(``<root>/.locks/<stage>/<key>.lock``, released by the kernel when a process dies, even
+by SIGKILL) while it builds, so two runs of the same stage at once build it once: the
+second waits and then finds the entry complete. Under that lock the temporary folders
+left by killed writers of the same key are removed; ``replacing_directory`` also removes
+its own temporary siblings whose writer process is gone.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -28,6 +39,8 @@ from transfer.engine.code_version import stage_code_version
 
 DEFAULT_ROOT = Path(os.environ.get("VOCAB_TRANSFER_CACHE", "artifacts/cache"))
 _COMPLETE_MARKER = ".complete"
+_LOCKS = ".locks"
+_log = logging.getLogger(__name__)
 
 
 def _canonical(value: Any) -> Any:
@@ -93,21 +106,92 @@ class StageCache:
         return None
 
     @contextmanager
+    def locked(self, stage: str, key: str) -> Iterator[None]:
+        """Hold the lock of one stage key (blocking; a holder that dies releases it)."""
+        lock = self.root / _LOCKS / stage / f"{key}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                _log.info("stage %s %s: another process is building it; waiting", stage, key)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
     def writing(self, stage: str, key: str) -> Iterator[Path]:
-        """Yield a temporary folder; on success it becomes the stage folder atomically (a
-        concurrent writer that finished first wins: same key, same content)."""
-        with replacing_directory(self.path(stage, key), keep_existing=True) as tmp:
+        """Yield a temporary folder; on success it becomes the stage folder atomically.
+        Call it under ``locked(stage, key)`` (as ``run`` does): temporary folders of the
+        same key left by killed writers are removed first."""
+        final = self.path(stage, key)
+        for stale in _temp_siblings(final):  # ours to remove: we hold the key's lock
+            shutil.rmtree(stale, ignore_errors=True)
+        _remove_orphans(final.parent)
+        with replacing_directory(final, keep_existing=True) as tmp:
             yield tmp
             (tmp / _COMPLETE_MARKER).write_text(stage_code_version(stage))
 
     def run(self, stage: str, key: str, build: Callable[[Path], None]) -> tuple[StageOutput, bool]:
-        """Return the cached folder, or build it. The bool says whether it was cached."""
+        """Return the cached folder, or build it. The bool says whether it was cached (a
+        concurrent run that built it while this one waited for the key's lock counts)."""
         cached = self.get(stage, key)
         if cached is not None:
             return cached, True
-        with self.writing(stage, key) as tmp:
-            build(tmp)
+        with self.locked(stage, key):
+            cached = self.get(stage, key)
+            if cached is not None:
+                return cached, True
+            with self.writing(stage, key) as tmp:
+                build(tmp)
         return StageOutput(stage, key, self.path(stage, key)), False
+
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temp_siblings(final: Path) -> list[Path]:
+    """The temporary and set-aside copies of ``final`` (``.<name>.tmp-*``, ``.<name>.old-*``)."""
+    if not final.parent.is_dir():
+        return []
+    return [p for p in final.parent.iterdir()
+            if p.name.startswith((f".{final.name}.tmp-", f".{final.name}.old-"))]
+
+
+def _writer_gone(sibling: Path) -> bool:
+    """Whether the process that made this temporary sibling no longer runs. Its name holds
+    the writer's host and pid (``.<name>.tmp-<host>-<pid>-<random>``); only a writer on this
+    host can be checked, and a name without them (older code) is left alone."""
+    parts = sibling.name.rsplit("-", 3)
+    if len(parts) != 4 or parts[1] != _HOST or not parts[2].isdigit():
+        return False
+    try:
+        os.kill(int(parts[2]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _remove_orphans(folder: Path) -> None:
+    """Remove the temporary folders and files in ``folder`` whose writer was killed, whatever
+    they were for (a killed run's stage whose key has changed since is never rebuilt)."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.name.startswith(".") and (".tmp-" in path.name or ".old-" in path.name) \
+                and _writer_gone(path):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _sibling(final: Path, kind: str) -> Path:
+    return final.with_name(f".{final.name}.{kind}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}")
 
 
 def atomic_write(path: Path | str, data: str | bytes, *, fsync: bool = False) -> Path:
@@ -116,7 +200,10 @@ def atomic_write(path: Path | str, data: str | bytes, *, fsync: bool = False) ->
     forces it to disk first (for files a resume relies on)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    for stale in _temp_siblings(path):  # left by a writer killed mid-write
+        if _writer_gone(stale):
+            Path(stale).unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{_HOST}-{os.getpid()}-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode() if isinstance(data, str) else data)
@@ -138,12 +225,18 @@ def replacing_directory(final: Path | str, *, keep_existing: bool = False) -> It
 
     The temporary folder is made with ``mkdir`` (mode from the umask), not ``mkdtemp``,
     whose 0700 would stick to the final folder. A folder cannot replace a non-empty one in
-    one rename, so an old ``final`` is moved aside first and removed after the swap.
-    ``keep_existing``: a ``final`` that exists by then (a concurrent writer of the same
-    content finished first) is kept and ours dropped, as the stage cache wants."""
+    one rename, so an old ``final`` is moved aside first and removed after the swap; when
+    another writer puts its copy there in between, the swap is tried again (the last
+    writer wins). ``keep_existing``: a ``final`` that exists by then (a concurrent writer
+    of the same content finished first) is kept and ours dropped, as the stage cache wants.
+    Temporary siblings left by a writer that was killed (SIGKILL skips every clean-up) are
+    removed first."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:12]}")
+    for stale in _temp_siblings(final):
+        if _writer_gone(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = _sibling(final, "tmp")
     tmp.mkdir()
     try:
         yield tmp
@@ -153,7 +246,12 @@ def replacing_directory(final: Path | str, *, keep_existing: bool = False) -> It
         raise
 
 
-def _swap_in(tmp: Path, final: Path, *, keep_existing: bool) -> None:
+def _occupied(error: OSError) -> bool:
+    """A rename refused because the destination is a non-empty folder."""
+    return error.errno in (errno.ENOTEMPTY, errno.EEXIST)
+
+
+def _swap_in(tmp: Path, final: Path, *, keep_existing: bool, attempts: int = 20) -> None:
     if keep_existing:
         try:
             os.replace(tmp, final)
@@ -162,15 +260,24 @@ def _swap_in(tmp: Path, final: Path, *, keep_existing: bool) -> None:
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # theirs is complete; ours is the same
         return
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:12]}")
-        os.replace(final, old)
-    try:
-        os.replace(tmp, final)
-    except BaseException:
-        if old is not None and not final.exists():
-            os.replace(old, final)  # put the old copy back
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    for attempt in range(attempts):
+        old = None
+        if final.exists():
+            old = _sibling(final, "old")
+            try:
+                os.replace(final, old)
+            except FileNotFoundError:  # another writer moved it aside first
+                old = None
+        try:
+            os.replace(tmp, final)
+        except OSError as error:
+            if old is not None and not final.exists():
+                os.replace(old, final)  # put the old copy back
+            elif old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            if _occupied(error) and attempt + 1 < attempts:
+                continue  # a concurrent writer renamed its copy in between: set it aside too
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return
