@@ -1,6 +1,7 @@
 """Run the bad-input tests and write the table of refusals (docs/bad_inputs.md).
 
-Each case in ``tests/test_validation_values.py`` and ``tests/test_security.py`` records, when
+Each case in ``tests/test_validation_values.py``, ``tests/test_security.py`` and
+``tests/test_corpus_formats.py`` records, when
 ``BAD_INPUTS_JSON`` is set, the input, the function or surface that refused it, the message
 and the seconds from the call to the refusal (``tests/refusals.py``). This script runs those
 tests with the variable set, then turns ``benchmarks/results/bad_inputs.json`` into a table.
@@ -19,16 +20,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "bad_inputs.json"
 TABLE = ROOT / "docs" / "bad_inputs.md"
-TESTS = ["tests/test_validation_values.py", "tests/test_security.py"]
+TESTS = ["tests/test_validation_values.py", "tests/test_security.py", "tests/test_corpus_formats.py"]
 
 HEADER = """# Bad inputs: where each is refused, and how fast
 
-Written by `benchmarks/bad_inputs.py` from a run of {tests} (issue 16, items 1 and 6).
+Written by `benchmarks/bad_inputs.py` from a run of {tests} (issue 16, items 1 and 6; issue 13's
+corpus forms).
 Every refusal happens before the first stage (or, for a model folder or vectors file, before
 anything is loaded) and leaves `artifacts/` byte-for-byte unchanged: each test checks that.
 Seconds are measured from the call (`run_adaptation`, the config, the loader) to the error,
 on the machine that ran the tests ({machine} CPUs). Strategy values are checked first, so
-they are refused before even the source model's folder is read.
+they are refused before even the source model's folder is read. A corpus file is checked
+from its first 64 KiB (decompressed) or, for Parquet, its footer; damage further in (a
+truncated multi-GB `.zst`) is refused by the corpus stage, naming the file, with no cache
+entry left (`tests/test_corpus_formats.py`).
 
 | input | refused by | message | seconds |
 |---|---|---|---|
