@@ -3,8 +3,11 @@ fixed-length blocks, and a deterministic, resumable order over those blocks.
 
 Packing (as in GPT-2/RoBERTa pretraining): every document's tokens are followed by a
 separator token and the stream is cut into blocks of ``block_size`` tokens, so no compute
-goes to padding. Texts are read and tokenized in chunks as they stream in, so the corpus
-is never held as text; only the packed token ids are kept (8 bytes per token).
+goes to padding. Texts are read and tokenized in bounded batches as they stream in, and the
+packed ids go to a token file on disk (:mod:`transfer.train.data_file`: uint16 or uint32 as
+the vocabulary needs) whose memory map is the blocks, so neither the corpus nor its ids are
+held in RAM. Small callers may ask for the blocks in RAM instead (a ``torch.long`` tensor);
+both hold the same ids, in the same blocks, with the same fingerprint.
 
 Bytes seen: tokenizers cut the same text into different numbers of tokens, so runs with
 different vocabularies compare by the UTF-8 bytes of text they trained on, not by tokens.
@@ -14,27 +17,26 @@ different vocabularies compare by the UTF-8 bytes of text they trained on, not b
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from transfer.errors import TrainingError
+from transfer.train.data_file import (
+    check_pack_args,
+    open_token_file,
+    scan_tokens,
+    text_chunks,
+    write_token_file,
+)
 
-# Texts are tokenized in chunks of this many: fast (batched) without holding a corpus twice.
-TOKENIZE_CHUNK = 1024
-
-
-def _chunks(texts: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for text in texts:
-        chunk.append(text)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+#: The token file's name in the train stage's folder (its sidecar: ``train_tokens.json``).
+TOKEN_FILE = "train_tokens.bin"
 
 
 def separator_token_id(tokenizer: PreTrainedTokenizerBase, objective: str = "causal") -> int:
@@ -56,27 +58,66 @@ def separator_token_id(tokenizer: PreTrainedTokenizerBase, objective: str = "cau
 
 @dataclass(frozen=True)
 class PackedData:
-    """Packed token blocks plus what is needed to count bytes seen."""
+    """Packed token blocks plus what is needed to count bytes seen.
 
-    blocks: torch.Tensor  # (n_blocks, block_size), torch.long
+    ``blocks`` is a ``torch.long`` tensor in RAM, or the read-only memory map of a token
+    file (``path``); the trainer reads them only through :meth:`rows`, so both train alike.
+    """
+
+    blocks: torch.Tensor | np.ndarray  # (n_blocks, block_size)
     n_documents: int
     n_bytes: int  # UTF-8 bytes of all documents (separators excluded)
     n_tokens: int  # tokens in the stream, separators included, before the remainder was cut
+    path: Path | None = None  # the token file behind a memory map
+    id_bounds: tuple[int, int] | None = None  # (min, max) id, when packing recorded it
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.blocks.shape[0])
 
     @property
     def block_size(self) -> int:
-        return int(self.blocks.size(1))
+        return int(self.blocks.shape[1])
 
     @property
     def bytes_per_token(self) -> float:
         """Average text bytes per stream token: converts tokens seen into bytes seen."""
         return self.n_bytes / max(self.n_tokens, 1)
 
+    def rows(self, indices: torch.Tensor) -> torch.Tensor:
+        """Blocks ``indices`` (in that order) as a (len, block_size) ``torch.long`` tensor."""
+        if isinstance(self.blocks, torch.Tensor):
+            return self.blocks[indices]
+        return torch.from_numpy(self.blocks[indices.numpy()].astype(np.int64))
+
+    def _id_chunks(self) -> Iterator[np.ndarray | torch.Tensor]:
+        if isinstance(self.blocks, torch.Tensor):
+            yield self.blocks
+        elif self.path is not None:
+            yield from scan_tokens(self.path, self.blocks.dtype)
+        else:
+            yield np.asarray(self.blocks)
+
+    def id_range(self) -> tuple[int, int]:
+        """The smallest and largest id in the blocks."""
+        if self.id_bounds is not None:
+            return self.id_bounds
+        low, high = None, None
+        for part in self._id_chunks():
+            low = int(part.min()) if low is None else min(low, int(part.min()))
+            high = int(part.max()) if high is None else max(high, int(part.max()))
+        return int(low or 0), int(high or 0)
+
     def fingerprint(self) -> str:
-        """sha256 of the packed ids (part of a checkpoint's identity)."""
+        """sha256 of the packed ids as int64 (part of a checkpoint's identity): the same for
+        the same ids in RAM or in a token file of either dtype."""
         digest = hashlib.sha256()
-        digest.update(str(tuple(self.blocks.shape)).encode())
-        digest.update(self.blocks.contiguous().numpy().tobytes())
+        digest.update(str(tuple(int(n) for n in self.blocks.shape)).encode())
+        for part in self._id_chunks():
+            if isinstance(part, torch.Tensor):
+                digest.update(part.contiguous().numpy().tobytes())
+            else:
+                digest.update(part.astype(np.int64).tobytes())
         return digest.hexdigest()[:24]
 
 
@@ -91,16 +132,11 @@ def iter_blocks(
 
     ``counts`` (optional) receives ``documents``, ``bytes`` and ``tokens`` as it goes.
     """
-    if isinstance(texts, str):
-        raise TrainingError("texts must be an iterable of strings, not one string")
-    if block_size < 2:
-        raise TrainingError(f"block_size must be >= 2, got {block_size}")
-    if separator_id < 0:
-        raise TrainingError(f"separator_id must be a token id >= 0, got {separator_id}")
+    check_pack_args(texts, block_size, separator_id)
     tally = counts if counts is not None else {}
     tally.update(documents=0, bytes=0, tokens=0)
     pending: list[int] = []
-    for chunk in _chunks(texts, TOKENIZE_CHUNK):
+    for chunk in text_chunks(texts):
         tally["documents"] += len(chunk)
         tally["bytes"] += sum(len(text.encode("utf-8")) for text in chunk)
         # verbose=False: long documents are expected here, they are cut into blocks.
@@ -114,6 +150,13 @@ def iter_blocks(
         del pending[:full]
 
 
+def open_packed(path: Path) -> PackedData:
+    """A token file written by :func:`pack_train_split` as memory-mapped blocks."""
+    blocks, info = open_token_file(Path(path))
+    return PackedData(blocks=blocks, n_documents=info.n_documents, n_bytes=info.n_bytes,
+                      n_tokens=info.n_tokens, path=Path(path), id_bounds=(info.min_id, info.max_id))
+
+
 def pack_train_split(
     tokenizer: PreTrainedTokenizerBase,
     texts: Iterable[str],
@@ -121,21 +164,24 @@ def pack_train_split(
     *,
     separator_id: int | None = None,
     objective: str = "causal",
+    path: Path | None = None,
 ) -> PackedData:
-    """Pack streamed ``texts`` into blocks and count their bytes (see module doc)."""
+    """Pack streamed ``texts`` into blocks and count their bytes (see module doc).
+
+    With ``path`` the blocks are the memory map of the token file written there (the
+    train stage's way: bounded memory at any corpus size); without, they are loaded into
+    RAM as a ``torch.long`` tensor (small corpora: tests, benchmarks)."""
     separator = separator_token_id(tokenizer, objective) if separator_id is None else int(separator_id)
-    counts: dict[str, int] = {}
-    rows = list(iter_blocks(tokenizer, texts, block_size, separator, counts))
-    if not rows:
-        raise TrainingError(
-            f"texts give {counts.get('tokens', 0)} tokens, fewer than one block of block_size={block_size}"
-        )
-    return PackedData(
-        blocks=torch.tensor(rows, dtype=torch.long),
-        n_documents=counts["documents"],
-        n_bytes=counts["bytes"],
-        n_tokens=counts["tokens"],
-    )
+    if path is not None:
+        write_token_file(tokenizer, texts, block_size, Path(path), separator)
+        return open_packed(Path(path))
+    with tempfile.TemporaryDirectory(prefix="packed-") as folder:
+        file = Path(folder) / TOKEN_FILE
+        write_token_file(tokenizer, texts, block_size, file, separator)
+        mapped = open_packed(file)
+        blocks = torch.from_numpy(np.asarray(mapped.blocks).astype(np.int64))
+        return PackedData(blocks=blocks, n_documents=mapped.n_documents, n_bytes=mapped.n_bytes,
+                          n_tokens=mapped.n_tokens, id_bounds=mapped.id_bounds)
 
 
 def pack_blocks(

@@ -68,6 +68,8 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.source.loading import load_source, save_model
     from transfer.source.objective import model_objective
     from transfer.train import dev_evaluator, pack_train_split, train
+    from transfer.train.data import TOKEN_FILE
+    from transfer.train.data_file import info_path
     from transfer.train.freezing import embedding_parameters
 
     p, runtime = spec.params, spec.runtime
@@ -77,7 +79,11 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     objective = model_objective(model)  # the trainer's own choice too (objective="auto")
     embedding_trainable = sum(param.numel() for param in embedding_parameters(model))
     corpus = spec.upstream_path("corpus")
-    data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"], objective=objective)
+    # The train split streams into a memory-mapped token file (bounded memory at any corpus
+    # size); it is scratch, removed once trained: packing is deterministic, a resume repacks.
+    tokens = out / TOKEN_FILE
+    data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"], objective=objective,
+                            path=tokens)
     checkpoint_every = runtime.get("checkpoint_every", 0)
     config = training_config(p, checkpoint_every=checkpoint_every)
     dev_file = corpus / eval_file("dev", "target")
@@ -90,6 +96,9 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     result = train(model, data, config, tokenizer=tokenizer, evaluate=evaluate, device=runtime.get("device"),
                    checkpoint_dir=checkpoints, curve_dir=out if evaluate else None, label="train",
                    callbacks=context.callbacks)
+    del data
+    tokens.unlink()
+    info_path(tokens).unlink()
     (save_factorized if factorized else save_model)(model, tokenizer, out / "model")
     write_json(out / "train_log.json", {**result.to_dict(), "factorized": factorized,
                                         "embedding_trainable_parameters": embedding_trainable})

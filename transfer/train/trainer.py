@@ -120,14 +120,15 @@ def _as_packed(data: PackedData | torch.Tensor) -> PackedData:
 
 
 def _check_data(model: PreTrainedModel, data: PackedData) -> None:
-    blocks = data.blocks
-    if blocks.dtype != torch.long:
-        raise TrainingError(f"blocks must hold token ids as torch.long, got {blocks.dtype}")
-    if blocks.size(1) < 2:
-        raise TrainingError(f"blocks must have block_size >= 2, got {blocks.size(1)}")
+    # a token file's memory map holds uint16/uint32 by construction; a tensor must be long
+    if isinstance(data.blocks, torch.Tensor) and data.blocks.dtype != torch.long:
+        raise TrainingError(f"blocks must hold token ids as torch.long, got {data.blocks.dtype}")
+    if data.block_size < 2:
+        raise TrainingError(f"blocks must have block_size >= 2, got {data.block_size}")
     rows = model.get_input_embeddings().num_embeddings if hasattr(model.get_input_embeddings(), "num_embeddings") \
         else model.config.vocab_size
-    if int(blocks.max()) >= rows or int(blocks.min()) < 0:
+    low, high = data.id_range()
+    if high >= rows or low < 0:
         raise TrainingError(
             f"blocks hold ids outside 0..{rows - 1}, the model's embedding rows; "
             "were they packed with the model's tokenizer?"
@@ -305,7 +306,7 @@ def setup(
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, curve_dir=curve_dir, ctx=ctx,
         device=device_used, objective=objective, use_bf16=use_bf16, estimate=estimate,
         identity=identity, result=result, eval_steps=eval_steps,
-        order=BlockOrder(packed.blocks.size(0), config.seed),
+        order=BlockOrder(packed.n_blocks, config.seed),
         per_step=config.batch_size * config.grad_accumulation * ctx.world_size,
     )
 
@@ -367,7 +368,7 @@ def _micro_batches(run: _Run, samples: int) -> list[MicroBatch]:
     batches = []
     for micro in range(config.grad_accumulation):
         lo = (micro * world + rank) * config.batch_size
-        rows = run.packed.blocks[indices[lo : lo + config.batch_size]]
+        rows = run.packed.rows(indices[lo : lo + config.batch_size])  # from RAM or the memory map
         batches.append(make_batch(rows, torch.arange(samples + lo, samples + lo + rows.size(0)),
                                   run.objective, tokenizer=run.tokenizer, seed=config.seed,
                                   mlm_rate=config.mlm_rate))
