@@ -178,6 +178,24 @@ def test_read_lines_reads_no_further_than_its_sample(tmp_path):
         read_lines(path)
 
 
+def test_eval_texts_of_a_user_corpus_are_a_bounded_sample(tmp_path, tiny_corpus, monkeypatch):
+    """The corpus stage keeps the first MAX_EVAL_TEXTS dev/test texts in hash order (the same
+    first texts as sorting the whole split) instead of holding and writing the whole split."""
+    from transfer.corpus import stage as corpus_stage
+    from transfer.engine.cache import StageCache
+    from transfer.engine.stages import execute
+    from transfer.settings.config import AdaptConfig
+
+    monkeypatch.setattr(corpus_stage, "MAX_EVAL_TEXTS", 5, raising=False)  # (absent before)
+    cfg = AdaptConfig(target_bible=[], source_bible=[], target_files=[str(tiny_corpus)], dev_fraction=0.2,
+                      test_fraction=0.2, cache_dir=tmp_path / "cache")
+    out, _ = execute(corpus_stage.corpus_spec(cfg), StageCache(cfg.cache_dir))
+    for split in ("dev", "test"):
+        everything = sorted(read_lines(out.path / f"{split}.txt"), key=corpus_stage._hash_order)
+        assert len(everything) > 5
+        assert read_lines(out.path / corpus_stage.eval_file(split, "target")) == everything[:5]
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, required=True)

@@ -17,6 +17,7 @@ The folder holds, besides the target ``{train,dev,test}.txt`` and the evaluation
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import json
 from collections.abc import Callable, Iterator
@@ -70,6 +71,12 @@ def source_train_file(code: str) -> str:
 
 def eval_file(split: str, texts: str) -> str:
     return f"{split}.{texts}.txt"
+
+
+#: Evaluation texts kept from a user corpus's dev/test split (the first ones in hash
+#: order): a bounded sample at any corpus size (eval_texts default 300; a larger eval_texts
+#: or curve_texts scores at most this many).
+MAX_EVAL_TEXTS = 10_000
 
 
 def read_lines(path: Path, limit: int | None = None) -> list[str]:
@@ -186,8 +193,8 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
                 stats[split]["source_eval_texts"] = len(lines)
             stats[split]["target_eval_texts"] = len(target_by_key)
         else:
-            docs = read_lines(out / f"{split}.txt")
-            docs.sort(key=_hash_order)
+            # the first MAX_EVAL_TEXTS of the split sorted by hash, holding no more than those
+            docs = heapq.nsmallest(MAX_EVAL_TEXTS, iter_lines(out / f"{split}.txt"), key=_hash_order)
             (out / eval_file(split, "target")).write_text("".join(d + "\n" for d in docs))
             stats[split]["target_eval_texts"] = len(docs)
     for code in p.get("source_train_bible", []):
