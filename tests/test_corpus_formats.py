@@ -235,6 +235,7 @@ def _bad_files(folder: Path) -> dict[str, Path]:
         "no-text-column.parquet": b"",
         "int-text-column.parquet": b"",
         "empty-rows.parquet": b"",
+        "zero-bytes.parquet": b"",
         "text-named.parquet": data,
         "truncated.parquet": parquet_ok.read_bytes()[:-30],
         "parquet-named.txt": parquet_ok.read_bytes(),
@@ -265,6 +266,7 @@ BAD_CASES = [
     ("no-text-column.parquet", r"no column 'text' \(columns: 'id' \(int64\), 'content' \(string\)\)"),
     ("int-text-column.parquet", r"column 'text' is int64, not a string column"),
     ("empty-rows.parquet", r"no text \(every file is empty or blank\)"),
+    ("zero-bytes.parquet", r"no text \(every file is empty or blank\)"),
     ("text-named.parquet", r"not a readable Parquet file"),
     ("truncated.parquet", r"not a readable Parquet file"),
     ("parquet-named.txt", r"is Parquet data; give it a \.parquet name"),
@@ -299,6 +301,18 @@ def test_a_file_without_blank_lines_is_refused_as_blank_line_documents(tmp_path:
     refused("target file lines.txt.zst as blank_line documents", "validate_config -> _check_target_files",
             lambda: run_adaptation(cfg), r"lines\.txt\.zst.*hold no blank line.*document_boundary='line'",
             artifacts, CorpusError)
+
+
+def test_an_endless_blank_line_document_is_refused_naming_file_and_line(tmp_path: Path, monkeypatch) -> None:
+    from transfer.corpus import readers
+
+    monkeypatch.setattr(readers, "MAX_DOCUMENT_CHARS", 100)  # the limit, not the reader, made small
+    path = _write_compressed(tmp_path / "c.txt.zst", "kurz\n\n" + "".join(f"Zeile {i}\n" for i in range(40)))
+    documents = iter_documents(path, boundary="blank_line")
+    assert next(documents) == "kurz"
+    # lines 3-12 hold 8 characters with their line end, lines 13-15 nine: 107 > 100 at line 15
+    with pytest.raises(CorpusError, match=r"c\.txt\.zst', line 15: a document of over 100 characters"):
+        next(documents)
 
 
 # ------------------------------------------------------------------ damage past the head
