@@ -19,7 +19,9 @@ artifacts and the version points there (``create_model_version(source=<artifact 
 
 Safe to call from many processes at once: a file lock serializes writers (MLflow's SQLite
 store otherwise fails with "database is locked" or two processes both create the same
-version), and a run fingerprint tag makes re-registering the same run a no-op.
+version), and a run fingerprint tag makes re-registering the same run a no-op. A
+registration killed half-way is completed by the next one: its finished run is reused, or
+its unfinished run (SQLite store) deleted and logged again.
 """
 
 from __future__ import annotations
@@ -377,6 +379,7 @@ class Registry:
         )
         if runs:
             return runs[0]
+        self._drop_unfinished_runs(client, experiment_id, record.fingerprint)
         tags = {**_version_tags(record), "mlflow.runName": record.model_name}
         run = client.create_run(experiment_id, tags=tags, run_name=record.model_name)
         run_id = run.info.run_id
@@ -392,6 +395,19 @@ class Registry:
             raise
         client.set_terminated(run_id)
         return client.get_run(run_id)
+
+    def _drop_unfinished_runs(self, client: MlflowClient, experiment_id: str, fingerprint: str) -> None:
+        """Delete the runs of this fingerprint that a killed (still RUNNING) or failed
+        registration left, so a retried registration leaves one run, not two. Only for a
+        SQLite store: its file lock (held here) proves no other process is registering;
+        on a shared server a RUNNING run may be another machine's registration in flight."""
+        if sqlite_path(self.tracking_uri) is None:
+            return
+        for run in client.search_runs(
+            [experiment_id], f"tags.`{TAG}fingerprint` = '{fingerprint}' and "
+                             "attributes.status != 'FINISHED'", max_results=100,
+        ):
+            client.delete_run(run.info.run_id)
 
     # -- writes
 
