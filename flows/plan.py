@@ -12,7 +12,6 @@ the train stage will train, built from the source's config on the meta device (n
 
 from __future__ import annotations
 
-import copy
 import json
 import struct
 import time
@@ -24,10 +23,12 @@ from transfer import pipeline
 from transfer.engine.cache import StageCache, StageOutput
 from transfer.engine.stages import StageSpec
 from transfer.settings.config import AdaptConfig
+from transfer.settings.memory_budget import source_model_config as source_config
+from transfer.settings.memory_budget import training_memory_estimate
 from transfer.settings.validate import validate_config
 
 if TYPE_CHECKING:
-    from transformers import PretrainedConfig, PreTrainedModel
+    from transformers import PretrainedConfig
 
 # Rough sizes behind the estimate (documented so a user can judge it).
 _TOKENS_PER_EVAL_TEXT = 64  # a Bible verse is ~30 words, ~1.2-2.2 tokens per word
@@ -154,63 +155,11 @@ def _estimate(stage: PlannedStage, spec: StageSpec, cfg: AdaptConfig, size: Sour
     return io  # init, surgery and stages that land later: loading and saving dominate
 
 
-def source_config(cfg: AdaptConfig, source_folder: Path | None) -> PretrainedConfig | None:
-    """The source model's config, read without loading weights: from the cached source
-    copy if there is one, else from the source (a folder's config.json, the GGUF's
-    metadata, a hub id's config); None when it cannot be read (a hub id offline)."""
-    from transformers import AutoConfig
-
-    from transfer.source.loading import resolve_source
-
-    try:
-        if source_folder is not None and (source_folder / "model" / "config.json").is_file():
-            return AutoConfig.from_pretrained(source_folder / "model")
-        spec = resolve_source(cfg.source_model)
-        if spec.kind == "gguf":
-            path = Path(spec.location)
-            return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
-        revision = {"revision": spec.revision} if spec.revision else {}
-        return AutoConfig.from_pretrained(spec.location, trust_remote_code=False, **revision)
-    except (OSError, ValueError):
-        return None
-
-
-def training_model_shape(cfg: AdaptConfig, config: PretrainedConfig) -> PreTrainedModel:
-    """The model the train stage trains, as shapes only (meta device, no memory): the
-    source architecture with the target vocabulary (``vocab_size`` rows, the budget)."""
-    import torch
-
-    from transfer.source.objective import auto_model_class
-
-    config = copy.deepcopy(config)
-    config.vocab_size = cfg.vocab_size
-    with torch.device("meta"):
-        return auto_model_class(config).from_config(config)
-
-
 def _peak_memory(cfg: AdaptConfig, config: PretrainedConfig | None) -> int | None:
-    """The trainer's memory estimate for this run, with the inputs the trainer gives it:
-    the largest trainable set of its stages (embeddings, then the whole model when
-    ``full_steps``), bf16 activations where it would autocast, fused attention on a GPU.
-    None without a train stage or a readable config. (OFA trains a factorized embedding,
-    fewer parameters: for it this is an upper bound.)"""
-    if config is None or not cfg.total_train_steps:
-        return None
-    from transfer.engine.devices import pick_device
-    from transfer.train.freezing import set_trainable
-    from transfer.train.memory import estimate_training_memory
-    from transfer.train.trainer import uses_bf16
-
-    model = training_model_shape(cfg, config)
-    stages = ["embeddings", "full"] if cfg.full_steps else ["embeddings"]
-    largest = max(sum(p.numel() for p in set_trainable(model, name)) for name in stages)
-    device = pick_device(cfg.device)
-    estimate = estimate_training_memory(
-        model, batch_size=cfg.batch_size, block_size=cfg.block_size, trainable_parameters=largest,
-        activation_bytes=2 if uses_bf16(cfg.precision, device) else 4,
-        fused_attention=True if device.type == "cuda" else None,
-    )
-    return estimate.total
+    """The trainer's memory estimate for this run (``transfer.settings.memory_budget``,
+    which also refuses a run that would not fit before its first stage)."""
+    estimate = training_memory_estimate(cfg, config)
+    return estimate.total if estimate is not None else None
 
 
 def plan_adaptation(cfg: AdaptConfig, *, measure: bool = True) -> Plan:

@@ -14,7 +14,8 @@ Crashes and concurrency: a writer holds a file lock per stage key
 by SIGKILL) while it builds, so two runs of the same stage at once build it once: the
 second waits and then finds the entry complete. Under that lock the temporary folders
 left by killed writers of the same key are removed; ``replacing_directory`` also removes
-its own temporary siblings whose writer process is gone.
+its own temporary siblings whose writer process is gone. A full disk while a folder is
+written raises ``DiskFullError`` naming the folder, and leaves no partial copy.
 """
 
 from __future__ import annotations
@@ -36,11 +37,47 @@ from pathlib import Path
 from typing import Any
 
 from transfer.engine.code_version import stage_code_version
+from transfer.errors import VocabTransferError
 
 DEFAULT_ROOT = Path(os.environ.get("VOCAB_TRANSFER_CACHE", "artifacts/cache"))
 _COMPLETE_MARKER = ".complete"
 _LOCKS = ".locks"
 _log = logging.getLogger(__name__)
+
+
+class DiskFullError(VocabTransferError):
+    """The disk filled up while a folder was written: nothing was kept of it (a resource
+    fault, not bad input; a ``VocabTransferError`` so the CLI prints it as one line)."""
+
+
+# what a full disk looks like in errors that carry no errno (Rust writers, numpy's tofile)
+_FULL_DISK_TEXT = ("No space left on device", "os error 28", "Disk quota exceeded", "StorageFull")
+_NEARLY_FULL = 1 << 20  # bytes: a bare OSError with less free space than this is a full disk
+
+
+def free_bytes(folder: Path) -> int:
+    """Free bytes for an unprivileged writer on ``folder``'s filesystem."""
+    stat = os.statvfs(folder)
+    return stat.f_bavail * stat.f_frsize
+
+
+def _is_disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether ``error`` (or what caused it) is the disk running full under ``folder``."""
+    seen: BaseException | None = error
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(seen) for text in _FULL_DISK_TEXT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, OSError) and error.errno is None:
+        try:
+            return free_bytes(folder) < _NEARLY_FULL
+        except OSError:
+            return False
+    return False
 
 
 def _canonical(value: Any) -> Any:
@@ -237,13 +274,37 @@ def replacing_directory(final: Path | str, *, keep_existing: bool = False) -> It
         if _writer_gone(stale):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = _sibling(final, "tmp")
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as error:
+        if _is_disk_full(error, final.parent):
+            raise _disk_full_error(final, error) from error
+        raise
     try:
         yield tmp
         _swap_in(tmp, final, keep_existing=keep_existing)
+    except Exception as error:
+        full = _is_disk_full(error, final.parent) and not isinstance(error, DiskFullError)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise _disk_full_error(final, error) from error
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _disk_full_error(final: Path, error: BaseException) -> DiskFullError:
+    try:
+        free = f"{free_bytes(final.parent) / (1 << 20):.1f} MiB free now"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(
+        f"the disk filled up while writing {final} ({type(error).__name__}: {error}); its "
+        f"partial copy was removed and nothing of it was kept ({free}). Free some space on "
+        f"that disk (or set cache_dir / output_dir to a larger one) and run again: finished "
+        f"stages are reused."
+    )
 
 
 def _occupied(error: OSError) -> bool:

@@ -1,0 +1,191 @@
+"""Refuse a run whose training would not fit in memory before its first stage.
+
+The trainer checks its memory estimate (``transfer.train.memory``) when training starts,
+which comes after the corpus, tokenizer and initialization stages: minutes to hours. The
+same estimate needs only the shapes of the model the train stage will train: the source
+architecture with the target vocabulary, built on the meta device from the source's
+config (no weights read). ``check_training_memory`` compares it with the memory the
+trainer would find (free GPU memory, or available RAM capped by a cgroup limit and by
+``VOCAB_TRANSFER_MEMORY_LIMIT``) and refuses with the estimate, before any stage. The
+dry-run plan (``flows.plan``) reports the same estimate.
+"""
+
+from __future__ import annotations
+
+import copy
+import struct
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from transfer.errors import MemoryBudgetError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
+
+    from transfer.settings.config import AdaptConfig
+    from transfer.train.memory import MemoryEstimate
+
+
+def source_model_config(cfg: AdaptConfig, source_folder: Path | None = None) -> PretrainedConfig | None:
+    """The source model's config, read without loading weights: from the cached source
+    copy if there is one, else from the source (a folder's config.json, the GGUF's
+    header, a hub id's config); None when it cannot be read (a hub id offline)."""
+    from transformers import AutoConfig
+
+    from transfer.source.loading import resolve_source
+
+    try:
+        if source_folder is not None and (source_folder / "model" / "config.json").is_file():
+            return AutoConfig.from_pretrained(source_folder / "model")
+        spec = resolve_source(cfg.source_model)
+        if spec.kind == "gguf":
+            path = Path(spec.location)
+            try:
+                return gguf_shape_config(path)  # from the header: a tenth of a second
+            except (KeyError, ValueError, struct.error):  # an architecture it cannot map
+                return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        revision = {"revision": spec.revision} if spec.revision else {}
+        return AutoConfig.from_pretrained(spec.location, trust_remote_code=False, **revision)
+    except (OSError, ValueError):
+        return None
+
+
+# GGUF value types (ggml's gguf_type): struct format of the fixed-size ones
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+                 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def _read(handle: BinaryIO, fmt: str) -> Any:
+    return struct.unpack(fmt, handle.read(struct.calcsize(fmt)))[0]
+
+
+def _gguf_value(handle: BinaryIO, kind: int) -> Any:
+    """One GGUF value; an array gives its length only (the tokenizer's 49k strings are
+    skipped, which is what makes this fast: ``gguf.GGUFReader`` takes seconds on them)."""
+    if kind in _GGUF_SCALARS:
+        return _read(handle, _GGUF_SCALARS[kind])
+    if kind == _GGUF_STRING:
+        return handle.read(_read(handle, "<Q")).decode("utf-8", "replace")
+    if kind == _GGUF_ARRAY:
+        item, count = _read(handle, "<I"), _read(handle, "<Q")
+        if item in _GGUF_SCALARS:
+            handle.seek(count * struct.calcsize(_GGUF_SCALARS[item]), 1)
+        else:
+            for _ in range(count):
+                _gguf_value(handle, item)
+        return ("array", count)
+    raise ValueError(f"unknown GGUF value type {kind}")
+
+
+def gguf_header(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The scalar metadata (arrays as ``("array", length)``) and the tensor names of a
+    GGUF file, read from its header only."""
+    with open(path, "rb") as handle:
+        if handle.read(4) != b"GGUF":
+            raise ValueError(f"{path} is not a GGUF file")
+        _read(handle, "<I")  # version
+        n_tensors, n_fields = _read(handle, "<Q"), _read(handle, "<Q")
+        fields = {}
+        for _ in range(n_fields):
+            key = handle.read(_read(handle, "<Q")).decode("utf-8", "replace")
+            fields[key] = _gguf_value(handle, _read(handle, "<I"))
+        names = []
+        for _ in range(n_tensors):
+            names.append(handle.read(_read(handle, "<Q")).decode("utf-8", "replace"))
+            dims = _read(handle, "<I")
+            handle.seek(8 * dims + 4 + 8, 1)  # shape, type, offset
+    return fields, names
+
+
+def gguf_shape_config(path: Path) -> PretrainedConfig:
+    """The architecture of a GGUF model as a transformers config, from the header alone,
+    with transformers' own GGUF key names (``GGUF_CONFIG_MAPPING``): what the memory
+    estimate needs (layers, widths, heads, vocabulary, tied head) without the seconds
+    ``AutoConfig.from_pretrained(gguf_file=...)`` spends parsing the tokenizer."""
+    from transformers import AutoConfig
+    from transformers.integrations.ggml import GGUF_CONFIG_DEFAULTS_MAPPING, GGUF_CONFIG_MAPPING
+
+    fields, names = gguf_header(path)
+    arch = str(fields["general.architecture"])
+    mapping = GGUF_CONFIG_MAPPING[arch]
+    values: dict[str, Any] = dict(GGUF_CONFIG_DEFAULTS_MAPPING.get(arch) or {})
+    for key, value in fields.items():
+        name = mapping.get(key.removeprefix(arch + ".")) if key.startswith(arch + ".") else None
+        if name and not isinstance(value, tuple):
+            values[name] = value
+    if "vocab_size" not in values and isinstance(fields.get("tokenizer.ggml.tokens"), tuple):
+        values["vocab_size"] = fields["tokenizer.ggml.tokens"][1]
+    values["tie_word_embeddings"] = "output.weight" not in names
+    return AutoConfig.for_model(arch, **values)
+
+
+def training_model_shape(cfg: AdaptConfig, config: PretrainedConfig) -> PreTrainedModel:
+    """The model the train stage trains, as shapes only (meta device, no memory): the
+    source architecture with the target vocabulary (``vocab_size`` rows, the budget)."""
+    import torch
+
+    from transfer.source.objective import auto_model_class
+
+    config = copy.deepcopy(config)
+    config.vocab_size = cfg.vocab_size
+    with torch.device("meta"):
+        return auto_model_class(config).from_config(config)
+
+
+def training_memory_estimate(cfg: AdaptConfig, config: PretrainedConfig | None) -> MemoryEstimate | None:
+    """The trainer's memory estimate for this run, with the inputs the trainer gives it:
+    the largest trainable set of its stages (embeddings, then the whole model when
+    ``full_steps``), bf16 activations where it would autocast, fused attention on a GPU.
+    None without a train stage or a readable config. (OFA trains a factorized embedding,
+    fewer parameters: for it this is an upper bound.)"""
+    if config is None or not cfg.total_train_steps:
+        return None
+    from transfer.engine.devices import pick_device
+    from transfer.train.freezing import set_trainable
+    from transfer.train.memory import estimate_training_memory
+    from transfer.train.trainer import uses_bf16
+
+    model = training_model_shape(cfg, config)
+    stages = ["embeddings", "full"] if cfg.full_steps else ["embeddings"]
+    largest = max(sum(p.numel() for p in set_trainable(model, name)) for name in stages)
+    device = pick_device(cfg.device)
+    return estimate_training_memory(
+        model, batch_size=cfg.batch_size, block_size=cfg.block_size, trainable_parameters=largest,
+        activation_bytes=2 if uses_bf16(cfg.precision, device) else 4,
+        fused_attention=True if device.type == "cuda" else None,
+    )
+
+
+def human_bytes(n: int) -> str:
+    """A size a person reads at a glance: 812 KiB, 37.5 MiB, 2.41 GiB."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} B"
+
+
+def check_training_memory(cfg: AdaptConfig) -> MemoryEstimate | None:
+    """Raise :class:`MemoryBudgetError` (with the estimate, what is available and a
+    configuration that would fit) when the run's training would not fit in memory; return
+    the estimate otherwise (None: no training, or a source whose config is unreadable)."""
+    from transfer.engine.devices import pick_device
+    from transfer.train.memory import available_memory, check_memory
+
+    if not cfg.total_train_steps:
+        return None
+    estimate = training_memory_estimate(cfg, source_model_config(cfg))
+    if estimate is None:
+        return None
+    device = pick_device(cfg.device)
+    available = available_memory(device)
+    try:
+        check_memory(estimate, available, device=device, batch_size=cfg.batch_size,
+                     block_size=cfg.block_size, grad_accumulation=cfg.grad_accumulation)
+    except MemoryBudgetError as error:
+        raise MemoryBudgetError(
+            f"refused before the first stage: the train stage's memory estimate is "
+            f"{human_bytes(estimate.total)} ({estimate.total} bytes) on {device}, but "
+            f"{human_bytes(available)} is available. {error}"
+        ) from error
+    return estimate
