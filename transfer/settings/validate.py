@@ -70,6 +70,9 @@ def validate_config(cfg: AdaptConfig) -> None:
                               "(verse-aligned with source_train_bible)")
     # raises for a missing file or folder, and for a hub id offline without a cached copy
     source_fingerprint(cfg.source_model, cfg.source_revision)
+    from transfer.settings.memory_budget import check_training_memory
+
+    check_training_memory(cfg)  # the trainer's memory estimate, refused before any stage
 
 
 def _check_parallel_files(cfg: AdaptConfig) -> None:
