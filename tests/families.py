@@ -30,7 +30,7 @@ from transformers import (
     Qwen3ForCausalLM,
 )
 
-from tokenizer_builds.added_tokens import AddedTokenSelection, select_added_tokens
+from tokenizer_builds.added_tokens import AddedTokenSelection, added_token_spec, select_added_tokens
 
 ASSETS = Path(__file__).resolve().parents[1] / ".assets" / "tokenizers"
 TARGET_VOCAB = 1000
@@ -127,6 +127,21 @@ class FamilyCase:
     eos_token_ids: list[int]
     selection: AddedTokenSelection  # the source's added tokens kept (and why) and dropped
 
+    @functools.cached_property
+    def byte_tokens(self) -> dict[int, int]:
+        """``map_byte_tokens(source, target)``, computed once per family (each call reads
+        the source's whole vocabulary: 262k strings for Gemma-3)."""
+        from transfer.tokenizer.special_tokens import map_byte_tokens
+
+        return map_byte_tokens(self.source_tokenizer, self.target_tokenizer)
+
+    @functools.cached_property
+    def special_tokens(self) -> dict[int, int]:
+        """``map_special_tokens(source, target)``, computed once per family."""
+        from transfer.tokenizer.special_tokens import map_special_tokens
+
+        return map_special_tokens(self.source_tokenizer, self.target_tokenizer)
+
     def source_model(self, seed: int = 0) -> PreTrainedModel:
         model = family_model(self.name, len(self.source_tokenizer), seed=seed)
         eos = self.eos_token_ids
@@ -138,13 +153,12 @@ class FamilyCase:
 @functools.cache
 def family_case_of(name: str) -> FamilyCase:
     from tokenizer_builds.build import build_target_tokenizer
-    from tokenizer_builds.families import backend_json
 
     source = family_tokenizer(name)
     eos = generation_eos_ids(name, source)
     target = build_target_tokenizer(source, train_verses(), TARGET_VOCAB, min_frequency=2,
                                     eos_token_ids=eos)
-    selection = select_added_tokens(source, backend_json(source), eos_token_ids=eos)
+    selection = select_added_tokens(source, added_token_spec(source), eos_token_ids=eos)
     return FamilyCase(name, FAMILIES[name], source, target, eos, selection)
 
 

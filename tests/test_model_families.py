@@ -20,8 +20,10 @@ from tests.families import FAMILIES, TARGET_VOCAB, FamilyCase, family_case_of
 from tests.tiny import random_token_vectors, token_vector_inputs
 from tokenizer_builds.added_tokens import (
     CHAT_TEMPLATE,
+    CHAT_TEMPLATE_TEXT,
     CONVERSATIONS,
     SPECIAL_ROLE,
+    added_token_spec,
     rendered_chat_texts,
     select_added_tokens,
 )
@@ -30,7 +32,6 @@ from transfer.init.base import StrategyInputs, StrategyResources
 from transfer.init.registry import initialize
 from transfer.init.surgery import get_source_embeddings, is_tied, swap_vocabulary
 from transfer.source.loading import save_model
-from transfer.tokenizer.special_tokens import map_byte_tokens, map_special_tokens
 
 # The session fixture (one parameter per family), found by pytest under this name.
 family_case = families.family_case
@@ -45,7 +46,10 @@ CHAT_MARKERS: dict[str, set[str]] = {
     "llama3_1": {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"},
     "qwen3": {"<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>", "</tool_call>"},
     "gemma3": {"<start_of_turn>", "<end_of_turn>"},
-    "deepseek_v3": {"<｜User｜>", "<｜Assistant｜>"},
+    "deepseek_v3": {"<｜User｜>", "<｜Assistant｜>", "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>",
+                    "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁sep｜>",
+                    "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>", "<｜tool▁output▁begin｜>",
+                    "<｜tool▁output▁end｜>"},
 }
 
 
@@ -78,32 +82,59 @@ def test_target_keeps_only_needed_added_tokens(family_case: FamilyCase) -> None:
 
 
 def test_placeholders_are_dropped_in_thousands() -> None:
-    """Gemma-3: 6,415 added tokens, of which 7 are kept; Llama-3: 256 -> 5."""
+    """Gemma-3: 6,415 added tokens, of which 8 are kept (``<start_of_image>`` by the
+    template's text: its image branch); Llama-3: 256 -> 5."""
     gemma, llama = family_case_of("gemma3"), family_case_of("llama3")
     gemma_report = gemma.selection.report()
     assert gemma_report["source_added_tokens"] == 6415
-    assert gemma_report["kept"] == 7 and gemma_report["dropped"] == 6408
-    assert gemma_report["kept_by_reason"] == {SPECIAL_ROLE: 6, CHAT_TEMPLATE: 1}
+    assert gemma_report["kept"] == 8 and gemma_report["dropped"] == 6407
+    assert gemma_report["kept_by_reason"] == {SPECIAL_ROLE: 6, CHAT_TEMPLATE: 1, CHAT_TEMPLATE_TEXT: 1}
+    assert gemma.selection.kept["<start_of_image>"] == CHAT_TEMPLATE_TEXT
     assert "<unused0>" not in gemma.target_tokenizer.get_vocab()
     assert len(added(llama.target_tokenizer)) == 5
     assert not any(PLACEHOLDER.search(token) for token in llama.target_tokenizer.get_vocab())
 
 
 def test_gemma_merges_stay_inside_words() -> None:
-    """Gemma-3's normalizer turns spaces into ``▁`` before its Split on spaces; the build
-    trains with a split before each marker (with the source's split alone, the 32k German
-    build joined words: 0.77 tokens per word, benchmarks/README.md; this 1,000-token build
-    is too small to show that, so it only checks the property)."""
-    target = family_case_of("gemma3").target_tokenizer
+    """Gemma-3's normalizer turns spaces into ``▁`` before its ``Split(" ")`` pre-tokenizer,
+    so that split splits nothing: a build trained with the source's pre-tokenizer alone
+    learns merges across words (322 of this 1,000-token build's tokens, like ``',▁der▁'``
+    and ``'Und▁es▁ward▁'``; 0.77 tokens per word at 32k, benchmarks/README.md). The build
+    trains with a split before each marker instead, so no learned token holds a marker
+    after its first character and a sentence is spelled one word at a time."""
+    case = family_case_of("gemma3")
+    backend = case.source_tokenizer.backend_tokenizer
+    # the premise: the source's own pre-tokenizer leaves a normalized sentence whole
+    normalized = backend.normalizer.normalize_str("Und Gott sprach")
+    assert [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(normalized)] == [normalized]
+
+    target = case.target_tokenizer
     vocab = target.backend_tokenizer.get_vocab(with_added_tokens=False)
     assert [token for token in vocab if "▁" in token.lstrip("▁")] == []
+    text = "Und Gott sprach: Es werde Licht! Und es ward Licht."
+    pieces = target.tokenize(text)
+    assert [piece for piece in pieces if "▁" in piece.lstrip("▁")] == []
+    assert sum(piece.startswith("▁") for piece in pieces) == text.count(" ")  # a piece per word start
+    assert "".join(pieces).replace("▁", " ") == text
+
+
+def test_added_token_spec_is_the_backend_jsons() -> None:
+    """``added_token_spec`` (no vocabulary serialized) gives the parts of the backend JSON
+    the selection reads, so the selection is the same."""
+    for name in ("llama2", "mistral", "deepseek_v3"):
+        source = family_case_of(name).source_tokenizer
+        full, slim = backend_json(source), added_token_spec(source)
+        assert slim["post_processor"] == full["post_processor"], name
+        assert slim["added_tokens"] == [{key: token[key] for key in ("id", "content", "special")}
+                                        for token in full["added_tokens"]], name
+        assert select_added_tokens(source, slim) == select_added_tokens(source, full), name
 
 
 def test_generation_config_eos_keeps_a_placeholder_named_token() -> None:
     """Llama-3.1's generation config stops at id 128008, a reserved token by name."""
     case = family_case_of("llama3_1")
     assert "<|reserved_special_token_4|>" in added(case.target_tokenizer)
-    plain = select_added_tokens(case.source_tokenizer, backend_json(case.source_tokenizer))
+    plain = select_added_tokens(case.source_tokenizer, added_token_spec(case.source_tokenizer))
     assert "<|reserved_special_token_4|>" in plain.dropped  # without it: dropped
 
 
@@ -216,8 +247,7 @@ def test_every_strategy_on_every_family(family_case: FamilyCase, strategy: str,
     assert len(labels) == len(target) == result.input.shape[0]
 
     # byte tokens by byte value, special tokens by role: the source's rows exactly
-    byte = map_byte_tokens(source, target)
-    special = map_special_tokens(source, target)
+    byte, special = family_case.byte_tokens, family_case.special_tokens  # computed once per family
     assert len(byte) == 256
     assert set(special) == {target.convert_tokens_to_ids(t) for t in added(target)}
     for mapping, label in ((byte, "byte"), (special, "special")):

@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from tokenizer_builds.bpe_byte_fallback import train_bpe_byte_fallback
 from tokenizer_builds.byte_level_bpe import train_byte_level_bpe
-from tokenizer_builds.families import TokenizerFamily, backend_json, family_of_json
+from tokenizer_builds.families import TokenizerFamily, family_of_json, pipeline_json
 from tokenizer_builds.unigram import train_unigram
 from tokenizer_builds.wordpiece import train_wordpiece
 from transfer.engine.cache import replacing_directory
@@ -54,7 +54,7 @@ def build_target_tokenizer(
     source's added tokens that a special role, the chat template, the generation config's
     ``eos_token_ids`` or ``keep_tokens`` need come on top, the rest are dropped
     (``tokenizer_builds.added_tokens``)."""
-    family = family_of_json(backend_json(source))
+    family = family_of_json(pipeline_json(source))  # the trainer reads the full JSON once
     train = BUILDERS.get(family)
     if train is None:
         raise TokenizerBuildError(
