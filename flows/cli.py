@@ -132,6 +132,9 @@ def adapt(
         None, help="Initialization strategy (see `strategies`); give it several times to compare "
                    "strategies in one run (shared stages built once, one table and plot)."),
     vocab_size: int | None = typer.Option(None, help="Target tokenizer vocabulary size."),
+    keep_token: list[str] | None = typer.Option(
+        None, help="An added token of the source the target tokenizer keeps besides those a special role or "
+                   "the chat template needs (repeat for several)."),
     train_steps: int | None = typer.Option(None, help="Training budget in optimizer steps."),
     eval_texts: int | None = typer.Option(None, help="Held-out texts scored for bits per byte."),
     device: str | None = typer.Option(None, help="'cpu' or 'cuda' (default: CUDA when present)."),
@@ -158,6 +161,7 @@ def adapt(
         "source_vectors": str(source_vectors) if source_vectors else None,
         "target_vectors": str(target_vectors) if target_vectors else None, "vectors_aligned": vectors_aligned,
         "strategy": strategy[0] if strategy and len(strategy) == 1 else None, "vocab_size": vocab_size, "train_steps": train_steps,
+        "keep_tokens": keep_token or None,
         "eval_texts": eval_texts, "device": device, "cache_dir": cache_dir,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from transfer.errors import CorpusError, VocabTransferError
 from transfer.settings.config import AdaptConfig
+from transfer.settings.keep_tokens import check_keep_tokens
 from transfer.settings.names import check_path_component
 
 #: How much of each file validation reads (decompressed): enough for the first lines.
@@ -70,6 +71,7 @@ def validate_config(cfg: AdaptConfig) -> None:
                               "(verse-aligned with source_train_bible)")
     # raises for a missing file or folder, and for a hub id offline without a cached copy
     source_fingerprint(cfg.source_model, cfg.source_revision)
+    check_keep_tokens(cfg)  # entries, and a folder source's added tokens
     from transfer.settings.memory_budget import check_training_memory
 
     check_training_memory(cfg)  # the trainer's memory estimate, refused before any stage
