@@ -124,3 +124,13 @@ def test_cli_keep_token_reaches_the_config(tmp_path: Path, reserved_source: Path
     printed = re.sub(r"\s+", " ", good.output)
     assert tokenizer_folder(["<|reserved_1|>", "<|reserved_0|>"]) in printed
     assert tokenizer_folder([]) not in printed  # the flag changed the tokenizer stage's key
+
+
+def test_flow_parameters_carry_keep_tokens() -> None:
+    """The Prefect form (``AdaptParameters``, AdaptConfig's fields) offers and passes it on."""
+    from flows.parameters import AdaptParameters, as_parameters
+
+    assert "keep_tokens" in AdaptParameters.model_json_schema()["properties"]
+    cfg = AdaptConfig(keep_tokens=["<|reserved_1|>"], target_language="de")
+    assert as_parameters(cfg).keep_tokens == ["<|reserved_1|>"]
+    assert as_parameters(cfg.model_dump()).keep_tokens == ["<|reserved_1|>"]
