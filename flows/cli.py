@@ -99,6 +99,15 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _warn_inputs(cfg) -> None:
+    """Print the warnings about valid but suspicious input (script, repetition, a corpus
+    too small for vocab_size) before any work starts."""
+    from transfer.settings.input_warnings import input_warnings
+
+    for warning in input_warnings(cfg):
+        console.print("[yellow]warning:[/] " + escape(warning.message))
+
+
 def _load_parameters(values: dict):
     from flows.parameters import AdaptParameters
 
@@ -170,6 +179,7 @@ def adapt(
         values["target_bible"] = []
     try:
         cfg = _load_parameters(values)
+        _warn_inputs(cfg)
         if strategy and len(strategy) > 1:
             _compare(cfg, strategy, prefect=prefect, dry_run=dry_run)
             return
