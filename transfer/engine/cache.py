@@ -153,6 +153,11 @@ class StageCache:
             except BlockingIOError:
                 _log.info("stage %s %s: another process is building it; waiting", stage, key)
                 fcntl.flock(handle, fcntl.LOCK_EX)
+            except OSError as error:  # a filesystem without locks (some network mounts)
+                _log.warning("stage %s %s: cannot lock %s (%s); building without the lock: "
+                             "a concurrent run may build it too", stage, key, lock, error)
+                yield
+                return
             try:
                 yield
             finally:
