@@ -180,6 +180,8 @@ def adapt(
     try:
         cfg = _load_parameters(values)
         _warn_inputs(cfg)
+        if cfg.strategy_choice:
+            console.print(f"Strategy {cfg.strategy_choice}")
         if strategy and len(strategy) > 1:
             _compare(cfg, strategy, prefect=prefect, dry_run=dry_run)
             return

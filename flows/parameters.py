@@ -15,8 +15,10 @@ from pydantic import ConfigDict, Field, model_validator
 
 from transfer.init import available_strategies
 from transfer.settings.config import AdaptConfig
+from transfer.settings.strategy_choice import AUTO
 
-_STRATEGIES = tuple(available_strategies())
+# 'auto' first: the measured best strategy whose data the run has (the default)
+_STRATEGIES = (AUTO, *available_strategies())
 
 #: The registered strategy names as a type (an ``enum`` in the JSON schema of the form).
 StrategyName = Literal[_STRATEGIES]  # type: ignore[valid-type]
@@ -28,8 +30,9 @@ class AdaptParameters(AdaptConfig):
     model_config = ConfigDict(extra="forbid", title="Adaptation")
 
     strategy: StrategyName = Field(  # type: ignore[valid-type]
-        "mean",
-        description="Embedding initialization strategy (see `vocab-transfer strategies`).",
+        AUTO,
+        description="Embedding initialization strategy (see `vocab-transfer strategies`); 'auto': the "
+                    "measured best one whose data the run has.",
     )
 
     @model_validator(mode="before")

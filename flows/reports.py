@@ -113,7 +113,8 @@ def result_markdown(result: AdaptResult) -> str:
         f"Model: `{result.model_dir}`  \nCode version: `{result.code_version}`  \n"
         f"Strategy: `{summary.strategy}`, vocabulary {cfg.vocab_size}, "
         f"{cfg.total_train_steps} training steps, {result.seconds:.0f} s\n\n"
-        f"{evaluations_markdown(summary)}\n\n"
+        + (f"Strategy choice: {cfg.strategy_choice}\n\n" if cfg.strategy_choice else "")
+        + f"{evaluations_markdown(summary)}\n\n"
         f"{fertility_line(summary)}\n\n"
         f"Initialization: {init_line(summary)}\n\n{stages}\n"
     )

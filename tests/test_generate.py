@@ -170,7 +170,7 @@ def test_model_card_samples_section(tmp_path: Path, tiny_source: Path, tiny_corp
             source_model=str(tiny_source), target_language="de", target_bible=[], source_bible=[],
             target_files=[str(tiny_corpus)], vocab_size=350, train_steps=2, batch_size=2, block_size=16,
             eval_texts=8, dev_fraction=0.1, test_fraction=0.1, device="cpu", cache_dir=tmp_path / "cache",
-            output_dir=tmp_path / f"models-{samples}", register_model=False, card_samples=samples)
+            output_dir=tmp_path / f"models-{samples}", register_model=False, card_samples=samples, strategy="mean")
         result = run_adaptation(cfg)
         return result, (Path(result.model_dir) / CARD_FILE).read_text()
 

@@ -49,7 +49,7 @@ def hub_cache(tmp_path: Path, tiny_source: Path, monkeypatch: pytest.MonkeyPatch
 def _config(tmp_path: Path, corpus: Path, **overrides) -> AdaptConfig:
     values = {
         "target_language": "de", "target_bible": [], "source_bible": [], "target_files": [str(corpus)],
-        "vocab_size": 350, "train_steps": 0, "curve_texts": 0, "eval_texts": 4, "device": "cpu",
+        "vocab_size": 350, "train_steps": 0, "curve_texts": 0, "eval_texts": 4, "device": "cpu", "strategy": "mean",
         "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "models", "register_model": False,
     }
     return AdaptConfig(**{**values, **overrides})

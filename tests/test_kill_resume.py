@@ -41,7 +41,7 @@ def tiny_config(tmp: Path, source: Path, corpus: Path, **overrides: object) -> A
         "source_model": str(source), "target_language": "de", "target_bible": [],
         "source_bible": [], "target_files": [str(corpus)], "vocab_size": 350, "train_steps": 3,
         "batch_size": 2, "block_size": 16, "eval_texts": 8, "dev_fraction": 0.1,
-        "test_fraction": 0.1, "device": "cpu", "curve_texts": 0, "cache_dir": tmp / "cache",
+        "test_fraction": 0.1, "device": "cpu", "curve_texts": 0, "cache_dir": tmp / "cache", "strategy": "mean",
         "output_dir": tmp / "models", "register_model": False,
     }
     values.update(overrides)

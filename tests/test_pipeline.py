@@ -23,6 +23,8 @@ def _config(tmp_path: Path, source: Path, corpus: Path, **overrides) -> AdaptCon
     values = {
         "source_model": str(source), "target_language": "de", "target_bible": [],
         "source_bible": [], "target_files": [str(corpus)], "vocab_size": 350, "train_steps": 2,
+        # the cheap baseline unless a test names another ('auto': tests/test_strategy_default.py)
+        "strategy": "mean",
         "batch_size": 2, "block_size": 16, "eval_texts": 8, "dev_fraction": 0.1,
         "test_fraction": 0.1, "device": "cpu", "cache_dir": tmp_path / "cache",
         "output_dir": tmp_path / "models",

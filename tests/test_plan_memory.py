@@ -20,7 +20,7 @@ def _config(tmp_path: Path, source: Path, corpus: Path, **overrides) -> AdaptCon
     settings = {
         "source_model": str(source), "target_language": "de", "target_bible": [], "source_bible": [],
         "target_files": [str(corpus)], "vocab_size": 350, "train_steps": 2, "full_steps": 2,
-        "batch_size": 4, "block_size": 32, "device": "cpu", "precision": "fp32",
+        "batch_size": 4, "block_size": 32, "device": "cpu", "precision": "fp32", "strategy": "mean",
         "cache_dir": tmp_path / "cache", "output_dir": tmp_path / "models",
     }
     return AdaptConfig(**{**settings, **overrides})

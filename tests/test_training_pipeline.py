@@ -26,7 +26,7 @@ def test_train_stage_writes_curves_and_runs_both_stages(tmp_path: Path, tiny_sou
         target_files=[str(tiny_corpus)], vocab_size=350, train_steps=2, full_steps=2, batch_size=2,
         block_size=16, eval_texts=8, dev_fraction=0.1, test_fraction=0.1, device="cpu",
         cache_dir=tmp_path / "cache", output_dir=tmp_path / "models", eval_every=2, curve_texts=5,
-        checkpoint_every=2, lr_schedule="cosine", warmup_steps=1,
+        checkpoint_every=2, lr_schedule="cosine", warmup_steps=1, strategy="mean",
     )
     cache = StageCache(cfg.cache_dir)
     corpus, _ = execute(corpus_spec(cfg), cache)

@@ -84,9 +84,9 @@ def test_path_components_are_safe(bad: str) -> None:
 def test_model_name_is_one_safe_component() -> None:
     from transfer.settings.config import AdaptConfig
 
-    assert AdaptConfig().model_name() == "smollm2-de-mean"  # sane names unchanged
-    assert AdaptConfig(source_model="/models/my-llama").model_name() == "my-llama-de-mean"
-    weird = AdaptConfig(source_model="/models/my llama@v2:x").model_name()
+    assert AdaptConfig(strategy="mean").model_name() == "smollm2-de-mean"  # sane names unchanged
+    assert AdaptConfig(source_model="/models/my-llama", strategy="mean").model_name() == "my-llama-de-mean"
+    weird = AdaptConfig(source_model="/models/my llama@v2:x", strategy="mean").model_name()
     assert check_path_component(weird) == weird == "my-llama-v2-x-de-mean"
     assert safe_component("../..") == "model"
 

@@ -210,7 +210,8 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None,
         f"(input embeddings and output head), and the embeddings were trained for {trained} "
         f"steps of {cfg.batch_size} x {cfg.block_size} tokens with the rest of the model frozen"
         + (f", then the whole model for {full} steps." if full else ".")),
-        f"Initialization of the target tokens: {init_line(summary)}.",
+        f"Initialization of the target tokens: {init_line(summary)}."
+        + (f" The strategy was chosen by `strategy: auto` ({cfg.strategy_choice})." if cfg.strategy_choice else ""),
         "## Metrics",
         _metric_paragraph(result),
         evaluations_markdown(summary),

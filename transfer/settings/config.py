@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from transfer.settings.names import check_language_tag, check_path_component, safe_component
+from transfer.settings.strategy_choice import AUTO, choose_strategy
 
 
 class AdaptConfig(BaseModel):
@@ -56,7 +57,11 @@ class AdaptConfig(BaseModel):
         description="Added tokens of the source the target tokenizer keeps besides those a special role "
                     "or the chat template needs (placeholders like <|reserved_special_token_N|> are dropped).")
 
-    strategy: str = Field("mean", description="Embedding initialization strategy (see `vocab-transfer strategies`).")
+    strategy: str = Field(
+        "auto", description="Embedding initialization strategy (see `vocab-transfer strategies`); 'auto': the "
+                            "measured best one whose data the run has (transfer/settings/strategy_choice.py).")
+    strategy_choice: str | None = Field(
+        None, description="Set when strategy was 'auto': which strategy ran and why (not an input).")
     source_train_bible: list[str] = Field(
         default_factory=lambda: ["k", "4", "3"],
         description="Source-language Bible translations used to train static vectors and as the source "
@@ -163,6 +168,17 @@ class AdaptConfig(BaseModel):
     def _safe_prefix(cls, prefix: str) -> str:
         # the registered model name is prefix + language: one safe registry/folder name
         return check_path_component(prefix, "registered_model_prefix")
+
+    @model_validator(mode="after")
+    def _resolve_auto_strategy(self) -> AdaptConfig:
+        # resolved here, once, so that keys, model names, manifests and reports all see the
+        # strategy that runs; the sentence saying why travels with the config
+        if self.strategy == AUTO:
+            if self.strategy_params:
+                raise ValueError("strategy_params need a named strategy, not 'auto' (its choice depends on the "
+                                 "run's data): name the strategy, see `vocab-transfer strategies`")
+            self.strategy, self.strategy_choice = choose_strategy(self)
+        return self
 
     @model_validator(mode="after")
     def _word_vectors_imply_word_average(self) -> AdaptConfig:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from transfer.corpus.stage import eval_file, iter_lines, read_lines
 from transfer.corpus.splits import HELD_OUT_SPLITS
+from transfer.corpus.stage import eval_file, iter_lines, read_lines
 from transfer.engine.cache import StageOutput
 from transfer.engine.stages import BuildContext, StageSpec, builder, upstream_of, write_json
 

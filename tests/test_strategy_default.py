@@ -1,0 +1,53 @@
+"""``strategy: auto`` (the default): the measured best strategy, or the best whose data the
+run has, and a sentence saying which and why."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from flows.parameters import AdaptParameters
+from transfer.init.registry import needs
+from transfer.settings.config import AdaptConfig
+from transfer.settings.strategy_choice import MEASURED_ORDER, choose_strategy, missing_data
+
+
+def test_the_default_is_the_measured_best_when_its_data_is_there() -> None:
+    cfg = AdaptConfig()  # the demo: German Bible, English Bible as the parallel side
+    assert cfg.strategy == MEASURED_ORDER[0]
+    assert cfg.strategy_choice == f"auto: {MEASURED_ORDER[0]}, the measured best strategy"
+    assert AdaptParameters().strategy == MEASURED_ORDER[0]  # the Prefect form's default too
+
+
+def test_without_parallel_text_auto_falls_back_and_says_why() -> None:
+    cfg = AdaptConfig(target_bible=[], target_files=["corpus.txt"])
+    skipped = [s for s in MEASURED_ORDER if "parallel" in needs(s)]
+    assert skipped, "the measured order starts with strategies that need parallel text"
+    expected = next(s for s in MEASURED_ORDER if "parallel" not in needs(s) and "vectors" not in needs(s))
+    assert cfg.strategy == expected
+    for name in skipped:
+        assert f"{name} needs a parallel corpus" in cfg.strategy_choice
+    # given parallel files, the best one runs again
+    with_pairs = AdaptConfig(target_bible=[], target_files=["corpus.txt"], parallel_files=["pairs.tsv"])
+    assert with_pairs.strategy == MEASURED_ORDER[0]
+
+
+def test_the_walk_always_ends_in_a_strategy_that_needs_nothing() -> None:
+    bare = AdaptConfig(strategy="mean", target_bible=[], target_files=["c.txt"], source_train_bible=[],
+                       dictionary="induced")
+    assert missing_data(bare, MEASURED_ORDER[-1]) is None
+    strategy, reason = choose_strategy(bare)
+    assert missing_data(bare, strategy) is None and strategy in reason
+
+
+def test_a_named_strategy_is_kept_and_auto_takes_no_parameters() -> None:
+    cfg = AdaptConfig(strategy="mean")
+    assert cfg.strategy == "mean" and cfg.strategy_choice is None
+    with pytest.raises(ValidationError, match="strategy_params need a named strategy"):
+        AdaptConfig(strategy_params={"k": 3})
+
+
+def test_a_resolved_config_round_trips() -> None:
+    cfg = AdaptConfig()
+    again = AdaptConfig.model_validate(cfg.model_dump(mode="json"))
+    assert again == cfg

@@ -1,0 +1,55 @@
+"""``strategy: auto``: the measured best strategy, or the best one whose data the run has.
+
+The order is the measured one (benchmarks/README.md, "Strategies on three languages":
+``benchmarks/strategy_languages.py``, every strategy on German, French and Swahili, ranked
+on dev after the 20-step budget); ``tests/test_strategy_default.py`` checks that it agrees
+with the recorded results. A strategy is skipped only when the run lacks its data (a
+parallel corpus for the alignment-based strategies, vectors or the text to train them for
+WECHSEL/OFA); the config then records which strategy ran and why, and the plan, the CLI,
+the Prefect report and the model card say so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transfer.settings.config import AdaptConfig
+
+AUTO = "auto"
+
+#: Best first, as measured; ``fvt`` needs nothing beyond the two tokenizers, so the walk
+#: always ends in a strategy that can run.
+MEASURED_ORDER: tuple[str, ...] = ("combined", "trans_tokenization", "focus", "fvt", "mean")
+
+
+def missing_data(cfg: AdaptConfig, strategy: str) -> str | None:
+    """What ``strategy`` needs that this run does not have (None: it can run). Only the
+    presence of inputs is judged here; their content is validated before the first stage."""
+    from transfer.init.registry import needs
+
+    kinds = needs(strategy)
+    has_parallel = bool(cfg.parallel_files) or bool(cfg.target_bible and cfg.source_train_bible)
+    if "parallel" in kinds and not has_parallel:
+        return "a parallel corpus (parallel_files, or target_bible with source_train_bible)"
+    if "vectors" in kinds:
+        if not (cfg.source_vectors or cfg.source_train_bible):
+            return "source-language vectors (source_vectors, or source_train_bible to train them)"
+        induced = cfg.dictionary == "induced" or (cfg.dictionary == "auto" and cfg.target_language != "de")
+        if induced and not has_parallel and not cfg.vectors_aligned:
+            return "a dictionary or parallel text to align the vectors"
+    return None
+
+
+def choose_strategy(cfg: AdaptConfig) -> tuple[str, str]:
+    """The strategy ``auto`` stands for in this run, and the sentence that says why."""
+    skipped = []
+    for strategy in MEASURED_ORDER:
+        lacking = missing_data(cfg, strategy)
+        if lacking is None:
+            if not skipped:
+                return strategy, f"auto: {strategy}, the measured best strategy"
+            return strategy, (f"auto: {strategy}, the best measured strategy whose data this run has ("
+                              + "; ".join(skipped) + ")")
+        skipped.append(f"{strategy} needs {lacking}")
+    raise AssertionError("MEASURED_ORDER ends in a strategy that needs no data")  # pragma: no cover
