@@ -124,7 +124,7 @@ class LanguageEntry(BaseModel):
     dictionary: DictionarySource | None = None
     parallel: ParallelSource | None = None
     vectors: VectorsSource | None = None
-    strategy: str = "mean"
+    strategy: str = "auto"  # the measured best whose data the run has (transfer/settings/strategy_choice.py)
     vocab_size: int = Field(32000, ge=2)
     train_steps: int = Field(20, ge=0, description="Training budget in optimizer steps.")
     cron: str | None = Field(None, description="Cron of the scheduled run (UTC unless timezone).")

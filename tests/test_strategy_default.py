@@ -51,3 +51,14 @@ def test_a_resolved_config_round_trips() -> None:
     cfg = AdaptConfig()
     again = AdaptConfig.model_validate(cfg.model_dump(mode="json"))
     assert again == cfg
+
+
+def test_a_comparison_may_name_auto_beside_the_baseline() -> None:
+    from transfer.publish.comparison import ComparisonError, strategy_configs
+
+    cfg = AdaptConfig(strategy="mean")
+    auto, mean = strategy_configs(cfg, ["auto", "mean"])
+    assert (auto.strategy, mean.strategy) == (MEASURED_ORDER[0], "mean")
+    assert auto.strategy_choice and MEASURED_ORDER[0] in auto.strategy_choice and mean.strategy_choice is None
+    with pytest.raises(ComparisonError, match="more than once"):
+        strategy_configs(cfg, ["auto", MEASURED_ORDER[0]])

@@ -26,6 +26,7 @@ from transfer.publish.labels import METRIC_NAMES, SOURCE_MODEL_TITLE, SOURCE_ON_
 from transfer.publish.result import AdaptResult, trainer_curve_file
 from transfer.publish.summary import RunSummary, markdown_table
 from transfer.settings.config import AdaptConfig
+from transfer.settings.strategy_choice import AUTO, choose_strategy
 from transfer.train.curves import plot_curves, read_json
 
 
@@ -77,6 +78,9 @@ def strategy_configs(cfg: AdaptConfig, strategies: Sequence[str]) -> list[AdaptC
     each strategy gets the keys it takes, and a key that none takes is refused."""
     if not strategies:
         raise ComparisonError("strategies: give at least one strategy to compare")
+    # 'auto' stands for the strategy it picks for this run's data (the demo compares it with mean)
+    choices = {name: choose_strategy(cfg) for name in strategies if name == AUTO}
+    strategies = [choices[name][0] if name in choices else name for name in strategies]
     repeated = sorted({s for s in strategies if list(strategies).count(s) > 1})
     if repeated:
         raise ComparisonError(f"strategies: {repeated} given more than once")
@@ -90,7 +94,8 @@ def strategy_configs(cfg: AdaptConfig, strategies: Sequence[str]) -> list[AdaptC
     configs = []
     for name in strategies:
         params = {k: v for k, v in cfg.strategy_params.items() if k in accepted[name]}
-        configs.append(cfg.model_copy(update={"strategy": name, "strategy_params": params}))
+        choice = choices[AUTO][1] if AUTO in choices and name == choices[AUTO][0] else None
+        configs.append(cfg.model_copy(update={"strategy": name, "strategy_params": params, "strategy_choice": choice}))
     return configs
 
 
