@@ -124,10 +124,12 @@ def reference(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path, tiny_
     return result, weights_sha256(result.model_dir)
 
 
-def test_sigkill_in_each_stage_then_resume(tmp_path: Path, tiny_source: Path, tiny_corpus: Path,
-                                           reference) -> None:
+def test_sigkill_in_each_stage_then_resume(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                                           tiny_source: Path, tiny_corpus: Path, reference) -> None:
+    from tests.test_registry import registry_uri
+
     ref_result, ref_sha = reference
-    registry = f"sqlite:///{tmp_path / 'registry' / 'mlflow.db'}"
+    registry = registry_uri(tmp_path, tmp_path_factory)  # a copy of a migrated empty store
     cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, checkpoint_every=1)
     cache = Path(cfg.cache_dir)
     killed_tmp: Path | None = None
