@@ -102,9 +102,14 @@ def _fail(error: Exception) -> typer.Exit:
 def _warn_inputs(cfg) -> None:
     """Print the warnings about valid but suspicious input (script, repetition, a corpus
     too small for vocab_size) before any work starts."""
+    from transfer.errors import VocabTransferError
     from transfer.settings.input_warnings import input_warnings
 
-    for warning in input_warnings(cfg):
+    try:
+        found = input_warnings(cfg)
+    except VocabTransferError:
+        return  # a file it cannot read: validation refuses it next, with its own message
+    for warning in found:
         console.print("[yellow]warning:[/] " + escape(warning.message))
 
 
