@@ -55,7 +55,7 @@ def main() -> None:
         corpus = tmp / "de.txt"
         corpus.write_text("\n".join(f"{s} ({i})" for i in range(12) for s in GERMAN_SENTENCES) + "\n")
         tiny = AdaptConfig(source_model=str(tmp / "src"), target_language="de", target_bible=[],
-                           source_bible=[], target_files=[str(corpus)], vocab_size=350, train_steps=3,
+                           source_bible=[], target_files=[str(corpus)], strategy="mean", vocab_size=350, train_steps=3,
                            batch_size=2, block_size=16, device="cpu", cache_dir=tmp / "cache",
                            output_dir=tmp / "models", register_model=False)
         demo = AdaptConfig(device="cpu", cache_dir=tmp / "cache", output_dir=tmp / "models",
