@@ -88,6 +88,59 @@ def run_phase(code: str, phase: str, cfg_args: dict[str, Any], strategies: list[
     return comparison
 
 
+def load_phase(code: str, phase: str, results: Path = RESULTS) -> Comparison | None:
+    path = results / f"strategies_{code}_{phase}.json"
+    if not path.exists():
+        return None
+    return Comparison.model_validate(json.loads(path.read_text())["comparison"])
+
+
+def ratios_to_mean(comparison: Comparison) -> dict[str, float]:
+    """Each strategy's final BPB divided by ``mean``'s (below 1: better than the mean)."""
+    final = {row.strategy: row.final for row in comparison.rows}
+    return {name: value / final["mean"] for name, value in final.items()}
+
+
+def overall_ranking(comparisons: list[Comparison]) -> list[tuple[str, float]]:
+    """Strategies measured on every language, best first by their mean ratio to ``mean``
+    after the budget (the winner across languages; ties are not broken)."""
+    ratios = [ratios_to_mean(c) for c in comparisons]
+    common = set.intersection(*(set(r) for r in ratios))
+    return sorted(((name, sum(r[name] for r in ratios) / len(ratios)) for name in common), key=lambda kv: kv[1])
+
+
+def report(results: Path = RESULTS) -> str:
+    """Markdown: per language the test table (every strategy, step 0 and after the budget,
+    ratio to mean), the winners on dev, the overall ranking, and the 200-step curves."""
+    lines: list[str] = []
+    devs = []
+    for code, bibles in LANGUAGES.items():
+        dev, test, long = (load_phase(code, phase, results) for phase in PHASES)
+        if dev is None:
+            continue
+        devs.append(dev)
+        lines += [f"### {code} (Bible {' + '.join(bibles)})", ""]
+        shown = test or dev
+        split = "test" if test else "dev (test not yet measured)"
+        ratios = ratios_to_mean(shown)
+        lines += [f"{split} BPB on 300 verses; winner on dev: **{dev.ranked()[0].strategy}**", "",
+                  f"| strategy | step 0 | after {shown.train_steps} steps | vs mean | dev after {dev.train_steps} |",
+                  "|---|---|---|---|---|"]
+        dev_final = {row.strategy: row.final for row in dev.rows}
+        for row in shown.ranked():
+            lines.append(f"| {row.strategy} | {row.step0:.4f} | {row.final:.4f} | {100 * (ratios[row.strategy] - 1):+.1f}% "
+                         f"| {dev_final.get(row.strategy, float('nan')):.4f} |")
+        lines.append(f"| source model, own tokenizer | {shown.source_model:.4f} | | | |")
+        if long is not None:
+            lines += ["", f"{long.train_steps} steps (dev, curve every {LONG_EVAL_EVERY}): " + ", ".join(
+                f"{row.strategy} {row.step0:.4f} -> {row.final:.4f}" for row in long.ranked())]
+        lines.append("")
+    if devs:
+        lines += ["Across the languages (dev, mean ratio to `mean` after the budget): " + ", ".join(
+            f"{name} {100 * (ratio - 1):+.1f}%" for name, ratio in overall_ranking(devs)), ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--languages", nargs="+", default=list(LANGUAGES), choices=list(LANGUAGES))
@@ -95,8 +148,12 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=None, help="default: every registered strategy")
     parser.add_argument("--cache-dir", type=Path, default=Path("artifacts/cache"))
     parser.add_argument("--results", type=Path, default=None, help=f"result folder (default: {RESULTS})")
+    parser.add_argument("--report", action="store_true", help="print the markdown tables of the recorded results")
     parser.add_argument("--smoke", action="store_true", help="tiny budget on the first language, temporary folder")
     args = parser.parse_args()
+    if args.report:
+        print(report(args.results or RESULTS))
+        return
     strategies = args.strategies or available_strategies()
     results = RESULTS
     budget: dict[str, Any] = {}
