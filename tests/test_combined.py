@@ -14,7 +14,7 @@ from tests.tiny import (
     tiny_byte_bpe_tokenizer,
     tiny_wordpiece_tokenizer,
 )
-from transfer.errors import StrategyResourceError
+from transfer.errors import StrategyResourceError, VocabTransferError
 from transfer.init import SourceEmbeddings, StrategyInputs, StrategyResources, initialize
 from transfer.init.registry import check_strategy_params, needs
 from transfer.init.strategies.combined import (
@@ -24,6 +24,8 @@ from transfer.init.strategies.combined import (
     MIXED,
     combine_weights,
     combined,
+    peaked_links,
+    restore_row_norms,
 )
 from transfer.init.strategies.fvt import fvt, fvt_weights
 from transfer.init.strategies.overlap import match_overlap
@@ -252,6 +254,33 @@ def test_registered_with_parallel_and_refuses_bad_values():
     check_strategy_params("combined", {"shrinkage": 3.0})
     with pytest.raises(StrategyResourceError, match="shrinkage"):
         check_strategy_params("combined", {"shrinkage": -1.0})
+
+
+def test_peaked_trust_counts_the_links_of_the_top_translation():
+    align = sp.csr_matrix(np.array([[0.5, 0.5, 0], [0, 0, 1.0], [0, 0, 0]]))
+    np.testing.assert_allclose(peaked_links(align, np.array([10.0, 10.0, 0.0])), [5.0, 10.0, 0.0])
+    with pytest.raises(VocabTransferError, match="trust"):
+        check_strategy_params("combined", {"trust": "entropy"})
+
+
+def test_restored_rows_have_the_weighted_mean_norm_and_keep_their_direction():
+    matrix = torch.tensor([[3.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    weights = sp.csr_matrix(np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    out = torch.from_numpy(weights @ matrix.numpy()).float()
+    restored = restore_row_norms(weights, matrix, out)
+    assert restored[0].norm().item() == pytest.approx(0.5 * 3 + 0.5 * 1)  # not |(1.5, 0.5)| = 1.58
+    torch.testing.assert_close(restored[0] / restored[0].norm(), out[0] / out[0].norm())
+    assert torch.equal(restored[1], out[1]) and torch.allclose(restored[2], matrix[2])
+
+
+def test_restore_norm_lengthens_mixed_rows_only(linked):
+    inputs, ids = linked
+    plain = initialize("combined", inputs)
+    restored = initialize("combined", inputs, restore_norm=True)
+    t = ids["d"]  # a mixed row: shorter than the rows it averages, lengthened
+    assert restored.input[t].norm() > plain.input[t].norm()
+    torch.testing.assert_close(restored.input[t] / restored.input[t].norm(), plain.input[t] / plain.input[t].norm())
+    torch.testing.assert_close(restored.output_bias, plain.output_bias)  # the bias is not rescaled
 
 
 def test_needs_parallel_or_link_counts(source_tok, target_tok):

@@ -25,11 +25,21 @@ The alignment part is exactly trans-tokenization's weights (its pruning, identit
 and copied numbers/punctuation), so ``shrinkage=0`` gives trans-tokenization's rows for
 every aligned token and ``shrinkage`` -> infinity gives FVT's rows everywhere FVT has
 pieces.
+
+Two variants, measured in benchmarks/README.md ("Ideas tried"):
+
+- ``trust="peaked"`` counts a token's links by how much of its alignment mass falls on its
+  single most likely source token, n_t * max_s p(s|t): a token aligned 100 times to five
+  different source tokens is weaker evidence than one aligned 100 times to one;
+- ``restore_norm=True`` rescales each mixed row to the weighted mean norm of the rows it
+  averages: averaging shrinks a row (the pieces point in different directions), and with a
+  tied head a short row is a token the model rarely predicts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -74,6 +84,22 @@ class CombinedWeights:
     path: np.ndarray  # MIXED, ALIGNMENT_ONLY, FVT_ONLY or MEAN (object, V_t)
 
 
+def peaked_links(align: sp.spmatrix, links: np.ndarray) -> np.ndarray:
+    """n_t * max_s p(s|t): the links a token's most likely translation alone accounts for."""
+    top = np.asarray(sp.csr_matrix(align).max(axis=1).todense()).ravel()
+    return np.asarray(links, dtype=np.float64) * top
+
+
+def restore_row_norms(weights: sp.spmatrix, matrix: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Rows of ``out = weights @ matrix`` rescaled to ``weights @ |matrix rows|``, the
+    weighted mean norm of the rows each one averages (an empty or zero row stays as it is)."""
+    norms = matrix.detach().to(torch.float64).norm(dim=1).cpu().numpy()
+    wanted = torch.from_numpy(sp.csr_matrix(weights) @ norms)
+    current = out.to(torch.float64).norm(dim=1)
+    scale = torch.where(current > 0, wanted / current.clamp_min(1e-12), torch.ones_like(current))
+    return (out.to(torch.float64) * scale.unsqueeze(1)).to(out.dtype)
+
+
 def combine_weights(
     align: sp.spmatrix, links: np.ndarray, fvt: sp.spmatrix, shrinkage: float
 ) -> CombinedWeights:
@@ -105,11 +131,14 @@ def combine_weights(
 def check_combined_params(
     shrinkage: float, min_count: int, min_prob: float, max_sources: int, identity_prior: float,
     copy_symbols: bool, align_rel_iterations: float, fallback_covariance_scale: float,
+    trust: str = "count", restore_norm: bool = False,
 ) -> None:
     """Every rule on the combined strategy's parameter values (the registry runs it before
     any stage, the strategy again before it aligns anything)."""
     if not shrinkage >= 0:
         raise StrategyResourceError(f"shrinkage must be >= 0, got {shrinkage}")
+    if trust not in ("count", "peaked"):
+        raise StrategyResourceError(f"trust must be 'count' or 'peaked', got {trust!r}")
     check_alignment_params(min_count, min_prob, max_sources, identity_prior, align_rel_iterations)
     check_covariance_scale(fallback_covariance_scale, "fallback_covariance_scale")
 
@@ -126,6 +155,8 @@ def combined(
     copy_symbols: bool = True,
     align_rel_iterations: float = 1.0,
     fallback_covariance_scale: float = DEFAULT_COVARIANCE_SCALE,
+    trust: Literal["count", "peaked"] = "count",
+    restore_norm: bool = False,
 ) -> TargetEmbeddings:
     """Trans-tokenization's row shrunk toward FVT's by n_t / (n_t + shrinkage); FVT alone
     for never-aligned tokens, the mean only for tokens with neither."""
@@ -133,7 +164,7 @@ def combined(
         "shrinkage": shrinkage, "min_count": min_count, "min_prob": min_prob,
         "max_sources": max_sources, "identity_prior": identity_prior, "copy_symbols": copy_symbols,
         "align_rel_iterations": align_rel_iterations,
-        "fallback_covariance_scale": fallback_covariance_scale,
+        "fallback_covariance_scale": fallback_covariance_scale, "trust": trust, "restore_norm": restore_norm,
     }
     check_combined_params(**params)
     n_source = inputs.source.input.shape[0]
@@ -144,11 +175,14 @@ def combined(
     )
     align, links = aligned.weights, aligned.links
     fvt, _ = fvt_weights(inputs.source_tokenizer, inputs.target_tokenizer, n_source)
-    combo = combine_weights(align, links, fvt, shrinkage)
+    evidence = peaked_links(align, links) if trust == "peaked" else links
+    combo = combine_weights(align, evidence, fvt, shrinkage)
     mean_index = torch.from_numpy(np.flatnonzero(combo.path == MEAN))
 
     def rule(matrix: torch.Tensor) -> torch.Tensor:
         out = combine_rows(combo.weights, matrix)
+        if restore_norm and matrix.shape[1] > 1:  # not the (V, 1) bias: it is not a direction
+            out = restore_row_norms(combo.weights, matrix, out)
         if len(mean_index):
             out[mean_index] = fallback_mean_rows(
                 matrix, len(mean_index), seed=inputs.seed, covariance_scale=fallback_covariance_scale
