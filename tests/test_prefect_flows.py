@@ -125,7 +125,8 @@ def test_parameters_are_typed_and_name_the_bad_field() -> None:
     from transfer.init import available_strategies
 
     schema = AdaptParameters.model_json_schema()["properties"]
-    assert schema["strategy"]["enum"] == available_strategies()
+    assert schema["strategy"]["enum"] == ["auto", *available_strategies()]
+    assert schema["strategy"]["default"] == "auto"
     assert schema["vocab_size"]["minimum"] == 2 and schema["vocab_size"]["description"]
     assert schema["eval_split"]["enum"] == ["dev", "test"]
     with pytest.raises(ValidationError, match="strategy"):
