@@ -155,6 +155,10 @@ def adapt_flow(config: AdaptParameters = AdaptParameters()) -> AdaptResult:
     """Adapt a source model to one target language: tokenizer, initialization, training,
     evaluation (every stage cached by its content key), with a summary, a metrics table,
     a learning-curve link and a progress bar as artifacts."""
+    from transfer.settings.input_warnings import run_notes
+
+    for note in run_notes(config):
+        print(note)  # log_prints: the flow run's log shows the strategy choice and the warnings
     cache_dir = str(config.cache_dir)
     name = config.model_name()
     progress = RunProgress(_planned_stage_count(config), key=artifact_key(name, "progress"))

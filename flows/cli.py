@@ -99,18 +99,16 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _warn_inputs(cfg) -> None:
-    """Print the warnings about valid but suspicious input (script, repetition, a corpus
-    too small for vocab_size) before any work starts."""
-    from transfer.errors import VocabTransferError
-    from transfer.settings.input_warnings import input_warnings
+def _print_run_notes(cfg) -> None:
+    """The strategy 'auto' chose and the warnings about valid but suspicious input (script,
+    repetition, a corpus too small for vocab_size), before any work starts."""
+    from transfer.settings.input_warnings import run_notes
 
-    try:
-        found = input_warnings(cfg)
-    except VocabTransferError:
-        return  # a file it cannot read: validation refuses it next, with its own message
-    for warning in found:
-        console.print("[yellow]warning:[/] " + escape(warning.message))
+    for note in run_notes(cfg):
+        if note.startswith("warning: "):
+            console.print("[yellow]warning:[/] " + escape(note.removeprefix("warning: ")))
+        else:
+            console.print(escape(note))
 
 
 def _load_parameters(values: dict):
@@ -184,9 +182,7 @@ def adapt(
         values["target_bible"] = []
     try:
         cfg = _load_parameters(values)
-        _warn_inputs(cfg)
-        if cfg.strategy_choice:
-            console.print(f"Strategy {cfg.strategy_choice}")
+        _print_run_notes(cfg)
         if strategy and len(strategy) > 1:
             _compare(cfg, strategy, prefect=prefect, dry_run=dry_run)
             return

@@ -62,3 +62,15 @@ def test_a_comparison_may_name_auto_beside_the_baseline() -> None:
     assert auto.strategy_choice and MEASURED_ORDER[0] in auto.strategy_choice and mean.strategy_choice is None
     with pytest.raises(ComparisonError, match="more than once"):
         strategy_configs(cfg, ["auto", MEASURED_ORDER[0]])
+
+
+def test_the_run_says_which_strategy_auto_chose(tmp_path) -> None:
+    from transfer.settings.input_warnings import run_notes
+
+    assert run_notes(AdaptConfig()) == [f"Strategy auto: {MEASURED_ORDER[0]}, the measured best strategy"]
+    assert run_notes(AdaptConfig(strategy="mean")) == []
+    latin = tmp_path / "ru.txt"  # Russian in Latin letters: the choice, then the script warning
+    latin.write_text("\n".join(f"Eto predlozhenie nomer {i} na russkom yazyke." for i in range(200)) + "\n")
+    notes = run_notes(AdaptConfig(target_language="ru", target_bible=[], target_files=[str(latin)]))
+    assert notes[0].startswith("Strategy auto: ") and "parallel corpus" in notes[0]
+    assert any(note.startswith("warning: ") and "Cyrillic" in note for note in notes[1:])

@@ -191,3 +191,17 @@ def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
     if whole and not cfg.target_bible:
         found.extend(size_warnings(cfg.vocab_size, texts))
     return found
+
+
+def run_notes(cfg: AdaptConfig) -> list[str]:
+    """What a run says before it starts, wherever it runs (CLI, Prefect logs): which strategy
+    ``auto`` chose and why, then each input warning. A file the warnings cannot read is left
+    to validation, which refuses it with its own message."""
+    from transfer.errors import VocabTransferError
+
+    notes = [f"Strategy {cfg.strategy_choice}"] if cfg.strategy_choice else []
+    try:
+        notes += [f"warning: {warning.message}" for warning in input_warnings(cfg)]
+    except VocabTransferError:
+        pass
+    return notes
