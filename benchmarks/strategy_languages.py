@@ -45,6 +45,38 @@ LANGUAGES: dict[str, list[str]] = {"de": ["e", "s"], "fr": ["l", "o"], "sw": ["h
 LONG_STEPS, LONG_EVAL_EVERY, LONG_TOP = 200, 20, 2
 PHASES = ("dev", "test", "long")
 
+#: Variants of ``combined`` tried beside its defaults (issue #14's "ideas"), each one run of the
+#: product (``run_adaptation``) on dev with the 20-step budget: how much to trust the
+#: alignments (the shrinkage lambda), trusting only a token's top translation's links, and
+#: restoring the norm that averaging takes away.
+IDEAS: dict[str, dict[str, Any]] = {
+    "lambda 3": {"shrinkage": 3.0},
+    "lambda 30": {"shrinkage": 30.0},
+    "peaked trust": {"trust": "peaked"},
+    "restored norms": {"restore_norm": True},
+}
+
+
+def run_ideas(code: str, cfg_args: dict[str, Any], results: Path) -> list[dict[str, Any]]:
+    """``combined`` with each variant of ``IDEAS`` on dev; rows appended to
+    ``strategies_<code>_ideas.json`` as they finish (a variant already there is skipped)."""
+    from transfer.pipeline import run_adaptation
+    from transfer.publish.comparison import row_of
+
+    path = results / f"strategies_{code}_ideas.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    for name, params in IDEAS.items():
+        if any(row["idea"] == name for row in rows):
+            continue
+        cfg = language_config(code, **cfg_args, strategy="combined", strategy_params=params)
+        row = row_of(run_adaptation(cfg))
+        rows.append({"idea": name, **row.model_dump(mode="json")})
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps({"language": code, "split": cfg.eval_split, "rows": rows}, indent=1) + "\n")
+        tmp.replace(path)
+        print(f"{path}: {name}: {row.step0:.4f} -> {row.final:.4f}")
+    return rows
+
 
 def language_config(code: str, cache_dir: Path, output_dir: Path, **overrides: Any) -> AdaptConfig:
     """The demo's settings for one language; no registry (benchmark models are not releases)."""
@@ -131,6 +163,12 @@ def report(results: Path = RESULTS) -> str:
             lines.append(f"| {row.strategy} | {row.step0:.4f} | {row.final:.4f} | {100 * (ratios[row.strategy] - 1):+.1f}% "
                          f"| {dev_final.get(row.strategy, float('nan')):.4f} |")
         lines.append(f"| source model, own tokenizer | {shown.source_model:.4f} | | | |")
+        ideas_file = results / f"strategies_{code}_ideas.json"
+        if ideas_file.exists():
+            default = dev_final.get("combined", float("nan"))
+            lines += ["", f"Ideas (`combined` variants, dev; defaults: {default:.4f} after {dev.train_steps} steps): "
+                      + ", ".join(f"{row['idea']} {row['step0']:.4f} -> {row['trained']:.4f}"
+                                  for row in json.loads(ideas_file.read_text())["rows"])]
         if long is not None:
             lines += ["", f"{long.train_steps} steps (dev, curve every {LONG_EVAL_EVERY}): " + ", ".join(
                 f"{row.strategy} {row.step0:.4f} -> {row.final:.4f}" for row in long.ranked())]
@@ -148,6 +186,7 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=None, help="default: every registered strategy")
     parser.add_argument("--cache-dir", type=Path, default=Path("artifacts/cache"))
     parser.add_argument("--results", type=Path, default=None, help=f"result folder (default: {RESULTS})")
+    parser.add_argument("--ideas", action="store_true", help="run the combined variants (IDEAS) on dev instead")
     parser.add_argument("--report", action="store_true", help="print the markdown tables of the recorded results")
     parser.add_argument("--smoke", action="store_true", help="tiny budget on the first language, temporary folder")
     args = parser.parse_args()
@@ -169,6 +208,10 @@ def main() -> None:
     if args.results:
         results = args.results
     shared = {"cache_dir": args.cache_dir, "output_dir": Path("artifacts/bench-models"), **budget}
+    if args.ideas:
+        for code in args.languages:
+            run_ideas(code, {**shared, "eval_split": "dev"}, results)
+        return
     # phase by phase across the languages, so that the choices (dev) of all three land first
     dev = {code: run_phase(code, "dev", {**shared, "eval_split": "dev"}, strategies, results)
            for code in args.languages if "dev" in args.phases or "long" in args.phases}
