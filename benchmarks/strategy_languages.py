@@ -50,6 +50,7 @@ PHASES = ("dev", "test", "long")
 #: alignments (the shrinkage lambda), trusting only a token's top translation's links, and
 #: restoring the norm that averaging takes away.
 IDEAS: dict[str, dict[str, Any]] = {
+    "defaults (lambda 10)": {},  # the reference, same code and run (eflomal is not seeded)
     "lambda 3": {"shrinkage": 3.0},
     "lambda 30": {"shrinkage": 30.0},
     "peaked trust": {"trust": "peaked"},
