@@ -14,13 +14,13 @@ from transfer.init import SourceEmbeddings, StrategyInputs, StrategyResources, i
 from transfer.init.parallel import TokenizedParallel, aligner_words, count_links, tokenize_parallel
 from transfer.init.strategies.overlap import match_overlap
 from transfer.init.strategies.trans_tokenization import (
-    combine_rows,
     identity_matches,
     trans_tokenization,
     transition_weights,
     vector_fallback_weights,
 )
 from transfer.init.vector_resources import resolve_token_vectors
+from transfer.init.weighted import combine_rows
 
 DIM = 8
 # numbers, punctuation and a name in both languages, so identical strings exist on both sides

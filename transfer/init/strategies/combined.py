@@ -52,7 +52,6 @@ from transfer.init.strategies.fvt import fvt_weights
 from transfer.init.strategies.mean import (
     DEFAULT_COVARIANCE_SCALE,
     check_covariance_scale,
-    fallback_mean_rows,
 )
 from transfer.init.strategies.trans_tokenization import (
     DEFAULT_IDENTITY_PRIOR,
@@ -61,9 +60,9 @@ from transfer.init.strategies.trans_tokenization import (
     DEFAULT_MIN_PROB,
     aligned_weights,
     check_alignment_params,
-    combine_rows,
     token_link_counts,
 )
+from transfer.init.weighted import weighted_rule
 
 #: Links at which alignment and composition weigh equally. At 10, a token linked once
 #: (a_t = 0.09) stays essentially its FVT row and one linked 100 times (a_t = 0.91)
@@ -177,18 +176,13 @@ def combined(
     fvt, _ = fvt_weights(inputs.source_tokenizer, inputs.target_tokenizer, n_source)
     evidence = peaked_links(align, links) if trust == "peaked" else links
     combo = combine_weights(align, evidence, fvt, shrinkage)
-    mean_index = torch.from_numpy(np.flatnonzero(combo.path == MEAN))
 
-    def rule(matrix: torch.Tensor) -> torch.Tensor:
-        out = combine_rows(combo.weights, matrix)
-        if restore_norm and matrix.shape[1] > 1:  # not the (V, 1) bias: it is not a direction
-            out = restore_row_norms(combo.weights, matrix, out)
-        if len(mean_index):
-            out[mean_index] = fallback_mean_rows(
-                matrix, len(mean_index), seed=inputs.seed, covariance_scale=fallback_covariance_scale
-            ).to(out.dtype)
-        return out
+    def restore(matrix: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        # not the (V, 1) bias: a scalar has no direction to keep
+        return restore_row_norms(combo.weights, matrix, out) if matrix.shape[1] > 1 else out
 
+    rule = weighted_rule(combo.weights, np.flatnonzero(combo.path == MEAN), seed=inputs.seed,
+                         covariance_scale=fallback_covariance_scale, adjust=restore if restore_norm else None)
     target_input, target_output, target_bias = map_source_matrices(inputs.source, rule)
     labels = ["fallback" if p == MEAN else "computed" for p in combo.path]
     n_path = {p: int((combo.path == p).sum()) for p in (MIXED, ALIGNMENT_ONLY, FVT_ONLY, MEAN)}

@@ -40,11 +40,10 @@ from transfer.init.registry import register
 from transfer.init.strategies.mean import (
     DEFAULT_COVARIANCE_SCALE,
     check_covariance_scale,
-    fallback_mean_rows,
 )
 from transfer.init.strategies.overlap import match_overlap
-from transfer.init.strategies.trans_tokenization import combine_rows
 from transfer.init.vector_resources import fit_rows
+from transfer.init.weighted import weighted_rule
 from transfer.tokenizer.special_tokens import special_token_ids
 
 DEFAULT_TOP_K = 100
@@ -311,13 +310,7 @@ def focus(
         for t in range(n_target)
     ]
 
-    def rule(matrix: torch.Tensor) -> torch.Tensor:
-        out = combine_rows(weights, matrix)
-        out[mean_index] = fallback_mean_rows(
-            matrix, len(mean_index), seed=inputs.seed, covariance_scale=fallback_covariance_scale
-        )
-        return out
-
+    rule = weighted_rule(weights, mean_index, seed=inputs.seed, covariance_scale=fallback_covariance_scale)
     target_input, target_output, target_bias = map_source_matrices(inputs.source, rule)
     computed = [t for t in new_ids if has_row[t]]
     sizes = np.diff(weights[computed].indptr) if computed else np.zeros(0)

@@ -32,7 +32,6 @@ from collections import Counter
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from transformers import PreTrainedTokenizerBase
 
 from transfer.init.base import InitReport, StrategyInputs, TargetEmbeddings, map_source_matrices
@@ -40,9 +39,8 @@ from transfer.init.registry import register
 from transfer.init.strategies.mean import (
     DEFAULT_COVARIANCE_SCALE,
     check_fallback_params,
-    fallback_mean_rows,
 )
-from transfer.init.strategies.trans_tokenization import combine_rows
+from transfer.init.weighted import weighted_rule
 from transfer.tokenizer.special_tokens import (
     BYTE_LEVEL,
     SENTENCEPIECE,
@@ -150,16 +148,7 @@ def fvt(
     n_source = inputs.source.input.shape[0]
     weights, empty = fvt_weights(inputs.source_tokenizer, inputs.target_tokenizer, n_source)
     n_target = weights.shape[0]
-    empty_index = torch.tensor(empty, dtype=torch.long)
-
-    def rule(matrix: torch.Tensor) -> torch.Tensor:
-        out = combine_rows(weights, matrix)
-        if len(empty):
-            out[empty_index] = fallback_mean_rows(
-                matrix, len(empty), seed=inputs.seed, covariance_scale=fallback_covariance_scale
-            ).to(out.dtype)
-        return out
-
+    rule = weighted_rule(weights, empty, seed=inputs.seed, covariance_scale=fallback_covariance_scale)
     target_input, target_output, target_bias = map_source_matrices(inputs.source, rule)
     empty_set = set(empty)
     labels = ["fallback" if i in empty_set else "computed" for i in range(n_target)]

@@ -46,7 +46,6 @@ from transfer.init.registry import register
 from transfer.init.strategies.mean import (
     DEFAULT_COVARIANCE_SCALE,
     check_covariance_scale,
-    fallback_mean_rows,
 )
 from transfer.init.strategies.overlap import match_overlap
 from transfer.init.strategies.wechsel import check_search_params, neighbour_weights
@@ -55,6 +54,7 @@ from transfer.init.vector_resources import (
     has_token_vectors,
     resolve_token_vectors,
 )
+from transfer.init.weighted import weighted_rule
 from transfer.tokenizer.special_tokens import model_vocab, token_surface, tokenizer_family
 
 DEFAULT_MIN_COUNT = 2
@@ -124,14 +124,6 @@ def transition_weights(
     return sp.csr_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=kept.shape
     )
-
-
-def combine_rows(weights: sp.spmatrix, matrix: torch.Tensor) -> torch.Tensor:
-    """``weights @ matrix`` in float64, returned in ``matrix``'s dtype: each target row the
-    weighted sum of source rows (zero where a row of ``weights`` is empty)."""
-    dense = matrix.detach().to(torch.float64).cpu().numpy()
-    out = sp.csr_matrix(weights) @ dense
-    return torch.from_numpy(np.ascontiguousarray(out)).to(matrix.dtype)
 
 
 def vector_fallback_weights(
@@ -406,13 +398,7 @@ def trans_tokenization(
     has_row = np.asarray(weights.getnnz(axis=1) > 0)
     mean_index = torch.from_numpy(np.flatnonzero(~has_row))
 
-    def rule(matrix: torch.Tensor) -> torch.Tensor:
-        out = combine_rows(weights, matrix)
-        out[mean_index] = fallback_mean_rows(
-            matrix, len(mean_index), seed=inputs.seed, covariance_scale=fallback_covariance_scale
-        )
-        return out
-
+    rule = weighted_rule(weights, mean_index, seed=inputs.seed, covariance_scale=fallback_covariance_scale)
     target_input, target_output, target_bias = map_source_matrices(inputs.source, rule)
     n_computed = labels.count("computed")
     never = int((~aligned_any).sum())
