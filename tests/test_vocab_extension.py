@@ -253,3 +253,22 @@ def test_real_tokenizers(name: str) -> None:
         assert new_model["merges"][: len(old_model["merges"])] == old_model["merges"]
     assert _n_tokens(extended, dev) < _n_tokens(source, dev)
     assert _round_trips(extended, dev + english) == _round_trips(source, dev + english)
+
+
+@pytest.mark.parametrize("name", ["byte_level", "byte_fallback"])
+def test_target_bpe_method_keeps_only_merges_that_compose(name: str) -> None:
+    source = SOURCES[name]()
+    extension = extend_tokenizer(source, TARGET, ADDED, method="target_bpe")
+    n = len(source)
+    assert extension.tokenizer.convert_ids_to_tokens(list(range(n))) == source.convert_ids_to_tokens(list(range(n)))
+    old, new = _pairs(_model(source)["merges"]), _pairs(_model(extension.tokenizer)["merges"])
+    assert new[: len(old)] == old and len(new) > len(old)
+    vocab = extension.tokenizer.get_vocab()
+    for left, right in new[len(old):]:
+        assert vocab[left] < vocab[left + right] and vocab[right] < vocab[left + right]
+    assert _round_trips(extension.tokenizer, ENGLISH + GERMAN) == [True] * len(ENGLISH + GERMAN)
+
+
+def test_target_bpe_method_needs_a_bpe_source() -> None:
+    with pytest.raises(TokenizerBuildError, match="target_bpe"):
+        extend_tokenizer(tiny_wordpiece_tokenizer(ENGLISH), TARGET, 10, method="target_bpe")

@@ -16,13 +16,13 @@ import copy
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from tokenizer_builds.conventions import wrapper_settings
-from tokenizer_builds.extend_bpe import extend_bpe_model
+from tokenizer_builds.conventions import BYTE_FALLBACK_TOKENS, wrapper_settings
+from tokenizer_builds.extend_bpe import appended, extend_bpe_model, kept_target_merges
 from tokenizer_builds.extend_pieces import extend_unigram_model, extend_wordpiece_model
 from tokenizer_builds.families import (
     TokenizerFamily,
@@ -31,6 +31,7 @@ from tokenizer_builds.families import (
     family_of_json,
     require_texts,
 )
+from tokenizer_builds.merge_learner import concatenate
 from tokenizer_builds.unigram import train_unigram, unigram_alphabet_size
 from tokenizer_builds.wordpiece import train_wordpiece
 from transfer.errors import TokenizerBuildError
@@ -67,17 +68,33 @@ def extend_tokenizer(
     added_tokens: int,
     *,
     min_frequency: int = 2,
+    method: Literal["learn", "target_bpe"] = "learn",
 ) -> Extension:
     """Append up to ``added_tokens`` tokens learned on target-language ``texts`` to the
-    source tokenizer (fewer when the text supports fewer at ``min_frequency``)."""
+    source tokenizer (fewer when the text supports fewer at ``min_frequency``).
+
+    For BPE sources, ``method`` chooses how merges are found: ``learn`` (the default)
+    continues BPE from the source's segmentation (``merge_learner``); ``target_bpe``
+    trains a target BPE of the source's family and keeps its merges whose parts exist
+    (the cheaper alternative, kept to measure against)."""
     check_added_tokens(added_tokens)
     check_min_frequency(min_frequency)
+    if method not in ("learn", "target_bpe"):
+        raise TokenizerBuildError(f"method={method!r} must be 'learn' or 'target_bpe'")
     spec = backend_json(source)  # also refuses slow tokenizers
     family = family_of_json(spec)
     corpus = require_texts(texts)
     backend: Tokenizer = source.backend_tokenizer  # type: ignore[attr-defined]
     next_id = source_length(backend)
-    if family in (TokenizerFamily.BYTE_LEVEL_BPE, TokenizerFamily.BPE_BYTE_FALLBACK):
+    bpe = family in (TokenizerFamily.BYTE_LEVEL_BPE, TokenizerFamily.BPE_BYTE_FALLBACK)
+    if method == "target_bpe" and not bpe:
+        raise TokenizerBuildError(
+            f"method='target_bpe' needs a BPE source; this one is {family.value}"
+        )
+    if method == "target_bpe":
+        model, new = _from_target_bpe(source, spec, list(corpus), added_tokens,
+                                      min_frequency=min_frequency, next_id=next_id)
+    elif bpe:
         model, new = extend_bpe_model(spec, backend, family, corpus, added_tokens,
                                       min_frequency=min_frequency, next_id=next_id)
     elif family is TokenizerFamily.UNIGRAM:
@@ -99,6 +116,32 @@ def extend_tokenizer(
     tokenizer = _rebuild(spec, model, source)
     _check_layout(tokenizer, new, next_id)
     return Extension(tokenizer, family, next_id, tuple(new))
+
+
+#: How many times the target BPE's budget doubles when too few of its merges are kept.
+_TARGET_ROUNDS = 3
+
+
+def _from_target_bpe(
+    source: PreTrainedTokenizerBase, spec: dict[str, Any], texts: list[str], added_tokens: int,
+    *, min_frequency: int, next_id: int,
+) -> tuple[dict[str, Any], list[str]]:
+    """New tokens from a target BPE's merges that compose with the source's vocabulary."""
+    from tokenizer_builds.build import build_target_tokenizer  # the replacement builder
+
+    model = spec["model"]
+    known = set(model["vocab"]) | {token["content"] for token in spec.get("added_tokens") or []}
+    join = concatenate(model.get("continuing_subword_prefix") or "")
+    alphabet = len(BYTE_FALLBACK_TOKENS)  # 256 byte symbols or byte pieces, by family
+    budget = 4 * added_tokens
+    for _ in range(_TARGET_ROUNDS):
+        target = build_target_tokenizer(source, texts, alphabet + budget, min_frequency=min_frequency)
+        target_model = json.loads(target.backend_tokenizer.to_str())["model"]
+        characters, pairs = kept_target_merges(model, known, target_model, added_tokens, join)
+        if len(characters) + len(pairs) >= added_tokens or len(target_model["merges"]) < budget:
+            break  # enough, or the corpus could not fill the budget
+        budget *= 2
+    return appended(model, characters, pairs, join, next_id)
 
 
 def _rebuild(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tokenizers import Tokenizer
@@ -128,25 +128,69 @@ def extend_bpe_model(
             tokens = _regroup_bytes(tokens, grouped)
         segmented[tuple(tokens)] += count
 
+    join = concatenate(model.get("continuing_subword_prefix") or "")
     merges = learn_merges(
         segmented,
         added_tokens - len(characters),
         known=known | grouped,
         min_frequency=min_frequency,
-        join=concatenate(model.get("continuing_subword_prefix") or ""),
+        join=join,
         mergeable=lambda token: token not in _BYTE_PIECES,
     )
-    new_tokens = characters + [merge.token for merge in merges]
-    extended_vocab = dict(vocab)
+    pairs = [(merge.left, merge.right) for merge in merges]
+    return appended(model, characters, pairs, join, next_id)
+
+
+def appended(
+    model: dict[str, Any],
+    characters: list[str],
+    pairs: list[tuple[str, str]],
+    join: Callable[[str, str], str],
+    next_id: int,
+) -> tuple[dict[str, Any], list[str]]:
+    """``model`` with the new ``characters`` and the results of the new merges ``pairs``
+    (in that order) at ids from ``next_id``, the merges after the old ones, in the
+    source's merge format; returns the model and the new tokens in id order."""
+    new_tokens = characters + [join(left, right) for left, right in pairs]
+    extended_vocab = dict(model["vocab"])
     for offset, token in enumerate(new_tokens):
         extended_vocab[token] = next_id + offset
-    old_merges = list(model.get("merges") or [])
-    new_pairs = [[merge.left, merge.right] for merge in merges]
+    old_merges: list[Any] = list(model.get("merges") or [])
+    new_pairs: list[Any] = [[left, right] for left, right in pairs]
     if old_merges and isinstance(old_merges[0], str):
         if any(" " in part for pair in new_pairs for part in pair):
             # "a b" cannot hold a part with a space: switch the whole list to pairs.
             old_merges = [merge.split(" ", 1) for merge in old_merges]
         else:
-            new_pairs = [" ".join(pair) for pair in new_pairs]  # type: ignore[misc]
+            new_pairs = [" ".join(pair) for pair in new_pairs]
     extended = {**model, "vocab": extended_vocab, "merges": old_merges + new_pairs}
     return extended, new_tokens
+
+
+def kept_target_merges(
+    model: dict[str, Any],
+    known: set[str],
+    target: dict[str, Any],
+    added_tokens: int,
+    join: Callable[[str, str], str],
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The alternative to learning merges: walk a target BPE's characters and merges (in its
+    order) and keep a merge when both parts exist already (in the source or among the kept
+    ones) and its result is new; byte-fallback characters the source lacks come first.
+    Returns (new characters, kept merges), at most ``added_tokens`` in all."""
+    have = set(model["vocab"])
+    characters = [token for token, _ in sorted(target["vocab"].items(), key=lambda item: item[1])
+                  if len(token) == 1 and token not in known][:added_tokens]
+    have.update(characters)
+    taken = known | set(characters)
+    kept: list[tuple[str, str]] = []
+    for merge in target.get("merges") or []:
+        if len(characters) + len(kept) >= added_tokens:
+            break
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        token = join(left, right)
+        if left in have and right in have and token not in taken:
+            kept.append((left, right))
+            have.add(token)
+            taken.add(token)
+    return characters, kept
