@@ -85,7 +85,10 @@ def child(corpus: Path, cache: Path, events: Path, steps: int) -> None:
     note("run", "start")
     result = run_adaptation(cfg, listener=note)
     note("run", "end")
-    handle.write(json.dumps({"bpb": result.bpb}) + "\n")
+    # the trainer's own clock (optimizer steps only): the rest of the train stage is packing,
+    # loading, learning-curve scoring and saving
+    logs = [json.loads(f.read_text()) for f in (cache / "cache" / "train").glob("[!.]*/train_log.json")]
+    handle.write(json.dumps({"bpb": result.bpb, "train_step_seconds": logs[0]["seconds"] if logs else None}) + "\n")
     handle.close()
 
 
@@ -100,27 +103,35 @@ def _tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def measure(corpus: Path, work: Path, steps: int, interval: float) -> dict[str, Any]:
-    """Run :func:`child` in a fresh process; per-stage seconds and peak tree RSS."""
+def measure(corpus: Path, work: Path, steps: int, interval: float, limit: float | None) -> dict[str, Any]:
+    """Run :func:`child` in a fresh process; per-stage seconds and peak tree RSS. A run past
+    ``limit`` seconds is stopped (its process tree killed) and reported up to where it got."""
     events = work / "events.jsonl"
     started = time.time()
     proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", str(corpus),
                              "--work", str(work), "--steps", str(steps)], cwd=ROOT)
     watched = psutil.Process(proc.pid)
     samples: list[tuple[float, int]] = []
+    timed_out = False
     while proc.poll() is None:
         try:
             samples.append((time.time(), _tree_rss(watched)))
         except psutil.Error:
             break
+        if limit is not None and time.time() - started > limit:
+            timed_out = True
+            for descendant in watched.children(recursive=True):
+                descendant.kill()
+            proc.kill()
+            break
         time.sleep(interval)
     proc.wait()
     ended = time.time()
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not timed_out:
         raise SystemExit(f"the run on {corpus} failed (exit {proc.returncode})")
     lines = [json.loads(line) for line in events.read_text().splitlines()]
     marks = [e for e in lines if "stage" in e]
-    bpb = next((e["bpb"] for e in lines if "bpb" in e), None)
+    final = next((e for e in lines if "bpb" in e), {})
     # intervals: startup, each stage from "running" to its end, finish
     spans: list[tuple[str, float, float, str]] = []
     first = marks[0]["t"]
@@ -138,17 +149,21 @@ def measure(corpus: Path, work: Path, steps: int, interval: float) -> dict[str, 
             label = name if seen[name] == 1 else f"{name}#{seen[name]}"
             spans.append((label, open_at if open_at is not None else event["t"], event["t"], event["state"]))
             open_at = None
-    last = marks[-1]["t"]
-    spans.append(("finish", last, ended, "-"))
+    if open_at is not None:  # the stage a stopped run was in
+        spans.append((next(e["stage"] for e in reversed(marks) if e["state"] == "running"), open_at, ended,
+                      "stopped"))
+    else:
+        spans.append(("finish", marks[-1]["t"], ended, "-"))
     stages = []
     for label, lo, hi, state in spans:
         inside = [rss for t, rss in samples if lo <= t <= hi]
         stages.append({"stage": label, "state": state, "seconds": round(hi - lo, 2),
                        "peak_rss_mb": round(max(inside) / 2**20, 1) if inside else None,
                        "samples": len(inside)})
-    return {"seconds": round(ended - started, 1),
+    return {"seconds": round(ended - started, 1), "timed_out": timed_out,
             "peak_rss_mb": round(max(rss for _, rss in samples) / 2**20, 1) if samples else None,
-            "stages": stages, "bpb": bpb, "train_steps": steps, "settings": SETTINGS, "poll_interval_s": interval}
+            "stages": stages, "bpb": final.get("bpb"), "train_steps": steps,
+            "train_step_seconds": final.get("train_step_seconds"), "settings": SETTINGS, "poll_interval_s": interval}
 
 
 def main() -> None:
@@ -158,6 +173,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="embeddings-only training steps")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between memory polls")
     parser.add_argument("--out", type=Path, default=RESULTS / "scaling.json")
+    parser.add_argument("--limit", type=float, help="stop a run after this many seconds (reported as timed out)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -177,7 +193,7 @@ def main() -> None:
             info = build_corpus(corpus, size)
             info["build_seconds"] = round(time.perf_counter() - built, 1)
             load = os.getloadavg()
-            result = measure(corpus, work, args.steps, args.interval)
+            result = measure(corpus, work, args.steps, args.interval, args.limit)
             runs[f"{size:g}MB"] = {"corpus": info, **result, "machine": {
                 "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                 "load_before": [round(x, 2) for x in load], "load_after": [round(x, 2) for x in os.getloadavg()],
