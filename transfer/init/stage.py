@@ -42,11 +42,13 @@ def build_init(spec: StageSpec, out: Path, context: BuildContext) -> None:
 
     from transfer.init import initialize
     from transfer.init.base import StrategyInputs
+    from transfer.init.extension import keep_source_rows
     from transfer.init.factorized import factorize_model, factorized_summary, save_factorized
     from transfer.init.resources import build_resources
     from transfer.init.strategies.ofa import FactorizedTargetEmbeddings
     from transfer.init.surgery import get_source_embeddings, swap_vocabulary
     from transfer.source.loading import load_source, save_model
+    from transfer.tokenizer.extension_record import read_first_new_id
 
     model, source_tokenizer = load_source(str(spec.upstream_path("source") / "model"))
     target_tokenizer = AutoTokenizer.from_pretrained(spec.upstream_path("tokenizer") / "tokenizer")
@@ -59,9 +61,15 @@ def build_init(spec: StageSpec, out: Path, context: BuildContext) -> None:
         resources=build_resources(spec.params["strategy"], spec.params, upstream),
     )
     target = initialize(spec.params["strategy"], inputs, **spec.params["strategy_params"])
+    # Vocabulary extension: the source's rows stay exactly (OFA's factorized form cannot
+    # hold them, so an extended model is saved unfactorized).
+    first_new_id = read_first_new_id(spec.upstream_path("tokenizer"))
+    if first_new_id is not None:
+        target = keep_source_rows(target, inputs.source, first_new_id)
     model = swap_vocabulary(model, target_tokenizer, target, source_tokenizer=source_tokenizer)
     report = target.report.to_dict()
-    if isinstance(target, FactorizedTargetEmbeddings) and target.primitives is not None:
+    factorized = isinstance(target, FactorizedTargetEmbeddings) and target.primitives is not None
+    if factorized and first_new_id is None:
         factorize_model(model, primitives=target.primitives)
         save_factorized(model, target_tokenizer, out / "model")
         report["factorized"] = factorized_summary(model)

@@ -56,6 +56,12 @@ class AdaptConfig(BaseModel):
         default_factory=list,
         description="Added tokens of the source the target tokenizer keeps besides those a special role "
                     "or the chat template needs (placeholders like <|reserved_special_token_N|> are dropped).")
+    vocab_mode: Literal["replace", "extend"] = Field(
+        "replace", description="'replace': a new target vocabulary of vocab_size tokens; 'extend': keep the "
+                               "source tokenizer (and its embedding rows) and append up to added_tokens "
+                               "target-language tokens after its last id (tokenizer_builds/extend.py).")
+    added_tokens: int = Field(8000, ge=1, le=1_000_000, description="Tokens appended when vocab_mode is "
+                                                                     "'extend' (fewer if the corpus gives fewer).")
 
     strategy: str = Field(
         "auto", description="Embedding initialization strategy (see `vocab-transfer strategies`); 'auto': the "

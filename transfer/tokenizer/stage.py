@@ -21,6 +21,9 @@ def tokenizer_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput) -
     # report on test) reuses the tokenizer and everything after it.
     params = {"vocab_size": cfg.vocab_size, "min_frequency": cfg.min_frequency,
               "fertility_texts": cfg.eval_texts}
+    if cfg.vocab_mode == "extend":  # only when set, so the default key keeps its parameters
+        del params["vocab_size"]
+        params.update(vocab_mode="extend", added_tokens=cfg.added_tokens)
     if cfg.keep_tokens:  # only when set, so the default key keeps its parameters
         params["keep_tokens"] = list(cfg.keep_tokens)
     return StageSpec(stage="tokenizer", params=params, inputs=inputs, upstream=upstream)
@@ -49,14 +52,17 @@ def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
     # The generation config's eos ids (Llama-3.1 stops at <|eom_id|> and <|eot_id|>) are
     # kept like the tokenizer's own eos.
     eos_ids = generation_eos_ids(read_generation_config(source_dir / "generation_config.json"))
-    target = build_target_tokenizer(
-        source_tokenizer,
-        iter_lines(corpus / "train.txt"),
-        spec.params["vocab_size"],
-        min_frequency=spec.params["min_frequency"],
-        keep_tokens=keep_tokens,
-        eos_token_ids=eos_ids,
-    )
+    if spec.params.get("vocab_mode") == "extend":
+        target = _extend(source_tokenizer, corpus, spec, out)
+    else:
+        target = build_target_tokenizer(
+            source_tokenizer,
+            iter_lines(corpus / "train.txt"),
+            spec.params["vocab_size"],
+            min_frequency=spec.params["min_frequency"],
+            keep_tokens=keep_tokens,
+            eos_token_ids=eos_ids,
+        )
     save_tokenizer(target, out / "tokenizer")
     fertility = {}
     for split in HELD_OUT_SPLITS:
@@ -67,12 +73,29 @@ def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
                 measured = compare_fertility(source_tokenizer, target, texts)
                 fertility[split] = {side: value.to_dict() for side, value in measured.items()}
     write_json(out / "fertility.json", fertility)
-    selection = select_added_tokens(
-        source_tokenizer, backend_json(source_tokenizer), keep_tokens=keep_tokens, eos_token_ids=eos_ids
-    )
+    if spec.params.get("vocab_mode") == "extend":
+        report = {"vocab_mode": "extend", "kept": "every added token of the source, at its id"}
+    else:
+        report = select_added_tokens(
+            source_tokenizer, backend_json(source_tokenizer), keep_tokens=keep_tokens,
+            eos_token_ids=eos_ids,
+        ).report()
     write_json(out / "special_tokens.json", {
-        **selection.report(),
-        "vocab_size": spec.params["vocab_size"],
+        **report,
+        "vocab_size": spec.params.get("vocab_size"),
         "target_tokens": len(target),
         "source_tokens": len(source_tokenizer),
     })
+
+
+def _extend(source_tokenizer, corpus: Path, spec: StageSpec, out: Path):
+    """Vocabulary extension: the source tokenizer with target tokens appended; what was
+    appended goes to ``extension.json`` (the init stage keeps the rows below it)."""
+    from tokenizer_builds.extend import extend_tokenizer
+    from transfer.tokenizer.extension_record import EXTENSION_FILE, extension_report
+
+    extension = extend_tokenizer(source_tokenizer, iter_lines(corpus / "train.txt"),
+                                 spec.params["added_tokens"], min_frequency=spec.params["min_frequency"])
+    write_json(out / EXTENSION_FILE, extension_report(extension.family.value, extension.first_new_id,
+                                                      extension.new_tokens))
+    return extension.tokenizer
