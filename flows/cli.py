@@ -144,6 +144,10 @@ def adapt(
         None, help="Initialization strategy (see `strategies`); give it several times to compare "
                    "strategies in one run (shared stages built once, one table and plot)."),
     vocab_size: int | None = typer.Option(None, help="Target tokenizer vocabulary size."),
+    mode: str | None = typer.Option(
+        None, "--mode", help="'replace' (default): a new target vocabulary of --vocab-size tokens; 'extend': "
+                             "keep the source tokenizer and its rows, append --added-tokens target tokens."),
+    added_tokens: int | None = typer.Option(None, help="Target tokens appended with --mode extend."),
     keep_token: list[str] | None = typer.Option(
         None, help="An added token of the source the target tokenizer keeps besides those a special role or "
                    "the chat template needs (repeat for several)."),
@@ -174,6 +178,7 @@ def adapt(
         "target_vectors": str(target_vectors) if target_vectors else None, "vectors_aligned": vectors_aligned,
         "strategy": strategy[0] if strategy and len(strategy) == 1 else None, "vocab_size": vocab_size, "train_steps": train_steps,
         "keep_tokens": keep_token or None,
+        "vocab_mode": mode, "added_tokens": added_tokens,
         "eval_texts": eval_texts, "device": device, "cache_dir": cache_dir,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})

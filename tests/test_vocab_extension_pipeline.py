@@ -118,3 +118,22 @@ def test_extend_mode_end_to_end(tmp_path: Path, tiny_source: Path, tiny_corpus: 
     for text in ENGLISH + GERMAN:
         assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
     assert result.fertility
+
+    # The CLI's --mode extend --added-tokens N is the same run: every stage is cached.
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    config_file = tmp_path / "replace.json"
+    config_file.write_text(cfg.model_copy(update={"vocab_mode": "replace", "added_tokens": 8000})
+                           .model_dump_json())
+    runner = CliRunner()
+    dry = runner.invoke(app, ["adapt", "--config", str(config_file), "--mode", "extend",
+                              "--added-tokens", "30", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "stages cached" in dry.output
+    cached = dry.output.replace("\n", " ").split(" stages cached")[0].split()[-1]
+    done, total = cached.split("/")
+    assert done == total, dry.output
+    bad = runner.invoke(app, ["adapt", "--config", str(config_file), "--mode", "bogus", "--dry-run"])
+    assert bad.exit_code != 0 and "vocab_mode" in bad.output
