@@ -135,7 +135,8 @@ def extend_bpe_model(
         known=known | grouped,
         min_frequency=min_frequency,
         join=join,
-        mergeable=lambda token: token not in _BYTE_PIECES,
+        # Byte pieces and the unknown token spell no text a merge could join.
+        mergeable=lambda token: token not in _BYTE_PIECES and token != model.get("unk_token"),
     )
     pairs = [(merge.left, merge.right) for merge in merges]
     return appended(model, characters, pairs, join, next_id)
