@@ -50,8 +50,10 @@ system:
 serve: setup
 	$(VENV)/bin/vocab-transfer serve
 
+# The default strategy ('auto': the measured best whose data the run has) against the mean
+# baseline and the source model, in one table.
 demo: setup
-	$(VENV)/bin/vocab-transfer adapt
+	$(VENV)/bin/vocab-transfer adapt --strategy auto --strategy mean
 
 test: setup bench-ref tokenizers
 	$(PY) -m pytest -q -ra
