@@ -152,6 +152,11 @@ def adapt(
         None, help="An added token of the source the target tokenizer keeps besides those a special role or "
                    "the chat template needs (repeat for several)."),
     train_steps: int | None = typer.Option(None, help="Training budget in optimizer steps."),
+    objective: str | None = typer.Option(
+        None, help="Training objective: 'next_token' (default), 'distill' (match the source model's likelihood "
+                   "of aligned text chunks, ALM) or 'both'."),
+    distill_weight: float | None = typer.Option(None, help="Weight of the distillation term (--objective "
+                                                           "distill/both)."),
     eval_texts: int | None = typer.Option(None, help="Held-out texts scored for bits per byte."),
     device: str | None = typer.Option(None, help="'cpu' or 'cuda' (default: CUDA when present)."),
     cache_dir: Path | None = typer.Option(None, help="Stage cache folder."),
@@ -179,6 +184,7 @@ def adapt(
         "strategy": strategy[0] if strategy and len(strategy) == 1 else None, "vocab_size": vocab_size, "train_steps": train_steps,
         "keep_tokens": keep_token or None,
         "vocab_mode": mode, "added_tokens": added_tokens,
+        "objective": objective, "distill_weight": distill_weight,
         "eval_texts": eval_texts, "device": device, "cache_dir": cache_dir,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})

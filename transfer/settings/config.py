@@ -133,6 +133,12 @@ class AdaptConfig(BaseModel):
     eval_every: int = Field(10, ge=0, description="Dev-BPB learning-curve point every N steps (0: start and end only).")
     curve_texts: int = Field(100, ge=0, description="Dev texts scored for the learning curve (0: no curve).")
     checkpoint_every: int = Field(0, ge=0, description="Training checkpoint every N steps for resume (0: none).")
+    objective: Literal["next_token", "distill", "both"] = Field(
+        "next_token", description="Training objective: the next-token loss; 'distill': match the source model's "
+                                  "likelihood of aligned text chunks (ALM, cross-tokenizer distillation, "
+                                  "transfer/train/distill.py); 'both': next-token loss + distill_weight * ALM.")
+    distill_weight: float = Field(1.0, gt=0.0, description="Weight of the distillation term (objective "
+                                                           "'distill' or 'both').")
 
     eval_texts: int = Field(300, ge=1, description="Held-out texts scored for bits per byte.")
     eval_split: Literal["dev", "test"] = Field("test", description="Held-out split scored for bits per byte.")

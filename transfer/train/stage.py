@@ -22,7 +22,15 @@ def train_params(cfg: AdaptConfig) -> dict[str, Any]:
             "warmup_steps": cfg.warmup_steps, "lr_schedule": cfg.lr_schedule,
             "weight_decay": cfg.weight_decay, "grad_accumulation": cfg.grad_accumulation,
             "clip_norm": cfg.clip_norm, "precision": cfg.precision,
-            "eval_every": cfg.eval_every, "curve_texts": cfg.curve_texts}
+            "eval_every": cfg.eval_every, "curve_texts": cfg.curve_texts,
+            # only when not the default, so next-token runs keep their keys
+            **({"objective": cfg.objective, "distill_weight": cfg.distill_weight}
+               if cfg.objective != "next_token" else {})}
+
+
+def distills(params: dict[str, Any]) -> bool:
+    """Whether the train stage's objective uses the source model as teacher."""
+    return params.get("objective", "next_token") != "next_token"
 
 
 def training_config(params: dict[str, Any], *, checkpoint_every: int = 0) -> TrainingConfig:
@@ -44,11 +52,23 @@ def training_config(params: dict[str, Any], *, checkpoint_every: int = 0) -> Tra
     )
 
 
-def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput) -> StageSpec:
-    inputs, upstream = upstream_of(model=init, corpus=corpus)
+def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput,
+               source: StageOutput | None = None) -> StageSpec:
+    """The train stage; with a distilling objective the source stage is its teacher (an
+    upstream only then, so next-token runs keep their keys)."""
+    params = train_params(cfg)
+    teacher = {}
+    if distills(params):
+        if source is None:
+            from transfer.errors import TrainingError
+
+            raise TrainingError(f"objective={cfg.objective!r} needs the source stage as teacher: "
+                                "pass source= to train_spec")
+        teacher = {"teacher": source}
+    inputs, upstream = upstream_of(model=init, corpus=corpus, **teacher)
     return StageSpec(
         stage="train",
-        params=train_params(cfg),
+        params=params,
         inputs=inputs,
         upstream=upstream,
         runtime={"device": cfg.device, "checkpoint_every": cfg.checkpoint_every,
@@ -63,7 +83,9 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     optionally the whole model; learning curves (CSV/JSON/PNG) go into the folder, scored
     like the evaluate stage scores the model (dev BPB, or the masked-LM loss of a masked
     LM), and the trainer reports to ``context.callbacks``. An OFA init trains its
-    coordinates and primitives (V*r + r*d), not a full V x d matrix."""
+    coordinates and primitives (V*r + r*d), not a full V x d matrix. With objective
+    'distill' or 'both' the source model is the frozen teacher (transfer/train/distill.py)
+    and the log counts its forward passes."""
     from transfer.init.factorized import has_factors, load_factorized, save_factorized
     from transfer.source.loading import load_source, save_model
     from transfer.source.objective import model_objective
@@ -86,6 +108,12 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
                             path=tokens)
     checkpoint_every = runtime.get("checkpoint_every", 0)
     config = training_config(p, checkpoint_every=checkpoint_every)
+    distill = None
+    if distills(p):
+        from transfer.train.distill import Distillation
+
+        teacher, teacher_tokenizer = load_source(str(spec.upstream_path("teacher") / "model"))
+        distill = Distillation(teacher, teacher_tokenizer, mode=p["objective"], weight=p["distill_weight"])
     dev_file = corpus / eval_file("dev", "target")
     evaluate = None
     if p.get("curve_texts", 0) and dev_file.exists():
@@ -95,7 +123,7 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     checkpoints = Path(runtime["checkpoint_dir"]) / spec.key if checkpoint_every and runtime.get("checkpoint_dir") else None
     result = train(model, data, config, tokenizer=tokenizer, evaluate=evaluate, device=runtime.get("device"),
                    checkpoint_dir=checkpoints, curve_dir=out if evaluate else None, label="train",
-                   callbacks=context.callbacks)
+                   callbacks=context.callbacks, distill=distill)
     del data
     tokens.unlink()
     info_path(tokens).unlink()

@@ -41,7 +41,8 @@ from transfer.train import distributed as dist
 from transfer.train.callbacks import TrainingCallback
 from transfer.train.config import StageConfig, TrainingConfig
 from transfer.train.curves import CurvePoint, LearningCurve, save_curve_files
-from transfer.train.data import BlockOrder, PackedData
+from transfer.train.data import BlockOrder, PackedData, separator_token_id
+from transfer.train.distill import Distillation, distill_step
 from transfer.train.freezing import set_trainable
 from transfer.train.memory import (
     MemoryEstimate,
@@ -74,6 +75,12 @@ class TrainResult:
     precision: str = "fp32"
     device: str = "cpu"
     world_size: int = 1
+    # cross-tokenizer distillation (transfer/train/distill.py): per-step ALM term and the
+    # teacher's compute, so objectives compare at equal compute
+    distill_mode: str = "next_token"
+    distill_losses: list[float] = field(default_factory=list)
+    teacher_forward_passes: int = 0
+    teacher_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -210,6 +217,7 @@ class _Run:
     resume_from: Path | None = None
     fork_devices: list[int] = field(default_factory=list)
     autocast: Any = field(default_factory=nullcontext)
+    distill: Distillation | None = None  # the teacher side, when the objective distills
 
     def notify(self, hook: str, *args: Any) -> None:
         """Call ``hook`` on every callback, on the main process only."""
@@ -244,6 +252,7 @@ def setup(
     checkpoint_dir: Path | None,
     curve_dir: Path | None,
     label: str,
+    distill: Distillation | None = None,
 ) -> _Run:
     """Check the input, pick device and precision, refuse what cannot fit in memory, and
     fix the run's identity (the starting weights, tokenizer, data and settings)."""
@@ -255,6 +264,10 @@ def setup(
     objective: Objective = model_objective(model) if config.objective == "auto" else config.objective
     if objective == "masked" and tokenizer is None:
         raise TrainingError("the masked-LM objective needs tokenizer=")
+    if distill is not None:
+        if objective != "causal":
+            raise TrainingError(f"distillation needs a causal LM student, got the {objective!r} objective")
+        distill.check(tokenizer)
 
     want_cuda = (device is None and torch.cuda.is_available()) or str(device).startswith("cuda")
     ctx = dist.context_from_env("cuda" if want_cuda else "cpu")
@@ -288,9 +301,14 @@ def setup(
         "settings": _sha(json.dumps({**config.identity(), "world_size": ctx.world_size,
                                      "objective": objective}, sort_keys=True, default=str)),
     }
+    if distill is not None:  # only then, so a next-token run's checkpoints keep their identity
+        identity["distill"] = _sha(json.dumps({
+            "teacher": model_fingerprint(distill.teacher),
+            "teacher_tokenizer": tokenizer_fingerprint(distill.teacher_tokenizer),
+            "mode": distill.mode, "weight": distill.weight}, sort_keys=True))
     result = TrainResult(curve=LearningCurve(label), objective=objective,
                          precision="bf16" if use_bf16 else "fp32", device=str(device_used),
-                         world_size=ctx.world_size)
+                         world_size=ctx.world_size, distill_mode=distill.mode if distill else "next_token")
     total_steps = config.total_steps
     eval_steps = set(config.eval_at)
     if config.eval_at_start:
@@ -307,7 +325,7 @@ def setup(
         device=device_used, objective=objective, use_bf16=use_bf16, estimate=estimate,
         identity=identity, result=result, eval_steps=eval_steps,
         order=BlockOrder(packed.n_blocks, config.seed),
-        per_step=config.batch_size * config.grad_accumulation * ctx.world_size,
+        per_step=config.batch_size * config.grad_accumulation * ctx.world_size, distill=distill,
     )
 
 
@@ -324,6 +342,9 @@ def restore(run: _Run) -> None:
     result.losses, result.lrs = saved["losses"], saved["lrs"]
     result.steps, result.tokens_seen, result.bytes_seen = saved["steps"], saved["tokens_seen"], saved["bytes_seen"]
     result.seconds = saved["seconds"]
+    result.distill_losses = saved.get("distill_losses", [])
+    result.teacher_forward_passes = saved.get("teacher_forward_passes", 0)
+    result.teacher_tokens = saved.get("teacher_tokens", 0)
     result.evaluations = {int(k): v for k, v in saved["evaluations"].items()}
     result.curve = LearningCurve.from_dict(saved["curve"])
     result.resumed_from = state["step"]
@@ -337,6 +358,8 @@ def place(run: _Run, device: str | torch.device | None) -> None:
         run.model.to(run.device)
     else:  # a model the caller already placed on a GPU (maybe sharded) stays there
         run.device = place_model(run.model, None)
+    if run.distill is not None:  # frozen, beside the student
+        run.distill.teacher.to(run.device).eval().requires_grad_(False)
     if run.device.type == "cuda":
         prefer_sdpa(run.model)
         run.fork_devices = [run.device.index if run.device.index is not None else torch.cuda.current_device()]
@@ -375,18 +398,10 @@ def _micro_batches(run: _Run, samples: int) -> list[MicroBatch]:
     return batches
 
 
-def train_step(run: _Run, stage: _Stage, stage_step: int) -> None:
-    """One optimizer step: accumulate the gradient of every micro-batch (the mean over all
-    scored tokens of the step, on every process), clip, update, record."""
-    started = time.perf_counter()
-    config, result, spec = run.config, run.result, stage.config
+def _next_token_accumulate(run: _Run, stage: _Stage, samples: int) -> float:
+    """The gradient of the next-token (or masked-LM) loss over the step's micro-batches: the
+    mean over all scored tokens of the step, on every process; returns that mean."""
     world, device = run.ctx.world_size, run.device
-    lr = lr_at(stage_step, peak=spec.lr, total_steps=spec.steps, warmup_steps=spec.warmup_steps,
-               schedule=spec.schedule, min_lr_ratio=spec.min_lr_ratio)
-    for group in stage.optimizer.param_groups:
-        group["lr"] = lr
-    run.model.train()
-    samples = run.position["samples"]
     batches = _micro_batches(run, samples)
     n_targets = dist.all_reduce_sum(torch.tensor(float(sum(b.n_targets for b in batches)), device=device), run.ctx)
     total_loss = torch.zeros((), device=device)
@@ -399,7 +414,42 @@ def train_step(run: _Run, stage: _Stage, stage_step: int) -> None:
             # so the step's gradient is the mean over every scored token.
             (summed * (world / n_targets.clamp(min=1))).backward()
         total_loss += summed.detach()
-    value = float(dist.all_reduce_sum(total_loss, run.ctx) / n_targets.clamp(min=1))
+    return float(dist.all_reduce_sum(total_loss, run.ctx) / n_targets.clamp(min=1))
+
+
+def _distill_accumulate(run: _Run, stage: _Stage, samples: int) -> float:
+    """The gradient of the distillation objective over the step's blocks (read back as text,
+    transfer/train/distill.py); the teacher's passes and tokens are counted."""
+    config, world, rank = run.config, run.ctx.world_size, run.ctx.rank
+    indices = run.order.take(samples, run.per_step)
+    rows = [run.packed.rows(indices[(micro * world + rank) * config.batch_size:][: config.batch_size])
+            for micro in range(config.grad_accumulation)]
+    assert run.distill is not None and run.tokenizer is not None  # setup checked both
+    terms = distill_step(stage.wrapped, rows, run.distill, student_tokenizer=run.tokenizer,
+                         separator_id=separator_token_id(run.tokenizer), device=run.device,
+                         autocast=run.autocast, ctx=run.ctx)
+    run.result.distill_losses.append(terms.alm)
+    run.result.teacher_forward_passes += terms.teacher_forward_passes
+    run.result.teacher_tokens += terms.teacher_tokens
+    return terms.loss
+
+
+def train_step(run: _Run, stage: _Stage, stage_step: int) -> None:
+    """One optimizer step: accumulate the gradient of every micro-batch (the mean over all
+    scored tokens of the step, on every process; or the distillation objective), clip,
+    update, record."""
+    started = time.perf_counter()
+    config, result, spec = run.config, run.result, stage.config
+    lr = lr_at(stage_step, peak=spec.lr, total_steps=spec.steps, warmup_steps=spec.warmup_steps,
+               schedule=spec.schedule, min_lr_ratio=spec.min_lr_ratio)
+    for group in stage.optimizer.param_groups:
+        group["lr"] = lr
+    run.model.train()
+    samples = run.position["samples"]
+    if run.distill is not None:
+        value = _distill_accumulate(run, stage, samples)
+    else:
+        value = _next_token_accumulate(run, stage, samples)
     if not math.isfinite(value):
         stage.optimizer.zero_grad(set_to_none=True)
         kept = result.last_checkpoint
@@ -495,6 +545,7 @@ def train(
     curve_dir: Path | None = None,
     label: str = "run",
     resume: bool = True,
+    distill: Distillation | None = None,
 ) -> TrainResult:
     """Train ``model`` on packed ``data`` through ``config.stages``; see the module doc.
 
@@ -503,10 +554,13 @@ def train(
     the learning curve, written to ``curve_dir`` after every evaluation when given. With
     ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps and an
     existing one of the same run is resumed (another run's is refused). The model is handed
-    back in eval mode, every parameter trainable, no gradients kept.
+    back in eval mode, every parameter trainable, no gradients kept. With ``distill`` the
+    step's objective is cross-tokenizer distillation from its teacher (alone, or with the
+    next-token loss: transfer/train/distill.py).
     """
     run = setup(model, data, config, tokenizer=tokenizer, evaluate=evaluate, callbacks=callbacks,
-                device=device, checkpoint_dir=checkpoint_dir, curve_dir=curve_dir, label=label)
+                device=device, checkpoint_dir=checkpoint_dir, curve_dir=curve_dir, label=label,
+                distill=distill)
     if resume and checkpoint_dir:
         restore(run)
     place(run, device)
