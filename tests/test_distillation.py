@@ -6,6 +6,7 @@ cache keys; a pipeline run with objective='both' records the teacher's forward p
 from __future__ import annotations
 
 import copy
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -136,7 +137,7 @@ def test_embeddings_only_distillation_lowers_the_gap(english_tok) -> None:
                    distill=Distillation(teacher, english_tok, mode="distill"))
     gaps = result.distill_losses
     assert len(gaps) == 6 and gaps[0] > 0
-    assert all(b < a for a, b in zip(gaps, gaps[1:], strict=False)) and gaps[-1] < 0.5 * gaps[0], gaps
+    assert all(b < a for a, b in pairwise(gaps)) and gaps[-1] < 0.5 * gaps[0], gaps
     assert result.teacher_forward_passes == 6 and result.teacher_tokens > 0
     assert result.distill_mode == "distill"
     for name, param in student.named_parameters():
@@ -208,3 +209,25 @@ def test_pipeline_with_both_objectives_counts_teacher_passes(tmp_path: Path, tin
     assert log["teacher_forward_passes"] == 2 and log["teacher_tokens"] > 0
     assert len(log["distill_losses"]) == 2 and all(g > 0 for g in log["distill_losses"])
     assert result.bpb["adapted_trained"] > 0
+
+
+def test_benchmark_smoke_runs_three_objectives(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "benchmarks/distillation.py", "--smoke", "--out", str(tmp_path)],
+                          cwd=root, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    record = json.loads((tmp_path / "distillation_smoke.json").read_text())
+    rows = {row["objective"]: row for row in record["rows"]}
+    assert list(rows) == ["next_token", "distill", "both"]
+    assert rows["next_token"]["teacher_forward_passes"] == 0
+    for objective in ("distill", "both"):
+        row = rows[objective]
+        # fewer steps than next_token: the teacher's reading is charged
+        assert row["steps"] < rows["next_token"]["steps"] and row["teacher_forward_passes"] == row["steps"]
+        assert row["compute_units"] == 3 * row["tokens_seen"] + row["teacher_tokens"]
+        assert row["compute_units"] <= rows["next_token"]["compute_units"]
+    assert (tmp_path / "distillation_smoke.png").exists()
