@@ -231,3 +231,15 @@ def test_benchmark_smoke_runs_three_objectives(tmp_path: Path) -> None:
         assert row["compute_units"] == 3 * row["tokens_seen"] + row["teacher_tokens"]
         assert row["compute_units"] <= rows["next_token"]["compute_units"]
     assert (tmp_path / "distillation_smoke.png").exists()
+
+
+def test_cli_flags_reach_the_settings() -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    runner = CliRunner()
+    bad_objective = runner.invoke(app, ["adapt", "--objective", "nope", "--dry-run"])
+    assert bad_objective.exit_code == 2 and "next_token" in bad_objective.output  # the field's choices
+    bad_weight = runner.invoke(app, ["adapt", "--objective", "both", "--distill-weight", "0", "--dry-run"])
+    assert bad_weight.exit_code == 2 and "distill_weight" in bad_weight.output
