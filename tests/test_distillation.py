@@ -243,3 +243,31 @@ def test_cli_flags_reach_the_settings() -> None:
     assert bad_objective.exit_code == 2 and "next_token" in bad_objective.output  # the field's choices
     bad_weight = runner.invoke(app, ["adapt", "--objective", "both", "--distill-weight", "0", "--dry-run"])
     assert bad_weight.exit_code == 2 and "distill_weight" in bad_weight.output
+
+
+def test_distillation_resumes_exactly(tmp_path: Path, english_tok) -> None:
+    from transfer.train import TrainingCallback
+
+    class Crash(TrainingCallback):
+        def on_checkpoint(self, step: int, path: str) -> None:
+            if step == 2:
+                raise RuntimeError("crash after the step-2 checkpoint")
+
+    data = pack_train_split(english_tok, ENGLISH, 16)
+    config = TrainingConfig(stages=[StageConfig("embeddings", steps=4, lr=1e-2, schedule="constant")],
+                            batch_size=2, precision="fp32", seed=0, checkpoint_every=2)
+
+    def run(callbacks=(), checkpoint_dir=None):
+        student, teacher = _perturbed_pair(english_tok)
+        result = train(student, data, config, tokenizer=english_tok, device="cpu", callbacks=callbacks,
+                       checkpoint_dir=checkpoint_dir, distill=Distillation(teacher, english_tok, mode="both"))
+        return student, result
+
+    straight_model, straight = run()
+    with pytest.raises(RuntimeError, match="crash"):
+        run((Crash(),), tmp_path / "ckpt")
+    resumed_model, resumed = run(checkpoint_dir=tmp_path / "ckpt")
+    assert resumed.resumed_from == 2
+    assert resumed.distill_losses == straight.distill_losses and resumed.losses == straight.losses
+    assert resumed.teacher_forward_passes == straight.teacher_forward_passes == 4
+    assert torch.equal(resumed_model.get_input_embeddings().weight, straight_model.get_input_embeddings().weight)
