@@ -257,3 +257,37 @@ def test_a_live_writers_temporary_folder_is_left_alone(tmp_path: Path) -> None:
         assert outer.is_dir() and (outer / "a").exists()
     assert sorted(p.name for p in final.iterdir()) == ["a"]  # the last writer wins
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+def test_sigkill_in_the_vector_stages_then_resume(tmp_path: Path, tiny_source: Path) -> None:
+    """WECHSEL's stages (fastText per language, then the alignment on an eflomal-induced
+    dictionary): a killed alignment is built again on the next run (eflomal cannot be seeded,
+    so its result is not bit-identical to an uninterrupted run's, and this test does not ask
+    for that), the fastText vectors before it are not; a finished alignment is never redone."""
+    cfg = AdaptConfig(
+        source_model=str(tiny_source), target_language="de", target_bible=["e"], source_bible=[],
+        source_train_bible=["k"], strategy="wechsel", dictionary="induced", vocab_size=350,
+        vector_dim=8, vector_epochs=1, vector_max_verses=300, parallel_max_pairs=300, train_steps=0,
+        eval_texts=4, curve_texts=0, device="cpu", cache_dir=tmp_path / "cache",
+        output_dir=tmp_path / "models", register_model=False, card_samples=0)
+    cache = Path(cfg.cache_dir)
+
+    first = Child(cfg, tmp_path, "kill-align", "align")
+    paused = first.wait_paused()
+    assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert statuses(events_of(first.events), "fasttext") == ["built", "built"]
+    killed_align = Path(paused["tmp"])
+    assert killed_align.is_dir() and not (cache / "align" / paused["key"]).exists()
+
+    second = Child(cfg, tmp_path, "kill-init", "init")
+    second.wait_paused()
+    assert second.stop(signal.SIGKILL) == -signal.SIGKILL
+    seen = events_of(second.events)
+    assert statuses(seen, "fasttext") == ["cached", "cached"]
+    assert statuses(seen, "align") == ["built"]  # the killed alignment, redone
+    assert not killed_align.exists()
+
+    final = run_adaptation(cfg)
+    assert final.stages_cached["tokenizer"] and not final.stages_cached["init"]
+    assert final.stages_cached["align"] and final.stages_cached["fasttext:target"]  # never redone
+    assert temp_leftovers(cache, Path(cfg.output_dir)) == []
