@@ -175,8 +175,10 @@ def report(results: Path = RESULTS) -> str:
                 f"{row.strategy} {row.step0:.4f} -> {row.final:.4f}" for row in long.ranked())]
         lines.append("")
     if devs:
-        lines += ["Across the languages (dev, mean ratio to `mean` after the budget): " + ", ".join(
-            f"{name} {100 * (ratio - 1):+.1f}%" for name, ratio in overall_ranking(devs)), ""]
+        ranking = overall_ranking(devs)
+        lines += [f"Across {', '.join(c.base.target_language for c in devs)} (dev, mean ratio to `mean` after "
+                  f"the budget), overall winner: **{ranking[0][0]}**; " + ", ".join(
+                      f"{name} {100 * (ratio - 1):+.1f}%" for name, ratio in ranking), ""]
     return "\n".join(lines)
 
 
