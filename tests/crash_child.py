@@ -36,6 +36,11 @@ def _signal_and_wait(signal_file: Path, payload: dict[str, Any]) -> None:
 def run_child(config: Path, events: Path, pause: str | None = None, signal_file: Path | None = None,
               step: int = 2) -> None:
     """Run the pipeline on the config file, logging stage events; pause as the module says."""
+    import signal
+
+    # A forked child inherits the parent's handlers (pytest's, a Prefect harness's); Ctrl-C
+    # in a real CLI process meets Python's default one, which raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from transfer.engine.stages import BuildContext, StageSpec, builder, builder_of
     from transfer.pipeline import run_adaptation
     from transfer.settings.config import AdaptConfig
