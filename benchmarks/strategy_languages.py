@@ -116,9 +116,10 @@ def run_phase(code: str, phase: str, cfg_args: dict[str, Any], strategies: list[
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(path)
-    written = write_comparison(comparison, results / f".strategies_{code}_{phase}")
-    if "plot" in written:
-        written["plot"].replace(results / f"strategies_{code}_{phase}.png")
+    with tempfile.TemporaryDirectory(dir=results) as scratch:  # only the plot is kept
+        written = write_comparison(comparison, Path(scratch))
+        if "plot" in written:
+            written["plot"].replace(results / f"strategies_{code}_{phase}.png")
     print(f"{path}: {[(r.strategy, round(r.step0, 4), r.trained and round(r.trained, 4)) for r in comparison.ranked()]}")
     return comparison
 
