@@ -198,7 +198,9 @@ def test_deployments_one_schedule_per_language() -> None:
         deployment = deployments[f"adapt-{code}"]
         assert [s.schedule.cron for s in deployment.schedules] == [entry.cron]
         assert deployment.parameters["config"]["target_language"] == code
-        assert deployment.parameters["config"]["strategy"] == entry.strategy
+        # 'auto' is resolved when the parameters are built: the deployment names what will run
+        assert deployment.parameters["config"]["strategy"] == languages.parameters(code).strategy
+        assert entry.strategy == "auto" or deployment.parameters["config"]["strategy"] == entry.strategy
     # the form: the single-pair deployment's schema offers the registered strategies
     schema = deployments["adapt"]._parameter_openapi_schema.model_dump()
     assert "strategy" in str(schema) and "enum" in str(schema)

@@ -3,11 +3,15 @@ run has, and a sentence saying which and why."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from flows.parameters import AdaptParameters
 from transfer.init.registry import needs
+from transfer.publish.comparison import Comparison
 from transfer.settings.config import AdaptConfig
 from transfer.settings.strategy_choice import MEASURED_ORDER, choose_strategy, missing_data
 
@@ -74,3 +78,55 @@ def test_the_run_says_which_strategy_auto_chose(tmp_path) -> None:
     notes = run_notes(AdaptConfig(target_language="ru", target_bible=[], target_files=[str(latin)]))
     assert notes[0].startswith("Strategy auto: ") and "parallel corpus" in notes[0]
     assert any(note.startswith("warning: ") and "Cyrillic" in note for note in notes[1:])
+
+
+# ------------------------------------------------ the defaults follow the measurements
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+MEASURED_LANGUAGES = ("de", "fr", "sw")
+
+
+def _dev_results() -> dict[str, Comparison]:
+    found = {}
+    for code in MEASURED_LANGUAGES:
+        path = RESULTS / f"strategies_{code}_dev.json"
+        if path.exists():
+            found[code] = Comparison.model_validate(json.loads(path.read_text())["comparison"])
+    return found
+
+
+def _ranking(comparisons: list[Comparison]) -> list[str]:
+    """Best first by the mean over languages of BPB after training / mean's (recomputed here
+    from the recorded comparisons, independently of the benchmark script)."""
+    ratios: dict[str, list[float]] = {}
+    for comparison in comparisons:
+        final = {row.strategy: row.final for row in comparison.rows}
+        for name, value in final.items():
+            ratios.setdefault(name, []).append(value / final["mean"])
+    common = [name for name, values in ratios.items() if len(values) == len(comparisons)]
+    return sorted(common, key=lambda name: sum(ratios[name]) / len(ratios[name]))
+
+
+def test_the_measured_order_is_the_recorded_ranking() -> None:
+    results = _dev_results()
+    assert results, f"no strategies_<lang>_dev.json in {RESULTS}: run benchmarks/strategy_languages.py"
+    ranking = _ranking(list(results.values()))
+    # the order as far as it goes: up to the first strategy that needs no data
+    cut = next(i for i, name in enumerate(ranking) if not needs(name)) + 1
+    assert list(MEASURED_ORDER) == ranking[:cut], ranking
+
+
+def test_languages_file_and_readme_name_the_winners() -> None:
+    from flows.languages import load_languages
+
+    results = _dev_results()
+    languages = load_languages(RESULTS.parents[1] / "configs" / "languages.yaml").languages
+    readme = (RESULTS.parents[1] / "README.md").read_text()
+    for code, entry in languages.items():
+        if code in results:  # its own measured winner, named
+            winner = results[code].ranked()[0].strategy
+            assert entry.strategy == winner, (code, entry.strategy, winner)
+            assert f"winner on dev: **{winner}**" in readme, code
+        else:  # the winner across the measured languages ('auto' resolves to it)
+            assert entry.strategy in ("auto", MEASURED_ORDER[0]), (code, entry.strategy)
+    assert f"overall winner: **{MEASURED_ORDER[0]}**" in readme
