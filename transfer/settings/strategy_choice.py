@@ -26,20 +26,32 @@ AUTO = "auto"
 MEASURED_ORDER: tuple[str, ...] = ("combined", "trans_tokenization", "focus", "fvt")
 
 
+def has_parallel_text(cfg: AdaptConfig) -> bool:
+    """The run has train sentence pairs: the user's parallel files, or Bible translations of
+    both languages (verse-aligned)."""
+    return bool(cfg.parallel_files) or bool(cfg.target_bible and cfg.source_train_bible)
+
+
+def needs_induced_dictionary(cfg: AdaptConfig) -> bool:
+    """WECHSEL/OFA's vectors are aligned on a dictionary induced from parallel text (no
+    dictionary file, not German's Ding, vectors not given as already aligned)."""
+    induced = cfg.dictionary == "induced" or (cfg.dictionary == "auto" and cfg.target_language != "de")
+    return induced and not cfg.vectors_aligned
+
+
 def missing_data(cfg: AdaptConfig, strategy: str) -> str | None:
     """What ``strategy`` needs that this run does not have (None: it can run). Only the
     presence of inputs is judged here; their content is validated before the first stage."""
     from transfer.init.registry import needs
 
     kinds = needs(strategy)
-    has_parallel = bool(cfg.parallel_files) or bool(cfg.target_bible and cfg.source_train_bible)
+    has_parallel = has_parallel_text(cfg)
     if "parallel" in kinds and not has_parallel:
         return "a parallel corpus (parallel_files, or target_bible with source_train_bible)"
     if "vectors" in kinds:
         if not (cfg.source_vectors or cfg.source_train_bible):
             return "source-language vectors (source_vectors, or source_train_bible to train them)"
-        induced = cfg.dictionary == "induced" or (cfg.dictionary == "auto" and cfg.target_language != "de")
-        if induced and not has_parallel and not cfg.vectors_aligned:
+        if needs_induced_dictionary(cfg) and not has_parallel:
             return "a dictionary or parallel text to align the vectors"
     return None
 

@@ -29,6 +29,7 @@ def validate_config(cfg: AdaptConfig) -> None:
     from transfer.corpus.bible import translation_codes
     from transfer.init import check_strategy_params
     from transfer.init.resources import needs
+    from transfer.settings.strategy_choice import has_parallel_text, needs_induced_dictionary
     from transfer.source.loading import source_fingerprint
 
     check_strategy_params(cfg.strategy, cfg.strategy_params)  # also refuses an unknown strategy
@@ -43,7 +44,7 @@ def validate_config(cfg: AdaptConfig) -> None:
     if not cfg.target_bible and not cfg.target_files:
         raise CorpusError("no target corpus: give target_bible codes or target_files")
     _check_parallel_files(cfg)
-    has_parallel = bool(cfg.parallel_files) or bool(cfg.target_bible and cfg.source_train_bible)
+    has_parallel = has_parallel_text(cfg)
     kinds = needs(cfg.strategy)
     if "parallel" in kinds and not has_parallel:
         raise CorpusError(
@@ -65,8 +66,7 @@ def validate_config(cfg: AdaptConfig) -> None:
             if not DING_DE_EN.is_file():
                 raise CorpusError(f"dictionary 'ding' reads {DING_DE_EN}, which is missing: install the Debian "
                                   f"package trans-de-en, or give a dictionary file or 'induced'")
-        induced = cfg.dictionary == "induced" or (cfg.dictionary == "auto" and cfg.target_language != "de")
-        if induced and not has_parallel and not cfg.vectors_aligned:  # aligned vectors need no dictionary
+        if needs_induced_dictionary(cfg) and not has_parallel:  # aligned vectors need no dictionary
             raise CorpusError("an induced dictionary needs parallel text: parallel_files, or target_bible codes "
                               "(verse-aligned with source_train_bible)")
     # raises for a missing file or folder, and for a hub id offline without a cached copy
