@@ -37,12 +37,12 @@ def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transformers import AutoTokenizer
 
     from tokenizer_builds.added_tokens import (
+        added_token_spec,
         generation_eos_ids,
         read_generation_config,
         select_added_tokens,
     )
     from tokenizer_builds.build import build_target_tokenizer, save_tokenizer
-    from tokenizer_builds.families import backend_json
     from transfer.tokenizer.fertility import compare_fertility
 
     corpus = spec.upstream_path("corpus")
@@ -77,7 +77,8 @@ def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
         report = {"vocab_mode": "extend", "kept": "every added token of the source, at its id"}
     else:
         report = select_added_tokens(
-            source_tokenizer, backend_json(source_tokenizer), keep_tokens=keep_tokens,
+            # only the added tokens and post-processor: not a second dump of the whole vocabulary
+            source_tokenizer, added_token_spec(source_tokenizer), keep_tokens=keep_tokens,
             eos_token_ids=eos_ids,
         ).report()
     write_json(out / "special_tokens.json", {
