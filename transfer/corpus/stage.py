@@ -21,6 +21,7 @@ import heapq
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,8 +140,8 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
     ``*.target.txt``/``*.source.txt`` files hold the first translation's held-out verses and
     the same verses in the source language, in a stable hash order for evaluation."""
     from transfer.corpus.bible import read_verses
-    from transfer.corpus.readers import corpus_files, format_name, iter_documents, split_documents
-    from transfer.corpus.splits import SPLITS, SplitFractions
+    from transfer.corpus.readers import corpus_files, format_name, iter_documents
+    from transfer.corpus.splits import SPLITS, SplitFractions, document_key, split_of
 
     p = spec.params
     boundary = p.get("document_boundary", "line")
@@ -148,36 +149,43 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
     files_used = {f"file:{i}": [{"path": str(f), "format": format_name(f)} for f in corpus_files(path)]
                   for i, path in enumerate(p["target_files"])}
     fractions = SplitFractions(dev=p["dev_fraction"], test=p["test_fraction"])
-    stats: dict[str, Any] = {}
-    sections: dict[str, Sections] = {}
-    for split in SPLITS:
-        n_docs = n_bytes = 0
-        parts: Sections = []
-        with open(out / f"{split}.txt", "w", encoding="utf-8") as handle:
-            for code in p["target_bible"]:
+    stats: dict[str, Any] = {split: {"documents": 0, "bytes": 0} for split in SPLITS}
+    train_parts: Sections = []
+    with ExitStack() as stack:
+        # one pass over each file, routing every document to its split: a compressed corpus of
+        # gigabytes is decompressed once, not once per split
+        handles = {split: stack.enter_context(open(out / f"{split}.txt", "w", encoding="utf-8"))
+                   for split in SPLITS}
+
+        def write(split: str, text: str) -> None:
+            handles[split].write(text + "\n")
+            stats[split]["documents"] += 1
+            stats[split]["bytes"] += len(text.encode())
+
+        for code in p["target_bible"]:
+            for split in SPLITS:
                 verses = read_verses(code, split, fractions=fractions)
                 for verse in verses:
-                    handle.write(verse.text + "\n")
-                    n_docs += 1
-                    n_bytes += len(verse.text.encode())
-                parts.append((f"bible:{code}", len(verses)))
-            for i, path in enumerate(p["target_files"]):
-                n_lines = 0
-                for doc in split_documents(iter_documents(path, p["text_field"], boundary), split, fractions):
-                    handle.write(doc + "\n")
-                    n_docs += 1
-                    n_bytes += len(doc.encode())
+                    write(split, verse.text)
+                if split == "train":
+                    train_parts.append((f"bible:{code}", len(verses)))
+        for i, path in enumerate(p["target_files"]):
+            n_lines = 0
+            for doc in iter_documents(path, p["text_field"], boundary):
+                split = split_of(document_key(doc), fractions)
+                write(split, doc)
+                if split == "train":
                     # a JSON or Parquet text, or a blank-line document, may hold line ends
                     n_lines += doc.count("\n") + 1
-                parts.append((f"file:{i}", n_lines))
-        if split == "train":
-            sections["train.txt"] = parts
-        stats[split] = {"documents": n_docs, "bytes": n_bytes}
-        if n_docs == 0:
+            train_parts.append((f"file:{i}", n_lines))
+    sections: dict[str, Sections] = {"train.txt": train_parts}
+    for split in SPLITS:
+        if stats[split]["documents"] == 0:
             raise CorpusError(
                 f"target corpus (bible={p['target_bible']}, files={p['target_files']}) has no "
                 f"{split} documents: the corpus is empty or too small to split"
             )
+    for split in SPLITS:
         if split == "train":
             continue
         # evaluation texts: first target source, ordered by a stable hash of the key
