@@ -148,6 +148,10 @@ def adapt(
         None, "--mode", help="'replace' (default): a new target vocabulary of --vocab-size tokens; 'extend': "
                              "keep the source tokenizer and its rows, append --added-tokens target tokens."),
     added_tokens: int | None = typer.Option(None, help="Target tokens appended with --mode extend."),
+    freeze_source_rows: bool | None = typer.Option(
+        None, "--freeze-source-rows/--no-freeze-source-rows",
+        help="With --mode extend: the source's own token rows stay exactly unchanged during training; only "
+             "the appended rows (and, with full-model steps, the body) train."),
     keep_token: list[str] | None = typer.Option(
         None, help="An added token of the source the target tokenizer keeps besides those a special role or "
                    "the chat template needs (repeat for several)."),
@@ -183,7 +187,7 @@ def adapt(
         "target_vectors": str(target_vectors) if target_vectors else None, "vectors_aligned": vectors_aligned,
         "strategy": strategy[0] if strategy and len(strategy) == 1 else None, "vocab_size": vocab_size, "train_steps": train_steps,
         "keep_tokens": keep_token or None,
-        "vocab_mode": mode, "added_tokens": added_tokens,
+        "vocab_mode": mode, "added_tokens": added_tokens, "freeze_source_rows": freeze_source_rows,
         "objective": objective, "distill_weight": distill_weight,
         "eval_texts": eval_texts, "device": device, "cache_dir": cache_dir,
     }

@@ -74,7 +74,7 @@ def walk_stages(cfg: AdaptConfig, run: StageRunner) -> StageGraph:
         target_vectors = stage(target_spec_v, f"{target_spec_v.stage}:target")
         vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors, corpus), "align")
     init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors), "init")
-    final = stage(train_spec(cfg, init, corpus, source), "train") if cfg.total_train_steps else init
+    final = stage(train_spec(cfg, init, corpus, source, tokenizer), "train") if cfg.total_train_steps else init
     models = {"source_model_on_target": (source, "target"), "adapted_step0": (init, "target")}
     if cfg.source_bible and cfg.target_bible:
         models["source_model_on_source_language"] = (source, "source")

@@ -139,6 +139,11 @@ class AdaptConfig(BaseModel):
                                   "transfer/train/distill.py); 'both': next-token loss + distill_weight * ALM.")
     distill_weight: float = Field(1.0, gt=0.0, description="Weight of the distillation term (objective "
                                                            "'distill' or 'both').")
+    freeze_source_rows: bool = Field(
+        False, description="vocab_mode 'extend' only: the source's own token rows (ids below the first "
+                           "appended id; input embedding, and an untied output head with its bias) stay "
+                           "exactly the source's during training while the appended rows train "
+                           "(transfer/train/row_freeze.py).")
 
     eval_texts: int = Field(300, ge=1, description="Held-out texts scored for bits per byte.")
     eval_split: Literal["dev", "test"] = Field("test", description="Held-out split scored for bits per byte.")
@@ -193,6 +198,13 @@ class AdaptConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _freeze_needs_extension(self) -> AdaptConfig:
+        problem = freeze_source_rows_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _word_vectors_imply_word_average(self) -> AdaptConfig:
         # a .vec gives word vectors only: WECHSEL's word average is the one token method
         # that works (an explicit 'ngram' is refused in validation, naming the file). The
@@ -214,3 +226,13 @@ class AdaptConfig(BaseModel):
         folder's or hub id's odd characters become ``-``; sane names pass unchanged)."""
         source = Path(self.source_model).stem if ("/" in self.source_model or self.source_model.endswith(".gguf")) else self.source_model
         return f"{safe_component(source.replace('/', '--'), 'source')}-{self.target_language}-{self.strategy}"
+
+
+def freeze_source_rows_problem(cfg: AdaptConfig) -> str | None:
+    """Why ``freeze_source_rows`` cannot apply to ``cfg`` (None: it can, or it is off). Checked
+    when the config is built and again before the first stage (a ``model_copy`` skips the
+    former)."""
+    if cfg.freeze_source_rows and cfg.vocab_mode != "extend":
+        return (f"freeze_source_rows needs vocab_mode='extend' (got {cfg.vocab_mode!r}): only an extended "
+                "vocabulary has source rows to keep; a replaced vocabulary has none")
+    return None

@@ -13,8 +13,8 @@ from __future__ import annotations
 import codecs
 from pathlib import Path
 
-from transfer.errors import CorpusError, VocabTransferError
-from transfer.settings.config import AdaptConfig
+from transfer.errors import CorpusError, TrainingError, VocabTransferError
+from transfer.settings.config import AdaptConfig, freeze_source_rows_problem
 from transfer.settings.keep_tokens import check_keep_tokens
 from transfer.settings.names import check_path_component
 
@@ -33,6 +33,9 @@ def validate_config(cfg: AdaptConfig) -> None:
     from transfer.source.loading import source_fingerprint
 
     check_strategy_params(cfg.strategy, cfg.strategy_params)  # also refuses an unknown strategy
+    freeze_problem = freeze_source_rows_problem(cfg)
+    if freeze_problem:
+        raise TrainingError(freeze_problem)
     _check_names(cfg)
     _check_target_files(cfg)
     codes = cfg.target_bible + cfg.source_bible + cfg.source_train_bible

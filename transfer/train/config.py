@@ -52,6 +52,9 @@ class TrainingConfig:
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     memory_limit: str | int | None = None  # cap on the memory the run may use ("8GiB")
+    # vocabulary rows 0..frozen_rows-1 (input embedding, untied head and bias) stay exactly
+    # as they start: an extended vocabulary's source rows (transfer/train/row_freeze.py)
+    frozen_rows: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in results
 
     @property
@@ -83,6 +86,8 @@ class TrainingConfig:
             raise TrainingError(f"eval_at has steps outside 0..{self.total_steps}: {bad}")
         if not 0 < self.mlm_rate < 1:
             raise TrainingError(f"mlm_rate must be in (0, 1), got {self.mlm_rate}")
+        if self.frozen_rows < 0:
+            raise TrainingError(f"frozen_rows must be >= 0, got {self.frozen_rows}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise TrainingError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
 
@@ -92,6 +97,8 @@ class TrainingConfig:
         for how in ("eval_every", "eval_at", "eval_at_start", "eval_at_end", "checkpoint_every",
                     "keep_checkpoints", "memory_limit", "extra"):
             data.pop(how)
+        if not self.frozen_rows:  # only when set, so earlier runs' checkpoints keep their identity
+            data.pop("frozen_rows")
         return data
 
     def effective_batch_tokens(self, block_size: int, world_size: int = 1) -> int:

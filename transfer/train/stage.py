@@ -25,7 +25,8 @@ def train_params(cfg: AdaptConfig) -> dict[str, Any]:
             "eval_every": cfg.eval_every, "curve_texts": cfg.curve_texts,
             # only when not the default, so next-token runs keep their keys
             **({"objective": cfg.objective, "distill_weight": cfg.distill_weight}
-               if cfg.objective != "next_token" else {})}
+               if cfg.objective != "next_token" else {}),
+            **({"freeze_source_rows": True} if cfg.freeze_source_rows else {})}
 
 
 def distills(params: dict[str, Any]) -> bool:
@@ -33,10 +34,18 @@ def distills(params: dict[str, Any]) -> bool:
     return params.get("objective", "next_token") != "next_token"
 
 
-def training_config(params: dict[str, Any], *, checkpoint_every: int = 0) -> TrainingConfig:
+def freezes_source_rows(params: dict[str, Any]) -> bool:
+    """Whether the train stage keeps an extended vocabulary's source rows exactly (it then
+    reads how many from the tokenizer stage's extension record)."""
+    return bool(params.get("freeze_source_rows", False))
+
+
+def training_config(params: dict[str, Any], *, checkpoint_every: int = 0,
+                    frozen_rows: int = 0) -> TrainingConfig:
     """The trainer's configuration for the train stage's parameters: the one place that
     turns the product's settings into a training recipe (benchmarks use it too, so their
-    numbers are the product's)."""
+    numbers are the product's). ``frozen_rows``: the source's ids of an extended
+    vocabulary, when the parameters freeze them."""
     from transfer.train import StageConfig, TrainingConfig
 
     p = params
@@ -48,24 +57,30 @@ def training_config(params: dict[str, Any], *, checkpoint_every: int = 0) -> Tra
     return TrainingConfig(
         stages=stages, batch_size=p["batch_size"], grad_accumulation=p.get("grad_accumulation", 1),
         clip_norm=p.get("clip_norm", 1.0), seed=p["seed"], precision=p.get("precision", "auto"),
-        eval_every=p.get("eval_every", 0), checkpoint_every=checkpoint_every,
+        eval_every=p.get("eval_every", 0), checkpoint_every=checkpoint_every, frozen_rows=frozen_rows,
     )
 
 
 def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput,
-               source: StageOutput | None = None) -> StageSpec:
-    """The train stage; with a distilling objective the source stage is its teacher (an
-    upstream only then, so next-token runs keep their keys)."""
+               source: StageOutput | None = None, tokenizer: StageOutput | None = None) -> StageSpec:
+    """The train stage; with a distilling objective the source stage is its teacher, and
+    with ``freeze_source_rows`` the tokenizer stage says which rows are the source's (each an
+    upstream only then, so other runs keep their keys)."""
+    from transfer.errors import TrainingError
+
     params = train_params(cfg)
-    teacher = {}
+    extra: dict[str, StageOutput] = {}
+    if freezes_source_rows(params):
+        if tokenizer is None:
+            raise TrainingError("freeze_source_rows needs the tokenizer stage (its extension record): "
+                                "pass tokenizer= to train_spec")
+        extra["tokenizer"] = tokenizer
     if distills(params):
         if source is None:
-            from transfer.errors import TrainingError
-
             raise TrainingError(f"objective={cfg.objective!r} needs the source stage as teacher: "
                                 "pass source= to train_spec")
-        teacher = {"teacher": source}
-    inputs, upstream = upstream_of(model=init, corpus=corpus, **teacher)
+        extra["teacher"] = source
+    inputs, upstream = upstream_of(model=init, corpus=corpus, **extra)
     return StageSpec(
         stage="train",
         params=params,
@@ -85,7 +100,8 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     LM), and the trainer reports to ``context.callbacks``. An OFA init trains its
     coordinates and primitives (V*r + r*d), not a full V x d matrix. With objective
     'distill' or 'both' the source model is the frozen teacher (transfer/train/distill.py)
-    and the log counts its forward passes."""
+    and the log counts its forward passes. With ``freeze_source_rows`` an extended
+    vocabulary's source rows stay exactly the init's (transfer/train/row_freeze.py)."""
     from transfer.init.factorized import has_factors, load_factorized, save_factorized
     from transfer.source.loading import load_source, save_model
     from transfer.source.objective import model_objective
@@ -107,7 +123,7 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"], objective=objective,
                             path=tokens)
     checkpoint_every = runtime.get("checkpoint_every", 0)
-    config = training_config(p, checkpoint_every=checkpoint_every)
+    config = training_config(p, checkpoint_every=checkpoint_every, frozen_rows=_frozen_rows(spec))
     distill = None
     if distills(p):
         from transfer.train.distill import Distillation
@@ -130,3 +146,17 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     (save_factorized if factorized else save_model)(model, tokenizer, out / "model")
     write_json(out / "train_log.json", {**result.to_dict(), "factorized": factorized,
                                         "embedding_trainable_parameters": embedding_trainable})
+
+
+def _frozen_rows(spec: StageSpec) -> int:
+    """The rows to keep: the extension's first appended id (0 when nothing is frozen)."""
+    if not freezes_source_rows(spec.params):
+        return 0
+    from transfer.errors import TrainingError
+    from transfer.tokenizer.extension_record import read_first_new_id
+
+    first_new_id = read_first_new_id(spec.upstream_path("tokenizer"))
+    if first_new_id is None:
+        raise TrainingError("freeze_source_rows: the tokenizer stage did not extend the source vocabulary "
+                            "(no extension record); it needs vocab_mode='extend'")
+    return first_new_id

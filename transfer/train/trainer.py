@@ -51,6 +51,7 @@ from transfer.train.memory import (
     estimate_training_memory,
 )
 from transfer.train.objectives import MicroBatch, loss_sum, make_batch
+from transfer.train.row_freeze import FrozenRows, check_frozen_rows
 from transfer.train.schedule import lr_at
 
 # evaluate(model) -> dev BPB, or a dict with "bpb" and/or "loss" (and the "metric" it names)
@@ -81,6 +82,7 @@ class TrainResult:
     distill_losses: list[float] = field(default_factory=list)
     teacher_forward_passes: int = 0
     teacher_tokens: int = 0
+    frozen_rows: int = 0  # vocabulary rows kept exactly (an extension's source rows)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -236,6 +238,7 @@ class _Stage:
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.AdamW
     wrapped: torch.nn.Module  # the model, under DistributedDataParallel with several processes
+    frozen: FrozenRows | None = None  # vocabulary rows that must not move (config.frozen_rows)
 
 
 # ---------------------------------------------------------------- the steps
@@ -259,6 +262,7 @@ def setup(
     config.validate()
     packed = _as_packed(data)
     _check_data(model, packed)
+    check_frozen_rows(model, config.frozen_rows)
     if config.eval_at and evaluate is None:
         raise TrainingError("eval_at is given but evaluate is None")
     objective: Objective = model_objective(model) if config.objective == "auto" else config.objective
@@ -308,7 +312,8 @@ def setup(
             "mode": distill.mode, "weight": distill.weight}, sort_keys=True))
     result = TrainResult(curve=LearningCurve(label), objective=objective,
                          precision="bf16" if use_bf16 else "fp32", device=str(device_used),
-                         world_size=ctx.world_size, distill_mode=distill.mode if distill else "next_token")
+                         world_size=ctx.world_size, distill_mode=distill.mode if distill else "next_token",
+                         frozen_rows=config.frozen_rows)
     total_steps = config.total_steps
     eval_steps = set(config.eval_at)
     if config.eval_at_start:
@@ -380,8 +385,11 @@ def start_stage(run: _Run, index: int, stage: StageConfig) -> _Stage | None:
     if run.resume_from is not None and index == run.position["stage"] and start > 0:
         ckpt.load_optimizer(run.resume_from, optimizer)
     wrapped = dist.wrap_model(run.model, run.ctx, run.device)
+    # the rows' values now, on the run's device: the init's, also after a resume (a
+    # checkpoint holds them unchanged, and its identity is the same starting model)
+    frozen = FrozenRows.capture(run.model, run.config.frozen_rows)
     run.notify("on_stage_start", stage.name, run.result.steps)
-    return _Stage(index, stage, start, params, optimizer, wrapped)
+    return _Stage(index, stage, start, params, optimizer, wrapped, frozen)
 
 
 def _micro_batches(run: _Run, samples: int) -> list[MicroBatch]:
@@ -460,10 +468,14 @@ def train_step(run: _Run, stage: _Stage, stage_step: int) -> None:
                "No checkpoint was written (checkpoint_every=0 or none reached yet)")
             + "; try a lower learning rate, warmup, or clip_norm"
         )
+    if stage.frozen is not None:
+        stage.frozen.zero_gradients()  # before clipping: frozen rows do not count in the norm
     grad_norm = None
     if config.clip_norm is not None:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(stage.params, config.clip_norm))
     stage.optimizer.step()
+    if stage.frozen is not None:
+        stage.frozen.restore()  # undoes AdamW's decoupled weight decay on the frozen rows
     stage.optimizer.zero_grad(set_to_none=True)
     step_seconds = time.perf_counter() - started
     run.position = {"stage": stage.index, "stage_step": stage_step, "samples": samples + run.per_step}
