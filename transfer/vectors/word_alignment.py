@@ -107,7 +107,7 @@ def align(
 
     ``model``: 1 = IBM1, 2 = HMM, 3 = HMM + fertility (eflomal's default). Empty
     sentences are allowed (no links). ``seed`` is recorded only (see module docstring)."""
-    from eflomal import Aligner
+    from transfer.vectors.eflomal_process import run_eflomal
 
     if len(source) != len(target):
         raise AlignmentError(f"parallel corpus: {len(source)} source sentences but {len(target)} target sentences")
@@ -122,11 +122,10 @@ def align(
                     raise AlignmentError(f"{side} sentence {k}: token {tok!r} is empty or contains whitespace")
     src_lines = [" ".join(s) + "\n" for s in source]
     tgt_lines = [" ".join(t) + "\n" for t in target]
-    aligner = Aligner(model=model, rel_iterations=rel_iterations, n_samplers=n_samplers)
     with tempfile.TemporaryDirectory(prefix="eflomal-") as tmp:
         fwd_path, rev_path = Path(tmp) / "fwd", Path(tmp) / "rev"
-        aligner.align(src_lines, tgt_lines, links_filename_fwd=str(fwd_path),
-                      links_filename_rev=str(rev_path), quiet=True)
+        run_eflomal(src_lines, tgt_lines, fwd_path, rev_path, model=model, n_samplers=n_samplers,
+                    rel_iterations=rel_iterations)
         forward = _parse_links(fwd_path, len(source))
         reverse = _parse_links(rev_path, len(source))
     links = [
