@@ -80,6 +80,11 @@ def walk_stages(cfg: AdaptConfig, run: StageRunner) -> StageGraph:
         models["source_model_on_source_language"] = (source, "source")
     if final is not init:
         models["adapted_trained"] = (final, "target")
+    if cfg.vocab_mode == "extend" and cfg.source_bible and cfg.target_bible:
+        # extension keeps the source's tokens: measure what the model still knows of its language
+        models["adapted_step0_on_source_language"] = (init, "source")
+        if final is not init:
+            models["adapted_trained_on_source_language"] = (final, "source")
     for label, (model, texts) in models.items():
         stage(evaluate_spec(cfg, model, corpus, texts), EVALUATE + label)
     if final is not init and cfg.curve_texts and cfg.dev_fraction > 0:

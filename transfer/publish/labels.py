@@ -19,6 +19,9 @@ SOURCE_ON_TARGET = "source_model_on_target"
 SOURCE_ON_CURVE_TEXTS = "source_model_on_curve_texts"
 ADAPTED_STEP0 = "adapted_step0"
 ADAPTED_TRAINED = "adapted_trained"
+# an extended vocabulary keeps the source's tokens: what it still knows of the source language
+ADAPTED_STEP0_ON_SOURCE_LANGUAGE = "adapted_step0_on_source_language"
+ADAPTED_TRAINED_ON_SOURCE_LANGUAGE = "adapted_trained_on_source_language"
 
 #: What each metric is called: causal models are scored on bits per byte, masked LMs on
 #: the masked-LM loss (the two never compare with each other).
@@ -58,6 +61,10 @@ EVALUATIONS: tuple[EvaluationLabel, ...] = (
                     adapted=True),
     EvaluationLabel(ADAPTED_TRAINED, "adapted ({strategy}), after {steps} training steps", "target language",
                     adapted=True),
+    EvaluationLabel(ADAPTED_STEP0_ON_SOURCE_LANGUAGE, "adapted ({strategy}), step 0 (initialization only)",
+                    "source language", adapted=True),
+    EvaluationLabel(ADAPTED_TRAINED_ON_SOURCE_LANGUAGE, "adapted ({strategy}), after {steps} training steps",
+                    "source language", adapted=True),
 )
 _BY_KEY = {label.key: label for label in EVALUATIONS}
 
