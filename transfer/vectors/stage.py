@@ -18,6 +18,7 @@ like every other stage.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,13 +100,13 @@ def _pairs_read(spec: StageSpec) -> dict[str, list]:
 
 def fasttext_lines(spec: StageSpec) -> Iterator[str]:
     """The texts a fastText stage trains on, all read from its corpus stage's folder."""
-    from transfer.corpus.stage import corpus_record, iter_sections, read_lines, source_train_file
+    from transfer.corpus.stage import corpus_record, iter_lines, iter_sections, source_train_file
 
     corpus = spec.upstream_path("corpus")
     cap = spec.params["max_verses"]
     if spec.params["texts"] == "source":
         for code in corpus_record(corpus)["params"]["source_train_bible"]:
-            yield from read_lines(corpus / source_train_file(code), cap)
+            yield from itertools.islice(iter_lines(corpus / source_train_file(code)), cap)  # streamed
     else:
         yield from iter_sections(corpus, "train.txt", lambda part: cap if part.startswith("bible:") else None)
 
