@@ -17,7 +17,9 @@ import hashlib
 import os
 import re
 import socket
-from contextlib import nullcontext
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +143,25 @@ def execute_as_task(spec: StageSpec, cache_dir: str, progress: RunProgress | Non
     return output
 
 
+#: Flow runs in one process (threads of a parent flow or a test) take turns; a worker's
+#: runs are separate processes and still run side by side. Building a model changes
+#: process-wide state: transformers swaps ``PreTrainedModel.tie_weights`` for a no-op while
+#: it loads (two loads interleaving can leave it a no-op for good, then a tied head stays on
+#: the meta device), and torch's default dtype. Re-entrant: a run may start a sub-run.
+_ONE_RUN_PER_PROCESS = threading.RLock()
+
+
+@contextmanager
+def _process_turn(waiting_note: str) -> Iterator[None]:
+    if not _ONE_RUN_PER_PROCESS.acquire(blocking=False):
+        get_run_logger().info(waiting_note)
+        _ONE_RUN_PER_PROCESS.acquire()
+    try:
+        yield
+    finally:
+        _ONE_RUN_PER_PROCESS.release()
+
+
 def _planned_stage_count(config: AdaptParameters) -> int:
     from flows.plan import plan_adaptation
 
@@ -157,13 +178,14 @@ def adapt_flow(config: AdaptParameters = AdaptParameters()) -> AdaptResult:
     a learning-curve link and a progress bar as artifacts."""
     from transfer.settings.input_warnings import run_notes
 
-    for note in run_notes(config):
-        print(note)  # log_prints: the flow run's log shows the strategy choice and the warnings
-    cache_dir = str(config.cache_dir)
-    name = config.model_name()
-    progress = RunProgress(_planned_stage_count(config), key=artifact_key(name, "progress"))
-    result = run_adaptation(config, callbacks=training_callbacks(progress),
-                            execute_stage=lambda spec, context: execute_as_task(spec, cache_dir, progress, context))
-    progress.update("finished")
-    publish_reports(result, Path(config.output_dir).parent / "reports")
+    with _process_turn("waiting for another flow run in this process to finish"):
+        for note in run_notes(config):
+            print(note)  # log_prints: the flow run's log shows the strategy choice and the warnings
+        cache_dir = str(config.cache_dir)
+        name = config.model_name()
+        progress = RunProgress(_planned_stage_count(config), key=artifact_key(name, "progress"))
+        result = run_adaptation(config, callbacks=training_callbacks(progress),
+                                execute_stage=lambda spec, context: execute_as_task(spec, cache_dir, progress, context))
+        progress.update("finished")
+        publish_reports(result, Path(config.output_dir).parent / "reports")
     return result
