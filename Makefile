@@ -56,7 +56,7 @@ demo: setup
 	$(VENV)/bin/vocab-transfer adapt --strategy auto --strategy mean
 
 test: setup bench-ref tokenizers
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=15
 
 clean-cache:
 	rm -rf artifacts/cache
