@@ -197,7 +197,8 @@ def adapt(
         values["target_bible"] = []
     try:
         cfg = _load_parameters(values)
-        _print_run_notes(cfg)
+        if dry_run or not prefect:
+            _print_run_notes(cfg)  # a Prefect flow run logs them itself (shown here too): not twice
         if strategy and len(strategy) > 1:
             _compare(cfg, strategy, prefect=prefect, dry_run=dry_run)
             return

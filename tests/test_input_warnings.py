@@ -80,3 +80,21 @@ def test_cli_prints_the_warnings_before_the_plan(tmp_path: Path, tiny_source: Pa
     assert "target_language 'ru'" in text and "fewer than vocab_size=3000" in text
     assert text.rindex("warning:") < text.index("to build")  # before the plan, before any work
     assert not Path(cfg.cache_dir).exists() or not any(Path(cfg.cache_dir).rglob(".complete"))
+
+
+def test_a_prefect_run_from_the_cli_shows_each_note_once(prefect_harness, tmp_path: Path, tiny_source: Path,
+                                                        capfd) -> None:
+    """The Prefect flow logs the notes (the UI's users see them there) and its log reaches the
+    terminal, so the CLI does not print them a second time."""
+    from flows.cli import app
+
+    corpus = tmp_path / "ru.txt"
+    corpus.write_text("\n".join(f"{s} ({i})" for i in range(12) for s in GERMAN_SENTENCES) + "\n")
+    cfg = tiny_config(tmp_path, tiny_source, corpus, target_language="ru", vocab_size=3000, train_steps=0)
+    config_file = tmp_path / "config.json"
+    config_file.write_text(cfg.model_dump_json())
+    run = CliRunner().invoke(app, ["adapt", "--config", str(config_file)])
+    assert run.exit_code == 0, run.output
+    captured = capfd.readouterr()
+    text = " ".join((run.output + captured.out + captured.err).split())
+    assert text.count("target_language 'ru'") == 1, text
