@@ -19,6 +19,7 @@ from transfer.engine.code_version import code_version
 from transfer.engine.graph import EVALUATE, StageGraph
 from transfer.engine.stages import BuildContext, StageSpec, execute, read_json
 from transfer.evaluate.stage import evaluate_spec
+from transfer.init.links import links_spec
 from transfer.init.stage import init_spec
 from transfer.publish.export import export_model
 from transfer.publish.result import AdaptResult
@@ -73,7 +74,8 @@ def walk_stages(cfg: AdaptConfig, run: StageRunner) -> StageGraph:
         source_vectors = stage(source_spec_v, f"{source_spec_v.stage}:source")
         target_vectors = stage(target_spec_v, f"{target_spec_v.stage}:target")
         vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors, corpus), "align")
-    init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors), "init")
+    links = stage(links_spec(cfg, source, tokenizer, corpus), "links") if "parallel" in needs(cfg.strategy) else None
+    init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors, links=links), "init")
     final = stage(train_spec(cfg, init, corpus, source, tokenizer), "train") if cfg.total_train_steps else init
     models = {"source_model_on_target": (source, "target"), "adapted_step0": (init, "target")}
     if cfg.source_bible and cfg.target_bible:

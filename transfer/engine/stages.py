@@ -46,6 +46,7 @@ STAGE_MODULES: dict[str, str] = {
     "fasttext": "transfer.vectors.stage",
     "pretrained_vectors": "transfer.vectors.stage",
     "align": "transfer.vectors.stage",
+    "links": "transfer.init.links",
     "init": "transfer.init.stage",
     "train": "transfer.train.stage",
     "evaluate": "transfer.evaluate.stage",

@@ -13,20 +13,27 @@ if TYPE_CHECKING:
 
 
 def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput,
-              corpus: StageOutput | None = None, vectors: StageOutput | None = None) -> StageSpec:
-    """Only the data the strategy needs (``transfer.init.resources``) enters the key."""
+              corpus: StageOutput | None = None, vectors: StageOutput | None = None,
+              links: StageOutput | None = None) -> StageSpec:
+    """Only the data the strategy needs (``transfer.init.resources``) enters the key. The
+    alignment-based strategies read the ``links`` stage's counts (its key carries the pairs
+    and the alignment settings); without one they align the corpus stage's pairs themselves."""
     from transfer.init.resources import needs
 
     kinds = needs(cfg.strategy)
-    # the target train text (FOCUS) and the train sentence pairs (trans-tokenization) are
-    # both the corpus stage's files: its key carries the split
-    extra = {"corpus": corpus} if corpus is not None and kinds & {"target_corpus", "parallel"} else {}
+    uses_links = "parallel" in kinds and links is not None
+    # the target train text (FOCUS) and the train sentence pairs are the corpus stage's
+    # files: its key carries the split
+    wants_corpus = "target_corpus" in kinds or ("parallel" in kinds and not uses_links)
+    extra = {"corpus": corpus} if corpus is not None and wants_corpus else {}
     if "vectors" in kinds and vectors is not None:
         extra["vectors"] = vectors
+    if uses_links:
+        extra["links"] = links
     inputs, upstream = upstream_of(source=source, tokenizer=tokenizer, **extra)
     params: dict[str, Any] = {"strategy": cfg.strategy, "strategy_params": cfg.strategy_params,
                               "seed": cfg.seed}
-    if "parallel" in kinds:
+    if "parallel" in kinds and not uses_links:
         params["parallel_max_pairs"] = cfg.parallel_max_pairs
     if "vectors" in kinds:
         params["token_vector_method"] = cfg.token_vector_method
@@ -68,6 +75,10 @@ def build_init(spec: StageSpec, out: Path, context: BuildContext) -> None:
         target = keep_source_rows(target, inputs.source, first_new_id)
     model = swap_vocabulary(model, target_tokenizer, target, source_tokenizer=source_tokenizer)
     report = target.report.to_dict()
+    if "links" in upstream:
+        from transfer.init.links import links_note
+
+        report["notes"] = [links_note(upstream["links"]), *report.get("notes", [])]
     factorized = isinstance(target, FactorizedTargetEmbeddings) and target.primitives is not None
     if factorized and first_new_id is None:
         factorize_model(model, primitives=target.primitives)
