@@ -9,17 +9,20 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from tests.test_parallel_input import write_tsv
 from tests.test_pipeline import _config
+from transfer.corpus.bible import verse_pairs
 from transfer.engine.cache import StageOutput
 from transfer.init.links import links_spec, read_link_counts
 from transfer.init.stage import init_spec
 from transfer.pipeline import run_adaptation
 
 
-def test_one_alignment_serves_every_alignment_based_strategy(tmp_path: Path, tiny_source: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
-                  source_train_bible=["k"], parallel_max_pairs=300, train_steps=0, vocab_size=400,
-                  strategy="trans_tokenization", eval_texts=4)
+def test_one_alignment_serves_every_alignment_based_strategy(tmp_path: Path, tiny_source: Path,
+                                                            tiny_corpus: Path) -> None:
+    pairs = [(s, t) for _, s, t in verse_pairs("k", "e", "train")[:300]]
+    cfg = _config(tmp_path, tiny_source, tiny_corpus, parallel_files=[write_tsv(tmp_path, pairs)], train_steps=0,
+                  strategy="trans_tokenization", strategy_params={"align_rel_iterations": 0.1}, eval_texts=4)
     first = run_adaptation(cfg)
     assert first.stages_cached["links"] is False
     second = run_adaptation(cfg.model_copy(update={"strategy": "combined"}))
