@@ -166,6 +166,35 @@ def measure(corpus: Path, work: Path, steps: int, interval: float, limit: float 
             "train_step_seconds": final.get("train_step_seconds"), "settings": SETTINGS, "poll_interval_s": interval}
 
 
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Seconds of each corpus-bound stage and the peak tree RSS against the corpus size
+    (log-log: a stage that grows linearly is a line of slope one)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted(report["runs"].values(), key=lambda r: r["corpus"]["megabytes"])
+    sizes = [r["corpus"]["megabytes"] for r in runs]
+    fig, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for stage in ("corpus", "tokenizer", "train", "evaluate", "source", "init"):
+        seconds = [next((s["seconds"] for s in r["stages"] if s["stage"] == stage), None) for r in runs]
+        if all(v is not None for v in seconds):
+            time_axis.plot(sizes, seconds, marker="o", label=stage)
+    time_axis.plot(sizes, [r["seconds"] for r in runs], marker="o", color="black", label="whole run")
+    time_axis.set(xscale="log", yscale="log", xlabel="target corpus (MB)", ylabel="seconds")
+    memory_axis.plot(sizes, [r["peak_rss_mb"] for r in runs], marker="o", color="black", label="peak tree RSS")
+    memory_axis.axhline(4096, color="red", ls="--", label="goal: 4 GB")
+    memory_axis.set(xscale="log", xlabel="target corpus (MB)", ylabel="MB", ylim=(0, 5000))
+    for axis in (time_axis, memory_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.suptitle("vocab-transfer on a growing target corpus (SmolLM2-135M, 2 shared CPU cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[10.0], help="corpus sizes in MB")
@@ -176,7 +205,11 @@ def main() -> None:
     parser.add_argument("--limit", type=float, help="stop a run after this many seconds (reported as timed out)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--plot", action="store_true", help="only draw results/scaling.png from the recorded runs")
     args = parser.parse_args()
+    if args.plot:
+        plot(json.loads(args.out.read_text()), args.out.with_suffix(".png"))
+        return
     if args.child:
         child(args.child, args.work, args.work / "events.jsonl", args.steps)
         return
@@ -203,6 +236,7 @@ def main() -> None:
             print(f"{size:g} MB: {result['seconds']} s, peak tree RSS {result['peak_rss_mb']} MB")
             for stage in result["stages"]:
                 print(f"  {stage['stage']:<20} {stage['state']:<7} {stage['seconds']:>8} s  {stage['peak_rss_mb']} MB")
+    plot(report, args.out.with_suffix(".png"))
 
 
 if __name__ == "__main__":
