@@ -101,6 +101,9 @@ class AdaptConfig(BaseModel):
                               "parallel file for alignment and trans-tokenization (None: all).")
     vector_max_verses: int | None = Field(
         None, ge=1, description="Train fastText on only the first N train verses per translation (None: all).")
+    vector_max_documents: int | None = Field(
+        None, ge=1, description="Train the target fastText vectors (WECHSEL/OFA) on only the first N train "
+                              "documents of each corpus file (None: all; bounds a corpus of gigabytes).")
     token_vector_method: Literal["ngram", "word_average"] = Field(
         "ngram", description="WECHSEL token vectors: fastText n-gram composition or word average.")
     source_vectors: str | None = Field(

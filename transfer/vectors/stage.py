@@ -58,11 +58,13 @@ def fasttext_spec(
     seed: int = 0,
     threads: int = 1,
     max_verses: int | None = None,
+    max_documents: int | None = None,
 ) -> StageSpec:
     """fastText on the train split the ``corpus`` stage wrote: ``texts="target"`` its
     target text, ``"source"`` its source-language translations. ``max_verses`` caps each
-    Bible translation (corpus files are read whole). ``threads`` is part of the key: more
-    than one thread changes (and unfixes) the result."""
+    Bible translation, ``max_documents`` each corpus file (None: read whole; a corpus of
+    gigabytes would otherwise be read whole ``epoch`` times). ``threads`` is part of the key:
+    more than one thread changes (and unfixes) the result."""
     from transfer.errors import CorpusError
 
     if texts not in ("source", "target"):
@@ -71,6 +73,8 @@ def fasttext_spec(
     params = {"texts": texts, "model": model, "dim": dim, "epoch": epoch, "min_count": min_count,
               "minn": minn, "maxn": maxn, "bucket": bucket, "lowercase": lowercase, "seed": seed,
               "threads": threads, "max_verses": max_verses}
+    if max_documents is not None:  # in the key only when set: uncapped runs keep their keys
+        params["max_documents"] = max_documents
     return StageSpec(stage="fasttext", params=params, inputs=inputs, upstream=upstream)
 
 
@@ -108,7 +112,8 @@ def fasttext_lines(spec: StageSpec) -> Iterator[str]:
         for code in corpus_record(corpus)["params"]["source_train_bible"]:
             yield from itertools.islice(iter_lines(corpus / source_train_file(code)), cap)  # streamed
     else:
-        yield from iter_sections(corpus, "train.txt", lambda part: cap if part.startswith("bible:") else None)
+        documents = spec.params.get("max_documents")
+        yield from iter_sections(corpus, "train.txt", lambda part: cap if part.startswith("bible:") else documents)
 
 
 @builder("fasttext")
@@ -331,7 +336,7 @@ def vector_specs(cfg: AdaptConfig, corpus: StageOutput) -> tuple[StageSpec, Stag
     ``target_vectors``) read by a ``pretrained_vectors`` stage, else fastText trained on
     that language's train text of ``corpus``. The pipeline labels each ``<stage>:<side>``."""
     common = {"dim": cfg.vector_dim, "epoch": cfg.vector_epochs, "seed": cfg.seed,
-              "max_verses": cfg.vector_max_verses}
+              "max_verses": cfg.vector_max_verses, "max_documents": cfg.vector_max_documents}
     given = {"source": cfg.source_vectors, "target": cfg.target_vectors}
     specs = [pretrained_vectors_spec(given[side], side, cache_dir=cfg.cache_dir) if given[side]
              else fasttext_spec(corpus, side, **common) for side in ("source", "target")]
