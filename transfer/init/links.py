@@ -82,8 +82,10 @@ def read_link_counts(folder: Path) -> sp.csr_matrix:
 
 
 def links_note(folder: Path) -> str:
-    """The init report's line about the alignment the counts came from."""
+    """The init report's line about the alignment the counts came from (the same words as a
+    strategy that aligns for itself)."""
+    from transfer.init.strategies.trans_tokenization import AlignmentStats, alignment_note
+
     record = read_json(folder / RECORD_FILE)
-    return (f"aligned {record['pairs']} sentence pairs at token level with eflomal in {record['seconds']:.1f} s "
-            f"({record['dropped_pairs']} empty pairs dropped, {record['links']} links; stage links, shared by "
-            f"every alignment-based strategy)")
+    stats = AlignmentStats(record["pairs"], record["dropped_pairs"], record["links"], record["seconds"])
+    return alignment_note(stats)[:-1] + "; stage links, shared by every alignment-based strategy)"

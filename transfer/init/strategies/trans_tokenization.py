@@ -315,9 +315,13 @@ def token_link_counts(
         )
     pairs = check_pairs(inputs.resources.parallel, name="resources.parallel")
     counts, stats = align_token_links(inputs, pairs, seed=inputs.seed, rel_iterations=align_rel_iterations)
-    note = (f"aligned {stats.pairs} sentence pairs at token level with eflomal in "
+    return counts, [alignment_note(stats)]
+
+
+def alignment_note(stats: AlignmentStats) -> str:
+    """The init report's line about a token alignment (in a strategy or the ``links`` stage)."""
+    return (f"aligned {stats.pairs} sentence pairs at token level with eflomal in "
             f"{stats.seconds:.1f} s ({stats.dropped_pairs} empty pairs dropped, {stats.links} links)")
-    return counts, [note]
 
 
 def check_alignment_params(
