@@ -5,12 +5,14 @@ CPU; steps after a warm-up are timed and the median step time compared (ratio fr
 run: both measured in the same process in interleaved rounds; the median of the per-round
 ratios is reported).
 
-With ``--device cuda`` (a GPU machine; not run in the CPU-only sessions so far): a random
-model of SmolLM2-135M's shape in bf16 autocast with fused AdamW and SDPA attention, tokens/s
-and model FLOPs utilization (6 * parameters * tokens + attention, over the GPU's bf16 peak)
-at sequence lengths 1024 and 2048; with ``--german FILE`` also a few hundred steps of that
-model on German Bible text, packed here beforehand (the GPU machine has neither the
-packaged assets nor a network) with ``--prepare-german FILE``.
+With ``--device cuda`` (a GPU machine): a random model of SmolLM2-135M's shape in bf16
+autocast with fused AdamW and SDPA attention, tokens/s and model FLOPs utilization (6 *
+parameters * tokens + attention, over the GPU's bf16 peak) at sequence lengths 1024 and 2048,
+peak memory against the trainer's own estimate, the embeddings-only stage, a
+``transformers.Trainer`` reference at the same shape, and the same runs with
+``compile=True`` (torch.compile, inductor); with ``--german FILE`` also a few hundred steps of
+that model on German Bible text, eager and compiled, packed here beforehand (the GPU machine
+has neither the packaged assets nor a network) with ``--prepare-german FILE``.
 
     flock /tmp/vocab-transfer-heavy.lock .venv/bin/python benchmarks/train_throughput.py
     .venv/bin/python benchmarks/train_throughput.py --smoke
@@ -79,13 +81,16 @@ class _HFTimer(TrainerCallback):
         self.last = now
 
 
-def ours(config: LlamaConfig, blocks: torch.Tensor, steps: int, batch: int, device: str) -> list[float]:
+def ours(config: LlamaConfig, blocks: torch.Tensor, steps: int, batch: int, device: str,
+         stage: str = "full", compile_model: bool = False) -> list[float]:
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     timer = _OurTimer()
     data = PackedData(blocks=blocks, n_documents=0, n_bytes=blocks.numel(), n_tokens=blocks.numel())
-    cfg = TrainingConfig(stages=[StageConfig("full", steps, 1e-4, schedule="constant")], batch_size=batch,
-                         clip_norm=1.0, eval_at_start=False, eval_at_end=False, precision="auto")
+    cfg = TrainingConfig(stages=[StageConfig(stage, steps, 1e-4, schedule="constant")], batch_size=batch,
+                         clip_norm=1.0, eval_at_start=False, eval_at_end=False, precision="auto",
+                         compile=compile_model)
+    timer.last = time.perf_counter()
     train(model, data, cfg, device=device, callbacks=[timer])
     return timer.times
 
@@ -138,28 +143,73 @@ def cpu_comparison(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _estimate_gib(config: LlamaConfig, batch: int, seq: int, stage: str) -> float:
+    """The trainer's own memory estimate (transfer.train.memory) for this run, in GiB."""
+    from transfer.train.memory import estimate_training_memory
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config)
+    embed = model.get_input_embeddings().weight.numel()
+    trainable = embed if stage == "embeddings" else sum(p.numel() for p in model.parameters())
+    est = estimate_training_memory(model, batch_size=batch, block_size=seq, trainable_parameters=trainable,
+                                   activation_bytes=2, fused_attention=True)
+    return est.total / 2**30
+
+
 def gpu_mfu(args: argparse.Namespace) -> dict[str, Any]:
-    """SmolLM2-135M-shaped random model in bf16 on a CUDA GPU: tokens/s and MFU."""
+    """SmolLM2-135M-shaped random model in bf16 on a CUDA GPU: tokens/s, MFU, peak memory
+    against the trainer's estimate, the embeddings-only stage, and a transformers.Trainer
+    reference at the same shape in the same process."""
     name = torch.cuda.get_device_name()
     peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
     config = LlamaConfig(**SMOLLM2_SHAPE)
+    n_params = sum(p.numel() for p in LlamaForCausalLM(config).parameters())
     rows = []
-    for seq, batch in ((1024, 32), (2048, 16)):
+    runs = (("ours", "full", 1024, 32), ("ours", "full", 2048, 16), ("ours", "embeddings", 1024, 32),
+            ("transformers_trainer", "full", 1024, 32), ("ours_compiled", "full", 1024, 32),
+            ("ours_compiled", "full", 2048, 16))
+    for who, stage, seq, batch in runs:
         torch.manual_seed(0)
-        model = LlamaForCausalLM(config)
-        n_params = sum(p.numel() for p in model.parameters())
         blocks = torch.randint(0, config.vocab_size, (batch * (args.steps + 1), seq))
-        times = ours(config, blocks, args.steps, batch, "cuda")[3:]
+        torch.cuda.reset_peak_memory_stats()
+        try:
+            if who == "transformers_trainer":
+                all_times = hf_trainer(config, blocks, args.steps, batch, "cuda")
+            else:
+                all_times = ours(config, blocks, args.steps, batch, "cuda", stage=stage,
+                                 compile_model=who == "ours_compiled")
+        except Exception as error:  # noqa: BLE001 -- recorded, so one failing variant does not lose the others
+            rows.append({"trainer": who, "stage": stage, "seq": seq, "batch": batch, "error": repr(error)[:2000]})
+            print(json.dumps(rows[-1]), flush=True)
+            continue
+        times = all_times[3:]
         step = statistics.median(times)
         tokens = batch * seq
         # 6 N per token for the weights, plus attention scores: 12 * layers * hidden * seq
+        # (the embeddings-only stage still runs the whole forward and backward through the
+        # activations; only the weight gradients of the body are skipped, so no MFU for it)
         flops = tokens * (6 * n_params + 12 * config.num_hidden_layers * config.hidden_size * seq)
-        rows.append({"seq": seq, "batch": batch, "tokens_per_s": tokens / step,
-                     "tflops": flops / step / 1e12, "mfu": None if peak is None else flops / step / 1e12 / peak})
-        print(json.dumps(rows[-1]), flush=True)
-        del model
+        row = {"trainer": who, "stage": stage, "seq": seq, "batch": batch, "tokens_per_s": tokens / step,
+               "median_step_s": step, "steps_timed": len(times), "first_step_s": all_times[0],
+               "peak_allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
+               "estimated_gib": _estimate_gib(config, batch, seq, stage)}
+        if stage == "full":
+            row["tflops"] = flops / step / 1e12
+            row["mfu"] = None if peak is None else flops / step / 1e12 / peak
+        rows.append(row)
+        print(json.dumps(row), flush=True)
         torch.cuda.empty_cache()
-    return {"gpu": name, "peak_bf16_tflops": peak, "rows": rows}
+    ours_1024 = next(r for r in rows if r["trainer"] == "ours" and r["stage"] == "full" and r["seq"] == 1024)
+    hf_1024 = next(r for r in rows if r["trainer"] == "transformers_trainer")
+    compiled_1024 = next(r for r in rows if r["trainer"] == "ours_compiled" and r["stage"] == "full"
+                         and r["seq"] == 1024)
+
+    def ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+        return a["median_step_s"] / b["median_step_s"] if "error" not in a and "error" not in b else None
+
+    return {"gpu": name, "peak_bf16_tflops": peak, "parameters": n_params, "rows": rows,
+            "ratio_trainer_over_ours_seq1024": ratio(hf_1024, ours_1024),
+            "speedup_compiled_seq1024": ratio(ours_1024, compiled_1024)}
 
 
 def prepare_german(path: Path, block: int = 1024) -> dict[str, Any]:
@@ -190,7 +240,8 @@ class _LossLog(TrainingCallback):
         self.rows.append({"step": step, "loss": metrics["loss"], "tokens_per_s": metrics["tokens_per_second"]})
 
 
-def gpu_german_run(path: Path, steps: int, batch: int = 16, device: str = "cuda") -> dict[str, Any]:
+def gpu_german_run(path: Path, steps: int, batch: int = 16, device: str = "cuda",
+                   compile_model: bool = False) -> dict[str, Any]:
     """A few hundred whole-model steps of the SmolLM2-shaped random model on packed German
     text (bf16 autocast, fused AdamW, warmup + cosine): loss curve and tokens/s."""
     from safetensors import safe_open
@@ -205,12 +256,13 @@ def gpu_german_run(path: Path, steps: int, batch: int = 16, device: str = "cuda"
     log = _LossLog()
     cfg = TrainingConfig(stages=[StageConfig("full", steps, 1e-3, warmup_steps=min(50, steps // 5),
                                              schedule="cosine", weight_decay=0.1)],
-                         batch_size=batch, clip_norm=1.0, eval_at_start=False, eval_at_end=False, precision="auto")
+                         batch_size=batch, clip_norm=1.0, eval_at_start=False, eval_at_end=False, precision="auto",
+                         compile=compile_model)
     result = train(model, data, cfg, device=device, callbacks=[log])
     rates = sorted(r["tokens_per_s"] for r in log.rows[5:]) or [0.0]
-    return {"steps": steps, "batch": batch, "block": int(blocks.size(1)), "train_blocks": int(blocks.size(0)),
+    return {"compiled": compile_model, "steps": steps, "batch": batch, "block": int(blocks.size(1)), "train_blocks": int(blocks.size(0)),
             "precision": result.precision, "seconds": result.seconds, "bytes_seen": result.bytes_seen,
-            "median_tokens_per_s": rates[len(rates) // 2],
+            "median_tokens_per_s": rates[len(rates) // 2], "final_loss": log.rows[-1]["loss"],
             "loss_every_10": [r for r in log.rows if r["step"] % 10 == 0 or r["step"] == 1]}
 
 
@@ -238,8 +290,12 @@ def main() -> None:
     if args.device == "cuda":
         record["gpu"] = gpu_mfu(args)
         if args.german:
-            record["gpu"]["german"] = gpu_german_run(Path(args.german), args.german_steps)
-            print(json.dumps({k: v for k, v in record["gpu"]["german"].items() if k != "loss_every_10"}))
+            for key, compiled in (("german", False), ("german_compiled", True)):
+                try:
+                    record["gpu"][key] = gpu_german_run(Path(args.german), args.german_steps, compile_model=compiled)
+                except Exception as error:  # noqa: BLE001 -- recorded, as above
+                    record["gpu"][key] = {"error": repr(error)[:2000]}
+                print(json.dumps({k: v for k, v in record["gpu"][key].items() if k != "loss_every_10"}), flush=True)
         name = "train_throughput_gpu"
     else:
         record["cpu"] = cpu_comparison(args)

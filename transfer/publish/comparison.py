@@ -219,7 +219,7 @@ def comparison_folder(cfg: AdaptConfig, strategies: Sequence[str]) -> Path:
     reports; the hash of the shared settings keeps comparisons of other settings apart."""
     source = cfg.model_name().rsplit(f"-{cfg.target_language}-", 1)[0]
     shared = cfg.model_dump(mode="json", exclude={"strategy", "strategy_params", "device", "cache_dir",
-                                                  "output_dir", "eval_batch_size", "tracking_uri",
+                                                  "output_dir", "eval_batch_size", "compile", "tracking_uri",
                                                   "register_model", "registered_model_prefix", "card_samples"})
     digest = hashlib.sha256(json.dumps(shared, sort_keys=True).encode()).hexdigest()[:8]
     name = f"compare-{source}-{cfg.target_language}-{'-'.join(strategies)}-{digest}"

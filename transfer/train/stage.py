@@ -41,11 +41,12 @@ def freezes_source_rows(params: dict[str, Any]) -> bool:
 
 
 def training_config(params: dict[str, Any], *, checkpoint_every: int = 0,
-                    frozen_rows: int = 0) -> TrainingConfig:
+                    frozen_rows: int = 0, compile_model: bool | str = False) -> TrainingConfig:
     """The trainer's configuration for the train stage's parameters: the one place that
     turns the product's settings into a training recipe (benchmarks use it too, so their
     numbers are the product's). ``frozen_rows``: the source's ids of an extended
-    vocabulary, when the parameters freeze them."""
+    vocabulary, when the parameters freeze them. ``compile_model``: torch.compile (a
+    how-setting, not in the parameters)."""
     from transfer.train import StageConfig, TrainingConfig
 
     p = params
@@ -58,6 +59,7 @@ def training_config(params: dict[str, Any], *, checkpoint_every: int = 0,
         stages=stages, batch_size=p["batch_size"], grad_accumulation=p.get("grad_accumulation", 1),
         clip_norm=p.get("clip_norm", 1.0), seed=p["seed"], precision=p.get("precision", "auto"),
         eval_every=p.get("eval_every", 0), checkpoint_every=checkpoint_every, frozen_rows=frozen_rows,
+        compile=compile_model,
     )
 
 
@@ -88,7 +90,7 @@ def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput,
         upstream=upstream,
         runtime={"device": cfg.device, "checkpoint_every": cfg.checkpoint_every,
                  "checkpoint_dir": str(cfg.cache_dir / "_checkpoints" / "train"),
-                 "eval_batch_size": cfg.eval_batch_size},
+                 "eval_batch_size": cfg.eval_batch_size, "compile": cfg.compile},
     )
 
 
@@ -123,7 +125,8 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"], objective=objective,
                             path=tokens)
     checkpoint_every = runtime.get("checkpoint_every", 0)
-    config = training_config(p, checkpoint_every=checkpoint_every, frozen_rows=_frozen_rows(spec))
+    config = training_config(p, checkpoint_every=checkpoint_every, frozen_rows=_frozen_rows(spec),
+                             compile_model=runtime.get("compile", False))
     distill = None
     if distills(p):
         from transfer.train.distill import Distillation

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -154,6 +155,26 @@ def uses_bf16(precision: str, device: torch.device) -> bool:
     return False
 
 
+def compile_backend(compile_model: bool | str) -> str:
+    """The torch.compile backend of a ``compile`` setting (True: the default, inductor)."""
+    return "inductor" if compile_model is True else str(compile_model)
+
+
+def check_compile(compile_model: bool | str, device: str | torch.device | None) -> None:
+    """Refuse a ``compile`` setting that cannot work, before the first step: an unknown
+    backend, or inductor on a CPU (it compiles C++ there and needs a compiler on PATH)."""
+    if compile_model is False:
+        return
+    backend = compile_backend(compile_model)
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise TrainingError(f"compile={compile_model!r}: unknown torch.compile backend; known: {', '.join(known)}")
+    on_cpu = (device is None and not torch.cuda.is_available()) or str(device).startswith("cpu")
+    if backend == "inductor" and on_cpu and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang", "g++")):
+        raise TrainingError("compile=True on a CPU needs a C/C++ compiler on PATH (torch.compile builds "
+                            "C++ kernels there); install gcc or train without compile")
+
+
 def prefer_sdpa(model: PreTrainedModel) -> str | None:
     """Switch an eager-attention model to PyTorch's SDPA kernels when it supports them."""
     config = getattr(model, "config", None)
@@ -263,6 +284,7 @@ def setup(
     packed = _as_packed(data)
     _check_data(model, packed)
     check_frozen_rows(model, config.frozen_rows)
+    check_compile(config.compile, device)
     if config.eval_at and evaluate is None:
         raise TrainingError("eval_at is given but evaluate is None")
     objective: Objective = model_objective(model) if config.objective == "auto" else config.objective
@@ -385,6 +407,10 @@ def start_stage(run: _Run, index: int, stage: StageConfig) -> _Stage | None:
     if run.resume_from is not None and index == run.position["stage"] and start > 0:
         ckpt.load_optimizer(run.resume_from, optimizer)
     wrapped = dist.wrap_model(run.model, run.ctx, run.device)
+    if run.config.compile:
+        # compiled after the DDP wrapper (as torch recommends); a new stage's other trainable
+        # set recompiles once. Checkpoints keep using run.model's plain parameter names.
+        wrapped = torch.compile(wrapped, backend=compile_backend(run.config.compile))
     # the rows' values now, on the run's device: the init's, also after a resume (a
     # checkpoint holds them unchanged, and its identity is the same starting model)
     frozen = FrozenRows.capture(run.model, run.config.frozen_rows)
