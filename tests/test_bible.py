@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 from collections import Counter
@@ -152,6 +153,25 @@ def test_bad_split_rejected(fake_db: Path) -> None:
 
 def test_clean_verse_text() -> None:
     assert clean_verse_text(" <Mzigo wa Bwana>;\n\t next ") == "Mzigo wa Bwana; next"
+    # another numbering's verse number goes, wherever it stands; numbers in the text stay
+    assert clean_verse_text("(3:5) Ich rufe mit meiner Stimme") == "Ich rufe mit meiner Stimme"
+    assert clean_verse_text("我盼望很快就见到你。 (1:15) 愿你平安。") == "我盼望很快就见到你。 愿你平安。"
+    assert clean_verse_text("mia tano na hamsini (603,550).") == "mia tano na hamsini (603,550)."
+
+
+@pytest.mark.parametrize("note", ["(aynı)", "［本節欠如］", "(없음)", "(앞절과 동일)", "[]", "(8:1)", "-", "..."])
+def test_placeholder_verses_are_not_content(note: str) -> None:
+    from transfer.corpus.bible import _has_content
+
+    assert not _has_content(clean_verse_text(note))
+
+
+def test_verses_in_parentheses_are_content() -> None:
+    from transfer.corpus.bible import _has_content
+
+    # the Chinese Bible has whole verses in parentheses; longer than a note
+    assert _has_content("（西顿人称黑门山为西连， 亚摩利人却称它为示尼珥。）")
+    assert _has_content("(Und sie sprachen zu ihm: Herr, er hat zehn Pfunde.)")
 
 
 @real_db
@@ -212,14 +232,24 @@ def test_real_pairs_alignment() -> None:
 
 @real_db
 def test_real_placeholder_verses_skipped() -> None:
-    # BBE ('3') stores 35 omitted verses as placeholders with no letters: 16 as "[]"
-    # (e.g. Matthew 17:21), 18 as "...", 1 as "***".
+    # BBE ('3') stores 38 omitted verses as placeholders: 16 as "[]" (e.g. Matthew 17:21),
+    # 18 as "...", 1 as "***", and 3 as a bare verse number ("(8:1)").
     bbe = read_verses("3")
-    assert len(bbe) == N_KEYS - 35
+    assert len(bbe) == N_KEYS - 38
     assert "40.17.21" not in {v.key for v in bbe}
     assert all(v.text and any(c.isalnum() for c in v.text) for v in bbe)
     assert "40.17.21" not in {k for k, _, _ in verse_pairs("k", "3")}
-    assert len(verse_pairs("k", "3")) == N_KEYS - 35
+    assert len(verse_pairs("k", "3")) == N_KEYS - 38
+    # the Turkish Bible writes "(aynı)" ("the same") for 893 verses it merges with a neighbour
+    turkish = read_verses("t")
+    assert len(turkish) == N_KEYS - 893 and "(aynı)" not in {v.text for v in turkish}
+
+
+@real_db
+def test_real_other_numbering_verse_numbers_removed() -> None:
+    schlachter = {v.key: v.text for v in read_verses("s")}
+    assert schlachter["19.3.4"].startswith("Ich rufe mit meiner Stimme")  # was "(3:5) Ich rufe ..."
+    assert not any(re.search(r"\(\d+:\d+\)", text) for text in schlachter.values())
 
 
 @real_db

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -124,13 +125,28 @@ def _db_identity(db: Path) -> tuple[str, int, int]:
     return str(db.resolve()), stat.st_mtime_ns, stat.st_size
 
 
+# "(3:5)": another numbering's verse number inside the text (the Psalms of Schlachter,
+# Segond, Ostervald, the Russian Synodal and the Japanese Bible carry ~1,200-2,700 each). Only
+# chapter:verse in brackets: "(603,550)" in the Swahili census is a number and stays.
+_VERSE_NUMBER = re.compile(r"[(（\[]\d{1,3}:\d{1,3}[)）\]]")
+
+
 def clean_verse_text(text: str) -> str:
-    """Strip ``<``/``>`` markup (keeping the words) and normalize whitespace."""
-    return " ".join(text.translate(_MARKUP).split())
+    """Strip ``<``/``>`` markup (keeping the words) and other numberings' verse numbers, and
+    normalize whitespace."""
+    return " ".join(_VERSE_NUMBER.sub(" ", text.translate(_MARKUP)).split())
+
+
+# A verse that is only a short bracketed note stands in for a verse the translation does
+# not have: "(aynı)" ("the same", 893 verses of the Turkish Bible), "［本節欠如］" (Japanese,
+# "verse missing"), "(없음)" / "(앞절과 동일)" (Korean), "[]" / "(8:1)" (BBE). Real verses in
+# parentheses (the Chinese Bible has some) are longer than 12 characters inside.
+_EDITORIAL_NOTE = re.compile(r"[\[［(（【][^\[\]［］()（）【】]{0,12}[\]］)）】]")
 
 
 def _has_content(text: str) -> bool:
-    return any(ch.isalnum() for ch in text)
+    """A verse worth keeping: some letter or digit, and not only an editorial note."""
+    return any(ch.isalnum() for ch in text) and _EDITORIAL_NOTE.fullmatch(text) is None
 
 
 @lru_cache(maxsize=4)
