@@ -36,6 +36,11 @@ _TRAIN_FLOPS_PER_PARAM_TOKEN = 6  # forward + backward (the body's backward is s
 _EVAL_FLOPS_PER_PARAM_TOKEN = 2
 _LOAD_SAVE_BYTES_PER_SECOND = 200e6
 _SOURCE_LOAD_SECONDS = 20.0  # de-quantizing the packaged GGUF on 2 cores (docs/DESIGN.md)
+# eflomal in the links stage: the demo's 84,142 verse pairs took 137 s alone on 2 cores (240 s
+# beside other work), so ~600 pairs/s; 400 keeps the estimate on the safe side
+_ALIGN_PAIRS_PER_SECOND = 400
+_BIBLE_TRAIN_VERSES = 28_000  # train verses of one translation (about 90% of 31,102)
+_BYTES_PER_PARALLEL_PAIR = 250  # both sides of a sentence pair, UTF-8
 
 
 @dataclass
@@ -149,6 +154,8 @@ def _estimate(stage: PlannedStage, spec: StageSpec, cfg: AdaptConfig, size: Sour
     if stage.stage == "evaluate":
         tokens = cfg.eval_texts * _TOKENS_PER_EVAL_TEXT
         return io + _EVAL_FLOPS_PER_PARAM_TOKEN * params * tokens / flops
+    if stage.stage == "links":
+        return io + 2.0 + parallel_pairs_estimate(cfg) / _ALIGN_PAIRS_PER_SECOND
     if "train" in stage.stage:
         tokens = cfg.total_train_steps * cfg.batch_size * cfg.block_size
         return io + _TRAIN_FLOPS_PER_PARAM_TOKEN * params * tokens / flops
@@ -195,6 +202,22 @@ def plan_adaptation(cfg: AdaptConfig, *, measure: bool = True) -> Plan:
             planned.seconds = _estimate(planned, specs[planned.label], cfg, plan.source,
                                         plan.flops_per_second, corpus_bytes)
     return plan
+
+
+def parallel_pairs_estimate(cfg: AdaptConfig) -> int:
+    """About how many sentence pairs the links stage aligns: the train verses of each source
+    Bible translation, or the parallel files' size over ~250 bytes a pair; each source
+    capped at ``parallel_max_pairs``."""
+    cap = cfg.parallel_max_pairs or float("inf")
+    if not cfg.parallel_files:
+        return int(min(_BIBLE_TRAIN_VERSES, cap) * len(cfg.source_train_bible))
+    total = 0
+    for entry in cfg.parallel_files:
+        path = Path(entry)
+        # a .tsv/.jsonl file, or a Moses prefix whose two files hold the pair's sides
+        files = [path] if path.is_file() else [f for f in path.parent.glob(path.name + ".*") if f.is_file()]
+        total += int(min(sum(f.stat().st_size for f in files) / _BYTES_PER_PARALLEL_PAIR, cap))
+    return total
 
 
 def _corpus_bytes(cfg: AdaptConfig) -> int:

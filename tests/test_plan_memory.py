@@ -56,3 +56,29 @@ def test_plan_memory_is_the_trainers_estimate(tmp_path: Path, tiny_source: Path,
 def test_no_train_stage_no_memory_estimate(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     cfg = _config(tmp_path, tiny_source, tiny_corpus, train_steps=0, full_steps=0)
     assert plan_adaptation(cfg, measure=False).peak_memory_bytes is None
+
+
+# ------------------------------------------------ the links stage's time estimate
+
+def test_links_estimate_counts_the_pairs_eflomal_will_align(tmp_path: Path, tiny_source: Path) -> None:
+    from flows.plan import parallel_pairs_estimate
+
+    bible = AdaptConfig(source_model=str(tiny_source), cache_dir=tmp_path / "cache")
+    assert parallel_pairs_estimate(bible) == 3 * 28_000  # three English translations' train verses
+    assert parallel_pairs_estimate(bible.model_copy(update={"parallel_max_pairs": 1000})) == 3000
+    # your own files: a TSV and a Moses pair (prefix P, files P.en and P.de), by their size
+    (tmp_path / "a.tsv").write_text("a b\tc d\n" * 500)
+    (tmp_path / "p.en").write_text("x" * 25_000)
+    (tmp_path / "p.de").write_text("y" * 25_000)
+    own = bible.model_copy(update={"parallel_files": [str(tmp_path / "a.tsv"), str(tmp_path / "p")]})
+    assert parallel_pairs_estimate(own) == 4000 // 250 + 50_000 // 250
+
+
+def test_plan_gives_the_links_stage_its_alignment_time(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization", target_bible=["e"],
+                  target_files=[])
+    plan = plan_adaptation(cfg)
+    links = next(s for s in plan.stages if s.stage == "links")
+    assert links.seconds > 200  # 84,000 verse pairs at a few hundred pairs per second
+    capped = plan_adaptation(cfg.model_copy(update={"parallel_max_pairs": 100}))
+    assert next(s for s in capped.stages if s.stage == "links").seconds < 10
