@@ -165,3 +165,21 @@ def test_head_class_without_architectures() -> None:
     assert source_model._model_class(BertConfig()) is AutoModelForMaskedLM
     assert source_model._model_class(LlamaConfig()) is AutoModelForCausalLM
     assert source_model._model_class(GPT2Config()) is AutoModelForCausalLM
+
+
+def test_source_shape_reads_no_weights(tiny_folder: Path) -> None:
+    from transfer.source.loading import load_source_shape
+
+    model, tokenizer = load_source(str(tiny_folder))
+    shape, shape_tokenizer = load_source_shape(tiny_folder)
+    assert all(p.device.type == "meta" for p in shape.parameters())
+    assert {n: p.shape for n, p in shape.named_parameters()} == {n: p.shape for n, p in model.named_parameters()}
+    assert shape_tokenizer.get_vocab() == tokenizer.get_vocab()
+
+
+def test_source_shape_of_a_folder_without_a_model_says_so(tmp_path: Path) -> None:
+    from transfer.errors import ModelLoadError
+    from transfer.source.loading import load_source_shape
+
+    with pytest.raises(ModelLoadError, match="cannot read the source model's config and tokenizer"):
+        load_source_shape(tmp_path)

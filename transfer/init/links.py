@@ -57,10 +57,11 @@ def build_links(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.init.resources import parallel_pairs
     from transfer.init.strategies.trans_tokenization import align_token_links
     from transfer.init.surgery import get_source_embeddings
-    from transfer.source.loading import load_source
+    from transfer.source.loading import load_source_shape
 
     p = spec.params
-    model, source_tokenizer = load_source(str(spec.upstream_path("source") / "model"))
+    # only the source's row count is needed here, not its weights: the meta device reads none
+    model, source_tokenizer = load_source_shape(spec.upstream_path("source") / "model")
     inputs = StrategyInputs(
         source=get_source_embeddings(model), source_tokenizer=source_tokenizer,
         target_tokenizer=AutoTokenizer.from_pretrained(spec.upstream_path("tokenizer") / "tokenizer"),

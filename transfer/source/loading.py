@@ -321,6 +321,20 @@ def load_source(
     return model.eval(), _require_fast(tokenizer, spec)
 
 
+def load_source_shape(folder: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """(model on the meta device, fast tokenizer) of a local HF folder (a source stage's
+    ``model``): the architecture and every matrix's shape without reading any weights, for
+    stages that need the source's rows but not their values (the links stage)."""
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        with torch.device("meta"):
+            model = _model_class(config).from_config(config)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelLoadError(f"cannot read the source model's config and tokenizer in {str(folder)!r}: {error}") from error
+    return model.eval(), _require_fast(tokenizer, str(folder))
+
+
 def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
     """Write a plain HF folder (safetensors weights, config, generation config, tokenizer)
     into a temporary sibling and rename it, so readers never see a half-written model."""
