@@ -13,6 +13,7 @@ the train stage will train, built from the source's config on the meta device (n
 from __future__ import annotations
 
 import json
+import math
 import struct
 import time
 from dataclasses import dataclass, field
@@ -36,9 +37,10 @@ _TRAIN_FLOPS_PER_PARAM_TOKEN = 6  # forward + backward (the body's backward is s
 _EVAL_FLOPS_PER_PARAM_TOKEN = 2
 _LOAD_SAVE_BYTES_PER_SECOND = 200e6
 _SOURCE_LOAD_SECONDS = 20.0  # de-quantizing the packaged GGUF on 2 cores (docs/DESIGN.md)
-# eflomal in the links stage: the demo's 84,142 verse pairs took 137 s alone on 2 cores (240 s
-# beside other work), so ~600 pairs/s; 400 keeps the estimate on the safe side
-_ALIGN_PAIRS_PER_SECOND = 400
+# eflomal in the links stage runs ~5000/sqrt(n) sampler iterations over n pairs (its default
+# schedule, transfer/vectors/eflomal_process.py), so its time grows with sqrt(n): the demo's
+# 84,142 verse pairs took 137 s alone on 2 cores (0.47 s per sqrt(pair)); 0.6 for safety
+_ALIGN_SECONDS_PER_SQRT_PAIR = 0.6
 _BIBLE_TRAIN_VERSES = 28_000  # train verses of one translation (about 90% of 31,102)
 _BYTES_PER_PARALLEL_PAIR = 250  # both sides of a sentence pair, UTF-8
 
@@ -155,7 +157,8 @@ def _estimate(stage: PlannedStage, spec: StageSpec, cfg: AdaptConfig, size: Sour
         tokens = cfg.eval_texts * _TOKENS_PER_EVAL_TEXT
         return io + _EVAL_FLOPS_PER_PARAM_TOKEN * params * tokens / flops
     if stage.stage == "links":
-        return io + 2.0 + parallel_pairs_estimate(cfg) / _ALIGN_PAIRS_PER_SECOND
+        rel = float(cfg.strategy_params.get("align_rel_iterations", 1.0))
+        return io + 2.0 + _ALIGN_SECONDS_PER_SQRT_PAIR * rel * math.sqrt(parallel_pairs_estimate(cfg))
     if "train" in stage.stage:
         tokens = cfg.total_train_steps * cfg.batch_size * cfg.block_size
         return io + _TRAIN_FLOPS_PER_PARAM_TOKEN * params * tokens / flops

@@ -79,6 +79,8 @@ def test_plan_gives_the_links_stage_its_alignment_time(tmp_path: Path, tiny_sour
                   target_files=[])
     plan = plan_adaptation(cfg)
     links = next(s for s in plan.stages if s.stage == "links")
-    assert links.seconds > 200  # 84,000 verse pairs at a few hundred pairs per second
+    # eflomal's time grows with sqrt(pairs) (fewer iterations for a larger corpus): 84,000
+    # verse pairs took 137 s on 2 cores
+    assert 120 < links.seconds < 300
     capped = plan_adaptation(cfg.model_copy(update={"parallel_max_pairs": 100}))
-    assert next(s for s in capped.stages if s.stage == "links").seconds < 10
+    assert next(s for s in capped.stages if s.stage == "links").seconds < 15
