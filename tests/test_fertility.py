@@ -108,3 +108,28 @@ def test_bad_inputs() -> None:
         measure_fertility(char_tokenizer(), "ab cd")
     with pytest.raises(VocabTransferError, match="batch_size"):
         measure_fertility(char_tokenizer(), TEXTS, batch_size=0)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("Im Anfang schuf Gott die Himmel und die Erde.", 9),  # spaced: whitespace words, as always
+    ("— und dann", 3),  # a chunk of punctuation still counts in a spaced text
+    ("初めに、神が天と地を創造した。", 13),  # Japanese: each Han/kana character, not the punctuation
+    ("起初，神创造天地。", 7),  # Chinese
+    ("ในปฐมกาล พระเจ้าทรงสร้างฟ้าและแผ่นดิน", 36),  # Thai: characters (vowel signs included)
+    ("GPT-4は日本語も話す", 8),  # mixed chunk: 7 unspaced characters plus the Latin part
+])
+def test_words_in_spaced_and_unspaced_scripts(text: str, words: int) -> None:
+    from transfer.tokenizer.fertility import count_words
+
+    assert count_words(text) == words
+
+
+def test_japanese_fertility_is_per_character_not_per_verse() -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")  # one token a character
+    verse = "初めに、神が天と地を創造した。"
+    fertility = measure_fertility(tokenizer, [verse])
+    assert fertility.n_words == 13 and fertility.n_tokens == len(verse)
+    assert fertility.tokens_per_word == pytest.approx(15 / 13)

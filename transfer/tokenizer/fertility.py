@@ -1,8 +1,13 @@
 """Tokenizer fertility: how many tokens a tokenizer spends on a text.
 
-Reported next to bits per byte: tokens per whitespace-separated word (lower is better for
-a language) and UTF-8 bytes per token (higher means shorter sequences, so faster models).
-Special tokens are not counted, so tokenizers with and without bos/eos compare fairly.
+Reported next to bits per byte: tokens per word (lower is better for a language) and UTF-8
+bytes per token (higher means shorter sequences, so faster models). Special tokens are not
+counted, so tokenizers with and without bos/eos compare fairly.
+
+A word is a whitespace-separated chunk, except in scripts written without spaces (Han, kana,
+Thai, Lao, Khmer, Myanmar, Tibetan), where no segmenter is assumed and each character counts
+as a word: otherwise a Japanese verse would be one "word" and its fertility the tokens per
+verse.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import regex
 from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerBase
 
@@ -28,7 +34,7 @@ class Fertility:
 
     @property
     def tokens_per_word(self) -> float:
-        """Tokens per whitespace-separated word (NaN when there are no words)."""
+        """Tokens per word (see the module doc; NaN when there are no words)."""
         return self.n_tokens / self.n_words if self.n_words else math.nan
 
     @property
@@ -43,6 +49,24 @@ class Fertility:
             "tokens_per_word": self.tokens_per_word,
             "bytes_per_token": self.bytes_per_token,
         }
+
+
+# Scripts written without spaces between words: each character counts as a word.
+_UNSPACED = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Tibetan}]")
+
+
+def count_words(text: str) -> int:
+    """Whitespace-separated words; in a chunk with characters of an unspaced script, each of
+    those characters is a word, plus one for whatever letters or digits the chunk has besides."""
+    words = 0
+    for chunk in text.split():
+        unspaced = len(_UNSPACED.findall(chunk))
+        if not unspaced:
+            words += 1
+        else:
+            rest = _UNSPACED.sub("", chunk)
+            words += unspaced + (1 if any(ch.isalnum() for ch in rest) else 0)
+    return words
 
 
 def _count_tokens(tokenizer: PreTrainedTokenizerBase | Tokenizer, batch: list[str]) -> int:
@@ -69,7 +93,7 @@ def measure_fertility(
     n_words = n_bytes = n_tokens = 0
     for start in range(0, len(texts), batch_size):
         batch = list(texts[start : start + batch_size])
-        n_words += sum(len(text.split()) for text in batch)
+        n_words += sum(count_words(text) for text in batch)
         n_bytes += sum(len(text.encode("utf-8")) for text in batch)
         n_tokens += _count_tokens(tokenizer, batch)
     return Fertility(n_texts=len(texts), n_words=n_words, n_bytes=n_bytes, n_tokens=n_tokens)
