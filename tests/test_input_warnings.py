@@ -102,3 +102,25 @@ def test_a_prefect_run_from_the_cli_shows_each_note_once(prefect_harness, tmp_pa
     dry = CliRunner().invoke(app, ["adapt", "--config", str(config_file), "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert len(printed) == 1  # no flow run: the CLI prints them
+
+
+def test_own_word_vectors_for_an_unspaced_language_are_warned_about(tmp_path: Path) -> None:
+    from transfer.settings.config import AdaptConfig
+    from transfer.settings.input_warnings import unspaced_vectors_warning
+
+    base = AdaptConfig(target_language="ja", target_bible=["j"], cache_dir=tmp_path)
+    warning = unspaced_vectors_warning(base.model_copy(update={"strategy": "wechsel"}))
+    assert warning is not None and warning.check == "unspaced"
+    assert "'ja' is written without spaces" in warning.message and "'wechsel'" in warning.message
+    # the same for OFA and Chinese/Thai; pretrained target vectors, other strategies and
+    # spaced languages (Korean writes spaces) are not warned about
+    assert unspaced_vectors_warning(base.model_copy(update={"strategy": "ofa", "target_language": "zh"}))
+    assert unspaced_vectors_warning(base.model_copy(update={"strategy": "wechsel", "target_language": "th"}))
+    for strategy in ("combined", "fvt", "focus", "auto"):
+        assert unspaced_vectors_warning(base.model_copy(update={"strategy": strategy})) is None
+    vectors = base.model_copy(update={"strategy": "wechsel", "target_vectors": str(tmp_path / "cc.ja.300.bin")})
+    assert unspaced_vectors_warning(vectors) is None
+    for spaced in ("ko", "de", "ru"):
+        assert unspaced_vectors_warning(base.model_copy(update={"strategy": "wechsel", "target_language": spaced})) is None
+    # a Bible-only run gets it too (no corpus file is sampled)
+    assert [w.check for w in input_warnings(base.model_copy(update={"strategy": "wechsel"}))] == ["unspaced"]

@@ -8,6 +8,10 @@ Bible texts are known to be what their codes say):
   written in (Latin text for ``ru``), by each letter's Unicode name; languages missing
   from the table (and a BCP 47 tag's script subtag, ``sr-Latn``) decide the expected
   scripts; an unknown language is never warned about.
+- **word vectors without spaces**: a strategy that trains its own word vectors (WECHSEL,
+  OFA) for a language written without spaces between words (Chinese, Japanese, Thai, ...):
+  fastText's words would be whole clauses. Pretrained target vectors (``target_vectors``,
+  trained on segmented text) lift it; ``combined``, ``fvt`` and FOCUS need no words.
 - **repetition and size**: a corpus that is mostly repeats of the same documents, and a
   corpus too small for the vocabulary asked. What a corpus can support is measured with
   the tokenizer algorithm itself: a byte-level BPE trained on its distinct documents,
@@ -74,7 +78,7 @@ _NAME_SCRIPTS = {"CJK": "Han", "HIRAGANA": "Kana", "KATAKANA": "Kana", "HANGUL":
 class InputWarning:
     """One suspicious input: which check, and what to tell the user."""
 
-    check: str  # "script" | "repetition" | "vocab_size"
+    check: str  # "script" | "unspaced" | "repetition" | "vocab_size"
     message: str
 
 
@@ -142,6 +146,31 @@ def script_warning(language: str, texts: list[str]) -> InputWarning | None:
         f"right file, or the right target_language?"))
 
 
+#: Scripts written without spaces between words.
+UNSPACED_SCRIPTS = frozenset({"Han", "Kana", "Thai", "Lao", "Khmer", "Myanmar", "Tibetan"})
+
+
+def unspaced_vectors_warning(cfg: AdaptConfig) -> InputWarning | None:
+    """A strategy that trains word vectors on the target text, for an unspaced language."""
+    from transfer.init.registry import needs
+
+    scripts = expected_scripts(cfg.target_language)
+    if (cfg.strategy not in _registered() or "vectors" not in needs(cfg.strategy) or cfg.target_vectors
+            or not scripts or not set(scripts) <= UNSPACED_SCRIPTS):
+        return None
+    return InputWarning("unspaced", (
+        f"target_language {cfg.target_language!r} is written without spaces between words, and strategy "
+        f"{cfg.strategy!r} trains fastText word vectors on the target text: its 'words' would be whole "
+        f"clauses and its matches poor. Give pretrained target_vectors (trained on segmented text), "
+        f"segment the corpus first, or use 'combined', 'fvt' or 'focus', which need no words"))
+
+
+def _registered() -> list[str]:
+    from transfer.init import available_strategies
+
+    return list(available_strategies())
+
+
 def supported_vocab_size(texts: list[str], vocab_size: int) -> int:
     """Tokens a byte-level BPE learns from ``texts`` keeping merges seen at least twice
     (256 byte tokens plus the merges), trained up to ``vocab_size``."""
@@ -179,12 +208,13 @@ def size_warnings(vocab_size: int, texts: list[str]) -> list[InputWarning]:
 
 
 def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
-    """Every warning about this run's target corpus files (none for a Bible-only target);
+    """Every warning about this run's strategy for its language and its target corpus files;
     reads at most ``SAMPLE_CHARS`` of text. Call it after ``validate_config``."""
+    unspaced = unspaced_vectors_warning(cfg)
+    found = [unspaced] if unspaced is not None else []
     if not cfg.target_files:
-        return []
+        return found
     texts, whole = _sample(cfg)
-    found = []
     script = script_warning(cfg.target_language, texts)
     if script is not None:
         found.append(script)
