@@ -64,6 +64,8 @@ def real_assets(cache_dir: str) -> tuple[Loader, Loader, Path]:
     from transfer.corpus.stage import corpus_spec
     from transfer.engine.cache import StageCache
     from transfer.engine.stages import execute
+    from transfer.init.links import links_spec
+    from transfer.init.registry import needs
     from transfer.init.stage import init_spec
     from transfer.settings.config import AdaptConfig
     from transfer.source.loading import load_source
@@ -75,7 +77,9 @@ def real_assets(cache_dir: str) -> tuple[Loader, Loader, Path]:
     corpus, _ = execute(corpus_spec(cfg), cache)
     source, _ = execute(source_spec(cfg), cache)
     tokenizer, _ = execute(tokenizer_spec(cfg, corpus, source), cache)
-    init, _ = execute(init_spec(cfg, source, tokenizer, corpus=corpus), cache)
+    # the stages the pipeline runs for this strategy (transfer.pipeline.walk_stages)
+    links = execute(links_spec(cfg, source, tokenizer, corpus), cache)[0] if "parallel" in needs(cfg.strategy) else None
+    init, _ = execute(init_spec(cfg, source, tokenizer, corpus=corpus, links=links), cache)
     return (lambda: load_source(str(init.path / "model")), lambda: load_source(str(source.path / "model")),
             corpus.path)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from transformers import AutoTokenizer
 
 from tests.test_parallel_input import write_tsv
@@ -58,3 +59,17 @@ def test_the_alignment_settings_make_the_key(tmp_path: Path) -> None:
     spec = init_spec(cfg, fake["source"], fake["tokenizer"], corpus=fake["corpus"], links=output)
     assert set(spec.upstream) == {"source", "tokenizer", "links"}
     assert "parallel_max_pairs" not in spec.params
+
+
+def test_an_alignment_based_init_without_the_links_stage_is_refused(tmp_path: Path) -> None:
+    from transfer.errors import StrategyResourceError
+
+    fake = {name: StageOutput(name, name[0] * 24, tmp_path) for name in ("source", "tokenizer", "corpus")}
+    for strategy in ("trans_tokenization", "combined"):
+        cfg = _config(tmp_path, tmp_path, tmp_path, target_files=[], target_bible=["e"], strategy=strategy)
+        with pytest.raises(StrategyResourceError, match=f"strategy '{strategy}' reads token alignments: pass links="):
+            init_spec(cfg, fake["source"], fake["tokenizer"], corpus=fake["corpus"])
+    # strategies without alignments need no links stage
+    mean = _config(tmp_path, tmp_path, tmp_path, target_files=[], target_bible=["e"], strategy="mean")
+    assert set(init_spec(mean, fake["source"], fake["tokenizer"], corpus=fake["corpus"]).upstream) == {
+        "source", "tokenizer"}

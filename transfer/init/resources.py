@@ -51,12 +51,10 @@ def build_resources(strategy: str, params: dict[str, Any], upstream: dict[str, P
     """Resources for ``strategy`` from the init stage's parameters and upstream folders."""
     kinds = needs(strategy)
     resources: dict[str, Any] = {}
-    if "parallel" in kinds and "links" in upstream:
+    if "parallel" in kinds:
         from transfer.init.links import read_link_counts
 
         resources["link_counts"] = read_link_counts(upstream["links"])  # aligned once, by the links stage
-    elif "parallel" in kinds:
-        resources["parallel"] = parallel_pairs(upstream["corpus"], params.get("parallel_max_pairs"))
     if "target_corpus" in kinds:
         resources["target_corpus"] = upstream["corpus"] / "train.txt"
     if "vectors" in kinds:

@@ -17,24 +17,23 @@ def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput,
               links: StageOutput | None = None) -> StageSpec:
     """Only the data the strategy needs (``transfer.init.resources``) enters the key. The
     alignment-based strategies read the ``links`` stage's counts (its key carries the pairs
-    and the alignment settings); without one they align the corpus stage's pairs themselves."""
+    and the alignment settings), so every caller aligns the same way the pipeline does."""
+    from transfer.errors import StrategyResourceError
     from transfer.init.resources import needs
 
     kinds = needs(cfg.strategy)
-    uses_links = "parallel" in kinds and links is not None
-    # the target train text (FOCUS) and the train sentence pairs are the corpus stage's
-    # files: its key carries the split
-    wants_corpus = "target_corpus" in kinds or ("parallel" in kinds and not uses_links)
-    extra = {"corpus": corpus} if corpus is not None and wants_corpus else {}
+    if "parallel" in kinds and links is None:
+        raise StrategyResourceError(f"strategy {cfg.strategy!r} reads token alignments: pass links= (the links stage, "
+                        "transfer.init.links.links_spec), as transfer.pipeline.walk_stages does")
+    # the target train text (FOCUS) is the corpus stage's file: its key carries the split
+    extra = {"corpus": corpus} if corpus is not None and "target_corpus" in kinds else {}
     if "vectors" in kinds and vectors is not None:
         extra["vectors"] = vectors
-    if uses_links:
+    if "parallel" in kinds:
         extra["links"] = links
     inputs, upstream = upstream_of(source=source, tokenizer=tokenizer, **extra)
     params: dict[str, Any] = {"strategy": cfg.strategy, "strategy_params": cfg.strategy_params,
                               "seed": cfg.seed}
-    if "parallel" in kinds and not uses_links:
-        params["parallel_max_pairs"] = cfg.parallel_max_pairs
     if "vectors" in kinds:
         params["token_vector_method"] = cfg.token_vector_method
     return StageSpec(stage="init", params=params, inputs=inputs, upstream=upstream)
