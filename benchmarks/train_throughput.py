@@ -152,7 +152,7 @@ def _estimate_gib(config: LlamaConfig, batch: int, seq: int, stage: str) -> floa
     embed = model.get_input_embeddings().weight.numel()
     trainable = embed if stage == "embeddings" else sum(p.numel() for p in model.parameters())
     est = estimate_training_memory(model, batch_size=batch, block_size=seq, trainable_parameters=trainable,
-                                   activation_bytes=2, fused_attention=True)
+                                   activation_bytes=2, fused_attention=True, body_frozen=stage == "embeddings")
     return est.total / 2**30
 
 

@@ -36,7 +36,7 @@ def _trainer_estimate(source: Path, cfg: AdaptConfig, *, full: bool) -> int:
     else:  # tied head: the input embedding is all that trains
         trainable = model.get_input_embeddings().weight.numel()
     return estimate_training_memory(model, batch_size=cfg.batch_size, block_size=cfg.block_size,
-                                    trainable_parameters=trainable).total
+                                    trainable_parameters=trainable, body_frozen=not full).total
 
 
 @pytest.mark.parametrize("full_steps", [2, 0])

@@ -252,6 +252,22 @@ def test_memory_refusal_under_forced_limit(tokenizer, data, monkeypatch):
     assert estimate.logits == 3 * 64 * len(tokenizer) * 4
     assert estimate.total == int(1.2 * (estimate.weights + estimate.gradients + estimate.optimizer
                                         + estimate.activations + estimate.logits))
+    # with the body frozen the linear layers keep no inputs for weight gradients: 0.6 of the
+    # activations (measured on a GPU: benchmarks/README.md, "On a GPU")
+    frozen = estimate_training_memory(model, batch_size=4, block_size=16, trainable_parameters=100,
+                                      body_frozen=True, fused_attention=True)
+    fused = estimate_training_memory(model, batch_size=4, block_size=16, trainable_parameters=100,
+                                     fused_attention=True)
+    assert frozen.activations == pytest.approx(0.6 * fused.activations, rel=1e-3)
+    assert (frozen.weights, frozen.logits) == (fused.weights, fused.logits)
+    # a run's estimate is its largest stage's: the whole model's when it has a full stage
+    from transfer.train.memory import estimate_for_stages
+
+    both = estimate_for_stages(model, ["embeddings", "full"], batch_size=4, block_size=16)
+    only_embeddings = estimate_for_stages(model, ["embeddings"], batch_size=4, block_size=16)
+    assert both.total > only_embeddings.total
+    assert both.gradients == 4 * sum(p.numel() for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
     # OFA's factorized embedding and head have no .weight: the logits must still count
     from transfer.init.factorized import factorize_model
 

@@ -135,24 +135,21 @@ def training_model_shape(cfg: AdaptConfig, config: PretrainedConfig) -> PreTrain
 
 def training_memory_estimate(cfg: AdaptConfig, config: PretrainedConfig | None) -> MemoryEstimate | None:
     """The trainer's memory estimate for this run, with the inputs the trainer gives it:
-    the largest trainable set of its stages (embeddings, then the whole model when
-    ``full_steps``), bf16 activations where it would autocast, fused attention on a GPU.
+    the largest estimate over its stages (embeddings with the body frozen, then the whole
+    model when ``full_steps``), bf16 activations where it would autocast, fused attention on a GPU.
     None without a train stage or a readable config. (OFA trains a factorized embedding,
     fewer parameters: for it this is an upper bound.)"""
     if config is None or not cfg.total_train_steps:
         return None
     from transfer.engine.devices import pick_device
-    from transfer.train.freezing import set_trainable
-    from transfer.train.memory import estimate_training_memory
+    from transfer.train.memory import estimate_for_stages
     from transfer.train.trainer import uses_bf16
 
     model = training_model_shape(cfg, config)
-    stages = ["embeddings", "full"] if cfg.full_steps else ["embeddings"]
-    largest = max(sum(p.numel() for p in set_trainable(model, name)) for name in stages)
     device = pick_device(cfg.device)
-    return estimate_training_memory(
-        model, batch_size=cfg.batch_size, block_size=cfg.block_size, trainable_parameters=largest,
-        activation_bytes=2 if uses_bf16(cfg.precision, device) else 4,
+    return estimate_for_stages(
+        model, ["embeddings", "full"] if cfg.full_steps else ["embeddings"], batch_size=cfg.batch_size,
+        block_size=cfg.block_size, activation_bytes=2 if uses_bf16(cfg.precision, device) else 4,
         fused_attention=True if device.type == "cuda" else None,
     )
 

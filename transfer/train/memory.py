@@ -12,6 +12,11 @@ The estimate adds up (bytes):
   models"): ``s*b*(10*h + 4*i)`` elements for the linear layers and norms, plus
   ``2.5*a*s*s*b`` for attention scores when the attention kernel materializes them
   (eager attention; SDPA/flash kernels do not);
+- with the body frozen (the embeddings-only stage) the linear layers keep no inputs for
+  weight gradients, so 0.6 of those activations: measured on an H200 (SmolLM2-135M's shape,
+  32 x 1024 tokens, bf16) the embeddings-only stage peaked at 34.6 GiB against 47.8 GiB for
+  the whole model (benchmarks/README.md, "On a GPU"), where the full-size estimate was 41%
+  above the measured peak and could refuse a run that fits;
 - the logits: float32 logits, their log-softmax and gradient (``3 * b*s*V * 4`` bytes);
 - a fixed 1.2 margin for the allocator and temporaries.
 
@@ -33,6 +38,8 @@ from transfer.errors import MemoryBudgetError, TrainingError
 
 MEMORY_LIMIT_ENV = "VOCAB_TRANSFER_MEMORY_LIMIT"
 _MARGIN = 1.2
+# share of the linear layers' and norms' activations kept when only the embeddings train
+_FROZEN_BODY_ACTIVATIONS = 0.6
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000**2,
           "mib": 1 << 20, "g": 1 << 30, "gb": 1000**3, "gib": 1 << 30, "t": 1 << 40, "tb": 1000**4, "tib": 1 << 40}
 
@@ -107,12 +114,14 @@ def estimate_training_memory(
     trainable_parameters: int,
     activation_bytes: int = 4,
     fused_attention: bool | None = None,
+    body_frozen: bool = False,
 ) -> MemoryEstimate:
     """Estimate one training step's memory (see module doc).
 
     ``activation_bytes`` is 2 under bf16 autocast, else 4. ``fused_attention`` says whether
     the attention kernel avoids materializing the score matrix (default: read the model's
-    ``attn_implementation``; only "eager" materializes it).
+    ``attn_implementation``; only "eager" materializes it). ``body_frozen``: only the
+    embeddings train (fewer activations kept).
     """
     total_params = sum(p.numel() for p in model.parameters())
     layers, hidden, inner, heads = _dims(model)
@@ -121,6 +130,8 @@ def estimate_training_memory(
         fused_attention = getattr(_text_config(model), "_attn_implementation", "eager") not in (None, "eager")
     tokens = batch_size * block_size
     per_layer = tokens * (10 * hidden + 4 * inner) * activation_bytes
+    if body_frozen:
+        per_layer = int(per_layer * _FROZEN_BODY_ACTIVATIONS)
     if not fused_attention:
         per_layer += int(2.5 * heads * block_size * tokens * activation_bytes)
     return MemoryEstimate(
@@ -130,6 +141,30 @@ def estimate_training_memory(
         activations=layers * per_layer,
         logits=3 * tokens * vocab * 4,
     )
+
+
+def estimate_for_stages(
+    model: torch.nn.Module,
+    stages: list[str],
+    *,
+    batch_size: int,
+    block_size: int,
+    activation_bytes: int = 4,
+    fused_attention: bool | None = None,
+) -> MemoryEstimate:
+    """The largest estimate over a run's stages (``embeddings``: the body frozen; ``full``:
+    every weight trains). Leaves every parameter trainable afterwards."""
+    from transfer.train.freezing import set_trainable
+
+    estimates = []
+    for name in stages:
+        trainable = sum(p.numel() for p in set_trainable(model, name))
+        estimates.append(estimate_training_memory(
+            model, batch_size=batch_size, block_size=block_size, trainable_parameters=trainable,
+            activation_bytes=activation_bytes, fused_attention=fused_attention, body_frozen=name == "embeddings"))
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return max(estimates, key=lambda e: e.total)
 
 
 def _cgroup_limit() -> int | None:

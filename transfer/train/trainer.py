@@ -49,7 +49,7 @@ from transfer.train.memory import (
     MemoryEstimate,
     available_memory,
     check_memory,
-    estimate_training_memory,
+    estimate_for_stages,
 )
 from transfer.train.objectives import MicroBatch, loss_sum, make_batch
 from transfer.train.row_freeze import FrozenRows, check_frozen_rows
@@ -302,15 +302,9 @@ def setup(
     block_size = packed.block_size
 
     # Refuse a configuration that cannot fit before anything heavy happens.
-    largest = max(
-        sum(p.numel() for p in (set_trainable(model, s.name))) for s in config.stages
-    )
-    for param in model.parameters():
-        param.requires_grad_(True)
-    estimate = estimate_training_memory(
-        model, batch_size=config.batch_size, block_size=block_size, trainable_parameters=largest,
-        activation_bytes=2 if use_bf16 else 4,
-        fused_attention=True if device_used.type == "cuda" else None,
+    estimate = estimate_for_stages(
+        model, [s.name for s in config.stages], batch_size=config.batch_size, block_size=block_size,
+        activation_bytes=2 if use_bf16 else 4, fused_attention=True if device_used.type == "cuda" else None,
     )
     available = available_memory(device_used, config.memory_limit)
     if device_used.type == "cuda" and model_device(model).type == "cuda":
