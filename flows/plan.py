@@ -39,7 +39,8 @@ _LOAD_SAVE_BYTES_PER_SECOND = 200e6
 _SOURCE_LOAD_SECONDS = 20.0  # de-quantizing the packaged GGUF on 2 cores (docs/DESIGN.md)
 # eflomal in the links stage runs ~5000/sqrt(n) sampler iterations over n pairs (its default
 # schedule, transfer/vectors/eflomal_process.py), so its time grows with sqrt(n): the demo's
-# 84,142 verse pairs took 137 s alone on 2 cores (0.47 s per sqrt(pair)); 0.6 for safety
+# 84,142 verse pairs took 137 s and 240 s on 2 cores shared with other benchmarks (0.47 and
+# 0.83 s per sqrt(pair)); 0.6 for a machine of its own
 _ALIGN_SECONDS_PER_SQRT_PAIR = 0.6
 _BIBLE_TRAIN_VERSES = 28_000  # train verses of one translation (about 90% of 31,102)
 _BYTES_PER_PARALLEL_PAIR = 250  # both sides of a sentence pair, UTF-8
