@@ -75,3 +75,14 @@ def test_compile_on_a_cpu_without_a_compiler_is_refused_before_training(monkeypa
 def test_an_unknown_compile_backend_is_refused_with_the_known_ones() -> None:
     with pytest.raises(TrainingError, match="unknown torch.compile backend; known: .*inductor"):
         train(tiny_llama(64), _data(), _config("inductr"), device="cpu")
+
+
+def test_a_run_that_cannot_compile_is_refused_before_any_stage(tmp_path, monkeypatch) -> None:
+    from transfer.settings.validate import validate_config
+
+    monkeypatch.setattr(trainer_module.shutil, "which", lambda name: None)
+    cfg = AdaptConfig(cache_dir=tmp_path / "cache", device="cpu", compile=True)
+    with pytest.raises(TrainingError, match="compile=True on a CPU needs a C/C\\+\\+ compiler"):
+        validate_config(cfg)
+    assert not (tmp_path / "cache").exists()
+    validate_config(cfg.model_copy(update={"compile": False}))  # the same run without it is fine

@@ -152,23 +152,21 @@ UNSPACED_SCRIPTS = frozenset({"Han", "Kana", "Thai", "Lao", "Khmer", "Myanmar", 
 
 def unspaced_vectors_warning(cfg: AdaptConfig) -> InputWarning | None:
     """A strategy that trains word vectors on the target text, for an unspaced language."""
+    from transfer.errors import UnknownStrategyError
     from transfer.init.registry import needs
 
+    try:
+        kinds = needs(cfg.strategy)
+    except UnknownStrategyError:  # 'auto' before it is resolved; validation refuses others
+        return None
     scripts = expected_scripts(cfg.target_language)
-    if (cfg.strategy not in _registered() or "vectors" not in needs(cfg.strategy) or cfg.target_vectors
-            or not scripts or not set(scripts) <= UNSPACED_SCRIPTS):
+    if "vectors" not in kinds or cfg.target_vectors or not scripts or not set(scripts) <= UNSPACED_SCRIPTS:
         return None
     return InputWarning("unspaced", (
         f"target_language {cfg.target_language!r} is written without spaces between words, and strategy "
         f"{cfg.strategy!r} trains fastText word vectors on the target text: its 'words' would be whole "
         f"clauses and its matches poor. Give pretrained target_vectors (trained on segmented text), "
         f"segment the corpus first, or use 'combined', 'fvt' or 'focus', which need no words"))
-
-
-def _registered() -> list[str]:
-    from transfer.init import available_strategies
-
-    return list(available_strategies())
 
 
 def supported_vocab_size(texts: list[str], vocab_size: int) -> int:

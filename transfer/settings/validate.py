@@ -36,6 +36,11 @@ def validate_config(cfg: AdaptConfig) -> None:
     freeze_problem = freeze_source_rows_problem(cfg)
     if freeze_problem:
         raise TrainingError(freeze_problem)
+    if cfg.compile and cfg.total_train_steps:
+        from transfer.engine.devices import pick_device
+        from transfer.train.trainer import check_compile
+
+        check_compile(True, pick_device(cfg.device))  # before any stage, not at the train stage
     _check_names(cfg)
     _check_target_files(cfg)
     codes = cfg.target_bible + cfg.source_bible + cfg.source_train_bible

@@ -160,7 +160,7 @@ def compile_backend(compile_model: bool | str) -> str:
     return "inductor" if compile_model is True else str(compile_model)
 
 
-def check_compile(compile_model: bool | str, device: str | torch.device | None) -> None:
+def check_compile(compile_model: bool | str, device: torch.device) -> None:
     """Refuse a ``compile`` setting that cannot work, before the first step: an unknown
     backend, or inductor on a CPU (it compiles C++ there and needs a compiler on PATH)."""
     if compile_model is False:
@@ -169,8 +169,7 @@ def check_compile(compile_model: bool | str, device: str | torch.device | None) 
     known = torch._dynamo.list_backends(exclude_tags=())
     if backend not in known:
         raise TrainingError(f"compile={compile_model!r}: unknown torch.compile backend; known: {', '.join(known)}")
-    on_cpu = (device is None and not torch.cuda.is_available()) or str(device).startswith("cpu")
-    if backend == "inductor" and on_cpu and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang", "g++")):
+    if backend == "inductor" and device.type == "cpu" and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang", "g++")):
         raise TrainingError("compile=True on a CPU needs a C/C++ compiler on PATH (torch.compile builds "
                             "C++ kernels there); install gcc or train without compile")
 
@@ -284,7 +283,6 @@ def setup(
     packed = _as_packed(data)
     _check_data(model, packed)
     check_frozen_rows(model, config.frozen_rows)
-    check_compile(config.compile, device)
     if config.eval_at and evaluate is None:
         raise TrainingError("eval_at is given but evaluate is None")
     objective: Objective = model_objective(model) if config.objective == "auto" else config.objective
@@ -299,6 +297,7 @@ def setup(
     ctx = dist.context_from_env("cuda" if want_cuda else "cpu")
     device_used = pick_device(f"cuda:{ctx.local_rank}" if ctx.enabled and want_cuda else device)
     use_bf16 = uses_bf16(config.precision, device_used)
+    check_compile(config.compile, device_used)
     block_size = packed.block_size
 
     # Refuse a configuration that cannot fit before anything heavy happens.
