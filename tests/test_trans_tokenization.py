@@ -321,7 +321,7 @@ def test_real_alignment_links_translations(tt_source_tok, tt_target_tok):
     from transfer.init.parallel import tokenize_parallel as tp
     from transfer.init.strategies.trans_tokenization import align_token_links
 
-    links, _ = align_token_links(inputs, pairs, seed=0)  # eflomal's full iterations
+    links, _ = align_token_links(tt_source_tok, tt_target_tok, inputs.source.input.shape[0], pairs, seed=0)  # eflomal's full iterations
     weights = transition_weights(links).tocsr()
     gott = tt_target_tok.get_vocab()["ĠGott"]
     god = tt_source_tok.get_vocab()["ĠGod"]

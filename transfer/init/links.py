@@ -53,22 +53,17 @@ def build_links(spec: StageSpec, out: Path, context: BuildContext) -> None:
     import scipy.sparse as sp
     from transformers import AutoTokenizer
 
-    from transfer.init.base import StrategyInputs
     from transfer.init.resources import parallel_pairs
     from transfer.init.strategies.trans_tokenization import align_token_links
-    from transfer.init.surgery import get_source_embeddings
     from transfer.source.loading import load_source_shape
 
     p = spec.params
     # only the source's row count is needed here, not its weights: the meta device reads none
     model, source_tokenizer = load_source_shape(spec.upstream_path("source") / "model")
-    inputs = StrategyInputs(
-        source=get_source_embeddings(model), source_tokenizer=source_tokenizer,
-        target_tokenizer=AutoTokenizer.from_pretrained(spec.upstream_path("tokenizer") / "tokenizer"),
-        seed=p["seed"],
-    )
+    target_tokenizer = AutoTokenizer.from_pretrained(spec.upstream_path("tokenizer") / "tokenizer")
     pairs = parallel_pairs(spec.upstream_path("corpus"), p["parallel_max_pairs"])
-    counts, stats = align_token_links(inputs, pairs, seed=p["seed"], rel_iterations=p["align_rel_iterations"])
+    counts, stats = align_token_links(source_tokenizer, target_tokenizer, model.get_input_embeddings().weight.shape[0],
+                                      pairs, seed=p["seed"], rel_iterations=p["align_rel_iterations"])
     sp.save_npz(out / COUNTS_FILE, counts.tocsr(), compressed=True)
     write_json(out / RECORD_FILE, {"params": p, "pairs": stats.pairs, "dropped_pairs": stats.dropped_pairs,
                                    "links": stats.links, "seconds": round(stats.seconds, 2),

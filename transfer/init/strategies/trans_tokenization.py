@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -56,6 +57,9 @@ from transfer.init.vector_resources import (
 )
 from transfer.init.weighted import weighted_rule
 from transfer.tokenizer.special_tokens import model_vocab, token_surface, tokenizer_family
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DEFAULT_MIN_COUNT = 2
 DEFAULT_MIN_PROB = 0.05
@@ -208,7 +212,9 @@ class AlignmentStats:
 
 
 def align_token_links(
-    inputs: StrategyInputs,
+    source_tokenizer: PreTrainedTokenizerBase,
+    target_tokenizer: PreTrainedTokenizerBase,
+    n_source: int,
     pairs: Sequence[tuple[str, str]],
     *,
     seed: int,
@@ -216,8 +222,9 @@ def align_token_links(
 ) -> tuple[sp.csr_matrix, AlignmentStats]:
     """c(t, s) from aligning the token sequences of the parallel corpus with eflomal
     (``rel_iterations`` scales eflomal's sampler iterations, which it sets from the corpus
-    size: many for a small corpus, few for a large one)."""
-    tokenized = tokenize_parallel(pairs, inputs.source_tokenizer, inputs.target_tokenizer)
+    size: many for a small corpus, few for a large one). ``n_source`` is the source
+    embedding's row count, which can exceed the tokenizer's length (padded vocabularies)."""
+    tokenized = tokenize_parallel(pairs, source_tokenizer, target_tokenizer)
     if len(tokenized) == 0:
         raise ParallelCorpusError(
             "resources.parallel: every pair tokenizes to nothing on one side"
@@ -226,8 +233,8 @@ def align_token_links(
 
     started = time.perf_counter()
     alignment = align(
-        aligner_words(inputs.source_tokenizer, tokenized.source_ids),
-        aligner_words(inputs.target_tokenizer, tokenized.target_ids),
+        aligner_words(source_tokenizer, tokenized.source_ids),
+        aligner_words(target_tokenizer, tokenized.target_ids),
         seed=seed,
         rel_iterations=rel_iterations,
     )
@@ -235,8 +242,8 @@ def align_token_links(
     counts = count_links(
         tokenized,
         alignment.links,
-        n_source=inputs.source.input.shape[0],
-        n_target=len(inputs.target_tokenizer),
+        n_source=n_source,
+        n_target=len(target_tokenizer),
     )
     stats = AlignmentStats(len(tokenized), tokenized.n_dropped, int(counts.sum()), seconds)
     return counts, stats
@@ -314,7 +321,8 @@ def token_link_counts(
             "transfer.corpus.bible.verse_pairs(src, tgt, 'train')); none was given"
         )
     pairs = check_pairs(inputs.resources.parallel, name="resources.parallel")
-    counts, stats = align_token_links(inputs, pairs, seed=inputs.seed, rel_iterations=align_rel_iterations)
+    counts, stats = align_token_links(inputs.source_tokenizer, inputs.target_tokenizer, n_source, pairs,
+                                      seed=inputs.seed, rel_iterations=align_rel_iterations)
     return counts, [alignment_note(stats)]
 
 
