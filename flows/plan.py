@@ -44,6 +44,7 @@ _SOURCE_LOAD_SECONDS = 20.0  # de-quantizing the packaged GGUF on 2 cores (docs/
 _ALIGN_SECONDS_PER_SQRT_PAIR = 0.6
 _BIBLE_TRAIN_VERSES = 28_000  # train verses of one translation (about 90% of 31,102)
 _BYTES_PER_PARALLEL_PAIR = 250  # both sides of a sentence pair, UTF-8
+_GZIP_RATIO = 3  # gzip's usual ratio on sentence text: a .gz holds about 3x its size
 
 
 @dataclass
@@ -210,17 +211,23 @@ def plan_adaptation(cfg: AdaptConfig, *, measure: bool = True) -> Plan:
 
 def parallel_pairs_estimate(cfg: AdaptConfig) -> int:
     """About how many sentence pairs the links stage aligns: the train verses of each source
-    Bible translation, or the parallel files' size over ~250 bytes a pair; each source
-    capped at ``parallel_max_pairs``."""
+    Bible translation, or the parallel files' text size (gzip counted at 3x) over ~250
+    bytes a pair; each source capped at ``parallel_max_pairs``."""
     cap = cfg.parallel_max_pairs or float("inf")
     if not cfg.parallel_files:
         return int(min(_BIBLE_TRAIN_VERSES, cap) * len(cfg.source_train_bible))
+    from transfer.corpus.parallel_files import resolve_parallel
+    from transfer.errors import ParallelCorpusError
+
     total = 0
     for entry in cfg.parallel_files:
-        path = Path(entry)
-        # a .tsv/.jsonl file, or a Moses prefix whose two files hold the pair's sides
-        files = [path] if path.is_file() else [f for f in path.parent.glob(path.name + ".*") if f.is_file()]
-        total += int(min(sum(f.stat().st_size for f in files) / _BYTES_PER_PARALLEL_PAIR, cap))
+        try:  # the files the corpus stage will read (a Moses prefix names exactly two)
+            files = resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language,
+                                     cfg.parallel_fields).files
+        except ParallelCorpusError:
+            continue  # validation refuses the entry with its own message
+        text_bytes = sum(Path(f).stat().st_size * (_GZIP_RATIO if f.endswith(".gz") else 1) for f in files)
+        total += int(min(text_bytes / _BYTES_PER_PARALLEL_PAIR, cap))
     return total
 
 

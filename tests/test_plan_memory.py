@@ -70,8 +70,17 @@ def test_links_estimate_counts_the_pairs_eflomal_will_align(tmp_path: Path, tiny
     (tmp_path / "a.tsv").write_text("a b\tc d\n" * 500)
     (tmp_path / "p.en").write_text("x" * 25_000)
     (tmp_path / "p.de").write_text("y" * 25_000)
+    (tmp_path / "p.fr").write_text("z" * 90_000)  # another language's side: not this run's pair
+    (tmp_path / "p.en.bak").write_text("z" * 90_000)
     own = bible.model_copy(update={"parallel_files": [str(tmp_path / "a.tsv"), str(tmp_path / "p")]})
     assert parallel_pairs_estimate(own) == 4000 // 250 + 50_000 // 250
+    # a gzipped file holds about three times its size in text
+    import gzip
+
+    (tmp_path / "b.tsv.gz").write_bytes(gzip.compress(b"x" * 30_000, mtime=0))
+    size = (tmp_path / "b.tsv.gz").stat().st_size
+    packed = bible.model_copy(update={"parallel_files": [str(tmp_path / "b.tsv.gz")]})
+    assert parallel_pairs_estimate(packed) == int(size * 3 / 250)
 
 
 def test_plan_gives_the_links_stage_its_alignment_time(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
