@@ -101,3 +101,17 @@ def test_export_has_plain_mode_and_a_failed_export_keeps_the_old(tmp_path: Path,
     with pytest.raises(FileNotFoundError):  # a stage without its model folder
         export_model(StageOutput("train", "gone", tmp_path / "cache" / "train" / "gone"), destination)
     assert _only(destination) == ["config.json"] and _only(destination.parent) == ["m"]
+
+
+def test_atomic_write_gives_a_plain_files_mode(tmp_path: Path, plain_mode: int) -> None:
+    """Files written whole (curves, results, resume state) get what ``open`` gives under the
+    umask, not mkstemp's 0600, and replace the old file without a temporary left over."""
+    from transfer.engine.cache import atomic_write
+
+    probe = tmp_path / "probe.txt"  # (the fixture holds a folder "probe" meanwhile)
+    probe.write_text("x")
+    target = tmp_path / "curve.csv"
+    target.write_text("old")
+    atomic_write(target, "new")
+    assert target.read_text() == "new" and _mode(target) == _mode(probe) == 0o644
+    assert _only(tmp_path) == ["curve.csv", "probe", "probe.txt"]

@@ -28,7 +28,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -245,7 +244,10 @@ def atomic_write(path: Path | str, data: str | bytes, *, fsync: bool = False) ->
     for stale in _temp_siblings(path):  # left by a writer killed mid-write
         if _writer_gone(stale):
             Path(stale).unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{_HOST}-{os.getpid()}-", dir=path.parent)
+    tmp = _sibling(path, "tmp")
+    # os.open with 0o666, not mkstemp: mkstemp's file is 0600 whatever the umask, so results,
+    # curves and model files would be unreadable to the rest of a team sharing the cache
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode() if isinstance(data, str) else data)
