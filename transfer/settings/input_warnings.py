@@ -12,6 +12,8 @@ Bible texts are known to be what their codes say):
   OFA) for a language written without spaces between words (Chinese, Japanese, Thai, ...):
   fastText's words would be whole clauses. Pretrained target vectors (``target_vectors``,
   trained on segmented text) lift it; ``combined``, ``fvt`` and FOCUS need no words.
+- **another language's Bible**: ``target_bible`` codes of another language for a target
+  language the packaged Bible lacks (a language that has its own is refused by validation).
 - **repetition and size**: a corpus that is mostly repeats of the same documents, and a
   corpus too small for the vocabulary asked. What a corpus can support is measured with
   the tokenizer algorithm itself: a byte-level BPE trained on its distinct documents,
@@ -78,7 +80,7 @@ _NAME_SCRIPTS = {"CJK": "Han", "HIRAGANA": "Kana", "KATAKANA": "Kana", "HANGUL":
 class InputWarning:
     """One suspicious input: which check, and what to tell the user."""
 
-    check: str  # "script" | "unspaced" | "repetition" | "vocab_size"
+    check: str  # "script" | "unspaced" | "borrowed_bible" | "repetition" | "vocab_size"
     message: str
 
 
@@ -208,8 +210,13 @@ def size_warnings(vocab_size: int, texts: list[str]) -> list[InputWarning]:
 def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
     """Every warning about this run's strategy for its language and its target corpus files;
     reads at most ``SAMPLE_CHARS`` of text. Call it after ``validate_config``."""
+    from transfer.corpus.bible_languages import borrowed_bible_note
+
     unspaced = unspaced_vectors_warning(cfg)
     found = [unspaced] if unspaced is not None else []
+    borrowed = borrowed_bible_note(cfg.target_bible, cfg.target_language)
+    if borrowed is not None:
+        found.append(InputWarning("borrowed_bible", borrowed))
     if not cfg.target_files:
         return found
     texts, whole = _sample(cfg)
