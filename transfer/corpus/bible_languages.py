@@ -70,7 +70,8 @@ def bible_language_problem(codes: list[str], language: str, field: str = "target
     if not foreign or not own:
         return None
     described = ", ".join(f"{c!r} ({LANGUAGE_NAMES[BIBLE_LANGUAGES[c]]})" for c in foreign)
-    return (f"{field} {described} is not in the target language {describe_language(language)}: "
+    verb = "is" if len(foreign) == 1 else "are"
+    return (f"{field} {described} {verb} not in the target language {describe_language(language)}: "
             f"its packaged translations are {own} (or give your own corpus with target_files)")
 
 
