@@ -209,7 +209,11 @@ def adapt(
             return
         if prefect:
             from flows.adapt_flow import adapt_flow
+            from transfer.settings.validate import validate_config
 
+            # bad input is refused here in seconds, not after a Prefect server has started
+            # and the flow run has failed with a traceback in its log
+            validate_config(cfg)
             with _stage_progress():
                 result = adapt_flow(cfg)
         else:

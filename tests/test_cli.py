@@ -84,3 +84,24 @@ def test_adapt_refuses_a_bad_strategy_naming_the_field(tmp_path: Path) -> None:
     result = runner.invoke(app, ["adapt", "--strategy", "nope", "--dry-run"])
     assert result.exit_code == 2
     assert "strategy" in result.output and "nope" in result.output
+
+
+def test_adapt_refuses_bad_input_before_starting_prefect(tmp_path: Path, monkeypatch) -> None:
+    """A Prefect run's bad input is refused by the CLI itself: no server start, no failed
+    flow run with a traceback, no cache folder."""
+    import gzip
+
+    import flows.adapt_flow
+    from flows.cli import app
+
+    def no_flow(*args, **kwargs):
+        raise AssertionError("the flow started on input that validation refuses")
+
+    monkeypatch.setattr(flows.adapt_flow, "adapt_flow", no_flow)
+    empty = tmp_path / "empty.txt.gz"
+    empty.write_bytes(gzip.compress(b""))
+    result = runner.invoke(app, ["adapt", "--target-file", str(empty), "--target-language", "fi",
+                                 "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 2, result.output
+    assert "no text" in result.output and "empty.txt.gz" in result.output
+    assert not (tmp_path / "cache").exists()
