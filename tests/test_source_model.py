@@ -97,6 +97,13 @@ def test_folder_problems(tmp_path: Path, tiny_folder: Path) -> None:
     (pickled / "pytorch_model.bin").write_bytes(b"not loaded")
     with pytest.raises(ModelLoadError, match="only safetensors"):
         load_source(str(pickled))
+    # weights and config but no tokenizer: named as such, not as transformers' conversion error
+    untokenized = tmp_path / "untokenized"
+    untokenized.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (untokenized / name).write_bytes((tiny_folder / name).read_bytes())
+    with pytest.raises(ModelLoadError, match="has no tokenizer files.*tokenizer.save_pretrained"):
+        load_source(str(untokenized))
     other = tmp_path / "weights.bin"
     other.write_bytes(b"x")
     with pytest.raises(ModelLoadError, match="not a .gguf file"):

@@ -58,6 +58,8 @@ _FOLDER_PATTERNS = (
     "vocab.*",
     "merges.txt",
 )
+# the files a fast tokenizer is read or converted from (one of them must be in a source folder)
+_TOKENIZER_FILES = ("tokenizer.json", "*.model", "vocab.json", "vocab.txt")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # What is fetched from the hub: the files above and the tokenizer's extras (no pickles).
 _HUB_PATTERNS = (*_FOLDER_PATTERNS, "added_tokens.json", "*.jinja")
@@ -124,6 +126,12 @@ def _resolve_location(spec: str) -> SourceSpec:
                 f"source folder {spec!r} has no *.safetensors weights; only safetensors are "
                 "loaded (pickled .bin/.pt checkpoints can run code): convert them with "
                 "save_pretrained first"
+            )
+        if not any(any(path.glob(pattern)) for pattern in _TOKENIZER_FILES):
+            raise ModelLoadError(
+                f"source folder {spec!r} has no tokenizer files (tokenizer.json, a SentencePiece *.model, "
+                "vocab.json with merges.txt, or vocab.txt): save the tokenizer beside the weights "
+                "(tokenizer.save_pretrained(folder))"
             )
         return SourceSpec("folder", str(path))
     if path.exists():
