@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flows.parameters import AdaptParameters
+from transfer.corpus.bible_languages import bibles_of
 from transfer.errors import VocabTransferError
 from transfer.settings.names import check_language_tag
 
@@ -120,7 +121,8 @@ class LanguageEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(..., description="Human name, shown in deployment descriptions.")
-    corpus: CorpusSource
+    corpus: CorpusSource | None = Field(
+        None, description="Target corpus; not given: the packaged Bible's translations of the language.")
     dictionary: DictionarySource | None = None
     parallel: ParallelSource | None = None
     vectors: VectorsSource | None = None
@@ -149,8 +151,8 @@ class LanguageEntry(BaseModel):
         values: dict[str, Any] = dict(defaults or {})
         values.update(
             target_language=code,
-            target_bible=self.corpus.bible,
-            target_files=self.corpus.files,
+            target_bible=self.corpus.bible if self.corpus else bibles_of(code),
+            target_files=self.corpus.files if self.corpus else [],
             strategy=self.strategy,
             vocab_size=self.vocab_size,
             train_steps=self.train_steps,
@@ -220,11 +222,19 @@ def load_languages(path: Path | str = DEFAULT_LANGUAGES_FILE) -> LanguagesFile:
     except ValidationError as error:
         raise LanguagesConfigError(f"languages file {path}: {error}") from error
     from transfer.corpus.bible import translation_codes
+    from transfer.corpus.bible_languages import bible_language_problem, describe_language
 
     available = set(translation_codes())
     for code, entry in languages.languages.items():
-        languages.parameters(code)
-        named = list(entry.corpus.bible)
+        params = languages.parameters(code)
+        if not params.target_bible and not params.target_files:
+            raise LanguagesConfigError(
+                f"languages file {path}: language {code!r} has no corpus and the packaged Bible has no "
+                f"translation in {describe_language(code)}: give corpus: {{files: [...]}}")
+        wrong_language = bible_language_problem(params.target_bible, code, "corpus.bible", "corpus.files")
+        if wrong_language:
+            raise LanguagesConfigError(f"languages file {path}: language {code!r}: {wrong_language}")
+        named = list(params.target_bible)
         if entry.parallel:
             named += entry.parallel.bible_codes
         unknown = sorted(set(named) - available)

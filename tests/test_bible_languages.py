@@ -96,3 +96,20 @@ def test_borrowing_a_close_languages_bible_is_allowed_and_said(tmp_path: Path) -
     notes = run_notes(cfg)
     assert any("German text" in n and "'gsw' has no packaged Bible" in n for n in notes)
     assert not any("no packaged Bible" in n for n in run_notes(AdaptConfig(strategy="mean", cache_dir=tmp_path)))
+
+
+def test_languages_file_corpus_defaults_to_the_languages_bibles(tmp_path: Path) -> None:
+    from flows.languages import LanguagesConfigError, load_languages
+
+    def languages(body: str) -> Path:
+        path = tmp_path / "languages.yaml"
+        path.write_text("defaults: {source_model: smollm2}\nlanguages:\n" + body)
+        return path
+
+    loaded = load_languages(languages("  pt: {name: Portuguese}\n  sw: {name: Swahili, corpus: {files: [x.txt]}}\n"))
+    assert loaded.parameters("pt").target_bible == ["a"]
+    assert (loaded.parameters("sw").target_bible, loaded.parameters("sw").target_files) == ([], ["x.txt"])
+    with pytest.raises(LanguagesConfigError, match=r"'fi' has no corpus.*give corpus: \{files"):
+        load_languages(languages("  fi: {name: Finnish}\n"))
+    with pytest.raises(LanguagesConfigError, match=r"'sw': corpus.bible 'e' \(German\) is not in .*Swahili.*\['h'\]"):
+        load_languages(languages("  sw: {name: Swahili, corpus: {bible: [e]}}\n"))

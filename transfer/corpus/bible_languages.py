@@ -60,7 +60,8 @@ def default_target_bible(language: str, target_files: list[str] | None) -> list[
     return [] if target_files else bibles_of(language)
 
 
-def bible_language_problem(codes: list[str], language: str, field: str = "target_bible") -> str | None:
+def bible_language_problem(codes: list[str], language: str, field: str = "target_bible",
+                           files_field: str = "target_files") -> str | None:
     """Why ``codes`` cannot be the corpus of ``language``, or None: a code whose language is
     known and is not ``language``, when ``language`` has Bibles of its own. (A language the
     Bible lacks may borrow a close one's, e.g. Swiss German the German Bibles; the run
@@ -72,7 +73,7 @@ def bible_language_problem(codes: list[str], language: str, field: str = "target
     described = ", ".join(f"{c!r} ({LANGUAGE_NAMES[BIBLE_LANGUAGES[c]]})" for c in foreign)
     verb = "is" if len(foreign) == 1 else "are"
     return (f"{field} {described} {verb} not in the target language {describe_language(language)}: "
-            f"its packaged translations are {own} (or give your own corpus with target_files)")
+            f"its packaged translations are {own} (or give your own corpus with {files_field})")
 
 
 def borrowed_bible_note(codes: list[str], language: str) -> str | None:
