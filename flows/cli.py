@@ -264,7 +264,10 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
     folder = comparison_folder(cfg, strategies)
     if prefect:  # the same flow as the UI's: one parent run, each strategy a sub-run
         from flows.compare_flow import compare_flow
+        from transfer.settings.validate import validate_config
 
+        for config in configs:  # refused before the Prefect server starts, as a single run's
+            validate_config(config)
         with _stage_progress():
             comparison = compare_flow(cfg, strategies)
     else:

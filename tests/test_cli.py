@@ -105,3 +105,10 @@ def test_adapt_refuses_bad_input_before_starting_prefect(tmp_path: Path, monkeyp
     assert result.exit_code == 2, result.output
     assert "no text" in result.output and "empty.txt.gz" in result.output
     assert not (tmp_path / "cache").exists()
+    import flows.compare_flow
+
+    monkeypatch.setattr(flows.compare_flow, "compare_flow", no_flow)
+    compared = runner.invoke(app, ["adapt", "--target-file", str(empty), "--target-language", "fi", "--strategy",
+                                   "mean", "--strategy", "fvt", "--cache-dir", str(tmp_path / "cache")])
+    assert compared.exit_code == 2 and "no text" in compared.output, compared.output
+    assert not (tmp_path / "cache").exists()
