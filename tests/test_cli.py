@@ -13,7 +13,7 @@ from tests.test_prefect_flows import _languages_file, tiny_config
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["adapt"], ["batch"], ["serve"], ["strategies"]])
+@pytest.mark.parametrize("command", [[], ["adapt"], ["batch"], ["serve"], ["strategies"], ["bibles"]])
 def test_help_everywhere(command: list[str]) -> None:
     from flows.cli import app
 
@@ -112,3 +112,14 @@ def test_adapt_refuses_bad_input_before_starting_prefect(tmp_path: Path, monkeyp
                                    "mean", "--strategy", "fvt", "--cache-dir", str(tmp_path / "cache")])
     assert compared.exit_code == 2 and "no text" in compared.output, compared.output
     assert not (tmp_path / "cache").exists()
+
+
+def test_bibles_lists_every_code_with_its_language() -> None:
+    from flows.cli import app
+    from transfer.corpus.bible import translation_codes
+
+    result = runner.invoke(app, ["bibles"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "Swahili (sw)" in result.output and "Schlachter 1951" in result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("│")]
+    assert len(rows) == len(translation_codes()) and not any("│ ?" in row for row in rows)
