@@ -115,3 +115,18 @@ def test_atomic_write_gives_a_plain_files_mode(tmp_path: Path, plain_mode: int) 
     atomic_write(target, "new")
     assert target.read_text() == "new" and _mode(target) == _mode(probe) == 0o644
     assert _only(tmp_path) == ["curve.csv", "probe", "probe.txt"]
+
+
+def test_a_saved_model_is_readable_by_whoever_the_umask_allows(tmp_path: Path, plain_mode: int,
+                                                              tiny_source: Path) -> None:
+    """transformers writes model.safetensors 0600; a model folder written whole gets the
+    read bits of its folder (the umask's), so a team sharing the models can load it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from transfer.source.loading import save_model
+
+    out = tmp_path / "model"
+    save_model(AutoModelForCausalLM.from_pretrained(tiny_source), AutoTokenizer.from_pretrained(tiny_source), out)
+    files = [p for p in out.iterdir() if p.is_file()]
+    assert "model.safetensors" in {p.name for p in files}
+    assert all(_mode(p) & 0o444 == plain_mode & 0o444 for p in files), {p.name: oct(_mode(p)) for p in files}

@@ -261,6 +261,19 @@ def atomic_write(path: Path | str, data: str | bytes, *, fsync: bool = False) ->
     return path
 
 
+def _readable_as_the_umask_allows(folder: Path) -> None:
+    """Give every file in ``folder`` the read bits the umask allows (those of ``folder``
+    itself, made by ``mkdir``): libraries write some files 0600 (transformers' and
+    safetensors' ``model.safetensors``), which would keep a shared model or cache from
+    the rest of a team."""
+    readable = folder.stat().st_mode & 0o444
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            mode = path.stat().st_mode & 0o7777
+            if mode & readable != readable:
+                path.chmod(mode | readable)
+
+
 @contextmanager
 def replacing_directory(final: Path | str, *, keep_existing: bool = False) -> Iterator[Path]:
     """Yield an empty temporary sibling of ``final`` to fill; when the block succeeds it
@@ -289,6 +302,7 @@ def replacing_directory(final: Path | str, *, keep_existing: bool = False) -> It
         raise
     try:
         yield tmp
+        _readable_as_the_umask_allows(tmp)
         _swap_in(tmp, final, keep_existing=keep_existing)
     except Exception as error:
         full = _is_disk_full(error, final.parent) and not isinstance(error, DiskFullError)
