@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from transfer.engine.cache import atomic_write
 from transfer.publish.comparison import compare_strategies
 from transfer.settings.config import AdaptConfig
 
@@ -47,10 +48,7 @@ def run_language(code: str, shared: dict[str, Any], results: Path) -> dict[str, 
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__},
         "comparison": comparison.model_dump(mode="json"),
     }
-    results.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(record, indent=1) + "\n")
     final = {row.strategy: row.final for row in comparison.rows}
     print(f"{path}: source {comparison.source_model:.4f}; " + ", ".join(
         f"{row.strategy} {row.step0:.4f} -> {row.final:.4f} ({100 * (final[row.strategy] / final['mean'] - 1):+.1f}%)"
