@@ -154,14 +154,6 @@ def training_memory_estimate(cfg: AdaptConfig, config: PretrainedConfig | None) 
     )
 
 
-def human_bytes(n: int) -> str:
-    """A size a person reads at a glance: 812 KiB, 37.5 MiB, 2.41 GiB."""
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n} B"
-
-
 def check_training_memory(cfg: AdaptConfig) -> MemoryEstimate | None:
     """Raise :class:`MemoryBudgetError` (with the estimate, what is available and a
     configuration that would fit) when the run's training would not fit in memory; return
@@ -180,9 +172,8 @@ def check_training_memory(cfg: AdaptConfig) -> MemoryEstimate | None:
         check_memory(estimate, available, device=device, batch_size=cfg.batch_size,
                      block_size=cfg.block_size, grad_accumulation=cfg.grad_accumulation)
     except MemoryBudgetError as error:
+        # the trainer's message says what is needed, what is free and what would fit
         raise MemoryBudgetError(
-            f"refused before the first stage: the train stage's memory estimate is "
-            f"{human_bytes(estimate.total)} ({estimate.total} bytes) on {device}, but "
-            f"{human_bytes(available)} is available. {error}"
+            f"refused before the first stage (estimate {estimate.total} bytes, {available} available): {error}"
         ) from error
     return estimate

@@ -201,8 +201,12 @@ def available_memory(device: torch.device, limit: str | int | None = None) -> in
     return min(found, parse_bytes(forced)) if forced is not None else found
 
 
-def _gib(n: int) -> str:
-    return f"{n / (1 << 30):.2f} GiB"
+def human_bytes(n: int) -> str:
+    """A size a person reads at a glance: 812 KiB, 37.5 MiB, 2.41 GiB."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} B"
 
 
 def check_memory(
@@ -243,9 +247,9 @@ def check_memory(
         if not hint:
             hint.append("use gradient accumulation with batch_size=1 or a shorter block_size")
     raise MemoryBudgetError(
-        f"training needs about {_gib(estimate.total)} on {device} but only {_gib(available)} "
+        f"training needs about {human_bytes(estimate.total)} on {device} but only {human_bytes(available)} "
         f"is available (batch_size={batch_size}, block_size={block_size}; weights "
-        f"{_gib(estimate.weights)}, gradients+optimizer {_gib(estimate.gradients + estimate.optimizer)}, "
-        f"activations {_gib(estimate.activations)}, logits {_gib(estimate.logits)}): "
+        f"{human_bytes(estimate.weights)}, gradients+optimizer {human_bytes(estimate.gradients + estimate.optimizer)}, "
+        f"activations {human_bytes(estimate.activations)}, logits {human_bytes(estimate.logits)}): "
         + "; ".join(hint)
     )
