@@ -123,3 +123,23 @@ def test_bibles_lists_every_code_with_its_language() -> None:
     assert "Swahili (sw)" in result.output and "Schlachter 1951" in result.output
     rows = [line for line in result.output.splitlines() if line.startswith("│")]
     assert len(rows) == len(translation_codes()) and not any("│ ?" in row for row in rows)
+
+
+def test_parallel_max_pairs_reaches_the_config_and_the_plan(tmp_path: Path, monkeypatch) -> None:
+    import flows.plan
+    from flows.cli import app
+
+    seen = []
+
+    def record(cfg):  # the config the dry run would plan; no stage is planned or run
+        seen.append(cfg)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(flows.plan, "plan_adaptation", record)
+    result = runner.invoke(app, ["adapt", "--parallel-max-pairs", "2500", "--strategy", "combined", "--dry-run",
+                                 "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    assert seen[0].parallel_max_pairs == 2500
+    assert flows.plan.parallel_pairs_estimate(seen[0]) == 3 * 2500  # the plan's links estimate follows it
+    refused = runner.invoke(app, ["adapt", "--parallel-max-pairs", "0", "--dry-run"])
+    assert refused.exit_code == 2 and "parallel-max-pairs" in refused.output
