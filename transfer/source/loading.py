@@ -59,7 +59,7 @@ _FOLDER_PATTERNS = (
     "merges.txt",
 )
 # the files a fast tokenizer is read or converted from (one of them must be in a source folder)
-_TOKENIZER_FILES = ("tokenizer.json", "*.model", "vocab.json", "vocab.txt")
+_TOKENIZER_FILES = ("tokenizer.json", "*.model", "vocab.json", "vocab.txt", "tekken.json", "*.tiktoken")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # What is fetched from the hub: the files above and the tokenizer's extras (no pickles).
 _HUB_PATTERNS = (*_FOLDER_PATTERNS, "added_tokens.json", "*.jinja")
