@@ -91,7 +91,10 @@ def test_adapt_refuses_bad_input_before_starting_prefect(tmp_path: Path, monkeyp
     flow run with a traceback, no cache folder."""
     import gzip
 
+    # both flow modules imported before either attribute is patched: compare_flow binds
+    # adapt_flow at import, and must not keep the stand-in after this test
     import flows.adapt_flow
+    import flows.compare_flow
     from flows.cli import app
 
     def no_flow(*args, **kwargs):
@@ -105,8 +108,6 @@ def test_adapt_refuses_bad_input_before_starting_prefect(tmp_path: Path, monkeyp
     assert result.exit_code == 2, result.output
     assert "no text" in result.output and "empty.txt.gz" in result.output
     assert not (tmp_path / "cache").exists()
-    import flows.compare_flow
-
     monkeypatch.setattr(flows.compare_flow, "compare_flow", no_flow)
     compared = runner.invoke(app, ["adapt", "--target-file", str(empty), "--target-language", "fi", "--strategy",
                                    "mean", "--strategy", "fvt", "--cache-dir", str(tmp_path / "cache")])
