@@ -22,7 +22,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from flows.parameters import AdaptParameters
-from transfer.corpus.bible_languages import bibles_of
 from transfer.errors import VocabTransferError
 from transfer.settings.names import check_language_tag
 
@@ -151,7 +150,8 @@ class LanguageEntry(BaseModel):
         values: dict[str, Any] = dict(defaults or {})
         values.update(
             target_language=code,
-            target_bible=self.corpus.bible if self.corpus else bibles_of(code),
+            # no corpus: None lets the config pick the language's packaged Bibles
+            target_bible=self.corpus.bible if self.corpus else None,
             target_files=self.corpus.files if self.corpus else [],
             strategy=self.strategy,
             vocab_size=self.vocab_size,
@@ -222,18 +222,15 @@ def load_languages(path: Path | str = DEFAULT_LANGUAGES_FILE) -> LanguagesFile:
     except ValidationError as error:
         raise LanguagesConfigError(f"languages file {path}: {error}") from error
     from transfer.corpus.bible import translation_codes
-    from transfer.corpus.bible_languages import bible_language_problem, describe_language
+    from transfer.corpus.bible_languages import target_corpus_problem
 
     available = set(translation_codes())
     for code, entry in languages.languages.items():
         params = languages.parameters(code)
-        if not params.target_bible and not params.target_files:
-            raise LanguagesConfigError(
-                f"languages file {path}: language {code!r} has no corpus and the packaged Bible has no "
-                f"translation in {describe_language(code)}: give corpus: {{files: [...]}}")
-        wrong_language = bible_language_problem(params.target_bible, code, "corpus.bible", "corpus.files")
-        if wrong_language:
-            raise LanguagesConfigError(f"languages file {path}: language {code!r}: {wrong_language}")
+        problem = target_corpus_problem(params.target_bible, params.target_files, code, "corpus.bible",
+                                        "corpus: {files: [...]}")
+        if problem:
+            raise LanguagesConfigError(f"languages file {path}: language {code!r}: {problem}")
         named = list(params.target_bible)
         if entry.parallel:
             named += entry.parallel.bible_codes

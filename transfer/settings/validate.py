@@ -27,7 +27,7 @@ _JSONL_HEAD_LINES = 20
 def validate_config(cfg: AdaptConfig) -> None:
     """Check strategy, corpus, Bible codes, the data the strategy needs and the source."""
     from transfer.corpus.bible import translation_codes
-    from transfer.corpus.bible_languages import bible_language_problem, bibles_of, describe_language
+    from transfer.corpus.bible_languages import target_corpus_problem
     from transfer.init import check_strategy_params
     from transfer.init.resources import needs
     from transfer.settings.strategy_choice import has_parallel_text, needs_induced_dictionary
@@ -50,15 +50,9 @@ def validate_config(cfg: AdaptConfig) -> None:
         unknown = [c for c in codes if c not in available]
         if unknown:
             raise CorpusError(f"Bible translation codes {unknown} are unknown; available: {available}")
-    language_problem = bible_language_problem(cfg.target_bible, cfg.target_language)
-    if language_problem:
-        raise CorpusError(language_problem)
-    if not cfg.target_bible and not cfg.target_files:
-        if bibles_of(cfg.target_language):
-            raise CorpusError("no target corpus: give target_bible codes or target_files")
-        raise CorpusError(f"no target corpus for {describe_language(cfg.target_language)}: the packaged Bible has "
-                          f"no translation in it; give your own corpus with target_files (or target_bible codes "
-                          f"of a close language)")
+    corpus_problem = target_corpus_problem(cfg.target_bible, cfg.target_files, cfg.target_language)
+    if corpus_problem:
+        raise CorpusError(corpus_problem)
     _check_parallel_files(cfg)
     has_parallel = has_parallel_text(cfg)
     kinds = needs(cfg.strategy)
