@@ -95,4 +95,10 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
+        # Prefect's console handler binds to the sys.stderr of the moment logging is first set
+        # up; set up here, it is not a CliRunner's stream that closes after one test (later
+        # flows then failed with "I/O operation on closed file", depending on test order)
+        from prefect.logging.configuration import setup_logging
+
+        setup_logging()
         yield PREFECT_API_URL.value()
