@@ -68,6 +68,17 @@ def test_language_tags_are_accepted(tag: str) -> None:
     assert check_language_tag(tag) == tag
 
 
+def test_language_tags_take_their_conventional_case() -> None:
+    from transfer.settings.config import AdaptConfig
+    from transfer.settings.names import canonical_language_tag
+
+    assert [canonical_language_tag(t) for t in ("SW", "pt-br", "ZH-hant", "SR-latn-rs", "es-419", "DE-ch-1901")] \
+        == ["sw", "pt-BR", "zh-Hant", "sr-Latn-RS", "es-419", "de-CH-1901"]
+    # one language, one model and registry name however it is typed
+    assert AdaptConfig(target_language="SW", strategy="mean").model_name() == \
+        AdaptConfig(target_language="sw", strategy="mean").model_name()
+
+
 @pytest.mark.parametrize("bad", ["../x", "de/x", "pt BR", "-de", "de\n", "de\x00", "..", "d", "de_DE",
                                  "x" * 40, "de-"])
 def test_language_code_is_a_tag_never_a_path(bad: str) -> None:

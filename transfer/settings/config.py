@@ -8,7 +8,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from transfer.corpus.bible_languages import default_target_bible
-from transfer.settings.names import check_language_tag, check_path_component, safe_component
+from transfer.settings.names import (
+    canonical_language_tag,
+    check_language_tag,
+    check_path_component,
+    safe_component,
+)
 from transfer.settings.strategy_choice import AUTO, choose_strategy
 
 
@@ -197,7 +202,7 @@ class AdaptConfig(BaseModel):
     @classmethod
     def _language_tag(cls, code: str, info: ValidationInfo) -> str:
         # becomes part of folder, Prefect and registry names: a tag, never a path
-        return check_language_tag(code, info.field_name)
+        return canonical_language_tag(check_language_tag(code, info.field_name))
 
     @field_validator("registered_model_prefix")
     @classmethod

@@ -42,6 +42,22 @@ def check_language_tag(value: object, field: str = "language code") -> str:
     return value
 
 
+def canonical_language_tag(tag: str) -> str:
+    """BCP 47's conventional case (tags are case-insensitive): ``SW`` -> ``sw``,
+    ``pt-br`` -> ``pt-BR``, ``ZH-hant`` -> ``zh-Hant``; so one language gets one model name,
+    one registry entry and one set of cache keys however it is typed."""
+    first, *rest = tag.split("-")
+    parts = [first.lower()]
+    for part in rest:
+        if len(part) == 4 and part.isalpha():
+            parts.append(part.title())  # script
+        elif len(part) == 2 and part.isalpha():
+            parts.append(part.upper())  # region
+        else:
+            parts.append(part.lower())  # extlang, numeric region, variant
+    return "-".join(parts)
+
+
 def check_path_component(value: object, field: str = "name") -> str:
     """``value`` if it is one safe path component, else UnsafeNameError naming ``field``."""
     if not isinstance(value, str) or len(value) > MAX_COMPONENT or not _COMPONENT.fullmatch(value):
