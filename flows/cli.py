@@ -95,7 +95,8 @@ def _error_text(error: Exception) -> str:
 
 
 def _fail(error: Exception) -> typer.Exit:
-    console.print("[red]error:[/] " + escape(_error_text(error)))
+    # soft wrap: a path in the message stays whole, to be copied from the terminal
+    console.print("[red]error:[/] " + escape(_error_text(error)), soft_wrap=True)
     return typer.Exit(code=2)
 
 

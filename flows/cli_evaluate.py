@@ -40,7 +40,7 @@ class Row:
 
 
 def _fail(error: Exception) -> typer.Exit:
-    console.print("[red]error:[/] " + escape(str(error)))
+    console.print("[red]error:[/] " + escape(str(error)), soft_wrap=True)
     return typer.Exit(code=2)
 
 

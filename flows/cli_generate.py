@@ -42,7 +42,7 @@ def generate(
         out = generate_text(lm, tokenizer, prompt, chat=chat, max_new_tokens=max_new_tokens, sample=sample,
                             temperature=temperature, top_p=top_p, seed=seed, device=device)
     except VocabTransferError as error:
-        err_console.print("[red]error:[/] " + escape(str(error)))
+        err_console.print("[red]error:[/] " + escape(str(error)), soft_wrap=True)
         raise typer.Exit(code=2) from error
     # plain print: the text as generated, no rich markup or wrapping applied to it
     print(out.text)

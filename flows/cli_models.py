@@ -24,7 +24,7 @@ _PREFIX = typer.Option("vocab-transfer-", help="Registered model name prefix.")
 
 
 def _fail(error: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/] {error}")
+    console.print(f"[red]error:[/] {error}", soft_wrap=True)
     return typer.Exit(code=2)
 
 

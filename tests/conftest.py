@@ -9,6 +9,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# rich fixes a console's width when it is created, from COLUMNS or the terminal: with
+# pytest-xdist the workers have no terminal, so tables and messages wrapped at 80 columns
+# in some orders and not others; one width for every console makes the output deterministic
+os.environ["COLUMNS"] = "200"
 
 import pytest
 
