@@ -3,8 +3,8 @@
 Each model is loaded with its own tokenizer (``smollm2``, a ``.gguf`` file, a local Hugging
 Face folder, a hub id, or an adapted model folder from ``artifacts/models/``) and scored by
 ``transfer.evaluate.score.score_model``, the function the pipeline's evaluate stage runs:
-bits per byte for causal LMs, the masked-LM loss for masked LMs (DESIGN, "Metric that
-makes tokenizers comparable"). One table, best first; each row names its metric.
+bits per byte for causal LMs, the masked-LM loss for masked LMs (DESIGN, "Metric"). One
+table, best first; each row names its metric.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Choosing where tensors live: a CUDA GPU when there is one, else the CPU.
 
-The pipeline picks the device by itself (DESIGN: "The code picks the device by itself"),
-but a caller can ask for ``"cpu"`` or ``"cuda"`` / ``"cuda:N"`` explicitly. Asking for a GPU
-that is not there is an error, never a silent fall-back to the CPU: a run that the user
-expected to take minutes should not quietly take hours.
+The pipeline picks the device by itself, but a caller can ask for ``"cpu"`` or ``"cuda"`` /
+``"cuda:N"`` explicitly. Asking for a GPU that is not there is an error, never a silent
+fall-back to the CPU: a run that the user expected to take minutes should not quietly take
+hours.
 """
 
 from __future__ import annotations

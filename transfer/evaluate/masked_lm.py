@@ -1,7 +1,7 @@
 """Masked-LM objective and evaluation (BERT's 80/10/10 masking) for encoder models.
 
 Masked LMs (BERT, RoBERTa, XLM-R) have no left-to-right likelihood, so bits per byte does
-not apply to them. DESIGN ("Metric that makes tokenizers comparable"): for masked LMs use
+not apply to them. DESIGN ("Metric"): for masked LMs use
 the masked-LM loss with a fixed seed and masking rate. All strategies of one run share the
 target tokenizer, so the same texts give the same token ids and, with the same seed, the
 very same masked positions and replacements: the losses compare directly.

@@ -1,7 +1,7 @@
 """One model's score on a set of texts, by its objective's metric: the single scoring
 function that both the pipeline's ``evaluate`` stage and ``vocab-transfer evaluate`` call.
 
-DESIGN ("Metric that makes tokenizers comparable"): bits per byte for causal LMs, which
+DESIGN ("Metric"): bits per byte for causal LMs, which
 compares models whatever their tokenizers; the masked-LM loss (fixed seed, 15% rate) for
 masked LMs, which have no left-to-right likelihood.
 """

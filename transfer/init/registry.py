@@ -2,8 +2,7 @@
 
 ``initialize`` runs a strategy, then gives special tokens (by role) and byte tokens (by
 byte value) the source rows, the same way for every strategy, so that comparisons
-between strategies measure their real work (DESIGN: "Special tokens ... are mapped by
-role, not by string").
+between strategies measure their real work (DESIGN, "Adding a strategy").
 """
 
 from __future__ import annotations

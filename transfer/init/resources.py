@@ -5,9 +5,10 @@ Strategies declare the data kinds they need where they register
 ``StrategyInputs.resources``; this module is the one place that builds it from finished
 stage folders, so the pipeline's init stage stays generic:
 
-- ``trans_tokenization``: the train sentence pairs the corpus stage wrote (the user's
-  parallel files, else each source translation's verses paired with the first target
-  translation);
+- ``trans_tokenization`` / ``combined`` (``parallel``): the token link counts c(t, s) of the
+  ``links`` stage (``transfer.init.links``: the corpus stage's train sentence pairs, tokenized
+  by both tokenizers and aligned with eflomal once), a sparse target-token x source-row
+  matrix in ``StrategyResources.link_counts``;
 - ``focus``: the target train text;
 - ``wechsel`` / ``ofa``: both languages' static vectors aligned in one space (the
   ``fasttext`` and ``align`` stages of ``transfer.vectors.stage``).
@@ -19,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfer.errors import CorpusError
 from transfer.init.base import StrategyResources
 from transfer.init.registry import needs
 
-__all__ = ["VectorSpace", "build_resources", "needs", "parallel_pairs"]
+__all__ = ["VectorSpace", "build_resources", "needs"]
 
 
 @dataclass(frozen=True)
@@ -32,19 +32,6 @@ class VectorSpace:
 
     source: Any
     target: Any
-
-
-def parallel_pairs(corpus_dir: Path, max_pairs: int | None = None) -> list[tuple[str, str]]:
-    """(source, target) train sentence pairs of the corpus stage in ``corpus_dir``, for
-    every source translation or parallel file (the first ``max_pairs`` of each, in corpus
-    order, when given)."""
-    from transfer.corpus.stage import train_pairs
-
-    pairs = train_pairs(corpus_dir, max_pairs)
-    if not pairs:
-        raise CorpusError(f"corpus stage {corpus_dir.name}: no train sentence pairs (give parallel_files, "
-                          f"or target_bible and source_train_bible codes)")
-    return pairs
 
 
 def build_resources(strategy: str, params: dict[str, Any], upstream: dict[str, Path]) -> StrategyResources:

@@ -45,7 +45,7 @@ class TopK:
 def normalize_rows(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unit-length float32 rows and a (n,) mask of rows that had a direction at all.
 
-    All-zero rows (a token fastText could not compose, DESIGN "Checked pitfalls") stay zero
+    All-zero rows (a token fastText could not compose) stay zero
     and are reported as having no direction, instead of turning into NaNs."""
     rows = matrix.detach().to(torch.float32)
     norms = torch.linalg.vector_norm(rows, dim=1)

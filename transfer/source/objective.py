@@ -2,9 +2,9 @@
 
 The objective decides everything downstream of loading: which ``AutoModelFor...`` class
 loads the checkpoint, which loss the trainer minimizes (next token vs BERT's 80/10/10
-masking) and which metric scores the model. DESIGN ("Metric that makes tokenizers
-comparable"): bits per byte for causal LMs, the masked-LM loss with a fixed seed and rate
-for masked LMs (BERT, RoBERTa, XLM-R), which have no left-to-right likelihood.
+masking) and which metric scores the model. DESIGN ("Metric"): bits per byte for causal
+LMs, the masked-LM loss with a fixed seed and rate for masked LMs (BERT, RoBERTa, XLM-R),
+which have no left-to-right likelihood.
 """
 
 from __future__ import annotations

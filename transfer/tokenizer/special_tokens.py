@@ -1,6 +1,6 @@
 """Special tokens by role and byte tokens by byte value, across tokenizer families.
 
-DESIGN ("Strategies"): special tokens (bos, eos, pad, unk, mask, chat markers) are mapped
+DESIGN ("Adding a strategy"): special tokens (bos, eos, pad, unk, mask, chat markers) are mapped
 by *role*, not by string, because two tokenizers rarely spell them alike (``<s>`` vs
 ``<|im_start|>``) but a model has learned what each role does. Byte-level and
 byte-fallback tokens stand for one byte whatever their spelling (GPT-2's ``Ċ`` and

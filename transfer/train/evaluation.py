@@ -29,8 +29,8 @@ def dev_evaluator(
     :func:`transfer.evaluate.bpb.bits_per_byte` (docs/DESIGN.md) and the loss in nats per scored
     token. Masked (``metric`` "mlm_loss"): the masked-LM loss of
     :func:`transfer.evaluate.masked_lm.masked_lm_loss` with a fixed seed and masking rate,
-    the evaluate stage's metric (docs/DESIGN.md: all strategies share the target tokenizer, so
-    losses compare); BPB is not defined for a masked LM and is None.
+    the evaluate stage's metric (docs/DESIGN.md, "Metric"; all strategies share the target
+    tokenizer, so losses compare); BPB is not defined for a masked LM and is None.
     """
     texts = list(texts)
     if not texts:
