@@ -1,6 +1,7 @@
-"""Stage 7, publishing a finished run beside its exported model: the run manifest, the
-model card, ``adaptation.json`` and (when asked) the registry entry, all naming the run's
-lineage (every stage's ``stage:key``, vector stages included)."""
+"""Publishing a finished run beside its exported model, the step after the stages (DESIGN,
+"Stages"): the run manifest, the model card, ``adaptation.json`` and (when asked) the
+registry entry, all naming the run's lineage (every stage's ``stage:key``, vector stages
+included)."""
 
 from __future__ import annotations
 
