@@ -53,8 +53,8 @@ def main() -> None:
     from transfer.init.surgery import get_source_embeddings
     from transfer.train import pack_train_split
     from transfer.vectors.alignment import align_vectors
-    from transfer.vectors.fasttext import load_fasttext_bin
     from transfer.vectors.subwords import token_vectors
+    from transfer.vectors.vector_formats import load_fasttext_bin
 
     if args.smoke:
         from tests.tiny import tiny_byte_bpe_tokenizer, tiny_llama

@@ -141,7 +141,7 @@ def _smoke_dictionary(out: Path, verses: int) -> Path:
     train verses (names, numbers): the smoke's seed dictionary, instead of parsing Ding's
     290k lines twice (alignment and held-out BLI)."""
     from transfer.corpus.bible import read_texts
-    from transfer.vectors.fasttext import tokenize_words
+    from transfer.vectors.static_vectors import tokenize_words
 
     def words(code: str) -> set[str]:
         return {w for text in read_texts(code, "train")[:verses] for w in tokenize_words(text)}

@@ -25,12 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from transfer.corpus.bible import read_texts, verse_pairs
 from transfer.vectors.alignment import align_vectors, bli_evaluate
 from transfer.vectors.dictionaries import DING_DE_EN, coverage, held_out_split, load_dictionary
-from transfer.vectors.fasttext import (
-    load_trained,
-    tokenize_words,
-    train_fasttext,
-    write_training_text,
-)
+from transfer.vectors.fasttext_training import load_trained, train_fasttext, write_training_text
+from transfer.vectors.static_vectors import tokenize_words
 from transfer.vectors.word_alignment import align, induce_dictionary_report
 
 RESULTS = Path(__file__).resolve().parent / "results"

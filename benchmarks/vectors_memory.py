@@ -9,7 +9,7 @@ process and reports its ``ru_maxrss`` (peak resident memory) and seconds:
   the floor any reader through the package pays;
 - ``load before``: the loader as it was (``get_input_matrix()`` copies the whole input
   matrix; the word rows gathered in a list, then ``np.stack``);
-- ``load after``: :func:`transfer.vectors.fasttext.load_fasttext_bin` now (a view of
+- ``load after``: :func:`transfer.vectors.vector_formats.load_fasttext_bin` now (a view of
   fastText's matrix; word rows written into one preallocated matrix);
 - ``stage before`` / ``stage after``: load and store compactly, as the
   ``pretrained_vectors`` stage does (``save_vectors``: word matrix + the buckets the
@@ -45,13 +45,13 @@ def _make_bin(out: Path, bucket: int, dim: int, epoch: int) -> dict[str, Any]:
     """fastText on the KJV train verses with ``bucket`` buckets, saved as a .bin (in a child
     process: fastText's matrix is only zero in fresh memory)."""
     from transfer.corpus.bible import read_texts
-    from transfer.vectors.fasttext import write_training_text
+    from transfer.vectors.fasttext_training import write_training_text
 
     text = out.with_suffix(".txt")
     counts = write_training_text(read_texts("k", "train"), text)
     args = {"dim": dim, "epoch": epoch, "minCount": 2, "bucket": bucket, "thread": 1, "seed": 0}
     job = json.dumps({"text": str(text), "out": str(out), "args": args})
-    code = ("import json, sys, pathlib; from transfer.vectors.fasttext import _train_model; "
+    code = ("import json, sys, pathlib; from transfer.vectors.fasttext_training import _train_model; "
             "j = json.loads(sys.argv[1]); _train_model(pathlib.Path(j['text']), j['args']).save_model(j['out'])")
     started = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, job], check=True, cwd=ROOT)
@@ -65,7 +65,7 @@ def _load_before(path: Path) -> Any:
     import fasttext
     import numpy as np
 
-    from transfer.vectors.fasttext import NgramTable, StaticVectors
+    from transfer.vectors.static_vectors import NgramTable, StaticVectors
 
     model = fasttext.load_model(str(path))
     args = model.f.getArgs()
@@ -82,7 +82,8 @@ def _child(variant: str, path: Path) -> None:
     import fasttext  # noqa: F401  (imported before the baseline, as every variant needs it)
     import numpy  # noqa: F401
 
-    from transfer.vectors.fasttext import load_fasttext_bin, save_vectors
+    from transfer.vectors.compact_vectors import save_vectors
+    from transfer.vectors.vector_formats import load_fasttext_bin
 
     baseline = _peak_mb()
     started = time.perf_counter()

@@ -104,7 +104,7 @@ def fasttext_bin(
     as `.bin` so that both the reference (fasttext objects) and our loader read the same
     file. Trained once and reused (keyed by its settings)."""
     from transfer.corpus.bible import read_texts
-    from transfer.vectors.fasttext import write_training_text
+    from transfer.vectors.fasttext_training import write_training_text
 
     codes = EN_CODES if lang == "en" else DE_CODES
     name = f"ft-{lang}-d{dim}-e{epoch}-m{min_count}-b{bucket}-n{limit or 'all'}.bin"
@@ -118,7 +118,7 @@ def fasttext_bin(
     settings = {"input": str(text), "model": "cbow", "dim": dim, "epoch": epoch, "minCount": min_count,
                 "bucket": bucket, "minn": 3, "maxn": 6, "thread": threads, "verbose": 0}
     # a child process per model: fastText leaves part of its input matrix uninitialized,
-    # which is zero only in fresh memory (see transfer.vectors.fasttext.train_fasttext)
+    # which is zero only in fresh memory (see transfer.vectors.fasttext_training.train_fasttext)
     code = ("import sys, json, fasttext; a = json.loads(sys.argv[1]); "
             "fasttext.train_unsupervised(**a).save_model(sys.argv[2])")
     subprocess.run([sys.executable, "-c", code, json.dumps(settings), str(tmp)], check=True)

@@ -126,7 +126,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from transfer.vectors.alignment import align_vectors
-    from transfer.vectors.fasttext import load_fasttext_bin
+    from transfer.vectors.vector_formats import load_fasttext_bin
 
     wechsel = import_reference()
     import fasttext

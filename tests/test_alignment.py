@@ -8,7 +8,7 @@ import pytest
 
 from transfer.errors import AlignmentError
 from transfer.vectors.alignment import align_vectors, bli_evaluate, bli_precision_at_1, procrustes
-from transfer.vectors.fasttext import StaticVectors
+from transfer.vectors.static_vectors import StaticVectors
 
 
 def _rotated_pair(n: int = 600, dim: int = 24, noise: float = 0.05, seed: int = 0):
@@ -68,7 +68,7 @@ def test_tiny_real_vectors_align(tmp_path):
     """Two fastText models of two English Bible translations: Procrustes on shared words
     maps each word close to itself (a sanity check on real vectors, not a quality claim)."""
     from transfer.corpus.bible import read_texts
-    from transfer.vectors.fasttext import load_trained, train_fasttext, write_training_text
+    from transfer.vectors.fasttext_training import load_trained, train_fasttext, write_training_text
 
     models = {}
     for code in ("k", "4"):

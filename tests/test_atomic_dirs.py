@@ -16,7 +16,8 @@ import torch
 from transfer.engine.cache import StageCache, StageOutput, replacing_directory
 from transfer.publish.export import export_model
 from transfer.train.checkpoint import save_checkpoint
-from transfer.vectors.fasttext import StaticVectors, save_vectors
+from transfer.vectors.compact_vectors import save_vectors
+from transfer.vectors.static_vectors import StaticVectors
 
 
 @pytest.fixture

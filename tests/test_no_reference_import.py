@@ -47,7 +47,9 @@ def test_importing_every_strategy_leaves_the_reference_unloaded():
     # every strategy module (the package imports them all) and the modules WECHSEL uses
     code = (
         "import sys, transfer.init, transfer.init.similarity, transfer.init.factorized\n"
-        "import transfer.vectors.subwords, transfer.vectors.alignment, transfer.vectors.fasttext\n"
+        "import transfer.vectors.subwords, transfer.vectors.alignment, transfer.vectors.static_vectors\n"
+        "import transfer.vectors.vector_formats, transfer.vectors.compact_vectors\n"
+        "import transfer.vectors.fasttext_training\n"
         "print('wechsel' in sys.modules, len(transfer.init.available_strategies()))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

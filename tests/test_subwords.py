@@ -10,12 +10,8 @@ import pytest
 from tests.tiny import GERMAN_SENTENCES, tiny_byte_bpe_tokenizer, tiny_unigram_tokenizer
 from transfer.errors import VectorsError
 from transfer.tokenizer.special_tokens import special_token_ids
-from transfer.vectors.fasttext import (
-    StaticVectors,
-    load_trained,
-    train_fasttext,
-    write_training_text,
-)
+from transfer.vectors.fasttext_training import load_trained, train_fasttext, write_training_text
+from transfer.vectors.static_vectors import StaticVectors
 from transfer.vectors.subwords import token_surfaces, token_vectors
 
 

@@ -174,7 +174,7 @@ def test_vector_fallback_takes_wechsels_aligned_word_vectors(tt_source_tok, tt_t
     """The pipeline's ``aligned_vectors`` (word vectors in one space, as WECHSEL gets them)
     work here too: turned into token vectors by the same token_vector_method."""
     from transfer.vectors.alignment import AlignedPair
-    from transfer.vectors.fasttext import StaticVectors, tokenize_words
+    from transfer.vectors.static_vectors import StaticVectors, tokenize_words
 
     def words_of(sentences):
         return sorted({w for s in sentences for w in tokenize_words(s)})

@@ -13,18 +13,10 @@ import numpy as np
 import pytest
 
 from transfer.errors import VectorsError
-from transfer.vectors.fasttext import (
-    NgramTable,
-    StaticVectors,
-    _murmurhash64a,
-    char_ngrams,
-    load_trained,
-    load_vectors,
-    save_vectors,
-    tokenize_words,
-    train_fasttext,
-    write_training_text,
-)
+from transfer.vectors.compact_vectors import save_vectors
+from transfer.vectors.fasttext_training import load_trained, train_fasttext, write_training_text
+from transfer.vectors.static_vectors import NgramTable, StaticVectors, char_ngrams, tokenize_words
+from transfer.vectors.vector_formats import _murmurhash64a, load_vectors
 
 FT = {"dim": 16, "epoch": 2, "min_count": 2, "bucket": 20_000, "threads": 1, "seed": 0}
 
@@ -49,7 +41,7 @@ def fasttext_bin(corpus: Path) -> Path:
     out = corpus.parent / "model.bin"
     settings = {"dim": 16, "epoch": 2, "minCount": 2, "bucket": 20_000, "thread": 1, "seed": 0,
                 "model": "skipgram", "minn": 3, "maxn": 6, "lr": 0.05, "ws": 5, "neg": 5}
-    code = ("import sys, json; from pathlib import Path; from transfer.vectors.fasttext import _train_model; "
+    code = ("import sys, json; from pathlib import Path; from transfer.vectors.fasttext_training import _train_model; "
             "_train_model(Path(sys.argv[1]), json.loads(sys.argv[2])).save_model(sys.argv[3])")
     subprocess.run([sys.executable, "-c", code, str(corpus), json.dumps(settings), str(out)], check=True)
     return out

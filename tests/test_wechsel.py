@@ -211,7 +211,7 @@ def test_reference_benchmarks_run_in_smoke_mode(tmp_path: Path):
 
 def test_token_vectors_from_aligned_static_vectors_word_average(bpe_pair):
     from transfer.vectors.alignment import AlignedPair
-    from transfer.vectors.fasttext import StaticVectors, tokenize_words
+    from transfer.vectors.static_vectors import StaticVectors, tokenize_words
 
     source_tok, target_tok = bpe_pair
     model = tiny_llama(len(source_tok))

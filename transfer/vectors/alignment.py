@@ -20,7 +20,7 @@ import numpy as np
 from scipy.linalg import orthogonal_procrustes
 
 from transfer.errors import AlignmentError
-from transfer.vectors.fasttext import StaticVectors
+from transfer.vectors.static_vectors import StaticVectors
 
 Pair = tuple[str, str]
 

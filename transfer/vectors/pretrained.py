@@ -17,20 +17,26 @@ is refused before any stage runs; the loader checks every line as it reads.
 
 from __future__ import annotations
 
-import gzip
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Literal
+from typing import TYPE_CHECKING, Literal
 
 from transfer.errors import VectorsError
-from transfer.vectors.fasttext import _GENSIM_HINT, _PICKLE_SUFFIXES, FASTTEXT_MAGIC, _is_pickle
+from transfer.vectors.vector_formats import (
+    FASTTEXT_MAGIC,
+    GENSIM_HINT,
+    GZIP_MAGIC,
+    is_fasttext_bin,
+    is_pickle,
+    open_binary,
+    parse_header,
+)
 
 if TYPE_CHECKING:
     from transfer.settings.config import AdaptConfig
 
 Form = Literal["fasttext_bin", "word2vec_text", "word2vec_binary"]
-_GZIP_MAGIC = b"\x1f\x8b"
 _TEXT_SUFFIXES = {".vec", ".txt"}
 HEAD_LINES = 1000  # rows checked before any stage (the loader checks the rest)
 
@@ -51,27 +57,8 @@ class VectorFile:
         return self.form == "fasttext_bin"
 
 
-def is_gzipped(path: Path) -> bool:
-    if path.suffix.lower() == ".gz":
-        return True
-    with open(path, "rb") as handle:
-        return handle.read(2) == _GZIP_MAGIC
-
-
-def open_binary(path: Path) -> BinaryIO:
-    """The file's bytes, decompressed when it is gzipped (by suffix or magic)."""
-    return gzip.open(path, "rb") if is_gzipped(path) else open(path, "rb")  # type: ignore[return-value]
-
-
 def _inner_suffix(path: Path) -> str:
     return Path(path.stem).suffix.lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
-
-
-def _parse_header(line: bytes) -> tuple[int, int] | None:
-    parts = line.split()
-    if len(parts) == 2 and all(p.isdigit() for p in parts):
-        return int(parts[0]), int(parts[1])
-    return None
 
 
 def _sniff_fasttext(path: Path, head: bytes, label: str) -> VectorFile:
@@ -97,7 +84,7 @@ def _sniff_text(path: Path, label: str, max_lines: int) -> VectorFile:
             except UnicodeDecodeError as exc:
                 raise VectorsError(f"{label}: {path}: line {lineno} is not UTF-8 text ({exc}); a .vec "
                                    f"file is UTF-8 (convert it, e.g. with iconv)") from exc
-            if lineno == 1 and (header := _parse_header(raw)) is not None:
+            if lineno == 1 and (header := parse_header(raw)) is not None:
                 dim = header[1]
                 if dim <= 0:
                     raise VectorsError(f"{label}: {path}: line 1: header {line.strip()!r} gives dimension {dim}")
@@ -137,15 +124,15 @@ def sniff_vector_file(path: str | Path, label: str = "vectors", *, max_lines: in
         raise VectorsError(f"{label}: {path} is empty")
     with open(path, "rb") as handle:
         head = handle.read(4096)
-    if path.suffix.lower() in _PICKLE_SUFFIXES or _is_pickle(head):
-        raise VectorsError(f"{label}: {path}: refused: {_GENSIM_HINT}")
-    if len(head) >= 4 and int.from_bytes(head[:4], "little") == FASTTEXT_MAGIC:
+    if is_pickle(path, head):
+        raise VectorsError(f"{label}: {path}: refused: {GENSIM_HINT}")
+    if is_fasttext_bin(head):
         return _sniff_fasttext(path, head, label)
-    if head[:2] == _GZIP_MAGIC and _inner_suffix(path) == ".bin":
+    if head[:2] == GZIP_MAGIC and _inner_suffix(path) == ".bin":
         raise VectorsError(f"{label}: {path}: a gzipped .bin; decompress it first (gunzip), fastText "
                            f"reads .bin files uncompressed")
     if path.suffix.lower() == ".bin":
-        header = _parse_header(head.split(b"\n", 1)[0])
+        header = parse_header(head.split(b"\n", 1)[0])
         if header is None or b"\n" not in head:
             magic = int.from_bytes(head[:4], "little") if len(head) >= 4 else None
             raise VectorsError(f"{label}: {path}: not a fastText .bin (magic number {magic}, expected "
@@ -153,7 +140,7 @@ def sniff_vector_file(path: str | Path, label: str = "vectors", *, max_lines: in
         if header[1] <= 0:
             raise VectorsError(f"{label}: {path}: line 1: header gives dimension {header[1]}")
         return VectorFile(str(path), "word2vec_binary", header[1], header[0])
-    if head[:2] != _GZIP_MAGIC and _inner_suffix(path) not in _TEXT_SUFFIXES and b"\0" in head:
+    if head[:2] != GZIP_MAGIC and _inner_suffix(path) not in _TEXT_SUFFIXES and b"\0" in head:
         raise VectorsError(f"{label}: {path}: binary content in a file that is not a .bin (give a fastText "
                            f".bin, or word vectors as .vec/.txt text)")
     return _sniff_text(path, label, max_lines)

@@ -119,7 +119,7 @@ def fasttext_lines(spec: StageSpec) -> Iterator[str]:
 @builder("fasttext")
 def build_fasttext(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.errors import CorpusError
-    from transfer.vectors.fasttext import load_trained, train_fasttext, write_training_text
+    from transfer.vectors.fasttext_training import load_trained, train_fasttext, write_training_text
 
     p = spec.params
     started = time.perf_counter()
@@ -157,10 +157,11 @@ def pretrained_vectors_spec(path: str | Path, texts: Texts, *, cache_dir: str | 
 @builder("pretrained_vectors")
 def build_pretrained_vectors(spec: StageSpec, out: Path, context: BuildContext) -> None:
     """Load the file once (:mod:`transfer.vectors.pretrained` picks the reader) and save it
-    as :func:`~transfer.vectors.fasttext.save_vectors` does for trained vectors: the word
+    as :func:`~transfer.vectors.compact_vectors.save_vectors` does for trained vectors: the word
     matrix, plus for a ``.bin`` the n-gram buckets its vocabulary uses."""
-    from transfer.vectors.fasttext import load_fasttext_bin, load_word2vec, save_vectors
+    from transfer.vectors.compact_vectors import save_vectors
     from transfer.vectors.pretrained import sniff_vector_file
+    from transfer.vectors.vector_formats import load_fasttext_bin, load_word2vec
 
     started = time.perf_counter()
     path = Path(spec.params["path"])
@@ -242,7 +243,7 @@ def induced_parallel_pairs(spec: StageSpec) -> list[tuple[str, str]]:
 
 
 def _induced_pairs(spec: StageSpec, lowercase: bool) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    from transfer.vectors.fasttext import tokenize_words
+    from transfer.vectors.static_vectors import tokenize_words
     from transfer.vectors.word_alignment import align, induce_dictionary_report
 
     p = spec.params
@@ -258,8 +259,9 @@ def _induced_pairs(spec: StageSpec, lowercase: bool) -> tuple[list[tuple[str, st
 @builder("align")
 def build_align(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.vectors.alignment import align_vectors, bli_evaluate
+    from transfer.vectors.compact_vectors import save_vectors
     from transfer.vectors.dictionaries import coverage, held_out_split, load_dictionary
-    from transfer.vectors.fasttext import load_trained, save_vectors
+    from transfer.vectors.fasttext_training import load_trained
 
     p = spec.params
     source = load_trained(spec.upstream_path("source") / "vectors")
@@ -303,8 +305,8 @@ def _identity_alignment(spec: StageSpec, source: Any, target: Any, report: dict[
     """Vectors already in one space: the identity map; BLI on the whole dictionary file
     when there is one (nothing was fitted on it, so every pair is a test pair)."""
     from transfer.vectors.alignment import bli_evaluate, identity_pair
+    from transfer.vectors.compact_vectors import save_vectors
     from transfer.vectors.dictionaries import coverage, load_dictionary
-    from transfer.vectors.fasttext import save_vectors
 
     p = spec.params
     aligned = identity_pair(source, target)
@@ -323,7 +325,7 @@ def _identity_alignment(spec: StageSpec, source: Any, target: Any, report: dict[
 
 def load_aligned(stage: StageOutput) -> tuple[Any, Any, dict[str, Any]]:
     """(source vectors, target vectors, report) of a finished "align" stage."""
-    from transfer.vectors.fasttext import load_compact
+    from transfer.vectors.compact_vectors import load_compact
 
     return (load_compact(stage.path / "source"), load_compact(stage.path / "target"),
             read_json(stage.path / "align.json"))

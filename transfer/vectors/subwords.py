@@ -29,7 +29,7 @@ from transfer.tokenizer.special_tokens import (
     token_surface,
     tokenizer_family,
 )
-from transfer.vectors.fasttext import StaticVectors
+from transfer.vectors.static_vectors import StaticVectors
 
 
 @dataclass

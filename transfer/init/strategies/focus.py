@@ -218,7 +218,7 @@ def train_token_vectors(
 
     Tokens below ``min_count`` get no vector on purpose: FOCUS treats them as too rare to
     place; their n-gram-only vectors would be guesses."""
-    from transfer.vectors.fasttext import load_trained, train_fasttext
+    from transfer.vectors.fasttext_training import load_trained, train_fasttext
 
     words = token_words(tok)
     with tempfile.TemporaryDirectory(prefix="focus-fasttext-") as tmp:
