@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_prefect_flows import tiny_config
+from tests.helpers import flow_config
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -55,7 +55,7 @@ def _visible_text(html: str) -> str:
 def test_ui_shows_deployment_and_completed_run(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus)
+    cfg = flow_config(tmp_path, tiny_source, tiny_corpus)
     languages = tmp_path / "languages.yaml"
     languages.write_text(yaml.safe_dump({
         "defaults": {"source_model": str(tiny_source), "source_bible": [], "device": "cpu",

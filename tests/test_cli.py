@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.test_prefect_flows import _languages_file, tiny_config
+from tests.helpers import flow_config, languages_file
 
 runner = CliRunner()
 
@@ -36,7 +36,7 @@ def test_plan_matches_the_run_and_sees_the_cache(tmp_path: Path, tiny_source: Pa
     from flows.plan import plan_adaptation
     from transfer.pipeline import run_adaptation
 
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus)
+    cfg = flow_config(tmp_path, tiny_source, tiny_corpus)
     before = plan_adaptation(cfg)
     assert before.stages and not any(s.cached for s in before.stages)
     # the size read from the source's file headers is the model's own
@@ -70,7 +70,7 @@ def test_plan_matches_the_run_and_sees_the_cache(tmp_path: Path, tiny_source: Pa
 def test_batch_dry_run_and_bad_language(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     from flows.cli import app
 
-    languages = _languages_file(tmp_path, tiny_corpus, tiny_source)
+    languages = languages_file(tmp_path, tiny_corpus, tiny_source)
     plan = runner.invoke(app, ["batch", "--languages", str(languages), "--only", "de", "--dry-run"])
     assert plan.exit_code == 0, plan.output
     assert "German (de)" in plan.output and "to build" in plan.output

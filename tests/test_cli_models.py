@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.test_registry import make_record, model_folder, registry_uri
+from tests.helpers import make_record, model_folder, registry_uri
 from transfer.publish.cache_clean import apply_gc, plan_gc
 from transfer.publish.registry import Registry
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.test_prefect_flows import tiny_config
+from tests.helpers import flow_artifacts, flow_config
 from transfer.errors import UnknownStrategyError
 from transfer.publish.comparison import (
     ComparisonError,
@@ -22,7 +22,7 @@ from transfer.publish.comparison import (
 
 def test_each_strategy_gets_the_parameters_it_takes(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     params = {"covariance_scale": 0.0, "k": 3, "fallback_covariance_scale": 0.5}
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, strategy_params=params)
+    cfg = flow_config(tmp_path, tiny_source, tiny_corpus, strategy_params=params)
     configs = strategy_configs(cfg, ["mean", "wechsel", "overlap", "random"])
     assert [c.strategy for c in configs] == ["mean", "wechsel", "overlap", "random"]
     by_name = {c.strategy: c.strategy_params for c in configs}
@@ -43,7 +43,7 @@ def test_each_strategy_gets_the_parameters_it_takes(tmp_path: Path, tiny_source:
 
 
 def test_compare_shares_stages_and_ranks(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=2, eval_every=1, curve_texts=4)
+    cfg = flow_config(tmp_path, tiny_source, tiny_corpus, train_steps=2, eval_every=1, curve_texts=4)
     results = []
     comparison = compare_strategies(cfg, ["mean", "random"], on_result=results.append)
     assert [r.config.strategy for r in results] == ["mean", "random"]
@@ -84,7 +84,7 @@ def test_compare_shares_stages_and_ranks(tmp_path: Path, tiny_source: Path, tiny
 
 def test_bad_strategy_is_refused_before_any_run(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     """The second strategy needs a parallel corpus the config lacks: nothing runs at all."""
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus)
+    cfg = flow_config(tmp_path, tiny_source, tiny_corpus)
     ran = []
     with pytest.raises(Exception, match="parallel corpus"):
         compare_strategies(cfg, ["mean", "trans_tokenization"], run=ran.append)
@@ -94,7 +94,7 @@ def test_bad_strategy_is_refused_before_any_run(tmp_path: Path, tiny_source: Pat
 def test_cli_compares_with_repeated_strategy(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     from flows.cli import app
 
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=1)
+    cfg = flow_config(tmp_path, tiny_source, tiny_corpus, train_steps=1)
     config_file = tmp_path / "config.json"
     config_file.write_text(cfg.model_dump_json())
     runner = CliRunner()
@@ -120,9 +120,8 @@ def test_compare_flow_runs_each_strategy_as_a_sub_run(prefect_harness, tmp_path:
 
     from flows.compare_flow import compare_flow
     from flows.parameters import as_parameters
-    from tests.test_prefect_flows import _artifacts
 
-    cfg = as_parameters(tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=1))
+    cfg = as_parameters(flow_config(tmp_path, tiny_source, tiny_corpus, train_steps=1))
     state = compare_flow(cfg, ["mean", "random"], return_state=True)
     assert state.is_completed(), state.message
     comparison = state.result()
@@ -133,7 +132,7 @@ def test_compare_flow_runs_each_strategy_as_a_sub_run(prefect_harness, tmp_path:
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
     names = sorted(run.name for run in children)
     assert names == ["de-mean", "de-random"], names
-    artifacts = {a.key: a for a in _artifacts(run_id)}
+    artifacts = {a.key: a for a in flow_artifacts(run_id)}
     table = artifacts["compare-de-mean-random-table"]
     assert "| mean |" in table.data and "| random |" in table.data
     assert "compare-de-mean-random-curves" in artifacts

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_kill_resume import Child, events_of, temp_leftovers, tiny_config, weights_sha256
+from tests.helpers import Child, events_of, temp_leftovers, three_step_config, weights_sha256
 from transfer.pipeline import run_adaptation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -26,7 +26,7 @@ def alone(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path, tiny_corp
           one_torch_thread: None):
     """German run alone (the result both concurrent tests must reproduce)."""
     tmp = tmp_path_factory.mktemp("alone")
-    result = run_adaptation(tiny_config(tmp, tiny_source, tiny_corpus))
+    result = run_adaptation(three_step_config(tmp, tiny_source, tiny_corpus))
     return result, weights_sha256(result.model_dir)
 
 
@@ -45,7 +45,7 @@ def _entries(cache: Path) -> dict[str, list[str]]:
 def test_same_config_twice_at_once(tmp_path: Path, tiny_source: Path, tiny_corpus: Path, alone) -> None:
     ref, ref_sha = alone
     # checkpoints too: only the run that holds the train stage's lock trains
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, checkpoint_every=1)
+    cfg = three_step_config(tmp_path, tiny_source, tiny_corpus, checkpoint_every=1)
     seen = _finish(Child(cfg, tmp_path, "a"), Child(cfg, tmp_path, "b"))
     built = Counter(label for events in seen for label, status in events if status == "built")
     cached = Counter(label for events in seen for label, status in events if status == "cached")
@@ -67,8 +67,8 @@ def test_two_languages_at_once(tmp_path: Path, tiny_source: Path, tiny_corpus: P
     _, ref_sha = alone
     english = tmp_path / "en.txt"
     english.write_text("\n".join(f"{s} ({i})" for i in range(12) for s in ENGLISH_SENTENCES) + "\n")
-    german = tiny_config(tmp_path, tiny_source, tiny_corpus)
-    other = tiny_config(tmp_path, tiny_source, english, target_language="en")
+    german = three_step_config(tmp_path, tiny_source, tiny_corpus)
+    other = three_step_config(tmp_path, tiny_source, english, target_language="en")
     seen = _finish(Child(german, tmp_path, "de"), Child(other, tmp_path, "en"))
     built = Counter(label for events in seen for label, status in events if status == "built")
     assert built["source"] == 1 and built["corpus"] == 2 and built["train"] == 2

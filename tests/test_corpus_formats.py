@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
+from tests.helpers import config
 from tests.refusals import make_artifacts, refused
-from tests.test_pipeline import _config
 from transfer.corpus.readers import corpus_content_hash, corpus_files, iter_documents
 from transfer.corpus.stage import corpus_record, corpus_spec, read_lines
 from transfer.engine.cache import StageCache
@@ -160,7 +160,7 @@ def test_the_split_keeps_a_blank_line_document_whole(tmp_path: Path) -> None:
     docs = [[f"Dokument {d} Zeile {z} mit etwas Text." for z in range(3)] for d in range(120)]
     path = tmp_path / "cc100.txt"
     path.write_text("\n\n".join("\n".join(doc) for doc in docs) + "\n")
-    cfg = _config(tmp_path, tmp_path, path, document_boundary="blank_line", dev_fraction=0.2, test_fraction=0.2)
+    cfg = config(tmp_path, tmp_path, path, document_boundary="blank_line", dev_fraction=0.2, test_fraction=0.2)
     _check_target_files(cfg)  # validation reads the documents whole, as the stage does
     cache = StageCache(tmp_path / "cache")
     corpus, _ = execute(corpus_spec(cfg), cache)
@@ -185,7 +185,7 @@ def test_the_corpus_record_names_the_files_a_folder_gave(tmp_path: Path) -> None
     lines = [f"Satz Nummer {i} im Korpus." for i in range(200)]
     _write_compressed(folder / "a.txt.zst", "\n".join(lines[:100]) + "\n")
     _parquet(folder / "b.parquet", {"text": lines[100:]}, row_group_size=50)
-    cfg = _config(tmp_path, tmp_path, folder)
+    cfg = config(tmp_path, tmp_path, folder)
     corpus, _ = execute(corpus_spec(cfg), StageCache(tmp_path / "cache"))
     record = corpus_record(corpus.path)
     assert record["files"] == {"file:0": [{"path": str(folder / "a.txt.zst"), "format": "text+zstd"},
@@ -279,7 +279,7 @@ def test_bad_corpus_files_are_refused_before_any_stage(name: str, pattern: str, 
                                                       tiny_source: Path) -> None:
     artifacts = make_artifacts(tmp_path)
     path = _bad_files(tmp_path / "input")[name]
-    cfg = _config(tmp_path, tiny_source, path, cache_dir=artifacts / "cache", output_dir=artifacts / "models")
+    cfg = config(tmp_path, tiny_source, path, cache_dir=artifacts / "cache", output_dir=artifacts / "models")
     message = refused(f"target file {name}", "validate_config (run_adaptation) -> _check_target_files",
                       lambda: run_adaptation(cfg), pattern, artifacts, CorpusError)
     assert name in message  # the file is named
@@ -288,7 +288,7 @@ def test_bad_corpus_files_are_refused_before_any_stage(name: str, pattern: str, 
 def test_an_empty_compressed_or_parquet_file_beside_text_is_fine(tmp_path: Path, tiny_corpus: Path) -> None:
     files = _bad_files(tmp_path / "input")
     for name in ("empty.txt.zst", "empty-stream.txt.bz2", "empty-rows.parquet"):
-        cfg = _config(tmp_path, tmp_path, tiny_corpus, target_files=[str(tiny_corpus), str(files[name])])
+        cfg = config(tmp_path, tmp_path, tiny_corpus, target_files=[str(tiny_corpus), str(files[name])])
         _check_target_files(cfg)
 
 
@@ -296,7 +296,7 @@ def test_a_file_without_blank_lines_is_refused_as_blank_line_documents(tmp_path:
     artifacts = make_artifacts(tmp_path)
     path = tmp_path / "lines.txt.zst"
     path.write_bytes(_zstd_bytes("".join(f"Zeile {i} ohne Leerzeile.\n" for i in range(5000)).encode()))
-    cfg = _config(tmp_path, tiny_source, path, document_boundary="blank_line", cache_dir=artifacts / "cache",
+    cfg = config(tmp_path, tiny_source, path, document_boundary="blank_line", cache_dir=artifacts / "cache",
                   output_dir=artifacts / "models")
     refused("target file lines.txt.zst as blank_line documents", "validate_config -> _check_target_files",
             lambda: run_adaptation(cfg), r"lines\.txt\.zst.*hold no blank line.*document_boundary='line'",
@@ -325,7 +325,7 @@ def test_damage_past_the_head_fails_the_corpus_stage_and_leaves_no_entry(suffix:
     assert len(data) > 8 * HEAD_BYTES
     path = tmp_path / f"long.txt{suffix}"
     path.write_bytes(COMPRESSORS[suffix](data)[:-40])  # the end of the file is lost
-    cfg = _config(tmp_path, tmp_path, path)
+    cfg = config(tmp_path, tmp_path, path)
     _check_target_files(cfg)  # the head is fine
     cache = StageCache(tmp_path / "cache")
     spec = corpus_spec(cfg)

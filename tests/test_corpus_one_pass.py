@@ -9,7 +9,7 @@ from pathlib import Path
 
 import zstandard
 
-from tests.test_pipeline import _config
+from tests.helpers import config
 from transfer.corpus import readers
 from transfer.corpus.readers import iter_documents, split_documents
 from transfer.corpus.splits import SplitFractions
@@ -37,7 +37,7 @@ def test_each_file_is_read_once_and_split_as_the_rule_says(tmp_path: Path, monke
         reads[str(path)] += 1
         return original(path, *args, **kwargs)
 
-    cfg = _config(tmp_path, tmp_path, folder, dev_fraction=0.1, test_fraction=0.1)
+    cfg = config(tmp_path, tmp_path, folder, dev_fraction=0.1, test_fraction=0.1)
     monkeypatch.setattr(readers, "iter_documents", counting)
     corpus, _ = execute(corpus_spec(cfg), StageCache(tmp_path / "cache"))
     monkeypatch.undo()

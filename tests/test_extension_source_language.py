@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_pipeline import _config
+from tests.helpers import config
 from transfer.corpus.stage import read_lines
 from transfer.evaluate.bpb import bits_per_byte
 from transfer.pipeline import run_adaptation
@@ -22,7 +22,7 @@ from transfer.source.loading import load_source
 
 
 def test_extension_scores_the_adapted_model_on_the_source_language(tmp_path: Path, tiny_source: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tmp_path, target_files=[], target_bible=["e"], source_bible=["k"],
+    cfg = config(tmp_path, tiny_source, tmp_path, target_files=[], target_bible=["e"], source_bible=["k"],
                   vocab_mode="extend", added_tokens=40, strategy="fvt", train_steps=1, curve_texts=0)
     result = run_adaptation(cfg)
     assert {ADAPTED_STEP0_ON_SOURCE_LANGUAGE, ADAPTED_TRAINED_ON_SOURCE_LANGUAGE} <= set(result.bpb)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from tests.test_pipeline import _config
+from tests.helpers import config
 
 runner = CliRunner()
 
@@ -25,7 +25,7 @@ def _task_states(flow_run_id) -> dict[str, str]:
 def test_flow_caches_stages_in_prefect(prefect_harness, tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     from flows.adapt_flow import adapt_flow
 
-    cfg = _config(tmp_path, tiny_source, tiny_corpus)
+    cfg = config(tmp_path, tiny_source, tiny_corpus)
     first = adapt_flow(cfg, return_state=True)
     assert first.is_completed()
     second = adapt_flow(cfg, return_state=True)
@@ -44,7 +44,7 @@ def test_flow_caches_stages_in_prefect(prefect_harness, tmp_path: Path, tiny_sou
 def test_cli_adapt_without_prefect_and_errors(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     from flows.cli import app
 
-    cfg = _config(tmp_path, tiny_source, tiny_corpus)
+    cfg = config(tmp_path, tiny_source, tiny_corpus)
     config_file = tmp_path / "config.json"
     config_file.write_text(cfg.model_dump_json())
     result = runner.invoke(app, ["adapt", "--config", str(config_file), "--no-prefect"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from tests.test_kill_resume import tiny_config
+from tests.helpers import three_step_config
 from tests.tiny import ENGLISH_SENTENCES, GERMAN_SENTENCES
 from transfer.settings.input_warnings import (
     expected_scripts,
@@ -69,7 +69,7 @@ def test_cli_prints_the_warnings_before_the_plan(tmp_path: Path, tiny_source: Pa
 
     corpus = tmp_path / "ru.txt"  # German text, declared Russian, for a vocabulary it cannot fill
     corpus.write_text("\n".join(f"{s} ({i})" for i in range(12) for s in GERMAN_SENTENCES) + "\n")
-    cfg = tiny_config(tmp_path, tiny_source, corpus, target_language="ru", vocab_size=3000)
+    cfg = three_step_config(tmp_path, tiny_source, corpus, target_language="ru", vocab_size=3000)
     assert [w.check for w in input_warnings(cfg)] == ["script", "vocab_size"]
     config_file = tmp_path / "config.json"
     config_file.write_text(cfg.model_dump_json())
@@ -91,7 +91,7 @@ def test_a_prefect_run_from_the_cli_shows_each_note_once(prefect_harness, tmp_pa
 
     corpus = tmp_path / "ru.txt"
     corpus.write_text("\n".join(f"{s} ({i})" for i in range(12) for s in GERMAN_SENTENCES) + "\n")
-    cfg = tiny_config(tmp_path, tiny_source, corpus, target_language="ru", vocab_size=3000, train_steps=0)
+    cfg = three_step_config(tmp_path, tiny_source, corpus, target_language="ru", vocab_size=3000, train_steps=0)
     config_file = tmp_path / "config.json"
     config_file.write_text(cfg.model_dump_json())
     printed: list[object] = []

@@ -16,17 +16,22 @@ so the whole module costs little more than two tiny runs.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import (
+    Child,
+    events_of,
+    registry_uri,
+    temp_leftovers,
+    three_step_config,
+    weights_sha256,
+)
 from transfer.pipeline import run_adaptation
 from transfer.settings.config import AdaptConfig
 
@@ -36,83 +41,8 @@ KILL_POINTS = ("corpus", "source", "tokenizer", "init", "train", "evaluate")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny_config(tmp: Path, source: Path, corpus: Path, **overrides: object) -> AdaptConfig:
-    values: dict[str, object] = {
-        "source_model": str(source), "target_language": "de", "target_bible": [],
-        "source_bible": [], "target_files": [str(corpus)], "vocab_size": 350, "train_steps": 3,
-        "batch_size": 2, "block_size": 16, "eval_texts": 8, "dev_fraction": 0.1,
-        "test_fraction": 0.1, "device": "cpu", "curve_texts": 0, "cache_dir": tmp / "cache", "strategy": "mean",
-        "output_dir": tmp / "models", "register_model": False,
-    }
-    values.update(overrides)
-    return AdaptConfig(**values)
-
-
-def weights_sha256(model_dir: str | Path) -> str:
-    return hashlib.sha256((Path(model_dir) / "model.safetensors").read_bytes()).hexdigest()
-
-
-class Child:
-    """The pipeline in a forked child process (torch is already imported: starting one costs
-    milliseconds, not the seconds a fresh interpreter takes)."""
-
-    def __init__(self, cfg: AdaptConfig, work: Path, name: str, pause: str | None = None,
-                 step: int = 2) -> None:
-        from tests.crash_child import run_child
-
-        self.name, self.work = name, work
-        self.events, self.signal_file = work / f"{name}.events", work / f"{name}.paused"
-        config_file = work / f"{name}.json"
-        config_file.write_text(cfg.model_dump_json())
-        self.process = multiprocessing.get_context("fork").Process(
-            target=run_child, args=(config_file, self.events, pause, self.signal_file, step))
-        self.process.start()
-
-    def wait_paused(self) -> dict:
-        deadline = time.monotonic() + 120
-        while not self.signal_file.exists():
-            if not self.process.is_alive():
-                pytest.fail(f"child {self.name} ended ({self.process.exitcode}) before pausing: "
-                            f"{events_of(self.events)}")
-            if time.monotonic() > deadline:
-                self.process.kill()
-                pytest.fail(f"child {self.name} never paused")
-            time.sleep(0.02)
-        time.sleep(0.05)  # the payload is written in one call; let it land
-        return json.loads(self.signal_file.read_text())
-
-    def stop(self, signum: int) -> int | None:
-        os.kill(self.process.pid, signum)
-        self.process.join(timeout=60)
-        return self.process.exitcode
-
-    def finish(self) -> int | None:
-        self.process.join(timeout=300)
-        return self.process.exitcode
-
-
-def events_of(path: Path) -> list[tuple[str, str]]:
-    if not path.exists():
-        return []
-    return [tuple(line.split(" ", 1)) for line in path.read_text().splitlines()]  # type: ignore[misc]
-
-
 def statuses(events: list[tuple[str, str]], stage: str) -> list[str]:
     return [status for label, status in events if label == stage and status != "running"]
-
-
-def temp_leftovers(*roots: Path) -> list[Path]:
-    """Half-written things: temporary or set-aside copies, or a stage folder without its
-    completion marker (the lock files under ``.locks`` are empty and expected)."""
-    found = []
-    for root in roots:
-        for path in root.rglob("*"):
-            if ".tmp-" in path.name or ".old-" in path.name:
-                found.append(path)
-        if root.name == "cache":
-            for stage_dir in (p for p in root.iterdir() if p.is_dir() and p.name[0] not in "._"):
-                found += [p for p in stage_dir.iterdir() if not (p / ".complete").exists()]
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -120,17 +50,16 @@ def reference(tmp_path_factory: pytest.TempPathFactory, tiny_source: Path, tiny_
               one_torch_thread: None):
     """One uninterrupted run, shared by the module: (config maker, its result, weights sha)."""
     tmp = tmp_path_factory.mktemp("reference")
-    result = run_adaptation(tiny_config(tmp, tiny_source, tiny_corpus))
+    result = run_adaptation(three_step_config(tmp, tiny_source, tiny_corpus))
     return result, weights_sha256(result.model_dir)
 
 
 def test_sigkill_in_each_stage_then_resume(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
                                            tiny_source: Path, tiny_corpus: Path, reference) -> None:
-    from tests.test_registry import registry_uri
 
     ref_result, ref_sha = reference
     registry = registry_uri(tmp_path, tmp_path_factory)  # a copy of a migrated empty store
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, checkpoint_every=1)
+    cfg = three_step_config(tmp_path, tiny_source, tiny_corpus, checkpoint_every=1)
     cache = Path(cfg.cache_dir)
     killed_tmp: Path | None = None
     for index, stage in enumerate(KILL_POINTS):

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from tests.test_parallel_input import write_tsv
-from tests.test_pipeline import _config
+from tests.helpers import config, write_tsv
 from transfer.corpus.bible import verse_pairs
 from transfer.engine.cache import StageOutput
 from transfer.init.links import links_spec, read_link_counts
@@ -22,7 +21,7 @@ from transfer.pipeline import run_adaptation
 def test_one_alignment_serves_every_alignment_based_strategy(tmp_path: Path, tiny_source: Path,
                                                             tiny_corpus: Path) -> None:
     pairs = [(s, t) for _, s, t in verse_pairs("k", "e", "train")[:300]]
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, parallel_files=[write_tsv(tmp_path, pairs)], train_steps=0,
+    cfg = config(tmp_path, tiny_source, tiny_corpus, parallel_files=[write_tsv(tmp_path, pairs)], train_steps=0,
                   strategy="trans_tokenization", strategy_params={"align_rel_iterations": 0.1}, eval_texts=4)
     first = run_adaptation(cfg)
     assert first.stages_cached["links"] is False
@@ -42,7 +41,7 @@ def test_one_alignment_serves_every_alignment_based_strategy(tmp_path: Path, tin
 
 
 def test_the_alignment_settings_make_the_key(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, tmp_path, tmp_path, target_files=[], target_bible=["e"], source_train_bible=["k"],
+    cfg = config(tmp_path, tmp_path, tmp_path, target_files=[], target_bible=["e"], source_train_bible=["k"],
                   strategy="trans_tokenization")
     fake = {name: StageOutput(name, name[0] * 24, tmp_path) for name in ("source", "tokenizer", "corpus")}
     key = links_spec(cfg, fake["source"], fake["tokenizer"], fake["corpus"]).key
@@ -66,10 +65,10 @@ def test_an_alignment_based_init_without_the_links_stage_is_refused(tmp_path: Pa
 
     fake = {name: StageOutput(name, name[0] * 24, tmp_path) for name in ("source", "tokenizer", "corpus")}
     for strategy in ("trans_tokenization", "combined"):
-        cfg = _config(tmp_path, tmp_path, tmp_path, target_files=[], target_bible=["e"], strategy=strategy)
+        cfg = config(tmp_path, tmp_path, tmp_path, target_files=[], target_bible=["e"], strategy=strategy)
         with pytest.raises(StrategyResourceError, match=f"strategy '{strategy}' reads token alignments: pass links="):
             init_spec(cfg, fake["source"], fake["tokenizer"], corpus=fake["corpus"])
     # strategies without alignments need no links stage
-    mean = _config(tmp_path, tmp_path, tmp_path, target_files=[], target_bible=["e"], strategy="mean")
+    mean = config(tmp_path, tmp_path, tmp_path, target_files=[], target_bible=["e"], strategy="mean")
     assert set(init_spec(mean, fake["source"], fake["tokenizer"], corpus=fake["corpus"]).upstream) == {
         "source", "tokenizer"}

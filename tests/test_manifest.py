@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.test_pipeline import _config
+from tests.helpers import config
 from transfer.engine.code_version import code_version
 from transfer.publish.manifest import (
     MANIFEST_FILE,
@@ -27,7 +27,7 @@ def test_manifest_round_trips_and_reproduces_the_run(tmp_path: Path, tiny_source
     from flows.cli import app
     from transfer.pipeline import run_adaptation
 
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, register_model=False, strategy_params={})
+    cfg = config(tmp_path, tiny_source, tiny_corpus, register_model=False, strategy_params={})
     first = run_adaptation(cfg)
     path = Path(first.model_dir) / MANIFEST_FILE
     manifest = read_manifest(path)

@@ -9,29 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.helpers import adapt_result
 from transfer.publish.model_card import CARD_FILE, render_model_card, write_model_card
-from transfer.publish.result import AdaptResult
-from transfer.settings.config import AdaptConfig
-
-
-def _result(model_dir: Path, **config) -> AdaptResult:
-    values = {"source_model": "smollm2", "target_language": "de", "target_bible": ["e", "s"],
-              "source_bible": ["k"], "strategy": "wechsel", "vocab_size": 32000, "train_steps": 20}
-    values.update(config)
-    return AdaptResult(
-        config=AdaptConfig(**values),
-        code_version="0.1.0+abcdef",
-        model_dir=str(model_dir),
-        stage_keys={"corpus": "c1", "source": "s1", "tokenizer": "t1", "init": "i1", "final": "f1"},
-        stages_cached={},
-        bpb={"source_model_on_source_language": 0.95, "source_model_on_target": 2.69,
-             "adapted_step0": 3.7421, "adapted_trained": 2.58126},
-        fertility={"source": {"tokens_per_word": 2.17, "bytes_per_token": 2.9},
-                   "target": {"tokens_per_word": 1.21, "bytes_per_token": 5.2}},
-        init_report={"counts": {"special": 3, "byte": 256, "computed": 31000, "fallback": 741}},
-        train_log={"losses": [5.0, 4.0], "steps": 20},
-        seconds=12.0,
-    )
 
 
 def _front_matter(card: str) -> dict:
@@ -41,7 +20,7 @@ def _front_matter(card: str) -> dict:
 
 
 def test_card_front_matter_metrics_and_licences(tmp_path: Path) -> None:
-    result = _result(tmp_path)
+    result = adapt_result(tmp_path)
     card = render_model_card(result)
     meta = _front_matter(card)
     assert meta["language"] == ["de"]
@@ -71,7 +50,7 @@ def test_card_front_matter_metrics_and_licences(tmp_path: Path) -> None:
 
 
 def test_card_for_user_source_and_corpus(tmp_path: Path) -> None:
-    card = render_model_card(_result(tmp_path, source_model="/models/my-llama", target_bible=[],
+    card = render_model_card(adapt_result(tmp_path, source_model="/models/my-llama", target_bible=[],
                                      source_bible=[], target_files=["/data/sw.jsonl"],
                                      target_language="sw", strategy="mean"))
     meta = _front_matter(card)
@@ -85,7 +64,7 @@ def test_card_for_user_source_and_corpus(tmp_path: Path) -> None:
 def test_card_loading_recipe_runs_on_the_folder(tmp_path: Path, tiny_source: Path) -> None:
     folder = tmp_path / "tiny-de-mean"
     shutil.copytree(tiny_source, folder)
-    result = _result(folder, source_model=str(tiny_source))
+    result = adapt_result(folder, source_model=str(tiny_source))
     path = write_model_card(result, model_ref=str(folder))
     assert path == folder / CARD_FILE
     code = re.search(r"```python\n(.*?)```", path.read_text(), re.DOTALL).group(1)
@@ -99,7 +78,7 @@ def test_card_loading_recipe_runs_on_the_folder(tmp_path: Path, tiny_source: Pat
 def test_card_and_metrics_of_a_masked_lm_name_the_masked_lm_loss(tmp_path: Path) -> None:
     from transfer.publish.registry import result_metrics
 
-    result = _result(tmp_path, full_steps=5).model_copy(update={"metric": "mlm_loss"})
+    result = adapt_result(tmp_path, full_steps=5).model_copy(update={"metric": "mlm_loss"})
     card = render_model_card(result)
     meta = _front_matter(card)
     # a masked-LM loss is not bits per byte: no BPB model-index entry, a fill-mask model

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from tests.test_pipeline import _config
+from tests.helpers import config
 from transfer.engine.cache import StageCache
 from transfer.init.factorized import FACTORS_FILE, FactorizedEmbedding, load_factorized
 from transfer.pipeline import run_adaptation
@@ -28,7 +28,7 @@ def _factors(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_ofa_trains_coordinates_and_primitives(tmp_path: Path, tiny_source: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
+    cfg = config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
                   source_train_bible=["k"], vector_max_verses=1500, vector_dim=16, vector_epochs=2,
                   dictionary="ding", strategy="ofa", strategy_params={"rank": RANK}, train_steps=2,
                   full_steps=1, full_learning_rate=1e-3, vocab_size=400)
@@ -82,7 +82,7 @@ def test_ofa_trains_coordinates_and_primitives(tmp_path: Path, tiny_source: Path
 
 
 def test_other_strategies_save_no_factors(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="mean", train_steps=1)
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="mean", train_steps=1)
     result = run_adaptation(cfg)
     init_dir = _model_folder(cfg, "init", result.stage_keys["init"])
     trained_dir = _model_folder(cfg, "train", result.stage_keys["final"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_pipeline import _config
+from tests.helpers import config, write_tsv
 from transfer.corpus.bible import verse_pairs
 from transfer.corpus.splits import SplitFractions, pair_key, split_of
 from transfer.corpus.stage import PARALLEL_TRAIN, corpus_spec, train_pairs
@@ -40,12 +40,6 @@ def write_moses(folder: Path, pairs: list[tuple[str, str]], name: str = "bible.e
     return str(prefix)
 
 
-def write_tsv(folder: Path, pairs: list[tuple[str, str]]) -> str:
-    path = folder / "bible.tsv"
-    path.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
-    return str(path)
-
-
 def write_jsonl(folder: Path, pairs: list[tuple[str, str]], fields: tuple[str, str] = ("en", "de")) -> str:
     path = folder / "bible.jsonl"
     path.write_text("".join(json.dumps({fields[0]: s, fields[1]: t, "id": i}) + "\n"
@@ -65,7 +59,7 @@ def test_parallel_file_feeds_trans_tokenization(tmp_path: Path, tiny_source: Pat
                                                 pairs, form: str) -> None:
     entry = WRITERS[form](tmp_path, pairs)
     # no Bible at all: without the file this strategy is refused (test_pipeline_strategies)
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization", parallel_files=[entry],
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization", parallel_files=[entry],
                   train_steps=0, strategy_params={"align_rel_iterations": 0.1})  # a short eflomal run
     result = run_adaptation(cfg)
     expected = _train(pairs, SplitFractions(cfg.dev_fraction, cfg.test_fraction))
@@ -79,7 +73,7 @@ def test_parallel_file_feeds_trans_tokenization(tmp_path: Path, tiny_source: Pat
 def test_parallel_file_replaces_the_bible_for_dictionary_induction(tmp_path: Path, pairs) -> None:
     fields = ("source_text", "target_text")
     entry = write_jsonl(tmp_path, pairs[:-1] + [("In the\tbeginning  God", "Im\nAnfang\tschuf Gott")], fields)
-    cfg = _config(tmp_path, tmp_path, tmp_path, target_files=[], target_bible=["e"], source_train_bible=["k"],
+    cfg = config(tmp_path, tmp_path, tmp_path, target_files=[], target_bible=["e"], source_train_bible=["k"],
                   strategy="wechsel", dictionary="induced", parallel_files=[entry], parallel_fields=list(fields),
                   parallel_max_pairs=200)
     cache = StageCache(cfg.cache_dir)
@@ -146,7 +140,7 @@ BAD = [
 def test_bad_parallel_file_is_refused_naming_file_and_line(tmp_path: Path, tiny_source: Path, tiny_corpus: Path,
                                                            pairs, form: str, breakage: str, message: str) -> None:
     entry, settings = _bad(tmp_path, pairs, form, breakage)
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization", parallel_files=[entry],
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization", parallel_files=[entry],
                   **settings)
     with pytest.raises(VocabTransferError, match=message):
         run_adaptation(cfg)
@@ -154,7 +148,7 @@ def test_bad_parallel_file_is_refused_naming_file_and_line(tmp_path: Path, tiny_
 
 
 def test_missing_parallel_file_names_what_was_looked_for(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, parallel_files=[str(tmp_path / "europarl")])
+    cfg = config(tmp_path, tiny_source, tiny_corpus, parallel_files=[str(tmp_path / "europarl")])
     with pytest.raises(VocabTransferError, match=r"europarl.*europarl\.en and .*europarl\.de do not exist"):
         validate_config(cfg)
 
@@ -165,7 +159,7 @@ def test_a_bad_line_past_the_checked_head_fails_the_corpus_stage_without_an_entr
     rows[1200] = pairs[0][0]
     path = tmp_path / "late.tsv"
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization", parallel_files=[str(path)])
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization", parallel_files=[str(path)])
     validate_config(cfg)
     with pytest.raises(VocabTransferError, match=r"late\.tsv', line 1201: expected 2 tab-separated fields"):
         run_adaptation(cfg)

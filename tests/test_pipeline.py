@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from tests.helpers import config
 from transfer.errors import (
     CorpusError,
     TokenizerBuildError,
@@ -16,28 +17,10 @@ from transfer.errors import (
     VocabTransferError,
 )
 from transfer.pipeline import run_adaptation
-from transfer.settings.config import AdaptConfig
-
-
-def _config(tmp_path: Path, source: Path, corpus: Path, **overrides) -> AdaptConfig:
-    values = {
-        "source_model": str(source), "target_language": "de", "target_bible": [],
-        "source_bible": [], "target_files": [str(corpus)], "vocab_size": 350, "train_steps": 2,
-        # the cheap baseline unless a test names another ('auto': tests/test_strategy_default.py)
-        "strategy": "mean",
-        "batch_size": 2, "block_size": 16, "eval_texts": 8, "dev_fraction": 0.1,
-        "test_fraction": 0.1, "device": "cpu", "cache_dir": tmp_path / "cache",
-        "output_dir": tmp_path / "models",
-        # registration is tested where a test names its registry (migrating a new MLflow
-        # database costs ~4 s a run); every other tiny run skips it
-        "register_model": "tracking_uri" in overrides,
-    }
-    values.update(overrides)
-    return AdaptConfig(**values)
 
 
 def test_end_to_end_then_everything_cached(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_corpus)
+    cfg = config(tmp_path, tiny_source, tiny_corpus)
     first = run_adaptation(cfg)
     assert not any(first.stages_cached.values())
     assert set(first.bpb) == {"source_model_on_target", "adapted_step0", "adapted_trained",
@@ -72,8 +55,8 @@ def test_end_to_end_then_everything_cached(tmp_path: Path, tiny_source: Path, ti
 
 
 def test_changed_parameter_reruns_only_downstream(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    run_adaptation(_config(tmp_path, tiny_source, tiny_corpus))
-    second = run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, strategy="random"))
+    run_adaptation(config(tmp_path, tiny_source, tiny_corpus))
+    second = run_adaptation(config(tmp_path, tiny_source, tiny_corpus, strategy="random"))
     cached = second.stages_cached
     assert cached["corpus"] and cached["source"] and cached["tokenizer"]
     assert cached["evaluate:source_model_on_target"]
@@ -83,8 +66,8 @@ def test_changed_parameter_reruns_only_downstream(tmp_path: Path, tiny_source: P
 def test_scoring_the_other_split_reuses_the_trained_model(
         tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     # choose on dev, report on test: only the evaluations are new
-    dev = run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, eval_split="dev"))
-    test = run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, eval_split="test"))
+    dev = run_adaptation(config(tmp_path, tiny_source, tiny_corpus, eval_split="dev"))
+    test = run_adaptation(config(tmp_path, tiny_source, tiny_corpus, eval_split="test"))
     cached = test.stages_cached
     assert cached["tokenizer"] and cached["init"] and cached["train"], cached
     assert not cached["evaluate:source_model_on_target"]
@@ -107,7 +90,7 @@ def test_scoring_the_other_split_reuses_the_trained_model(
 )
 def test_bad_input_is_refused_before_work(tmp_path: Path, tiny_source: Path, tiny_corpus: Path,
                                           overrides: dict, error: type, message: str) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, **overrides)
+    cfg = config(tmp_path, tiny_source, tiny_corpus, **overrides)
     with pytest.raises(error, match=message):
         run_adaptation(cfg)
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.complete"))
@@ -117,9 +100,9 @@ def test_empty_corpus_and_tiny_vocab(tmp_path: Path, tiny_source: Path, tiny_cor
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
     with pytest.raises(CorpusError, match="empty"):
-        run_adaptation(_config(tmp_path, tiny_source, empty))
+        run_adaptation(config(tmp_path, tiny_source, empty))
     with pytest.raises(TokenizerBuildError, match="vocab"):
-        run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, vocab_size=100))
+        run_adaptation(config(tmp_path, tiny_source, tiny_corpus, vocab_size=100))
     # the failed tokenizer stage left no entry, no temporary folder
     tokenizer_dir = tmp_path / "cache" / "tokenizer"
     assert not tokenizer_dir.exists() or list(tokenizer_dir.iterdir()) == []
@@ -129,14 +112,14 @@ def test_curve_reference_is_the_main_evaluation_when_the_texts_coincide(
         tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     from flows.plan import plan_adaptation
 
-    same = _config(tmp_path, tiny_source, tiny_corpus, eval_split="dev", eval_texts=4, curve_texts=4)
+    same = config(tmp_path, tiny_source, tiny_corpus, eval_split="dev", eval_texts=4, curve_texts=4)
     plan = plan_adaptation(same, measure=False)
     keys = [(s.stage, s.key) for s in plan.stages]
     assert len(keys) == len(set(keys)) and "evaluate:source_model_on_curve_texts" not in [s.label for s in plan.stages]
     result = run_adaptation(same)
     assert result.bpb["source_model_on_curve_texts"] == result.bpb["source_model_on_target"]
     # other texts for the curve: a stage of its own, another number
-    other = run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, eval_split="dev", eval_texts=4, curve_texts=2))
+    other = run_adaptation(config(tmp_path, tiny_source, tiny_corpus, eval_split="dev", eval_texts=4, curve_texts=2))
     assert other.stages_cached["evaluate:source_model_on_target"]
     assert not other.stages_cached["evaluate:source_model_on_curve_texts"]
     assert other.bpb["source_model_on_curve_texts"] != other.bpb["source_model_on_target"]

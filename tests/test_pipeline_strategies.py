@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_pipeline import _config
+from tests.helpers import config
 from transfer.errors import CorpusError
 from transfer.init import needs
 from transfer.pipeline import run_adaptation
@@ -33,7 +33,7 @@ def test_data_hungry_strategies_declare_their_data() -> None:
 
 def test_focus_gets_the_target_train_text(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     # only whole-model steps: still a train stage
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="focus", train_steps=0, full_steps=1,
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="focus", train_steps=0, full_steps=1,
                   strategy_params={"fasttext_min_count": 1, "fasttext_dim": 16, "fasttext_epochs": 2})
     result = _run_as_planned(cfg)
     assert "train" in result.stages_cached
@@ -44,7 +44,7 @@ def test_focus_gets_the_target_train_text(tmp_path: Path, tiny_source: Path, tin
 
 
 def test_trans_tokenization_gets_train_verse_pairs(tmp_path: Path, tiny_source: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
+    cfg = config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
                   source_train_bible=["k"], parallel_max_pairs=300, train_steps=0, vocab_size=400)
     result = run_adaptation(cfg)
     counts = result.init_report["counts"]
@@ -54,7 +54,7 @@ def test_trans_tokenization_gets_train_verse_pairs(tmp_path: Path, tiny_source: 
 
 
 def test_wechsel_trains_and_aligns_vectors(tmp_path: Path, tiny_source: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
+    cfg = config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
                   source_train_bible=["k"], vector_max_verses=1500, vector_dim=16, vector_epochs=2,
                   dictionary="ding", strategy="wechsel", train_steps=0, vocab_size=400)
     result = _run_as_planned(cfg)
@@ -65,13 +65,13 @@ def test_wechsel_trains_and_aligns_vectors(tmp_path: Path, tiny_source: Path) ->
 
 
 def test_parallel_strategy_without_bible_is_refused(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization")
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization")
     with pytest.raises(CorpusError, match="parallel corpus"):
         run_adaptation(cfg)
 
 
 def test_ofa_exports_a_plain_model(tmp_path: Path, tiny_source: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
+    cfg = config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"],
                   source_train_bible=["k"], vector_max_verses=1500, vector_dim=16, vector_epochs=2,
                   dictionary="ding", strategy="ofa", strategy_params={"rank": 8}, train_steps=1,
                   vocab_size=400)

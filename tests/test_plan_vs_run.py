@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.test_prefect_flows import tiny_config
+from tests.helpers import flow_config
 from transfer.engine.cache import StageCache
 from transfer.train.callbacks import TrainingCallback
 
@@ -38,10 +38,10 @@ def test_plan_names_the_stages_the_run_builds_and_those_it_finds_cached(
     from transfer.pipeline import run_adaptation
 
     # a first run fills the cache with the stages upstream of the strategy
-    run_adaptation(tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=1))
+    run_adaptation(flow_config(tmp_path, tiny_source, tiny_corpus, train_steps=1))
     before = _complete(Path(tmp_path / "cache"))
 
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus, strategy="random", train_steps=2, full_steps=1)
+    cfg = flow_config(tmp_path, tiny_source, tiny_corpus, strategy="random", train_steps=2, full_steps=1)
     plan = plan_adaptation(cfg, measure=False)
     started = _TrainStart()
     result = run_adaptation(cfg, callbacks=[started])

@@ -21,8 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_prefect_flows import _artifacts, tiny_config
-from tests.test_registry import registry_uri
+from tests.helpers import flow_artifacts, flow_config, registry_uri
 from transfer.publish.registry import BEST_ALIAS, Registry
 from transfer.publish.result import AdaptResult, qualified_stage_keys
 
@@ -117,7 +116,7 @@ def _check_own_state(states: list[Any], results: list[AdaptResult]) -> None:
 
     for run, result, other in zip(runs, results, reversed(results), strict=True):
         model = result.config.model_name()
-        artifacts = _artifacts(run.id)
+        artifacts = flow_artifacts(run.id)
         assert artifacts and all(a.flow_run_id == run.id for a in artifacts)
         # every artifact of the run is keyed by its own model, none by the other's
         assert {a.key for a in artifacts} == {f"{model}-progress", f"{model}-summary",
@@ -151,9 +150,9 @@ def _english_corpus(tmp_path: Path) -> Path:
 def test_two_languages_at_once(prefect_harness, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
                                tiny_source: Path, tiny_corpus: Path) -> None:
     uri = registry_uri(tmp_path, tmp_path_factory)
-    configs = [tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=1, register_model=True,
+    configs = [flow_config(tmp_path, tiny_source, tiny_corpus, train_steps=1, register_model=True,
                            tracking_uri=uri),
-               tiny_config(tmp_path, tiny_source, _english_corpus(tmp_path), target_language="en",
+               flow_config(tmp_path, tiny_source, _english_corpus(tmp_path), target_language="en",
                            train_steps=1, register_model=True, tracking_uri=uri)]
     states, progress = _at_once(configs)
     assert all(state.is_completed() for state in states), [state.message for state in states]
@@ -176,7 +175,7 @@ def test_two_strategies_of_one_language_at_once(prefect_harness, tmp_path: Path,
                                                 tmp_path_factory: pytest.TempPathFactory,
                                                 tiny_source: Path, tiny_corpus: Path) -> None:
     uri = registry_uri(tmp_path, tmp_path_factory)
-    configs = [tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=1, strategy=strategy,
+    configs = [flow_config(tmp_path, tiny_source, tiny_corpus, train_steps=1, strategy=strategy,
                            register_model=True, tracking_uri=uri) for strategy in ("mean", "random")]
     states, progress = _at_once(configs)
     assert all(state.is_completed() for state in states), [state.message for state in states]
@@ -200,7 +199,7 @@ def test_two_strategies_of_one_language_at_once(prefect_harness, tmp_path: Path,
 def test_same_config_twice_at_once(prefect_harness, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
                                    tiny_source: Path, tiny_corpus: Path) -> None:
     uri = registry_uri(tmp_path, tmp_path_factory)
-    config = tiny_config(tmp_path, tiny_source, tiny_corpus, train_steps=1, register_model=True, tracking_uri=uri)
+    config = flow_config(tmp_path, tiny_source, tiny_corpus, train_steps=1, register_model=True, tracking_uri=uri)
     states, progress = _at_once([config, config])
     assert all(state.is_completed() for state in states), [state.message for state in states]
     results = [state.result() for state in states]

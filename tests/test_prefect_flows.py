@@ -10,25 +10,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tests.test_pipeline import _config
+from tests.helpers import flow_artifacts, flow_config, languages_file
 from transfer.settings.config import AdaptConfig
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def tiny_config(tmp_path: Path, source: Path, corpus: Path, **overrides) -> AdaptConfig:
-    overrides.setdefault("register_model", False)  # the registry has its own tests
-    return _config(tmp_path, source, corpus, **overrides)
-
-
-def _artifacts(flow_run_id) -> list:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    with get_client(sync_client=True) as client:
-        return client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-        )
 
 
 def test_progress_reports_and_training_slot(prefect_harness, tmp_path: Path, tiny_source: Path,
@@ -49,7 +34,7 @@ def test_progress_reports_and_training_slot(prefect_harness, tmp_path: Path, tin
 
     reports.progress_observers.append(read_back)
     try:
-        state = adapt_flow(tiny_config(tmp_path, tiny_source, tiny_corpus), return_state=True)
+        state = adapt_flow(flow_config(tmp_path, tiny_source, tiny_corpus), return_state=True)
     finally:
         reports.progress_observers.remove(read_back)
     assert state.is_completed(), state.message
@@ -57,11 +42,11 @@ def test_progress_reports_and_training_slot(prefect_harness, tmp_path: Path, tin
     assert len(distinct) >= 3 and distinct[0] == 0.0 and distinct[-1] == 100.0, seen
     assert seen == sorted(seen), "progress never goes back"
 
-    artifacts = _artifacts(state.state_details.flow_run_id)
+    artifacts = flow_artifacts(state.state_details.flow_run_id)
     assert {"progress", "markdown", "table"} <= {a.type for a in artifacts}
     # several markdown artifacts (summary, curve link) come back in no fixed order
     assert any("bits per byte" in (a.data or "") for a in artifacts if a.type == "markdown")
-    links = [a for a in _artifacts(state.state_details.flow_run_id) if "learning-curve" in (a.key or "")]
+    links = [a for a in flow_artifacts(state.state_details.flow_run_id) if "learning-curve" in (a.key or "")]
     assert links and "learning_curve.png" in links[0].data
     png = Path(tmp_path / "reports" / state.result().config.model_name() / "learning_curve.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -72,32 +57,13 @@ def test_progress_reports_and_training_slot(prefect_harness, tmp_path: Path, tin
     assert limit.limit == 1 and limit.active_slots == 0
 
 
-def _languages_file(tmp_path: Path, corpus: Path, source: Path) -> Path:
-    data = {
-        "defaults": {"source_model": str(source), "source_bible": [], "batch_size": 2,
-                     "block_size": 16, "eval_texts": 8, "dev_fraction": 0.1, "test_fraction": 0.1,
-                     "device": "cpu", "cache_dir": str(tmp_path / "cache"),
-                     "output_dir": str(tmp_path / "models"),
-                     "register_model": False},
-        "languages": {
-            "de": {"name": "German", "corpus": {"files": [str(corpus)]}, "strategy": "mean",
-                   "vocab_size": 350, "train_steps": 1, "cron": "0 1 * * 6"},
-            "xx": {"name": "Broken", "corpus": {"files": [str(tmp_path / "missing.txt")]},
-                   "strategy": "mean", "vocab_size": 350, "train_steps": 1, "cron": "0 2 * * 6"},
-        },
-    }
-    path = tmp_path / "languages.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 def test_batch_goes_on_after_a_failing_language(prefect_harness, tmp_path: Path, tiny_source: Path,
                                                tiny_corpus: Path) -> None:
     from prefect.client.orchestration import get_client
 
     from flows.batch_flow import batch_flow
 
-    languages = _languages_file(tmp_path, tiny_corpus, tiny_source)
+    languages = languages_file(tmp_path, tiny_corpus, tiny_source)
     state = batch_flow(str(languages), return_state=True)
     assert state.is_failed()
     assert "xx" in state.message and "1 of 2" in state.message

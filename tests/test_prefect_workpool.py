@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.test_prefect_flows import _languages_file, tiny_config
+from tests.helpers import flow_config, languages_file
 
 REPO = Path(__file__).resolve().parent.parent
 POOL = "tiny-process-pool"
@@ -55,7 +55,7 @@ def test_worker_on_a_process_pool_runs_a_deployment(prefect_harness, tmp_path: P
     source = flow.from_source(source=str(REPO), entrypoint="flows/adapt_flow.py:adapt_flow")
     source.deploy(name="pool-adapt", work_pool_name=POOL, build=False, push=False,
                   print_next_steps=False, ignore_warnings=True)
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus)
+    cfg = flow_config(tmp_path, tiny_source, tiny_corpus)
     run = run_deployment("adapt-language/pool-adapt", parameters={"config": cfg.model_dump(mode="json")},
                          timeout=0)
 
@@ -75,7 +75,7 @@ def test_worker_on_a_process_pool_runs_a_deployment(prefect_harness, tmp_path: P
         # the batch submits each language to the pool and collects the outcomes; its
         # language shares the first run's stage cache (corpus, source, tokenizer, init)
         (tmp_path / "batch").mkdir()
-        languages = _languages_file(tmp_path / "batch", tiny_corpus, tiny_source)
+        languages = languages_file(tmp_path / "batch", tiny_corpus, tiny_source)
         data = yaml.safe_load(languages.read_text())
         data["defaults"]["cache_dir"] = str(cfg.cache_dir)
         languages.write_text(yaml.safe_dump(data))

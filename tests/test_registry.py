@@ -4,11 +4,11 @@ lineage from a real pipeline run, and two processes registering at the same time
 from __future__ import annotations
 
 import multiprocessing
-import shutil
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import config, make_record, model_folder, registry_uri
 from transfer.publish.registry import (
     BEST_ALIAS,
     ModelRecord,
@@ -17,43 +17,6 @@ from transfer.publish.registry import (
     parse_reference,
     sqlite_path,
 )
-
-
-def registry_uri(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A fresh registry database for one test. MLflow migrates a new SQLite database in
-    ~5 s; the empty migrated schema is made once per session and copied."""
-    template = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
-    if not template.exists():
-        Registry(f"sqlite:///{template}").initialize()
-    db = tmp_path / "registry" / "mlflow.db"
-    db.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, db)
-    return f"sqlite:///{db}"
-
-
-def model_folder(tmp_path: Path, tiny_source: Path, name: str) -> Path:
-    folder = tmp_path / "models" / name
-    shutil.copytree(tiny_source, folder)
-    return folder
-
-
-def make_record(model_dir: Path, *, strategy: str, final_bpb: float, split: str = "test",
-                language: str = "de", salt: str = "") -> ModelRecord:
-    """A record as the pipeline builds it; stage keys are distinct per strategy/salt."""
-    keys = {label: f"{stage}:{strategy}{salt}{label}" for label, stage in
-            (("corpus", "corpus"), ("tokenizer", "tokenizer"), ("init", "init"), ("final", "train"))}
-    keys["evaluate.adapted_trained"] = f"evaluate:{strategy}{salt}eval"
-    return ModelRecord(
-        model_name=f"tiny-{language}-{strategy}", target_language=language, source_model="tiny",
-        source_fingerprint="abc123", strategy=strategy, strategy_params={"k": 10},
-        tokenizer_family="byte_level_bpe", tokenizer_vocab_size=350,
-        corpus_hashes={"file0": "deadbeef"}, code_version="0.1.0+test", stage_keys=keys,
-        eval_split=split, eval_texts=8,
-        metrics={"bpb.source_model_on_target": 7.0, "bpb.adapted_step0": final_bpb + 0.5,
-                 "bpb.adapted_trained": final_bpb, "fertility.target.tokens_per_word": 1.5},
-        config={"strategy": strategy, "target_language": language},
-        model_dir=str(model_dir),
-    )
 
 
 def test_parse_reference() -> None:
@@ -185,12 +148,11 @@ def test_two_processes_register_at_once(tmp_path: Path, tiny_source: Path) -> No
 
 def test_pipeline_registers_its_lineage(tmp_path: Path, tmp_path_factory, tiny_source: Path,
                                         tiny_corpus: Path) -> None:
-    from tests.test_pipeline import _config
     from transfer.corpus.stage import corpus_spec
     from transfer.pipeline import run_adaptation
 
     uri = registry_uri(tmp_path, tmp_path_factory)
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, tracking_uri=uri)
+    cfg = config(tmp_path, tiny_source, tiny_corpus, tracking_uri=uri)
     first = run_adaptation(cfg)
     reg = first.registration
     assert reg is not None and reg.created and reg.tracking_uri == uri

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_registry import make_record, model_folder, registry_uri
+from tests.helpers import make_record, model_folder, registry_uri
 from transfer.publish.registry import EXPERIMENT_NAME, TAG, Registry
 
 

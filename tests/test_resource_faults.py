@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_kill_resume import temp_leftovers, tiny_config
+from tests.helpers import temp_leftovers, three_step_config
 from transfer.engine.cache import DiskFullError, free_bytes
 from transfer.errors import MemoryBudgetError
 from transfer.pipeline import run_adaptation
@@ -57,7 +57,7 @@ def entries(cache: Path, stage: str) -> list[str]:
 
 
 def test_disk_full_in_the_first_stage(small_disk: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    cfg = tiny_config(small_disk, tiny_source, tiny_corpus)
+    cfg = three_step_config(small_disk, tiny_source, tiny_corpus)
     fill(small_disk, 64 << 10)
     with pytest.raises(DiskFullError, match=r"disk filled up while writing .*/cache/corpus/") as error:
         run_adaptation(cfg)
@@ -67,7 +67,7 @@ def test_disk_full_in_the_first_stage(small_disk: Path, tiny_source: Path, tiny_
 
 
 def test_disk_full_in_a_model_stage_then_rerun(small_disk: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    cfg = tiny_config(small_disk, tiny_source, tiny_corpus)
+    cfg = three_step_config(small_disk, tiny_source, tiny_corpus)
     filler: list[Path] = []
 
     def full_after_corpus(stage: str, status: str) -> None:
@@ -94,7 +94,7 @@ def test_training_that_cannot_fit_is_refused_before_the_first_stage(
         training_memory_estimate,
     )
 
-    cfg = tiny_config(tmp_path, tiny_source, tiny_corpus)
+    cfg = three_step_config(tmp_path, tiny_source, tiny_corpus)
     estimate = training_memory_estimate(cfg, source_model_config(cfg))
     assert estimate is not None and estimate.total > 100 << 10
     # the trainer's own cap on the memory it may use (as on a shared machine)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.test_model_card import _result
+from tests.helpers import adapt_result
 from transfer.publish.labels import (
     ADAPTED_STEP0,
     ADAPTED_TRAINED,
@@ -38,7 +38,7 @@ def test_final_metric_is_after_training_else_step0() -> None:
 
 
 def test_summary_rows_names_and_final(tmp_path: Path) -> None:
-    summary = RunSummary.from_result(_result(tmp_path))
+    summary = RunSummary.from_result(adapt_result(tmp_path))
     assert [row.label for row in summary.rows] == [
         "source_model_on_source_language", "source_model_on_target", ADAPTED_STEP0, ADAPTED_TRAINED]
     assert [row.model for row in summary.rows][2:] == [
@@ -46,7 +46,7 @@ def test_summary_rows_names_and_final(tmp_path: Path) -> None:
     assert summary.final == summary.trained == 2.58126 and summary.step0 == 3.7421
     assert summary.gain_vs_source == 2.69 - 2.58126
     assert [row.adapted for row in summary.rows] == [False, False, True, True]
-    untrained = RunSummary.from_result(_result(tmp_path).model_copy(update={"bpb": {ADAPTED_STEP0: 3.0}}))
+    untrained = RunSummary.from_result(adapt_result(tmp_path).model_copy(update={"bpb": {ADAPTED_STEP0: 3.0}}))
     assert untrained.final == 3.0 and untrained.trained is None and untrained.gain_vs_source is None
 
 
@@ -67,7 +67,7 @@ def test_every_renderer_shows_the_same_rows_in_order(tmp_path: Path) -> None:
     from transfer.publish.model_card import render_model_card
     from transfer.publish.registry import result_metrics
 
-    result = _result(tmp_path)
+    result = adapt_result(tmp_path)
     summary = RunSummary.from_result(result)
     for name, text in {"card": render_model_card(result), "prefect": result_markdown(result)}.items():
         positions = _rows_in(text, summary)

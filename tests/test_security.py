@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import config
 from tests.refusals import make_artifacts, refused
-from tests.test_pipeline import _config
 from transfer.errors import ModelLoadError, VectorsError
 from transfer.pipeline import run_adaptation
 
@@ -112,7 +112,7 @@ def test_the_dry_run_reads_a_custom_code_config_without_running_it(tiny_source: 
     corpus = tmp_path / "de.txt"
     # distinct documents, enough for every split (identical lines share one split)
     corpus.write_text("".join(f"Im Anfang war das Wort ({i}).\n" for i in range(200)))
-    plan_adaptation(_config(tmp_path, folder, corpus))
+    plan_adaptation(config(tmp_path, folder, corpus))
     assert not marker.exists()
 
 
@@ -147,12 +147,12 @@ def test_a_pickle_beside_safetensors_is_ignored(tiny_source: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("name", ["vectors.kv", "vectors.model", "vectors.bin", "vectors.vec"])
 def test_pickled_vectors_are_refused_with_how_to_convert(name: str, tmp_path: Path) -> None:
-    from transfer.vectors.vector_formats import load_vectors
+    from transfer.vectors.fasttext import load_vectors
 
     marker = tmp_path / "marker"
     path = _pickle_payload(tmp_path / name, marker)
     artifacts = make_artifacts(tmp_path)
-    refused(f"pickled vectors file {name}", "transfer.vectors.vector_formats.load_vectors", lambda: load_vectors(path),
+    refused(f"pickled vectors file {name}", "transfer.vectors.fasttext.load_vectors", lambda: load_vectors(path),
             r"refused: .*pickles.*save_word2vec_format", artifacts, VectorsError)
     assert not marker.exists()
 
@@ -165,7 +165,7 @@ def test_pickled_vectors_are_refused_with_how_to_convert(name: str, tmp_path: Pa
 def test_no_name_escapes_its_folder(case, values, pattern, tmp_path: Path, tiny_source: Path,
                                     tiny_corpus: Path) -> None:
     artifacts = make_artifacts(tmp_path)
-    refused(case, "AdaptConfig validators", lambda: run_adaptation(_config(
+    refused(case, "AdaptConfig validators", lambda: run_adaptation(config(
         tmp_path, tiny_source, tiny_corpus, cache_dir=artifacts / "cache", output_dir=artifacts / "models",
         **values)), pattern, artifacts)
     assert not (tmp_path / "x").exists() and not (tmp_path / "evil-de").exists()
@@ -182,7 +182,7 @@ def test_a_strategy_name_with_a_slash_cannot_name_a_folder(tmp_path: Path, tiny_
     registry.register("../../escape")(escape)
     try:
         artifacts = make_artifacts(tmp_path)
-        cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="../../escape",
+        cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="../../escape",
                       cache_dir=artifacts / "cache", output_dir=artifacts / "models")
         refused("model name with '/' (strategy '../../escape')", "validate_config -> _check_names",
                 lambda: run_adaptation(cfg), r"model name .*'tiny-llama-de-\.\./\.\./escape' is not a safe name",

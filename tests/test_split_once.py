@@ -10,35 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import BIBLE, vector_stages
 from transfer.corpus.bible import read_texts, read_verses, verse_pairs
 from transfer.corpus.readers import iter_documents, split_documents
 from transfer.corpus.splits import SplitFractions, split_of
-from transfer.corpus.stage import corpus_spec
-from transfer.engine.cache import StageCache, StageOutput
-from transfer.engine.stages import StageSpec, execute, read_json
+from transfer.engine.cache import StageCache
+from transfer.engine.stages import execute, read_json
 from transfer.init.resources import parallel_pairs
 from transfer.settings.config import AdaptConfig
 from transfer.vectors.stage import (
-    align_stage_spec,
     fasttext_lines,
     induced_parallel_pairs,
-    vector_specs,
 )
 
 SKEWED = SplitFractions(dev=0.3, test=0.2)
-BIBLE = {"target_language": "gsw", "target_bible": ["e"], "source_bible": ["k"], "source_train_bible": ["k", "4"],
-         "dictionary": "induced", "vector_dim": 8, "vector_epochs": 1}
-
-
-def _corpus(cfg: AdaptConfig) -> StageOutput:
-    return execute(corpus_spec(cfg), StageCache(cfg.cache_dir))[0]
-
-
-def _unbuilt(spec: StageSpec, cache_dir: Path) -> StageOutput:
-    """A stage's output as a downstream spec names it (key and folder), without building it."""
-    return StageOutput(spec.stage, spec.key, StageCache(cache_dir).path(spec.stage, spec.key))
-
-
 def _held_out_only(code: str, fractions: SplitFractions) -> set[str]:
     """Texts of ``code``'s dev/test verses that no train verse shares (a repeated verse text
     in train is not a leak)."""
@@ -47,18 +32,10 @@ def _held_out_only(code: str, fractions: SplitFractions) -> set[str]:
     return {v.text for v in verses if split_of(v.key, fractions) != "train"} - train
 
 
-def _stages(cfg: AdaptConfig):
-    """(corpus, source fastText spec, target fastText spec, align spec) of ``cfg``."""
-    corpus = _corpus(cfg)
-    source, target = vector_specs(cfg, corpus)
-    align = align_stage_spec(cfg, _unbuilt(source, cfg.cache_dir), _unbuilt(target, cfg.cache_dir), corpus)
-    return corpus, source, target, align
-
-
 def test_held_out_verses_never_reach_vectors_alignment_or_trans_tokenization(tmp_path: Path) -> None:
     cfg = AdaptConfig(**BIBLE, dev_fraction=SKEWED.dev, test_fraction=SKEWED.test, vector_max_verses=700,
                       parallel_max_pairs=500, cache_dir=tmp_path / "cache")
-    corpus, source, target, align = _stages(cfg)
+    corpus, source, target, align = vector_stages(cfg)
     held = {code: _held_out_only(code, SKEWED) for code in ("k", "4", "e")}
     assert all(len(texts) > 1000 for texts in held.values())
 
@@ -88,7 +65,7 @@ def test_default_fractions_train_on_the_same_texts_as_before(tmp_path: Path, tin
     """The selections the stages made before the corpus stage wrote them, recomputed."""
     cfg = AdaptConfig(**{**BIBLE, "target_bible": ["e", "s"]}, target_files=[str(tiny_corpus)],
                       cache_dir=tmp_path / "cache")
-    corpus, source, target, align = _stages(cfg)
+    corpus, source, target, align = vector_stages(cfg)
     assert list(fasttext_lines(source)) == read_texts("k", "train") + read_texts("4", "train")
     old_target = read_texts("e", "train") + read_texts("s", "train") + list(
         split_documents(iter_documents(tiny_corpus), "train"))
@@ -98,7 +75,7 @@ def test_default_fractions_train_on_the_same_texts_as_before(tmp_path: Path, tin
     assert parallel_pairs(corpus.path) == old_pairs
 
     capped = cfg.model_copy(update={"vector_max_verses": 300, "parallel_max_pairs": 200})
-    corpus, source, target, align = _stages(capped)
+    corpus, source, target, align = vector_stages(capped)
     assert list(fasttext_lines(source)) == read_texts("k", "train")[:300] + read_texts("4", "train")[:300]
     # the cap is per Bible translation; corpus files are read whole, as before
     assert list(fasttext_lines(target)) == (read_texts("e", "train")[:300] + read_texts("s", "train")[:300]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.test_pipeline import _config
+from tests.helpers import config
 from transfer.engine.cache import StageCache, StageOutput
 from transfer.engine.stages import StageSpec
 from transfer.pipeline import run_adaptation, walk_stages
@@ -17,7 +17,7 @@ VECTOR_LABELS = {"fasttext.source", "fasttext.target", "align"}
 
 
 def _wechsel_config(tmp_path: Path, source: Path, **overrides):
-    return _config(tmp_path, source, source, target_files=[], target_bible=["e"], source_train_bible=["k"],
+    return config(tmp_path, source, source, target_files=[], target_bible=["e"], source_train_bible=["k"],
                    vector_max_verses=400, vector_dim=8, vector_epochs=1, dictionary="ding",
                    strategy="wechsel", train_steps=0, eval_texts=4, **overrides)
 
@@ -67,7 +67,7 @@ def test_wechsel_lineage_and_cache_clean_keep_the_vector_stages(tmp_path: Path, 
 
 
 def test_a_run_without_vectors_names_none(tmp_path: Path, tiny_source: Path) -> None:
-    cfg = _config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"], strategy="mean")
+    cfg = config(tmp_path, tiny_source, tiny_source, target_files=[], target_bible=["e"], strategy="mean")
     cache = StageCache(cfg.cache_dir)
     graph = walk_stages(cfg, lambda spec, label: StageOutput(spec.stage, spec.key, cache.path(spec.stage, spec.key)))
     assert not VECTOR_LABELS & set(graph.lineage())

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.test_pipeline import _config
+from tests.helpers import config
 from transfer.pipeline import run_adaptation
 from transfer.train import TrainingCallback
 
@@ -22,7 +22,7 @@ class Steps(TrainingCallback):
 def test_run_adaptation_hands_callbacks_to_the_train_stage(tmp_path: Path, tiny_source: Path,
                                                            tiny_corpus: Path) -> None:
     steps = Steps()
-    run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, register_model=False, eval_texts=2),
+    run_adaptation(config(tmp_path, tiny_source, tiny_corpus, register_model=False, eval_texts=2),
                    callbacks=[steps])
     assert steps.steps == [1, 2]
 
@@ -36,7 +36,7 @@ def test_adapt_flow_reports_training_steps(prefect_harness, tmp_path: Path, tiny
     observe = lambda artifact_id, percent, description: seen.append(description)
     reports.progress_observers.append(observe)
     try:
-        state = adapt_flow(_config(tmp_path, tiny_source, tiny_corpus, register_model=False, eval_texts=2),
+        state = adapt_flow(config(tmp_path, tiny_source, tiny_corpus, register_model=False, eval_texts=2),
                            return_state=True)
     finally:
         reports.progress_observers.remove(observe)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import config
 from tests.refusals import make_artifacts, refused
-from tests.test_pipeline import _config
 from transfer.init import check_strategy_params
 from transfer.pipeline import run_adaptation
 from transfer.settings.names import check_language_tag, check_path_component, safe_component
@@ -50,7 +50,7 @@ STRATEGY_VALUES = [
 def test_strategy_values_are_refused_before_any_stage(case, strategy, params, pattern, tmp_path: Path,
                                                       tiny_source: Path, tiny_corpus: Path) -> None:
     artifacts = make_artifacts(tmp_path)
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy=strategy, strategy_params=params,
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy=strategy, strategy_params=params,
                   cache_dir=artifacts / "cache", output_dir=artifacts / "models")
     refused(case, "validate_config (run_adaptation) -> check_strategy_params", lambda: run_adaptation(cfg),
             pattern, artifacts)
@@ -121,7 +121,7 @@ def test_names_that_become_paths_are_refused_by_the_config(case, values, pattern
     artifacts = make_artifacts(tmp_path)
 
     def run() -> None:
-        run_adaptation(_config(tmp_path, tiny_source, tiny_corpus, cache_dir=artifacts / "cache",
+        run_adaptation(config(tmp_path, tiny_source, tiny_corpus, cache_dir=artifacts / "cache",
                                output_dir=artifacts / "models", **values))
 
     refused(case, "AdaptConfig validators", run, pattern, artifacts)
@@ -190,7 +190,7 @@ def test_target_files_are_sniffed_before_any_stage(name, pattern, tmp_path: Path
                                                   tiny_corpus: Path) -> None:
     artifacts = make_artifacts(tmp_path)
     path = _files(tmp_path / "input")[name]
-    cfg = _config(tmp_path, tiny_source, path, cache_dir=artifacts / "cache", output_dir=artifacts / "models")
+    cfg = config(tmp_path, tiny_source, path, cache_dir=artifacts / "cache", output_dir=artifacts / "models")
     message = refused(f"target file {name}", "validate_config (run_adaptation) -> _check_target_files",
                       lambda: run_adaptation(cfg), pattern, artifacts)
     assert name in message  # the file is named
@@ -200,13 +200,13 @@ def test_an_empty_file_beside_real_text_is_fine(tmp_path: Path, tiny_corpus: Pat
     from transfer.settings.validate import _check_target_files
 
     files = _files(tmp_path / "input")
-    cfg = _config(tmp_path, tmp_path, tiny_corpus, target_files=[str(tiny_corpus), str(files["empty.txt"])])
+    cfg = config(tmp_path, tmp_path, tiny_corpus, target_files=[str(tiny_corpus), str(files["empty.txt"])])
     _check_target_files(cfg)
 
 
 def test_a_missing_target_folder_is_named(tmp_path: Path, tiny_source: Path) -> None:
     artifacts = make_artifacts(tmp_path)
-    cfg = _config(tmp_path, tiny_source, tmp_path / "nowhere", cache_dir=artifacts / "cache",
+    cfg = config(tmp_path, tiny_source, tmp_path / "nowhere", cache_dir=artifacts / "cache",
                   output_dir=artifacts / "models")
     refused("target file missing", "validate_config -> corpus_files", lambda: run_adaptation(cfg),
             r"nowhere.*no such file or folder", artifacts)
@@ -225,7 +225,7 @@ def test_a_bad_dictionary_file_is_refused_before_fasttext(kind, content, pattern
     artifacts = make_artifacts(tmp_path)
     path = tmp_path / "dict.txt"
     path.write_bytes(content)
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="wechsel", dictionary=str(path),
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="wechsel", dictionary=str(path),
                   cache_dir=artifacts / "cache", output_dir=artifacts / "models")
     refused(f"dictionary file: {kind}",
             "validate_config -> _check_dictionary_file", lambda: run_adaptation(cfg), pattern, artifacts)
@@ -235,7 +235,7 @@ def test_a_binary_parallel_file_is_refused(tmp_path: Path, tiny_source: Path, ti
     artifacts = make_artifacts(tmp_path)
     path = tmp_path / "pairs.tsv"
     path.write_bytes(b"In the beginning\tIm Anfang\n\x00\x00\x00\x00")
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization", parallel_files=[str(path)],
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization", parallel_files=[str(path)],
                   cache_dir=artifacts / "cache", output_dir=artifacts / "models")
     refused("parallel file binary", "validate_config -> _check_parallel_files", lambda: run_adaptation(cfg),
             r"parallel file .*pairs\.tsv.*binary data", artifacts)
@@ -247,7 +247,7 @@ def test_the_ding_dictionary_must_be_installed_when_asked_for(monkeypatch, tmp_p
 
     monkeypatch.setattr(dictionaries, "DING_DE_EN", tmp_path / "not-installed" / "de-en")
     artifacts = make_artifacts(tmp_path)
-    cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="wechsel", dictionary="ding",
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="wechsel", dictionary="ding",
                   cache_dir=artifacts / "cache", output_dir=artifacts / "models")
     refused("dictionary='ding' without the Debian file", "validate_config", lambda: run_adaptation(cfg),
             r"dictionary 'ding' reads .*not-installed/de-en, which is missing: install the Debian package",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tests.test_split_once import BIBLE, _stages
+from tests.helpers import BIBLE, vector_stages
 from transfer.corpus.bible import read_texts
 from transfer.corpus.readers import iter_documents, split_documents
 from transfer.settings.config import AdaptConfig
@@ -21,9 +21,9 @@ def test_each_corpus_file_is_capped_and_unset_keeps_the_key(tmp_path: Path, tiny
     second.write_text("".join(f"Noch ein Satz Nummer {i}.\n" for i in range(200)))
     cfg = AdaptConfig(**BIBLE, target_files=[str(tiny_corpus), str(second)], vector_max_verses=50,
                       cache_dir=tmp_path / "cache")
-    _, _, whole, _ = _stages(cfg)
+    _, _, whole, _ = vector_stages(cfg)
     capped_cfg = cfg.model_copy(update={"vector_max_documents": 7})
-    _, _, capped, _ = _stages(capped_cfg)
+    _, _, capped, _ = vector_stages(capped_cfg)
     train = [list(split_documents(iter_documents(path), "train")) for path in (tiny_corpus, second)]
     assert all(len(docs) > 7 for docs in train)
     bible = read_texts("e", "train")[:50]
