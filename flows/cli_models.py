@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from transfer.engine.cache import DEFAULT_ROOT
+from transfer.settings.names import REGISTERED_MODEL_PREFIX
 
 models_app = typer.Typer(help="Registered adapted models (MLflow model registry).", no_args_is_help=True)
 cache_app = typer.Typer(help="The stage cache.", no_args_is_help=True)
@@ -20,7 +21,7 @@ _TRACKING = typer.Option(
     None, "--tracking-uri",
     help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else artifacts/registry/mlflow.db).")
 _ARTIFACTS = typer.Option(Path("artifacts"), help="Artifacts folder holding registry/mlflow.db.")
-_PREFIX = typer.Option("vocab-transfer-", help="Registered model name prefix.")
+_PREFIX = typer.Option(REGISTERED_MODEL_PREFIX, help="Registered model name prefix.")
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -29,7 +30,7 @@ def _fail(error: Exception) -> typer.Exit:
 
 
 def _registry(tracking_uri: str | None, artifacts: Path, prefix: str):
-    from transfer.publish.registry import Registry
+    from transfer.publish.registry_store import Registry
 
     return Registry(tracking_uri, artifacts_root=artifacts, prefix=prefix)
 
@@ -103,7 +104,7 @@ def show_model(
     lineage = Table(title="lineage", show_header=False)
     lineage.add_column("field")
     lineage.add_column("value")
-    from transfer.publish.registry import TAG
+    from transfer.publish.registry_records import TAG
 
     for key, value in sorted(version.tags.items()):
         if key.startswith(TAG) and not key.startswith(TAG + "metric."):

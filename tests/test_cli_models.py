@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tests.helpers import make_record, model_folder, registry_uri
 from transfer.publish.cache_clean import apply_gc, plan_gc
-from transfer.publish.registry import Registry
+from transfer.publish.registry_store import Registry
 
 runner = CliRunner()
 

@@ -45,7 +45,8 @@ def test_a_copy_has_the_same_versions(tree: Path) -> None:
 
 
 def test_editing_the_registry_keeps_every_stage_key(tree: Path) -> None:
-    _append(tree / "transfer" / "publish" / "registry.py", "\n# an edit of the registry\n")
+    for module in ("registry_records.py", "registry_store.py"):
+        _append(tree / "transfer" / "publish" / module, "\n# an edit of the registry\n")
     assert code_version(tree) != code_version()  # the whole tree sees the edit
     for stage in STAGES:  # fastText and training above all
         assert stage_code_version(stage, tree) == stage_code_version(stage), stage
@@ -62,7 +63,8 @@ def test_train_closure() -> None:
     files = _relative(module_closure(STAGE_MODULES["train"]), REPO_ROOT)
     assert "transfer/train/trainer.py" in files  # imported inside the builder
     assert "transfer/train/__init__.py" in files and "transfer/__init__.py" in files
-    assert "transfer/publish/registry.py" not in files
+    assert "transfer/publish/registry_store.py" not in files
+    assert "transfer/publish/registry_records.py" not in files
     assert "transfer/settings/config.py" not in files  # only under TYPE_CHECKING in the stage modules
 
 

@@ -99,7 +99,7 @@ def test_sigkill_in_each_stage_then_resume(tmp_path: Path, tmp_path_factory: pyt
 
     again = run_adaptation(cfg.model_copy(update={"register_model": True, "tracking_uri": registry}))
     assert all(again.stages_cached.values())
-    from transfer.publish.registry import Registry
+    from transfer.publish.registry_store import Registry
 
     versions = Registry(registry).versions("de")
     assert [v.version for v in versions] == [1], versions  # the re-run registered nothing new

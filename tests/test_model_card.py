@@ -76,7 +76,7 @@ def test_card_loading_recipe_runs_on_the_folder(tmp_path: Path, tiny_source: Pat
 
 
 def test_card_and_metrics_of_a_masked_lm_name_the_masked_lm_loss(tmp_path: Path) -> None:
-    from transfer.publish.registry import result_metrics
+    from transfer.publish.registry_store import result_metrics
 
     result = adapt_result(tmp_path, full_steps=5).model_copy(update={"metric": "mlm_loss"})
     card = render_model_card(result)

@@ -95,7 +95,7 @@ def test_induced_dictionary_run_does_not_list_ding(vectors, tmp_path: Path) -> N
 def test_registry_record_reads_the_source_stage_record(tmp_path: Path, tiny_source: Path) -> None:
     """The registered lineage (fingerprint, architecture) comes from the source stage's
     own ``source.json``, found through the result's stage keys."""
-    from transfer.publish.registry import ModelRecord
+    from transfer.publish.registry_store import record_from_result
     from transfer.source.stage import source_spec
 
     cfg = AdaptConfig(source_model=str(tiny_source), target_language="de", cache_dir=tmp_path / "cache",
@@ -106,7 +106,7 @@ def test_registry_record_reads_the_source_stage_record(tmp_path: Path, tiny_sour
         config=cfg, code_version="test", model_dir=str(tmp_path / "models" / "m"),
         stage_keys={"source": source.key, "init": "i", "final": "i"}, stages_cached={},
         bpb={"adapted_step0": 3.0}, fertility={}, init_report={}, train_log=None, seconds=1.0)
-    record = ModelRecord.from_result(result)
+    record = record_from_result(result)
     assert record.source_fingerprint == spec.inputs["weights"]
     assert record.source_architecture and record.source_architecture.endswith("ForCausalLM")
     assert record.stage_keys["source"] == f"source:{source.key}" and record.stage_keys["final"] == "init:i"

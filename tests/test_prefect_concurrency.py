@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import flow_artifacts, flow_config, registry_uri
-from transfer.publish.registry import BEST_ALIAS, Registry
+from transfer.publish.registry_records import BEST_ALIAS
+from transfer.publish.registry_store import Registry
 from transfer.publish.result import AdaptResult, qualified_stage_keys
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

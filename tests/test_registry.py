@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import config, make_record, model_folder, registry_uri
-from transfer.publish.registry import (
+from transfer.publish.registry_records import (
     BEST_ALIAS,
     ModelRecord,
-    Registry,
     RegistryError,
     parse_reference,
-    sqlite_path,
 )
+from transfer.publish.registry_store import Registry, sqlite_path
 
 
 def test_parse_reference() -> None:

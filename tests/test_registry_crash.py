@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_record, model_folder, registry_uri
-from transfer.publish.registry import EXPERIMENT_NAME, TAG, Registry
+from transfer.publish.registry_records import EXPERIMENT_NAME, TAG
+from transfer.publish.registry_store import Registry
 
 
 def test_a_killed_registrations_run_is_replaced_not_duplicated(

@@ -65,7 +65,7 @@ def test_every_renderer_shows_the_same_rows_in_order(tmp_path: Path) -> None:
     from flows.reports import metrics_rows, result_markdown
     from transfer.publish.comparison import row_of
     from transfer.publish.model_card import render_model_card
-    from transfer.publish.registry import result_metrics
+    from transfer.publish.registry_store import result_metrics
 
     result = adapt_result(tmp_path)
     summary = RunSummary.from_result(result)

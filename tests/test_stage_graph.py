@@ -11,7 +11,7 @@ from transfer.engine.stages import StageSpec
 from transfer.pipeline import run_adaptation, walk_stages
 from transfer.publish.cache_clean import clean_cache
 from transfer.publish.manifest import MANIFEST_FILE, read_manifest
-from transfer.publish.registry import Registry
+from transfer.publish.registry_store import Registry
 
 VECTOR_LABELS = {"fasttext.source", "fasttext.target", "align"}
 

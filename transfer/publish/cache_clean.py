@@ -112,9 +112,10 @@ def clean_cache(
     dry_run: bool = True,
 ) -> GcPlan:
     """Plan (and unless ``dry_run``, apply) a clean of ``root`` against the registry."""
-    from transfer.publish.registry import DEFAULT_PREFIX, Registry
+    from transfer.publish.registry_store import Registry
+    from transfer.settings.names import REGISTERED_MODEL_PREFIX
 
-    registry = Registry(tracking_uri, artifacts_root=artifacts_root, prefix=prefix or DEFAULT_PREFIX)
+    registry = Registry(tracking_uri, artifacts_root=artifacts_root, prefix=prefix or REGISTERED_MODEL_PREFIX)
     needed = registry.needed_stage_keys()
     plan = plan_gc(root, needed, min_age_s=min_age_s)
     if not dry_run and not needed and plan.remove:

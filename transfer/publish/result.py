@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from transfer.publish.registry import Registration
+from transfer.publish.registry_records import Registration
 from transfer.settings.config import AdaptConfig
 
 

@@ -26,7 +26,7 @@ def publish_run(result: AdaptResult, *, lineage: Mapping[str, str], corpus_hashe
     write_model_card(result, model_dir, samples=samples)
     write_json(model_dir / "adaptation.json", result.model_dump(mode="json"))
     if cfg.register_model:
-        from transfer.publish.registry import register_result
+        from transfer.publish.registry_store import register_result
 
         result.registration = register_result(result, corpus_hashes=corpus_hashes, stage_keys=lineage)
         write_json(model_dir / "adaptation.json", result.model_dump(mode="json"))

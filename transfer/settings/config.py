@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from transfer.corpus.bible_languages import default_target_bible
 from transfer.settings.names import (
+    REGISTERED_MODEL_PREFIX,
     canonical_language_tag,
     check_language_tag,
     check_path_component,
@@ -176,7 +177,7 @@ class AdaptConfig(BaseModel):
                     "file in 'registry/' beside output_dir (artifacts/registry/mlflow.db).",
     )
     registered_model_prefix: str = Field(
-        "vocab-transfer-", description="Registered model name = prefix + target language."
+        REGISTERED_MODEL_PREFIX, description="Registered model name = prefix + target language."
     )
 
     @model_validator(mode="before")

@@ -24,6 +24,9 @@ _LANGUAGE_TAG = re.compile(
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 MAX_LANGUAGE_TAG = 35  # RFC 5646's longest useful tag
 MAX_COMPONENT = 200  # below every file system's 255-byte name limit, room for suffixes
+# registered model name = prefix + target language (``vocab-transfer-de``): the config's,
+# the CLI's and the registry's default, so they always name the same models
+REGISTERED_MODEL_PREFIX = "vocab-transfer-"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

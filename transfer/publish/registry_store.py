@@ -1,21 +1,22 @@
 """Model registry: every adapted model with its lineage and metrics, in MLflow.
 
-The registration step of docs/DESIGN.md. One MLflow *registered model* per target language
-(``<prefix><language>``, e.g. ``vocab-transfer-de``); each adapted model is one *version*
-of it, whatever its source model, strategy or tokenizer, because bits per byte compares
-models with different tokenizers. The alias ``best`` points to the version with the lowest
-test-split BPB after training (or at step 0 when it was not trained).
+The registration step of docs/DESIGN.md: where the registry is, its file lock, and
+``Registry`` (registering, listing, resolving references, the ``best`` alias); the records
+and their tags are in ``registry_records``. One MLflow *registered model* per target
+language (``<prefix><language>``, e.g. ``vocab-transfer-de``); each adapted model is one
+*version* of it, whatever its source model, strategy or tokenizer, because bits per byte
+compares models with different tokenizers. The alias ``best`` points to the version with
+the lowest test-split BPB after training (or at step 0 when it was not trained).
 
 Where: a SQLite file under ``artifacts/registry/`` (beside the models folder) by default;
 ``MLFLOW_TRACKING_URI`` (or ``AdaptConfig.tracking_uri``) points elsewhere, e.g. a shared
 tracking server.
 
-Each version carries its lineage as tags (source model and its content fingerprint, target
-language, strategy and parameters, tokenizer, corpus content hashes, stage cache keys,
-code version) and its metrics both as tags (so ``models list`` reads one table) and as
-metrics of its MLflow run (for the MLflow UI). The model folder is logged as the run's
-artifacts and the version points there (``create_model_version(source=<artifact uri>)``:
-``mlflow.register_model("runs:/...")`` would need an MLflow *logged model*).
+Each version carries its lineage and metrics as tags (so ``models list`` reads one table)
+and its metrics also as metrics of its MLflow run (for the MLflow UI). The model folder is
+logged as the run's artifacts and the version points there
+(``create_model_version(source=<artifact uri>)``: ``mlflow.register_model("runs:/...")``
+would need an MLflow *logged model*).
 
 Safe to call from many processes at once: a file lock serializes writers (MLflow's SQLite
 store otherwise fails with "database is locked" or two processes both create the same
@@ -28,10 +29,8 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import math
 import os
-import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,29 +38,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from pydantic import BaseModel, Field
-
-from transfer.errors import VocabTransferError
-from transfer.publish.labels import final_metric
+from transfer.publish.registry_records import (
+    BEST_ALIAS,
+    EXPERIMENT_NAME,
+    TAG,
+    ModelRecord,
+    Registration,
+    RegistryError,
+    VersionInfo,
+    flat_params,
+    parse_reference,
+    registered_model_name,
+    version_info,
+    version_tags,
+)
+from transfer.publish.result import AdaptResult, qualified_stage_keys, stage_record
+from transfer.publish.summary import RunSummary
+from transfer.settings.names import REGISTERED_MODEL_PREFIX
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-    from transfer.publish.result import AdaptResult
-
-DEFAULT_PREFIX = "vocab-transfer-"
-EXPERIMENT_NAME = "vocab-transfer"
-BEST_ALIAS = "best"
-TAG = "vt."  # namespace of our tags on runs and versions
-_METRIC_TAG = TAG + "metric."
-_STAGE_TAG = TAG + "stage."
-_CORPUS_TAG = TAG + "corpus."
-_PARAM_MAX = 6000  # MLflow's limit on a parameter value
-_TAG_MAX = 5000  # MLflow's limit on a model version tag value
-
-
-class RegistryError(VocabTransferError):
-    """The registry cannot be reached, or a model reference names nothing in it."""
 
 
 # ---------------------------------------------------------------- where the registry is
@@ -85,87 +81,21 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(unquote(tracking_uri[len(prefix):].split("?", 1)[0]))
 
 
-def registered_model_name(target_language: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """One registered model per target language: ``<prefix><language>``."""
-    return f"{prefix}{target_language}"
+def _lock_path(tracking_uri: str) -> Path:
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        return db.with_name(db.name + ".lock")
+    # a server serializes its own writes; the lock still keeps one machine's batch orderly
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"vocab-transfer-registry-{digest}.lock"
 
 
-# ---------------------------------------------------------------- what is registered
-
-class ModelRecord(BaseModel):
-    """Lineage and metrics of one adapted model: what a registry version stores."""
-
-    model_name: str
-    target_language: str
-    source_model: str
-    source_fingerprint: str | None = None
-    source_architecture: str | None = None
-    strategy: str
-    strategy_params: dict[str, Any] = Field(default_factory=dict)
-    tokenizer_family: str | None = None
-    tokenizer_vocab_size: int
-    corpus_hashes: dict[str, str] = Field(default_factory=dict)
-    code_version: str
-    stage_keys: dict[str, str] = Field(default_factory=dict, description="label -> 'stage:key'")
-    eval_split: str
-    eval_texts: int
-    metrics: dict[str, float] = Field(default_factory=dict)
-    config: dict[str, Any] = Field(default_factory=dict)
-    model_dir: str
-
-    @property
-    def fingerprint(self) -> str:
-        """Identity of the run: the same stages (keys include parameters, input hashes
-        and code version) evaluated the same way. Re-registering it changes nothing."""
-        payload = json.dumps(
-            {"model_name": self.model_name, "stage_keys": self.stage_keys,
-             "eval": [self.eval_split, self.eval_texts]},
-            sort_keys=True, separators=(",", ":"),
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-    @classmethod
-    def from_result(
-        cls,
-        result: AdaptResult,
-        *,
-        corpus_hashes: Mapping[str, str] | None = None,
-        stage_keys: Mapping[str, str] | None = None,
-    ) -> ModelRecord:
-        """Build the record of a finished run. ``stage_keys`` (label -> 'stage:key')
-        defaults to the result's own keys; ``corpus_hashes`` are the corpus stage inputs."""
-        cfg = result.config
-        from transfer.publish.result import qualified_stage_keys, stage_record
-
-        keys = dict(stage_keys) if stage_keys else qualified_stage_keys(result)
-        source_info = stage_record(result, "source", "source.json") or {}
-        return cls(
-            model_name=cfg.model_name(),
-            target_language=cfg.target_language,
-            source_model=cfg.source_model,
-            source_fingerprint=source_info.get("fingerprint"),
-            source_architecture=source_info.get("architecture"),
-            strategy=cfg.strategy,
-            strategy_params=cfg.strategy_params,
-            tokenizer_family=source_info.get("tokenizer_family"),
-            tokenizer_vocab_size=cfg.vocab_size,
-            corpus_hashes=dict(corpus_hashes or {}),
-            code_version=result.code_version,
-            stage_keys=keys,
-            eval_split=cfg.eval_split,
-            eval_texts=cfg.eval_texts,
-            metrics=result_metrics(result),
-            config=cfg.model_dump(mode="json"),
-            model_dir=result.model_dir,
-        )
-
+# ---------------------------------------------------------------- a run's record
 
 def result_metrics(result: AdaptResult) -> dict[str, float]:
     """Flat, finite metrics of a run: BPB per evaluation (and the final model's gain over
     the source model on the same texts), fertility of both tokenizers, init counts, loss.
     A masked LM's evaluations are logged as ``mlm_loss.*``, so they never rank against BPB."""
-    from transfer.publish.summary import RunSummary
-
     summary = RunSummary.from_result(result)
     prefix = summary.metric
     metrics: dict[str, float] = {f"{prefix}.{row.label}": row.value for row in summary.rows}
@@ -184,103 +114,39 @@ def result_metrics(result: AdaptResult) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 
-class Registration(BaseModel):
-    """Where a run landed in the registry."""
-
-    tracking_uri: str
-    name: str
-    version: int
-    run_id: str
-    source: str = Field(description="artifact URI of the registered model folder")
-    fingerprint: str
-    created: bool = Field(description="False when the same run was already registered")
-    aliases: list[str] = Field(default_factory=list)
-
-
-class VersionInfo(BaseModel):
-    """One registered model version, read back from the registry."""
-
-    name: str
-    version: int
-    aliases: list[str] = Field(default_factory=list)
-    run_id: str | None = None
-    source: str
-    created_ms: int | None = None
-    description: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-
-    def tag(self, name: str) -> str | None:
-        return self.tags.get(TAG + name)
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        out = {}
-        for key, value in self.tags.items():
-            if key.startswith(_METRIC_TAG):
-                try:
-                    out[key[len(_METRIC_TAG):]] = float(value)
-                except ValueError:
-                    continue
-        return out
-
-    @property
-    def stage_keys(self) -> dict[str, str]:
-        return {k[len(_STAGE_TAG):]: v for k, v in self.tags.items() if k.startswith(_STAGE_TAG)}
-
-    @property
-    def final_bpb(self) -> float | None:
-        """The final model's BPB (a masked LM's ``mlm_loss.*`` never counts as BPB)."""
-        return final_metric(self.metrics, prefix="bpb.")
+def record_from_result(
+    result: AdaptResult,
+    *,
+    corpus_hashes: Mapping[str, str] | None = None,
+    stage_keys: Mapping[str, str] | None = None,
+) -> ModelRecord:
+    """The record of a finished run. ``stage_keys`` (label -> 'stage:key') defaults to the
+    result's own keys; ``corpus_hashes`` are the corpus stage inputs."""
+    cfg = result.config
+    keys = dict(stage_keys) if stage_keys else qualified_stage_keys(result)
+    source_info = stage_record(result, "source", "source.json") or {}
+    return ModelRecord(
+        model_name=cfg.model_name(),
+        target_language=cfg.target_language,
+        source_model=cfg.source_model,
+        source_fingerprint=source_info.get("fingerprint"),
+        source_architecture=source_info.get("architecture"),
+        strategy=cfg.strategy,
+        strategy_params=cfg.strategy_params,
+        tokenizer_family=source_info.get("tokenizer_family"),
+        tokenizer_vocab_size=cfg.vocab_size,
+        corpus_hashes=dict(corpus_hashes or {}),
+        code_version=result.code_version,
+        stage_keys=keys,
+        eval_split=cfg.eval_split,
+        eval_texts=cfg.eval_texts,
+        metrics=result_metrics(result),
+        config=cfg.model_dump(mode="json"),
+        model_dir=result.model_dir,
+    )
 
 
 # ---------------------------------------------------------------- the registry
-
-def _lock_path(tracking_uri: str) -> Path:
-    db = sqlite_path(tracking_uri)
-    if db is not None:
-        return db.with_name(db.name + ".lock")
-    # a server serializes its own writes; the lock still keeps one machine's batch orderly
-    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"vocab-transfer-registry-{digest}.lock"
-
-
-def _text(value: Any, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _tag_key(label: str) -> str:
-    # MLflow keys allow letters, digits, '_', '-', '.', ' ', '/'
-    return re.sub(r"[^A-Za-z0-9_.\-/ ]", ".", label)
-
-
-def _version_tags(record: ModelRecord) -> dict[str, str]:
-    tags = {
-        "fingerprint": record.fingerprint,
-        "model_name": record.model_name,
-        "target_language": record.target_language,
-        "source_model": record.source_model,
-        "source_fingerprint": record.source_fingerprint or "",
-        "source_architecture": record.source_architecture or "",
-        "strategy": record.strategy,
-        "strategy_params": record.strategy_params,
-        "tokenizer.family": record.tokenizer_family or "",
-        "tokenizer.vocab_size": str(record.tokenizer_vocab_size),
-        "code_version": record.code_version,
-        "eval_split": record.eval_split,
-        "eval_texts": str(record.eval_texts),
-        "model_dir": record.model_dir,
-    }
-    out = {TAG + k: _text(v, _TAG_MAX) for k, v in tags.items()}
-    out.update({_CORPUS_TAG + _tag_key(k): v for k, v in record.corpus_hashes.items()})
-    out.update({_STAGE_TAG + _tag_key(k): v for k, v in record.stage_keys.items()})
-    out.update({_METRIC_TAG + k: repr(v) for k, v in record.metrics.items()})
-    return out
-
-
-def _flat_params(config: Mapping[str, Any]) -> dict[str, str]:
-    return {key: _text(value if value is not None else "", _PARAM_MAX) for key, value in config.items()}
-
 
 class Registry:
     """The MLflow model registry of adapted models (see the module docstring)."""
@@ -290,7 +156,7 @@ class Registry:
         tracking_uri: str | None = None,
         *,
         artifacts_root: Path | str = "artifacts",
-        prefix: str = DEFAULT_PREFIX,
+        prefix: str = REGISTERED_MODEL_PREFIX,
         experiment: str = EXPERIMENT_NAME,
     ) -> None:
         self.tracking_uri = resolve_tracking_uri(tracking_uri, artifacts_root)
@@ -350,7 +216,7 @@ class Registry:
         token = None
         while True:
             page = client.search_model_versions(filter_string, max_results=1000, page_token=token)
-            out.extend(_info(v) for v in page)
+            out.extend(version_info(v) for v in page)
             token = page.token
             if not token:
                 break
@@ -380,11 +246,11 @@ class Registry:
         if runs:
             return runs[0]
         self._drop_unfinished_runs(client, experiment_id, record.fingerprint)
-        tags = {**_version_tags(record), "mlflow.runName": record.model_name}
+        tags = {**version_tags(record), "mlflow.runName": record.model_name}
         run = client.create_run(experiment_id, tags=tags, run_name=record.model_name)
         run_id = run.info.run_id
         try:
-            params = [Param(k, v) for k, v in _flat_params(record.config).items()]
+            params = [Param(k, v) for k, v in flat_params(record.config).items()]
             metrics = [Metric(k, v, 0, 0) for k, v in record.metrics.items()]
             for start in range(0, max(len(params), len(metrics)), 100):
                 client.log_batch(run_id, metrics=metrics[start:start + 100],
@@ -431,7 +297,7 @@ class Registry:
                 run = self._run_for(client, self._experiment_id(client), record)
                 version = client.create_model_version(
                     name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id,
-                    tags=_version_tags(record),
+                    tags=version_tags(record),
                     description=f"{record.source_model} -> {record.target_language}, "
                                 f"strategy {record.strategy}",
                 )
@@ -439,7 +305,7 @@ class Registry:
             else:
                 number = existing.version
             self._update_best(client, name)
-            info = _info(client.get_model_version(name, str(number)))
+            info = version_info(client.get_model_version(name, str(number)))
         return Registration(
             tracking_uri=self.tracking_uri, name=name, version=info.version,
             run_id=info.run_id or "", source=info.source, fingerprint=record.fingerprint,
@@ -487,9 +353,9 @@ class Registry:
         with self._locked(exclusive=False) as client:
             try:
                 if alias is not None:
-                    return _info(client.get_model_version_by_alias(name, alias))
+                    return version_info(client.get_model_version_by_alias(name, alias))
                 if version is not None:
-                    return _info(client.get_model_version(name, str(version)))
+                    return version_info(client.get_model_version(name, str(version)))
                 found = self._all_versions(client, f"name = '{name}'")
             except MlflowException as error:
                 raise RegistryError(f"model {ref!r}: {error.message}") from error
@@ -508,33 +374,6 @@ class Registry:
         return needed
 
 
-def parse_reference(ref: str) -> tuple[str, int | None, str | None]:
-    """Split ``NAME[:VERSION|:ALIAS|@ALIAS]`` into (name, version, alias)."""
-    name, sep, rest = ref.partition("@")
-    if not sep:
-        name, sep, rest = ref.partition(":")
-    if not name or (sep and not rest):
-        raise RegistryError(f"model reference {ref!r}: expected NAME, NAME:VERSION or NAME@ALIAS")
-    if not sep:
-        return name, None, None
-    if rest.isdigit():
-        return name, int(rest), None
-    return name, None, rest
-
-
-def _info(version: Any) -> VersionInfo:
-    return VersionInfo(
-        name=version.name,
-        version=int(version.version),
-        aliases=list(getattr(version, "aliases", None) or []),
-        run_id=version.run_id,
-        source=version.source,
-        created_ms=version.creation_timestamp,
-        description=version.description,
-        tags=dict(version.tags or {}),
-    )
-
-
 def register_result(
     result: AdaptResult,
     *,
@@ -547,5 +386,5 @@ def register_result(
         cfg.tracking_uri, artifacts_root=Path(cfg.output_dir).parent,
         prefix=cfg.registered_model_prefix,
     )
-    record = ModelRecord.from_result(result, corpus_hashes=corpus_hashes, stage_keys=stage_keys)
+    record = record_from_result(result, corpus_hashes=corpus_hashes, stage_keys=stage_keys)
     return registry.register(record)
