@@ -32,7 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch
 
 from transfer.train import (
-    StageConfig,
+    PhaseConfig,
     TrainingCallback,
     TrainingConfig,
     dev_evaluator,
@@ -155,8 +155,8 @@ def main() -> None:
     dev = (corpus / "dev.target.txt").read_text(encoding="utf-8").splitlines()[: args.dev_texts]
 
     config = TrainingConfig(
-        stages=[StageConfig("embeddings", args.embedding_steps, args.embedding_lr, warmup_steps=2, schedule="cosine"),
-                StageConfig("full", args.full_steps, args.full_lr, warmup_steps=2, schedule="cosine",
+        phases=[PhaseConfig("embeddings", args.embedding_steps, args.embedding_lr, warmup_steps=2, schedule="cosine"),
+                PhaseConfig("full", args.full_steps, args.full_lr, warmup_steps=2, schedule="cosine",
                             weight_decay=0.01)],
         batch_size=args.batch_size, clip_norm=1.0, seed=0, precision="fp32", eval_every=args.eval_every,
     )
@@ -190,7 +190,7 @@ def main() -> None:
     plot_curves(curves, out / f"{name}.png", references={"source model, step 0": reference},
                 title="SmolLM2-135M -> German: dev BPB at the same token budget (CPU)")
     record = {
-        "settings": {**vars(args), "stages": [s.__dict__ for s in config.stages], **notes},
+        "settings": {**vars(args), "stages": [s.__dict__ for s in config.phases], **notes},
         "machine": {"platform": platform.platform(), "threads": torch.get_num_threads(),
                     "cpus": os.cpu_count(), "torch": torch.__version__,
                     "load_average_at_end": os.getloadavg()},

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 import torch
 
 from transfer.train import (
-    StageConfig,
+    PhaseConfig,
     TrainingConfig,
     dev_evaluator,
     pack_train_split,
@@ -77,7 +77,7 @@ def real_assets(cache_dir: str) -> tuple[Loader, Loader, Path]:
     corpus, _ = execute(corpus_spec(cfg), cache)
     source, _ = execute(source_spec(cfg), cache)
     tokenizer, _ = execute(tokenizer_spec(cfg, corpus, source), cache)
-    # the stages the pipeline runs for this strategy (transfer.pipeline.walk_stages)
+    # the stages the pipeline runs for this strategy (transfer.planning.walk.walk_stages)
     links = execute(links_spec(cfg, source, tokenizer, corpus), cache)[0] if "parallel" in needs(cfg.strategy) else None
     init, _ = execute(init_spec(cfg, source, tokenizer, corpus=corpus, links=links), cache)
     return (lambda: load_source(str(init.path / "model")), lambda: load_source(str(source.path / "model")),
@@ -177,10 +177,10 @@ def main() -> None:
             ratio = teacher_ratio(data, student_tok, teacher_tok)
             share = 3 / (3 + ratio)  # the steps a distilling run affords per next-token step
         steps, full_steps = max(1, round(args.steps * share)), round(args.full_steps * share)
-        stages = [StageConfig("embeddings", steps, args.lr, schedule="constant")]
+        stages = [PhaseConfig("embeddings", steps, args.lr, schedule="constant")]
         if full_steps:
-            stages.append(StageConfig("full", full_steps, args.full_lr, schedule="cosine", weight_decay=0.01))
-        config = TrainingConfig(stages=stages, batch_size=args.batch_size, seed=0, precision="fp32",
+            stages.append(PhaseConfig("full", full_steps, args.full_lr, schedule="cosine", weight_decay=0.01))
+        config = TrainingConfig(phases=stages, batch_size=args.batch_size, seed=0, precision="fp32",
                                 eval_every=args.eval_every, clip_norm=1.0)
         started = time.perf_counter()
         result = train(student, data, config, tokenizer=student_tok, device="cpu", label=objective,

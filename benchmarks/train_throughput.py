@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-from transfer.train import PackedData, StageConfig, TrainingCallback, TrainingConfig, train
+from transfer.train import PackedData, PhaseConfig, TrainingCallback, TrainingConfig, train
 
 RESULTS = Path(__file__).parent / "results"
 # SmolLM2-135M's shape (config of HuggingFaceTB/SmolLM2-135M)
@@ -87,7 +87,7 @@ def ours(config: LlamaConfig, blocks: torch.Tensor, steps: int, batch: int, devi
     model = LlamaForCausalLM(config)
     timer = _OurTimer()
     data = PackedData(blocks=blocks, n_documents=0, n_bytes=blocks.numel(), n_tokens=blocks.numel())
-    cfg = TrainingConfig(stages=[StageConfig(stage, steps, 1e-4, schedule="constant")], batch_size=batch,
+    cfg = TrainingConfig(phases=[PhaseConfig(stage, steps, 1e-4, schedule="constant")], batch_size=batch,
                          clip_norm=1.0, eval_at_start=False, eval_at_end=False, precision="auto",
                          compile=compile_model)
     timer.last = time.perf_counter()
@@ -254,7 +254,7 @@ def gpu_german_run(path: Path, steps: int, batch: int = 16, device: str = "cuda"
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_SHAPE))
     log = _LossLog()
-    cfg = TrainingConfig(stages=[StageConfig("full", steps, 1e-3, warmup_steps=min(50, steps // 5),
+    cfg = TrainingConfig(phases=[PhaseConfig("full", steps, 1e-3, warmup_steps=min(50, steps // 5),
                                              schedule="cosine", weight_decay=0.1)],
                          batch_size=batch, clip_norm=1.0, eval_at_start=False, eval_at_end=False, precision="auto",
                          compile=compile_model)

@@ -35,13 +35,22 @@ from flows.reports import (
     training_callbacks,
 )
 from transfer.engine.cache import StageCache, StageOutput
+from transfer.engine.stage_table import is_training_stage
 from transfer.engine.stages import BuildContext, StageSpec, execute
 from transfer.errors import VocabTransferError
 from transfer.pipeline import run_adaptation
+from transfer.planning.plan import RunPlan, plan_adaptation
 from transfer.publish.result import AdaptResult
 
-__all__ = ["adapt_flow", "execute_as_task", "is_transient", "result_markdown", "run_stage",
-           "stage_cache_key", "training_limit_name"]
+__all__ = [
+    "adapt_flow",
+    "execute_as_task",
+    "execute_task",
+    "is_transient",
+    "result_markdown",
+    "stage_cache_key",
+    "training_limit_name",
+]
 
 #: Retries of a stage whose failure may be transient, and the waits before them (seconds).
 STAGE_RETRIES = 2
@@ -79,7 +88,7 @@ def _retry_if_transient(task_: Any, task_run: Any, state: Any) -> bool:
 @task(cache_key_fn=stage_cache_key, persist_result=True, task_run_name="{spec.stage}",
       retries=STAGE_RETRIES, retry_delay_seconds=RETRY_DELAYS,
       retry_condition_fn=_retry_if_transient)
-def run_stage(spec: StageSpec, cache_dir: str, context: BuildContext = BuildContext()) -> StageOutput:
+def execute_task(spec: StageSpec, cache_dir: str, context: BuildContext = BuildContext()) -> StageOutput:
     # ``context`` (progress callbacks) never changes the result: stage_cache_key leaves it out
     output, cached = execute(spec, StageCache(_cache_root(cache_dir)), context)
     get_run_logger().info("%s %s (%s)", spec.stage, "reused" if cached else "built", output.path)
@@ -116,10 +125,6 @@ def ensure_training_limit(name: str, limit: int = 1) -> None:
             pass  # another run created it first
 
 
-def _is_training(spec: StageSpec) -> bool:
-    return "train" in spec.stage
-
-
 def execute_as_task(spec: StageSpec, cache_dir: str, progress: RunProgress | None = None,
                     context: BuildContext = BuildContext()) -> StageOutput:
     """Run a stage as a Prefect task, its builder getting ``context``; a cached Prefect
@@ -130,14 +135,14 @@ def execute_as_task(spec: StageSpec, cache_dir: str, progress: RunProgress | Non
     if progress is not None:
         progress.update(f"{spec.stage}: {'cached' if built else 'running'}")
     slot = nullcontext()
-    if _is_training(spec) and not built:
+    if is_training_stage(spec.stage) and not built:
         name = training_limit_name()
         ensure_training_limit(name)
         slot = concurrency(name, occupy=1)
     with slot:
-        output = run_stage(spec, cache_dir, context)
+        output = execute_task(spec, cache_dir, context)
         if not cache.is_complete(spec.stage, spec.key):
-            output = run_stage.with_options(refresh_cache=True)(spec, cache_dir, context)
+            output = execute_task.with_options(refresh_cache=True)(spec, cache_dir, context)
     if progress is not None:
         progress.update(f"{spec.stage}: done", finished_stage=True)
     return output
@@ -162,30 +167,23 @@ def _process_turn(waiting_note: str) -> Iterator[None]:
         _ONE_RUN_PER_PROCESS.release()
 
 
-def _planned_stage_count(config: AdaptParameters) -> int:
-    from flows.plan import plan_adaptation
-
-    try:
-        return len(plan_adaptation(config, measure=False).stages)
-    except VocabTransferError:
-        return 1  # run_adaptation raises the same error with its message right after
-
-
 @flow(name="adapt-language", log_prints=True, flow_run_name="{config.target_language}-{config.strategy}")
-def adapt_flow(config: AdaptParameters = AdaptParameters()) -> AdaptResult:
+def adapt_flow(config: AdaptParameters = AdaptParameters(), plan: RunPlan | None = None) -> AdaptResult:
     """Adapt a source model to one target language: tokenizer, initialization, training,
     evaluation (every stage cached by its content key), with a summary, a metrics table,
-    a learning-curve link and a progress bar as artifacts."""
-    from transfer.settings.input_warnings import run_notes
-
+    a learning-curve link and a progress bar as artifacts. ``plan``: the run's plan when the
+    caller has made it already (the CLI, the batch and compare flows); from the UI it is
+    left empty and the flow plans ``config`` itself, once."""
     with _process_turn("waiting for another flow run in this process to finish"):
-        for note in run_notes(config):
+        if plan is None:
+            plan = plan_adaptation(config)
+        for note in plan.notes:
             print(note)  # log_prints: the flow run's log shows the strategy choice and the warnings
-        cache_dir = str(config.cache_dir)
-        name = config.model_name()
-        progress = RunProgress(_planned_stage_count(config), key=artifact_key(name, "progress"))
-        result = run_adaptation(config, callbacks=training_callbacks(progress),
+        cache_dir = str(plan.config.cache_dir)
+        name = plan.config.model_name()
+        progress = RunProgress(len(plan.stages), key=artifact_key(name, "progress"))
+        result = run_adaptation(plan, callbacks=training_callbacks(progress),
                                 execute_stage=lambda spec, context: execute_as_task(spec, cache_dir, progress, context))
         progress.update("finished")
-        publish_reports(result, Path(config.output_dir).parent / "reports")
+        publish_reports(result, Path(plan.config.output_dir).parent / "reports")
     return result

@@ -4,14 +4,14 @@ deployments), ``strategies``; ``--help`` everywhere, ``--dry-run`` prints the pl
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from flows.cli_options import config_option
+from flows.cli_render import console, fail, print_notes, print_plan, print_result, stage_progress
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -19,97 +19,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 app = typer.Typer(help="Adapt a pretrained language model to a new language.", no_args_is_help=True)
-console = Console()
 
 DEFAULT_LANGUAGES = Path(__file__).resolve().parent.parent / "configs" / "languages.yaml"
-
-
-def _print_result(result) -> None:
-    """The run's ``RunSummary`` as a table (the source model's rows first), then fertility,
-    initialization and cache use."""
-    from transfer.publish.summary import RunSummary, fertility_line, init_line
-
-    summary = RunSummary.from_result(result)
-    cfg = result.config
-    table = Table(title=f"{summary.name}: {summary.metric_name} on held-out {cfg.eval_split} texts")
-    table.add_column("model")
-    table.add_column("texts")
-    table.add_column("BPB" if summary.metric == "bpb" else summary.metric_name, justify="right")
-    for row in summary.rows:
-        table.add_row(row.model, row.texts, f"{row.value:.4f}")
-    console.print(table)
-    console.print(fertility_line(summary))
-    console.print(f"Initialization: {init_line(summary)}")
-    console.print(f"Stages reused from cache: {summary.stages_reused}")
-    console.print(f"Model saved to [bold]{result.model_dir}[/] in {result.seconds:.0f} s")
-
-
-def _print_plan(plan, title: str) -> None:
-    table = Table(title=title)
-    for column in ("stage", "state", "est. time", "folder"):
-        table.add_column(column, justify="right" if column == "est. time" else "left")
-    for stage in plan.stages:
-        table.add_row(stage.label, "cached" if stage.cached else "[yellow]to build[/]",
-                      "" if stage.cached else f"{stage.seconds:.0f} s", stage.path)
-    console.print(table)
-    size = plan.source
-    memory = f"{plan.peak_memory_bytes / 2**30:.1f} GiB" if plan.peak_memory_bytes else "unknown"
-    params = f"{size.parameters / 1e6:.0f}M parameters" if size.parameters else "size unknown"
-    console.print(
-        f"{len(plan.stages) - len(plan.to_build)}/{len(plan.stages)} stages cached; "
-        f"estimate for the rest: ~{plan.seconds / 60:.1f} min, peak memory ~{memory} "
-        f"(source {params}; device at {plan.flops_per_second / 1e9:.0f} GFLOP/s fp32). "
-        "Rough: 6 FLOPs per parameter and token for training, 2 for scoring."
-    )
-
-
-@contextmanager
-def _stage_progress():
-    """A progress bar over the run's stages, fed by the flow's progress updates."""
-    from flows import reports
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
-        task_id = bar.add_task("starting", total=100)
-
-        def observe(_artifact, percent: float, description: str) -> None:
-            bar.update(task_id, completed=percent, description=description)
-
-        reports.progress_observers.append(observe)
-        try:
-            yield
-        finally:
-            reports.progress_observers.remove(observe)
-
-
-def _error_text(error: Exception) -> str:
-    """One line per bad field for validation errors (field name, problem, given value)."""
-    from pydantic import ValidationError
-
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']} (got {e.get('input')!r})"
-            for e in error.errors()
-        )
-    return str(error)
-
-
-def _fail(error: Exception) -> typer.Exit:
-    # soft wrap: a path in the message stays whole, to be copied from the terminal
-    console.print("[red]error:[/] " + escape(_error_text(error)), soft_wrap=True)
-    return typer.Exit(code=2)
-
-
-def _print_run_notes(cfg) -> None:
-    """The strategy 'auto' chose and the warnings about valid but suspicious input (script,
-    repetition, a corpus too small for vocab_size), before any work starts."""
-    from transfer.settings.input_warnings import run_notes
-
-    for note in run_notes(cfg):
-        if note.startswith("warning: "):
-            console.print("[yellow]warning:[/] " + escape(note.removeprefix("warning: ")))
-        else:
-            console.print(escape(note))
 
 
 def _load_parameters(values: dict):
@@ -122,57 +33,35 @@ def _load_parameters(values: dict):
 def adapt(
     config: Path | None = typer.Option(
         None, help="JSON/YAML file with AdaptConfig fields, or a model's run_manifest.json."),
-    source_model: str | None = typer.Option(None, help="'smollm2', a .gguf file, a folder or a hub id."),
-    target_language: str | None = typer.Option(None, help="Language code of the target language."),
-    target_bible: list[str] | None = typer.Option(
-        None, help="Bible translation code(s) of the target language (default: all of the language's; "
-                   "`vocab-transfer bibles` lists them)."),
-    target_file: list[Path] | None = typer.Option(
-        None, help="Target corpus file(s) or folder(s): .txt, .jsonl (optionally .gz/.bz2/.xz/.zst), .parquet."),
-    document_boundary: str | None = typer.Option(
-        None, help="Plain-text corpora: 'line' (a document per line) or 'blank_line' (blank-line-separated "
-                   "documents, as CC100)."),
-    parallel_file: list[str] | None = typer.Option(
-        None, help="Parallel corpus (source language, target language) for trans-tokenization and dictionary "
-                   "induction, instead of the Bible: a .tsv, a .jsonl, or a Moses prefix P (P.en + P.de)."),
-    parallel_max_pairs: int | None = typer.Option(
-        None, min=1, help="Align only the first N sentence pairs of each source translation or parallel file "
-                          "(eflomal's time grows with the pairs; 10,000 per Bible translation cost German 0.05 BPB)."),
-    source_vectors: Path | None = typer.Option(
-        None, help="Your own static vectors of the source language (WECHSEL/OFA) instead of fastText trained "
-                   "on the Bible: a fastText .bin, or a .vec/.txt(.gz) text file (word vectors: word average)."),
-    target_vectors: Path | None = typer.Option(
-        None, help="Your own static vectors of the target language (same forms as --source-vectors)."),
-    vectors_aligned: bool | None = typer.Option(
-        None, "--vectors-aligned/--vectors-not-aligned",
-        help="The two vector files already share one space (MUSE wiki.multi, OFA's vectors): no Procrustes."),
-    strategy: list[str] | None = typer.Option(
-        None, help="Initialization strategy (see `strategies`); give it several times to compare "
-                   "strategies in one run (shared stages built once, one table and plot)."),
-    vocab_size: int | None = typer.Option(None, help="Target tokenizer vocabulary size."),
-    mode: str | None = typer.Option(
-        None, "--mode", help="'replace' (default): a new target vocabulary of --vocab-size tokens; 'extend': "
-                             "keep the source tokenizer and its rows, append --added-tokens target tokens."),
-    added_tokens: int | None = typer.Option(None, help="Target tokens appended with --mode extend."),
-    freeze_source_rows: bool | None = typer.Option(
-        None, "--freeze-source-rows/--no-freeze-source-rows",
-        help="With --mode extend: the source's own token rows stay exactly unchanged during training; only "
-             "the appended rows (and, with full-model steps, the body) train."),
-    keep_token: list[str] | None = typer.Option(
-        None, help="An added token of the source the target tokenizer keeps besides those a special role or "
-                   "the chat template needs (repeat for several)."),
-    train_steps: int | None = typer.Option(None, help="Training budget in optimizer steps."),
-    objective: str | None = typer.Option(
-        None, help="Training objective: 'next_token' (default), 'distill' (match the source model's likelihood "
-                   "of aligned text chunks, ALM) or 'both'."),
-    distill_weight: float | None = typer.Option(None, help="Weight of the distillation term (--objective "
-                                                           "distill/both)."),
-    eval_texts: int | None = typer.Option(None, help="Held-out texts scored for bits per byte."),
-    device: str | None = typer.Option(None, help="'cpu' or 'cuda' (default: CUDA when present)."),
-    compile_model: bool | None = typer.Option(
-        None, "--compile/--no-compile", help="torch.compile the model for training (speed only: on a GPU, faster "
-                                             "after a compile of tens of seconds)."),
-    cache_dir: Path | None = typer.Option(None, help="Stage cache folder."),
+    source_model: str | None = config_option("source_model"),
+    target_language: str | None = config_option("target_language"),
+    target_bible: list[str] | None = config_option(
+        "target_bible", note="Repeat for several; `vocab-transfer bibles` lists them."),
+    target_file: list[Path] | None = config_option("target_files", note="Repeat for several."),
+    document_boundary: str | None = config_option("document_boundary"),
+    parallel_file: list[str] | None = config_option("parallel_files", note="Repeat for several."),
+    parallel_max_pairs: int | None = config_option(
+        "parallel_max_pairs", min=1,
+        note="eflomal's time grows with the pairs; 10,000 per Bible translation cost German 0.05 BPB."),
+    source_vectors: Path | None = config_option("source_vectors"),
+    target_vectors: Path | None = config_option("target_vectors"),
+    vectors_aligned: bool | None = config_option("vectors_aligned", "--vectors-aligned/--vectors-not-aligned"),
+    strategy: list[str] | None = config_option(
+        "strategy", note="Give it several times to compare strategies in one run (shared stages built once, "
+                         "one table and plot)."),
+    vocab_size: int | None = config_option("vocab_size"),
+    mode: str | None = config_option("vocab_mode", "--mode"),
+    added_tokens: int | None = config_option("added_tokens"),
+    freeze_source_rows: bool | None = config_option(
+        "freeze_source_rows", "--freeze-source-rows/--no-freeze-source-rows"),
+    keep_token: list[str] | None = config_option("keep_tokens", note="Repeat for several."),
+    train_steps: int | None = config_option("train_steps"),
+    objective: str | None = config_option("objective"),
+    distill_weight: float | None = config_option("distill_weight"),
+    eval_texts: int | None = config_option("eval_texts"),
+    device: str | None = config_option("device"),
+    compile_model: bool | None = config_option("compile", "--compile/--no-compile"),
+    cache_dir: Path | None = config_option("cache_dir"),
     prefect: bool = typer.Option(True, help="Run as a Prefect flow (shows in the UI when a server is configured)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, what is cached, and an estimate; run nothing."),
 ) -> None:
@@ -186,7 +75,7 @@ def adapt(
     try:  # a plain config (JSON/YAML) or a run manifest, whose config part reproduces the run
         values = load_config_file(config, warn=lambda m: console.print(f"[yellow]note:[/] {m}")) if config else {}
     except VocabTransferError as error:
-        raise _fail(error) from error
+        raise fail(error) from error
     overrides = {
         "source_model": source_model, "target_language": target_language,
         "target_bible": target_bible, "target_files": [str(p) for p in target_file] if target_file else None,
@@ -203,44 +92,43 @@ def adapt(
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         cfg = _load_parameters(values)
-        if dry_run or not prefect:
-            _print_run_notes(cfg)  # a Prefect flow run logs them itself (shown here too): not twice
         if strategy and len(strategy) > 1:
             _compare(cfg, strategy, prefect=prefect, dry_run=dry_run)
             return
-        if dry_run:
-            from flows.plan import plan_adaptation
+        from transfer.planning.plan import plan_adaptation
 
-            _print_plan(plan_adaptation(cfg), f"plan of {cfg.model_name()}")
+        # the run's one plan: validated here, so bad input is refused in seconds, not after
+        # a Prefect server has started and the flow run has failed with a traceback
+        plan = plan_adaptation(cfg, measure=dry_run)
+        if dry_run or not prefect:
+            print_notes(plan.notes)  # a Prefect flow run logs them itself (shown here too): not twice
+        if dry_run:
+            print_plan(plan, f"plan of {cfg.model_name()}")
             return
         if prefect:
             from flows.adapt_flow import adapt_flow
-            from transfer.settings.validate import validate_config
 
-            # bad input is refused here in seconds, not after a Prefect server has started
-            # and the flow run has failed with a traceback in its log
-            validate_config(cfg)
-            with _stage_progress():
-                result = adapt_flow(cfg)
+            with stage_progress():
+                result = adapt_flow(cfg, plan)
         else:
             from transfer.train.callbacks import RichProgress
 
-            result = _run_local(cfg, (RichProgress(console),))
+            result = _run_local(plan, (RichProgress(console),))
     except (ValidationError, VocabTransferError) as error:
-        raise _fail(error) from error
-    _print_result(result)
+        raise fail(error) from error
+    print_result(result)
 
 
-def _run_local(cfg, callbacks=()):
-    """One adaptation without Prefect, printing each stage as it ends; ``callbacks`` follow
-    the training."""
+def _run_local(plan, callbacks=()):
+    """One planned adaptation without Prefect, printing each stage as it ends; ``callbacks``
+    follow the training."""
     from transfer.pipeline import run_adaptation
 
     def listener(stage: str, state: str) -> None:
         if state != "running":
             console.print(f"[dim]{stage}: {state}[/]")
 
-    return run_adaptation(cfg, listener=listener, callbacks=callbacks)
+    return run_adaptation(plan, listener=listener, callbacks=callbacks)
 
 
 def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> None:
@@ -249,17 +137,19 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
         compare_strategies,
         comparison_folder,
         comparison_rows,
-        strategy_configs,
+        strategy_plans,
         write_comparison,
     )
     from transfer.publish.summary import RunSummary
 
-    configs = strategy_configs(cfg, strategies)  # a bad list fails here, before Prefect is imported
+    # a bad list or config fails here, before Prefect starts
+    plans = strategy_plans(cfg, strategies, measure=dry_run)
+    if dry_run or not prefect:  # a Prefect flow run logs them itself
+        for plan in plans:
+            print_notes(plan.notes)
     if dry_run:
-        from flows.plan import plan_adaptation
-
-        for config in configs:
-            _print_plan(plan_adaptation(config), f"plan of {config.model_name()}")
+        for plan in plans:
+            print_plan(plan, f"plan of {plan.config.model_name()}")
         return
 
     def done(result) -> None:
@@ -270,18 +160,15 @@ def _compare(cfg, strategies: list[str], *, prefect: bool, dry_run: bool) -> Non
     folder = comparison_folder(cfg, strategies)
     if prefect:  # the same flow as the UI's: one parent run, each strategy a sub-run
         from flows.compare_flow import compare_flow
-        from transfer.settings.validate import validate_config
 
-        for config in configs:  # refused before the Prefect server starts, as a single run's
-            validate_config(config)
-        with _stage_progress():
-            comparison = compare_flow(cfg, strategies)
+        with stage_progress():
+            comparison = compare_flow(cfg, strategies, plans)
     else:
         from transfer.train.callbacks import RichProgress
 
         progress = (RichProgress(console),)
-        comparison = compare_strategies(cfg, strategies, run=lambda config: _run_local(config, progress),
-                                        on_result=done)
+        comparison = compare_strategies(cfg, strategies, run=lambda plan: _run_local(plan, progress),
+                                        on_result=done, plans=plans)
         write_comparison(comparison, folder)
     table = Table(title=f"{cfg.target_language}: {comparison.metric_name} on held-out {cfg.eval_split} texts, "
                         "best first")
@@ -318,18 +205,19 @@ def batch(
         config = load_languages(languages)
         selected = config.select(only)
         if dry_run:
-            from flows.plan import plan_adaptation
+            from transfer.planning.plan import plan_adaptation
 
             for code in selected:
                 params = config.parameters(code, **overrides)
-                _print_plan(plan_adaptation(params), f"{selected[code].name} ({code}): {params.model_name()}")
+                plan = plan_adaptation(params, measure=True)
+                print_plan(plan, f"{selected[code].name} ({code}): {params.model_name()}")
             return
         from flows.batch_flow import batch_flow
 
         state = batch_flow(str(languages), only=list(only) if only else None, overrides=overrides,
                            deployment=deployment, return_state=True)
     except VocabTransferError as error:
-        raise _fail(error) from error
+        raise fail(error) from error
     rows = state.result(raise_on_failure=False)
     if isinstance(rows, BaseException):
         console.print(f"[red]batch failed:[/] {rows}")
@@ -376,7 +264,7 @@ def serve(
             os.environ["PREFECT_API_URL"] = local.api_url
             console.print(f"Prefect UI: [bold]{local.ui_url}[/] (API {local.api_url}; log {local.log_path})")
     except (VocabTransferError, ServerError) as error:
-        raise _fail(error) from error
+        raise fail(error) from error
     try:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 

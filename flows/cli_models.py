@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from transfer.engine.cache import DEFAULT_ROOT
+from transfer.engine.cache import default_cache_root
 from transfer.settings.names import REGISTERED_MODEL_PREFIX
 
 models_app = typer.Typer(help="Registered adapted models (MLflow model registry).", no_args_is_help=True)
@@ -120,7 +120,8 @@ def show_model(
 
 @cache_app.command("clean")
 def clean(
-    cache_dir: Path = typer.Option(DEFAULT_ROOT, help="Stage cache folder."),
+    cache_dir: Path = typer.Option(default_cache_root, help="Stage cache folder (default $VOCAB_TRANSFER_CACHE, "
+                                                            "else artifacts/cache)."),
     yes: bool = typer.Option(False, "--yes", help="Delete; without it only print what would go."),
     min_age_hours: float = typer.Option(
         1.0, help="Keep unregistered folders younger than this (a run may still need them)."),

@@ -16,6 +16,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from flows.adapt_flow import adapt_flow
 from flows.parameters import AdaptParameters, StrategyName, as_parameters
 from flows.reports import artifact_key
+from transfer.planning.plan import RunPlan
 from transfer.publish.comparison import (
     Comparison,
     compare_strategies,
@@ -23,25 +24,27 @@ from transfer.publish.comparison import (
     write_comparison,
 )
 from transfer.publish.result import AdaptResult
-from transfer.settings.config import AdaptConfig
 
 DEFAULT_STRATEGIES = ["mean", "overlap", "random"]
 
 
-def _run_one(config: AdaptConfig) -> AdaptResult:
-    params = as_parameters(config)
-    return adapt_flow.with_options(flow_run_name=f"{params.target_language}-{params.strategy}")(params)
+def _run_one(plan: RunPlan) -> AdaptResult:
+    params = as_parameters(plan.config)
+    return adapt_flow.with_options(flow_run_name=f"{params.target_language}-{params.strategy}")(params, plan)
 
 
 @flow(name="compare-strategies", log_prints=True, flow_run_name="{config.target_language}-compare")
 def compare_flow(
     config: AdaptParameters = AdaptParameters(),
     strategies: list[StrategyName] = DEFAULT_STRATEGIES,  # type: ignore[valid-type]
+    plans: list[RunPlan] | None = None,
 ) -> Comparison:
     """Adapt with every strategy in ``strategies`` on the same pair and budget (``config``'s
     ``strategy`` is ignored; ``strategy_params`` may hold the parameters of all of them),
-    then publish one table, best first, and one plot of every run's dev-BPB curve."""
-    comparison = compare_strategies(config, list(strategies), run=_run_one)
+    then publish one table, best first, and one plot of every run's dev-BPB curve.
+    ``plans``: each strategy's plan when the caller has made them (the CLI); from the UI
+    they are left empty and made here, once each."""
+    comparison = compare_strategies(config, list(strategies), run=_run_one, plans=plans)
     paths = write_comparison(comparison, comparison_folder(config, list(strategies)))
     name = f"compare-{config.target_language}-{'-'.join(strategies)}"
     table = paths["markdown"].read_text()

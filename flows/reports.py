@@ -1,7 +1,7 @@
 """Prefect artifacts of a run: a progress bar while it runs, then a markdown summary, a
 metrics table and a link to the learning-curve plot.
 
-Progress is counted in stages of the run's plan (``flows.plan``), the same unit the CLI's
+Progress is counted in stages of the run's plan (``transfer.planning.plan``), the same unit the CLI's
 progress bar uses: ``progress_observers`` lets a local caller (the CLI, a test) follow the
 same updates that go to the Prefect API.
 """

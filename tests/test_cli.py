@@ -33,11 +33,11 @@ def test_strategies_lists_parameters_and_data() -> None:
 
 def test_plan_matches_the_run_and_sees_the_cache(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     from flows.cli import app
-    from flows.plan import plan_adaptation
     from transfer.pipeline import run_adaptation
+    from transfer.planning.plan import plan_adaptation
 
     cfg = flow_config(tmp_path, tiny_source, tiny_corpus)
-    before = plan_adaptation(cfg)
+    before = plan_adaptation(cfg, measure=True)
     assert before.stages and not any(s.cached for s in before.stages)
     # the size read from the source's file headers is the model's own
     from transfer.source.loading import load_source
@@ -127,20 +127,21 @@ def test_bibles_lists_every_code_with_its_language() -> None:
 
 
 def test_parallel_max_pairs_reaches_the_config_and_the_plan(tmp_path: Path, monkeypatch) -> None:
-    import flows.plan
+    import transfer.planning.plan
     from flows.cli import app
+    from transfer.planning.estimates import parallel_pairs_estimate
 
     seen = []
 
-    def record(cfg):  # the config the dry run would plan; no stage is planned or run
+    def record(cfg, **_):  # the config the dry run would plan; no stage is planned or run
         seen.append(cfg)
         raise SystemExit(0)
 
-    monkeypatch.setattr(flows.plan, "plan_adaptation", record)
+    monkeypatch.setattr(transfer.planning.plan, "plan_adaptation", record)
     result = runner.invoke(app, ["adapt", "--parallel-max-pairs", "2500", "--strategy", "combined", "--dry-run",
                                  "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     assert seen[0].parallel_max_pairs == 2500
-    assert flows.plan.parallel_pairs_estimate(seen[0]) == 3 * 2500  # the plan's links estimate follows it
+    assert parallel_pairs_estimate(seen[0]) == 3 * 2500  # the plan's links estimate follows it
     refused = runner.invoke(app, ["adapt", "--parallel-max-pairs", "0", "--dry-run"])
     assert refused.exit_code == 2 and "parallel-max-pairs" in refused.output

@@ -15,7 +15,7 @@ from transfer.engine.code_version import (
     module_closure,
     stage_code_version,
 )
-from transfer.engine.stages import STAGE_MODULES
+from transfer.engine.stage_table import STAGE_TABLE
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_editing_the_trainer_changes_the_train_key_only(tree: Path) -> None:
 
 
 def test_train_closure() -> None:
-    files = _relative(module_closure(STAGE_MODULES["train"]), REPO_ROOT)
+    files = _relative(module_closure(STAGE_TABLE["train"].module), REPO_ROOT)
     assert "transfer/train/trainer.py" in files  # imported inside the builder
     assert "transfer/train/__init__.py" in files and "transfer/__init__.py" in files
     assert "transfer/publish/registry_store.py" not in files
@@ -96,7 +96,7 @@ def test_closure_follows_relative_lazy_and_plugin_imports(tmp_path: Path) -> Non
 
 def test_every_stage_has_a_closure_smaller_than_the_tree() -> None:
     tree = {p for package in SOURCE_PACKAGES for p in (REPO_ROOT / package).rglob("*.py")}
-    for stage, module in STAGE_MODULES.items():
+    for stage, module in ((name, kind.module) for name, kind in STAGE_TABLE.items()):
         files = set(module_closure(module))
         assert REPO_ROOT / Path(*module.split(".")).with_suffix(".py") in files, stage
         assert files < tree, stage

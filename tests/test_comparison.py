@@ -49,14 +49,14 @@ def test_compare_shares_stages_and_ranks(tmp_path: Path, tiny_source: Path, tiny
     assert [r.config.strategy for r in results] == ["mean", "random"]
     second = results[1].stages_cached
     assert second["corpus"] and second["source"] and second["tokenizer"]
-    assert second["evaluate:source_model_on_target"] and not second["init"]
+    assert second["evaluate.source_model_on_target"] and not second["init"]
     assert comparison.source_model == results[0].bpb["source_model_on_target"]
     for row, result in zip(comparison.rows, results):
         assert row.step0 == result.bpb["adapted_step0"] and row.trained == result.bpb["adapted_trained"]
         assert row.curve_file and Path(row.curve_file).is_file()
     ranked = comparison.ranked()
     assert [r.trained for r in ranked] == sorted(r.trained for r in comparison.rows)
-    assert results[1].stages_cached["evaluate:source_model_on_curve_texts"]
+    assert results[1].stages_cached["evaluate.source_model_on_curve_texts"]
     assert comparison.rows[1].stages_reused.startswith("5/")  # corpus, source, tokenizer, 2 source evaluations
     # the plot's line to beat is the source model on the curves' own texts (4 dev texts)
     from transfer.corpus.stage import read_lines

@@ -12,13 +12,13 @@ import torch
 from tests.tiny import tiny_llama
 from transfer.errors import TrainingError
 from transfer.settings.config import AdaptConfig
-from transfer.train import PackedData, StageConfig, TrainingConfig, train
-from transfer.train import trainer as trainer_module
+from transfer.train import PackedData, PhaseConfig, TrainingConfig, train
+from transfer.train import run_inputs as trainer_module
 from transfer.train.stage import train_params, train_spec, training_config
 
 
 def _config(compile_model: bool | str) -> TrainingConfig:
-    return TrainingConfig(stages=[StageConfig("embeddings", 2, 1e-2), StageConfig("full", 1, 1e-3)],
+    return TrainingConfig(phases=[PhaseConfig("embeddings", 2, 1e-2), PhaseConfig("full", 1, 1e-3)],
                           batch_size=2, eval_at_start=False, eval_at_end=False, precision="fp32",
                           compile=compile_model)
 

@@ -16,7 +16,7 @@ from transformers import PreTrainedTokenizerFast
 
 from tests.tiny import ENGLISH, GERMAN, tiny_byte_bpe_tokenizer, tiny_llama
 from transfer.errors import TrainingError
-from transfer.train import StageConfig, TrainingConfig, pack_train_split, train
+from transfer.train import PhaseConfig, TrainingConfig, pack_train_split, train
 from transfer.train.distill import (
     Distillation,
     align_chunks,
@@ -131,7 +131,7 @@ def test_embeddings_only_distillation_lowers_the_gap(english_tok) -> None:
     teacher_before = {n: p.clone() for n, p in teacher.state_dict().items()}
     data = pack_train_split(english_tok, ENGLISH[:6], 16)
     # every block in every step: the same text each step, so the gap falls step by step
-    config = TrainingConfig(stages=[StageConfig("embeddings", steps=6, lr=1e-2, schedule="constant")],
+    config = TrainingConfig(phases=[PhaseConfig("embeddings", steps=6, lr=1e-2, schedule="constant")],
                             batch_size=data.n_blocks, precision="fp32", seed=0, clip_norm=None)
     result = train(student, data, config, tokenizer=english_tok, device="cpu",
                    distill=Distillation(teacher, english_tok, mode="distill"))
@@ -150,7 +150,7 @@ def test_embeddings_only_distillation_lowers_the_gap(english_tok) -> None:
 def test_distillation_refuses_a_slow_or_missing_tokenizer(english_tok) -> None:
     teacher = tiny_llama(len(english_tok), seed=0)
     data = pack_train_split(english_tok, ENGLISH[:4], 16)
-    config = TrainingConfig(stages=[StageConfig("embeddings", steps=1, lr=1e-3)], batch_size=1)
+    config = TrainingConfig(phases=[PhaseConfig("embeddings", steps=1, lr=1e-3)], batch_size=1)
     with pytest.raises(TrainingError, match="student tokenizer"):
         train(tiny_llama(len(english_tok)), data, config, device="cpu",
               distill=Distillation(teacher, english_tok))
@@ -254,7 +254,7 @@ def test_distillation_resumes_exactly(tmp_path: Path, english_tok) -> None:
                 raise RuntimeError("crash after the step-2 checkpoint")
 
     data = pack_train_split(english_tok, ENGLISH, 16)
-    config = TrainingConfig(stages=[StageConfig("embeddings", steps=4, lr=1e-2, schedule="constant")],
+    config = TrainingConfig(phases=[PhaseConfig("embeddings", steps=4, lr=1e-2, schedule="constant")],
                             batch_size=2, precision="fp32", seed=0, checkpoint_every=2)
 
     def run(callbacks=(), checkpoint_dir=None):

@@ -38,11 +38,11 @@ def test_extension_scores_the_adapted_model_on_the_source_language(tmp_path: Pat
     assert rows[ADAPTED_TRAINED_ON_SOURCE_LANGUAGE].adapted
 
     # the plan walks the same stages as the run: a replacement plans no such evaluation
-    from flows.plan import plan_adaptation
+    from transfer.planning.plan import plan_adaptation
 
     planned = {s.label for s in plan_adaptation(cfg, measure=False).stages}
-    assert {f"evaluate:{ADAPTED_STEP0_ON_SOURCE_LANGUAGE}", f"evaluate:{ADAPTED_TRAINED_ON_SOURCE_LANGUAGE}"} <= planned
+    assert {f"evaluate.{ADAPTED_STEP0_ON_SOURCE_LANGUAGE}", f"evaluate.{ADAPTED_TRAINED_ON_SOURCE_LANGUAGE}"} <= planned
     replaced = {s.label for s in plan_adaptation(cfg.model_copy(update={"vocab_mode": "replace"}),
                                                  measure=False).stages}
     assert not any("on_source_language" in label and "adapted" in label for label in replaced)
-    assert "evaluate:source_model_on_source_language" in replaced
+    assert "evaluate.source_model_on_source_language" in replaced

@@ -22,7 +22,7 @@ from tests.tiny import (
 )
 from transfer.errors import TrainingError
 from transfer.settings.config import AdaptConfig
-from transfer.train import StageConfig, TrainingCallback, TrainingConfig, pack_train_split, train
+from transfer.train import PhaseConfig, TrainingCallback, TrainingConfig, pack_train_split, train
 from transfer.train.row_freeze import check_frozen_rows, vocabulary_tensors
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -46,9 +46,9 @@ def data(tokenizer):
 
 def _config(frozen_rows: int, **kw) -> TrainingConfig:
     # stage two decays matrices: a zeroed gradient alone would still let decay move old rows
-    stages = [StageConfig("embeddings", 3, 1e-2, schedule="constant"),
-              StageConfig("full", 2, 1e-2, schedule="constant", weight_decay=0.5)]
-    return TrainingConfig(stages=stages, batch_size=2, seed=0, precision="fp32", eval_at_start=False,
+    stages = [PhaseConfig("embeddings", 3, 1e-2, schedule="constant"),
+              PhaseConfig("full", 2, 1e-2, schedule="constant", weight_decay=0.5)]
+    return TrainingConfig(phases=stages, batch_size=2, seed=0, precision="fp32", eval_at_start=False,
                           eval_at_end=False, frozen_rows=frozen_rows, **kw)
 
 
@@ -118,7 +118,7 @@ def test_distillation_keeps_frozen_rows(tokenizer, data) -> None:
         weight = student.get_input_embeddings().weight
         weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(3)) * weight.std() * 10)
     init = _matrices(student)
-    config = TrainingConfig(stages=[StageConfig("embeddings", 2, 1e-2, schedule="constant")], batch_size=2,
+    config = TrainingConfig(phases=[PhaseConfig("embeddings", 2, 1e-2, schedule="constant")], batch_size=2,
                             precision="fp32", eval_at_start=False, eval_at_end=False, frozen_rows=N_OLD)
     result = train(student, data, config, tokenizer=tokenizer, device="cpu",
                    distill=Distillation(teacher, tokenizer, mode="both"))
@@ -227,7 +227,7 @@ def test_frozen_rows_do_not_count_in_the_clipping_norm(tokenizer, data) -> None:
 
     def norms(frozen_rows: int) -> list[float]:
         seen = Norms()
-        config = TrainingConfig(stages=[StageConfig("embeddings", 2, 1e-2, schedule="constant")], batch_size=2,
+        config = TrainingConfig(phases=[PhaseConfig("embeddings", 2, 1e-2, schedule="constant")], batch_size=2,
                                 precision="fp32", eval_at_start=False, eval_at_end=False, frozen_rows=frozen_rows)
         train(tiny_llama(len(tokenizer)), data, config, tokenizer=tokenizer, device="cpu", callbacks=[seen])
         return seen.norms

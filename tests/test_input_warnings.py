@@ -95,7 +95,7 @@ def test_a_prefect_run_from_the_cli_shows_each_note_once(prefect_harness, tmp_pa
     config_file = tmp_path / "config.json"
     config_file.write_text(cfg.model_dump_json())
     printed: list[object] = []
-    monkeypatch.setattr(flows.cli, "_print_run_notes", printed.append)
+    monkeypatch.setattr(flows.cli, "print_notes", printed.append)
     run = CliRunner().invoke(app, ["adapt", "--config", str(config_file)])
     assert run.exit_code == 0, run.output
     assert printed == []  # left to the flow run's log

@@ -99,9 +99,9 @@ def test_the_build_refuses_with_the_same_message_before_training(tmp_path: Path,
 
 def test_cli_keep_token_reaches_the_config(tmp_path: Path, reserved_source: Path, tiny_corpus: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows import cli
+    from flows import cli_render as cli
     from flows.cli import app
-    from flows.plan import plan_adaptation
+    from transfer.planning.plan import plan_adaptation
 
     monkeypatch.setattr(cli.console, "_width", 400)  # the plan's folder column unwrapped
     runner = CliRunner()

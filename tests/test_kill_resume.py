@@ -88,7 +88,7 @@ def test_sigkill_in_each_stage_then_resume(tmp_path: Path, tmp_path_factory: pyt
             assert not (cache / stage / paused["key"]).exists()
 
     final = run_adaptation(cfg.model_copy(update={"register_model": True, "tracking_uri": registry}))
-    assert final.stages_cached["train"] and not final.stages_cached["evaluate:adapted_trained"]
+    assert final.stages_cached["train"] and not final.stages_cached["evaluate.adapted_trained"]
     assert killed_tmp is not None and not killed_tmp.exists()
     train_log = json.loads((cache / "train" / final.stage_keys["final"] / "train_log.json").read_text())
     assert train_log["resumed_from"] == 1  # the killed training went on from its checkpoint
@@ -218,5 +218,5 @@ def test_sigkill_in_the_vector_stages_then_resume(tmp_path: Path, tiny_source: P
 
     final = run_adaptation(cfg)
     assert final.stages_cached["tokenizer"] and not final.stages_cached["init"]
-    assert final.stages_cached["align"] and final.stages_cached["fasttext:target"]  # never redone
+    assert final.stages_cached["align"] and final.stages_cached["fasttext.target"]  # never redone
     assert temp_leftovers(cache, Path(cfg.output_dir)) == []

@@ -59,7 +59,7 @@ def test_changed_parameter_reruns_only_downstream(tmp_path: Path, tiny_source: P
     second = run_adaptation(config(tmp_path, tiny_source, tiny_corpus, strategy="random"))
     cached = second.stages_cached
     assert cached["corpus"] and cached["source"] and cached["tokenizer"]
-    assert cached["evaluate:source_model_on_target"]
+    assert cached["evaluate.source_model_on_target"]
     assert not cached["init"] and not cached["train"]
 
 
@@ -70,7 +70,7 @@ def test_scoring_the_other_split_reuses_the_trained_model(
     test = run_adaptation(config(tmp_path, tiny_source, tiny_corpus, eval_split="test"))
     cached = test.stages_cached
     assert cached["tokenizer"] and cached["init"] and cached["train"], cached
-    assert not cached["evaluate:source_model_on_target"]
+    assert not cached["evaluate.source_model_on_target"]
     assert test.bpb["adapted_trained"] != dev.bpb["adapted_trained"]
     # fertility is reported on the split that was scored
     assert test.fertility != dev.fertility and test.fertility["target"]["n_texts"] == 8
@@ -110,16 +110,16 @@ def test_empty_corpus_and_tiny_vocab(tmp_path: Path, tiny_source: Path, tiny_cor
 
 def test_curve_reference_is_the_main_evaluation_when_the_texts_coincide(
         tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    from flows.plan import plan_adaptation
+    from transfer.planning.plan import plan_adaptation
 
     same = config(tmp_path, tiny_source, tiny_corpus, eval_split="dev", eval_texts=4, curve_texts=4)
     plan = plan_adaptation(same, measure=False)
     keys = [(s.stage, s.key) for s in plan.stages]
-    assert len(keys) == len(set(keys)) and "evaluate:source_model_on_curve_texts" not in [s.label for s in plan.stages]
+    assert len(keys) == len(set(keys)) and "evaluate.source_model_on_curve_texts" not in [s.label for s in plan.stages]
     result = run_adaptation(same)
     assert result.bpb["source_model_on_curve_texts"] == result.bpb["source_model_on_target"]
     # other texts for the curve: a stage of its own, another number
     other = run_adaptation(config(tmp_path, tiny_source, tiny_corpus, eval_split="dev", eval_texts=4, curve_texts=2))
-    assert other.stages_cached["evaluate:source_model_on_target"]
-    assert not other.stages_cached["evaluate:source_model_on_curve_texts"]
+    assert other.stages_cached["evaluate.source_model_on_target"]
+    assert not other.stages_cached["evaluate.source_model_on_curve_texts"]
     assert other.bpb["source_model_on_curve_texts"] != other.bpb["source_model_on_target"]

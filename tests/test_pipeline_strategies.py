@@ -14,7 +14,7 @@ from transfer.pipeline import run_adaptation
 
 def _run_as_planned(cfg):
     """Run ``cfg`` and check that the dry-run plan named exactly its stages and keys."""
-    from flows.plan import plan_adaptation
+    from transfer.planning.plan import plan_adaptation
 
     planned = {s.label: s.key for s in plan_adaptation(cfg, measure=False).stages}
     result = run_adaptation(cfg)
@@ -59,7 +59,7 @@ def test_wechsel_trains_and_aligns_vectors(tmp_path: Path, tiny_source: Path) ->
                   dictionary="ding", strategy="wechsel", train_steps=0, vocab_size=400)
     result = _run_as_planned(cfg)
     cached = result.stages_cached
-    assert {"fasttext:source", "fasttext:target", "align"} <= set(cached)
+    assert {"fasttext.source", "fasttext.target", "align"} <= set(cached)
     assert result.init_report["counts"] == {"special": 3, "byte": 256, "computed": 112, "fallback": 32}, \
         result.init_report
 

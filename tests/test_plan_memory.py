@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.plan import plan_adaptation
 from transfer.engine.cache import StageCache
 from transfer.engine.stages import execute
+from transfer.planning.plan import plan_adaptation
 from transfer.settings.config import AdaptConfig
 from transfer.source.loading import load_source
 from transfer.source.stage import source_spec
@@ -61,7 +61,7 @@ def test_no_train_stage_no_memory_estimate(tmp_path: Path, tiny_source: Path, ti
 # ------------------------------------------------ the links stage's time estimate
 
 def test_links_estimate_counts_the_pairs_eflomal_will_align(tmp_path: Path, tiny_source: Path) -> None:
-    from flows.plan import parallel_pairs_estimate
+    from transfer.planning.estimates import parallel_pairs_estimate
 
     bible = AdaptConfig(source_model=str(tiny_source), cache_dir=tmp_path / "cache")
     assert parallel_pairs_estimate(bible) == 3 * 28_000  # three English translations' train verses
@@ -86,10 +86,10 @@ def test_links_estimate_counts_the_pairs_eflomal_will_align(tmp_path: Path, tiny
 def test_plan_gives_the_links_stage_its_alignment_time(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
     cfg = _config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization", target_bible=["e"],
                   target_files=[])
-    plan = plan_adaptation(cfg)
+    plan = plan_adaptation(cfg, measure=True)
     links = next(s for s in plan.stages if s.stage == "links")
     # eflomal's time grows with sqrt(pairs) (fewer iterations for a larger corpus): 84,000
     # verse pairs took 137 s on 2 cores
     assert 120 < links.seconds < 300
-    capped = plan_adaptation(cfg.model_copy(update={"parallel_max_pairs": 100}))
+    capped = plan_adaptation(cfg.model_copy(update={"parallel_max_pairs": 100}), measure=True)
     assert next(s for s in capped.stages if s.stage == "links").seconds < 15

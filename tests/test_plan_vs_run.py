@@ -34,8 +34,8 @@ def _complete(cache_dir: Path) -> set[tuple[str, str]]:
 
 def test_plan_names_the_stages_the_run_builds_and_those_it_finds_cached(
         tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    from flows.plan import plan_adaptation
     from transfer.pipeline import run_adaptation
+    from transfer.planning.plan import plan_adaptation
 
     # a first run fills the cache with the stages upstream of the strategy
     run_adaptation(flow_config(tmp_path, tiny_source, tiny_corpus, train_steps=1))
@@ -52,8 +52,8 @@ def test_plan_names_the_stages_the_run_builds_and_those_it_finds_cached(
     # the plan's cache state is what the run found, stage by stage; and this run is mixed
     assert {s.label: s.cached for s in plan.stages} == result.stages_cached
     assert {s.label for s in plan.stages if s.cached} == {
-        "corpus", "source", "tokenizer", "evaluate:source_model_on_target",
-        "evaluate:source_model_on_curve_texts"}
+        "corpus", "source", "tokenizer", "evaluate.source_model_on_target",
+        "evaluate.source_model_on_curve_texts"}
     # the stages the plan said were still to build are exactly the folders the run added
     assert {(s.stage, s.key) for s in plan.to_build} == built
     cache = StageCache(cfg.cache_dir)

@@ -180,7 +180,7 @@ def test_training_progress_moves_the_artifact_during_training(prefect_harness, t
 
     from flows import reports
     from transfer.source.loading import load_source
-    from transfer.train import StageConfig, TrainingConfig, pack_train_split, train
+    from transfer.train import PhaseConfig, TrainingConfig, pack_train_split, train
 
     seen: list[tuple[float, str]] = []
 
@@ -194,7 +194,7 @@ def test_training_progress_moves_the_artifact_during_training(prefect_harness, t
         model, tokenizer = load_source(str(tiny_source))
         data = pack_train_split(tokenizer, tiny_corpus.read_text().splitlines(), 16)
         progress = reports.RunProgress(total=2, key="tiny-training-progress")
-        config = TrainingConfig(stages=[StageConfig("embeddings", steps=6, lr=1e-3)], batch_size=2,
+        config = TrainingConfig(phases=[PhaseConfig("embeddings", steps=6, lr=1e-3)], batch_size=2,
                                 precision="fp32")
         train(model, data, config, callbacks=[reports.TrainingProgress(progress, updates=3)], device="cpu")
         progress.update("train: done", finished_stage=True)

@@ -96,11 +96,11 @@ def test_vec_files_feed_wechsel_by_word_average(tmp_path: Path, tiny_source: Pat
     cfg = _wechsel(tmp_path, tiny_source, source_vectors=str(vector_files["en.vec"]),
                    target_vectors=str(vector_files["de.vec.gz"]))
     assert cfg.token_vector_method == "word_average"  # implied: a .vec has no n-grams
-    graph_labels = {"pretrained_vectors:source", "pretrained_vectors:target", "align"}
+    graph_labels = {"pretrained_vectors.source", "pretrained_vectors.target", "align"}
     result = run_adaptation(cfg)
     assert graph_labels <= set(result.stages_cached)
     assert not any(label.startswith("fasttext") for label in result.stages_cached)  # nothing trained
-    source_stage = _stage_folder(cfg, result, "pretrained_vectors:source")
+    source_stage = _stage_folder(cfg, result, "pretrained_vectors.source")
     record = read_json(source_stage / "vectors.json")
     given = load_vectors(vector_files["en.vec"])
     assert record["params"]["form"] == "word2vec_text"
@@ -118,8 +118,8 @@ def test_bin_file_feeds_wechsel_with_ngrams(tmp_path: Path, tiny_source: Path, v
     cfg = _wechsel(tmp_path, tiny_source, target_vectors=str(vector_files["de.bin"]))
     assert cfg.token_vector_method == "ngram"
     result = run_adaptation(cfg)
-    assert {"fasttext:source", "pretrained_vectors:target", "align"} <= set(result.stages_cached)
-    folder = _stage_folder(cfg, result, "pretrained_vectors:target")
+    assert {"fasttext.source", "pretrained_vectors.target", "align"} <= set(result.stages_cached)
+    folder = _stage_folder(cfg, result, "pretrained_vectors.target")
     record = read_json(folder / "vectors.json")
     assert record["ngrams"] is True and record["params"]["form"] == "fasttext_bin"
     stored, direct = load_compact(folder / "vectors"), load_vectors(vector_files["de.bin"])

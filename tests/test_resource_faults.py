@@ -102,8 +102,12 @@ def test_training_that_cannot_fit_is_refused_before_the_first_stage(
     with pytest.raises(MemoryBudgetError, match="refused before the first stage") as error:
         run_adaptation(cfg)
     message = str(error.value)
-    assert f"estimate {estimate.total} bytes, {100 << 10} available" in message
-    assert message.count("available") == 2 and "batch_size=" in message
+    from transfer.train.memory import human_bytes
+
+    # the estimate and what is free, each said once, in readable units
+    assert message.count(human_bytes(estimate.total)) == 1 and message.count("available") == 1
+    assert f"only {human_bytes(100 << 10)} is available" in message
+    assert "batch_size=" in message
     assert not Path(cfg.cache_dir).exists()  # nothing was built
     # without training there is nothing to estimate: the same limit refuses nothing
     from transfer.settings.memory_budget import check_training_memory

@@ -61,7 +61,7 @@ def _rows_in(text: str, summary: RunSummary) -> list[int]:
 
 
 def test_every_renderer_shows_the_same_rows_in_order(tmp_path: Path) -> None:
-    from flows import cli
+    from flows import cli_render as cli
     from flows.reports import metrics_rows, result_markdown
     from transfer.publish.comparison import row_of
     from transfer.publish.model_card import render_model_card
@@ -73,7 +73,7 @@ def test_every_renderer_shows_the_same_rows_in_order(tmp_path: Path) -> None:
         positions = _rows_in(text, summary)
         assert positions == sorted(positions), (name, text)  # the source model's rows first
     with cli.console.capture() as captured:
-        cli._print_result(result)
+        cli.print_result(result)
     printed = captured.get()  # the terminal table may wrap long titles: check the values' order
     values = [printed.index(f"{row.value:.4f}") for row in summary.rows]
     assert values == sorted(values), printed

@@ -105,7 +105,7 @@ def test_custom_code_without_a_known_model_type_is_refused(tiny_source: Path, tm
 
 
 def test_the_dry_run_reads_a_custom_code_config_without_running_it(tiny_source: Path, tmp_path: Path) -> None:
-    from flows.plan import plan_adaptation
+    from transfer.planning.plan import plan_adaptation
 
     marker = tmp_path / "marker"
     folder = _evil_folder(tiny_source, tmp_path, marker)

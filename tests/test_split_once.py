@@ -16,7 +16,7 @@ from transfer.corpus.readers import iter_documents, split_documents
 from transfer.corpus.splits import SplitFractions, split_of
 from transfer.engine.cache import StageCache
 from transfer.engine.stages import execute, read_json
-from transfer.init.resources import parallel_pairs
+from transfer.init.links import parallel_pairs
 from transfer.settings.config import AdaptConfig
 from transfer.vectors.stage import (
     fasttext_lines,
@@ -87,7 +87,7 @@ def test_default_fractions_train_on_the_same_texts_as_before(tmp_path: Path, tin
 
 @pytest.mark.parametrize("strategy", ["wechsel", "trans_tokenization"])
 def test_stage_keys_follow_the_split(tmp_path: Path, tiny_source: Path, strategy: str) -> None:
-    from flows.plan import plan_adaptation
+    from transfer.planning.plan import plan_adaptation
 
     def keys(**fractions: float) -> dict[str, str]:
         cfg = AdaptConfig(**BIBLE, source_model=str(tiny_source), strategy=strategy, train_steps=0,
@@ -95,7 +95,7 @@ def test_stage_keys_follow_the_split(tmp_path: Path, tiny_source: Path, strategy
         return {s.label: s.key for s in plan_adaptation(cfg, measure=False).stages}
 
     default, skewed = keys(), keys(dev_fraction=SKEWED.dev, test_fraction=SKEWED.test)
-    labels = ["fasttext:source", "fasttext:target", "align", "init"] if strategy == "wechsel" else ["init"]
+    labels = ["fasttext.source", "fasttext.target", "align", "init"] if strategy == "wechsel" else ["init"]
     assert set(labels) <= set(default)
     for label in labels:
         assert default[label] != skewed[label], label

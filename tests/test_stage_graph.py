@@ -8,7 +8,8 @@ from pathlib import Path
 from tests.helpers import config
 from transfer.engine.cache import StageCache, StageOutput
 from transfer.engine.stages import StageSpec
-from transfer.pipeline import run_adaptation, walk_stages
+from transfer.pipeline import run_adaptation
+from transfer.planning.walk import walk_stages
 from transfer.publish.cache_clean import clean_cache
 from transfer.publish.manifest import MANIFEST_FILE, read_manifest
 from transfer.publish.registry_store import Registry
@@ -30,8 +31,8 @@ def test_walk_visits_the_vector_stages(tmp_path: Path, tiny_source: Path) -> Non
         return StageOutput(spec.stage, spec.key, cache.path(spec.stage, spec.key))
 
     graph = walk_stages(cfg, plan)
-    assert list(graph.stages)[:6] == ["corpus", "source", "tokenizer", "fasttext:source",
-                                      "fasttext:target", "align"]
+    assert list(graph.stages)[:6] == ["corpus", "source", "tokenizer", "fasttext.source",
+                                      "fasttext.target", "align"]
     lineage = graph.lineage()
     assert VECTOR_LABELS <= set(lineage)
     assert lineage["align"] == f"align:{graph.stages['align'].key}"

@@ -25,7 +25,7 @@ from transformers import PreTrainedTokenizerFast
 from tests.tiny import GERMAN_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
 from transfer.corpus.stage import read_lines
 from transfer.errors import TrainingError
-from transfer.train import StageConfig, TrainingConfig, data_file, pack_train_split, train
+from transfer.train import PhaseConfig, TrainingConfig, data_file, pack_train_split, train
 from transfer.train.data import iter_blocks, open_packed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,7 +136,7 @@ def test_too_few_tokens_and_bad_arguments_are_refused_before_a_file_appears(toke
 def test_training_on_the_token_file_is_training_on_ram_blocks(tokenizer, tmp_path):
     """Same losses and weights; a checkpoint of one resumes the other (same data identity);
     ids outside the model's embedding rows are refused from the file too."""
-    config = TrainingConfig(stages=[StageConfig("embeddings", 2, 1e-2), StageConfig("full", 2, 1e-3)],
+    config = TrainingConfig(phases=[PhaseConfig("embeddings", 2, 1e-2), PhaseConfig("full", 2, 1e-3)],
                             batch_size=3, seed=5, eval_at_start=False, eval_at_end=False, checkpoint_every=2)
     results, weights = [], []
     for data in (pack_train_split(tokenizer, TEXTS, 16),

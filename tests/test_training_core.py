@@ -22,7 +22,7 @@ from transfer.errors import CheckpointError, MemoryBudgetError, NonFiniteLossErr
 from transfer.train import (
     BlockOrder,
     LearningCurve,
-    StageConfig,
+    PhaseConfig,
     TrainingCallback,
     TrainingConfig,
     dev_evaluator,
@@ -56,7 +56,7 @@ def config(*stages: tuple[str, int, float], **kw) -> TrainingConfig:
     kw.setdefault("batch_size", 4)
     kw.setdefault("eval_at_start", False)
     kw.setdefault("eval_at_end", False)
-    return TrainingConfig(stages=[StageConfig(n, s, lr, schedule="constant") for n, s, lr in stages], **kw)
+    return TrainingConfig(phases=[PhaseConfig(n, s, lr, schedule="constant") for n, s, lr in stages], **kw)
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -261,10 +261,10 @@ def test_memory_refusal_under_forced_limit(tokenizer, data, monkeypatch):
     assert frozen.activations == pytest.approx(0.6 * fused.activations, rel=1e-3)
     assert (frozen.weights, frozen.logits) == (fused.weights, fused.logits)
     # a run's estimate is its largest stage's: the whole model's when it has a full stage
-    from transfer.train.memory import estimate_for_stages
+    from transfer.train.memory import estimate_for_phases
 
-    both = estimate_for_stages(model, ["embeddings", "full"], batch_size=4, block_size=16)
-    only_embeddings = estimate_for_stages(model, ["embeddings"], batch_size=4, block_size=16)
+    both = estimate_for_phases(model, ["embeddings", "full"], batch_size=4, block_size=16)
+    only_embeddings = estimate_for_phases(model, ["embeddings"], batch_size=4, block_size=16)
     assert both.total > only_embeddings.total
     assert both.gradients == 4 * sum(p.numel() for p in model.parameters())
     assert all(p.requires_grad for p in model.parameters())
@@ -283,8 +283,8 @@ def test_bad_settings_are_refused(tokenizer, data):
     model = tiny_llama(len(tokenizer))
     with pytest.raises(TrainingError, match="grad_accumulation"):
         train(model, data, config(("full", 1, 1e-3), grad_accumulation=0), device="cpu")
-    with pytest.raises(TrainingError, match="stages\\[0\\].name"):
-        train(model, data, TrainingConfig(stages=[StageConfig("body", 1, 1e-3)]), device="cpu")
+    with pytest.raises(TrainingError, match="phases\\[0\\].name"):
+        train(model, data, TrainingConfig(phases=[PhaseConfig("body", 1, 1e-3)]), device="cpu")
     with pytest.raises(TrainingError, match="embedding rows"):
         train(model, data.blocks + 1000, config(("full", 1, 1e-3)), device="cpu")
 
@@ -342,12 +342,12 @@ def test_rich_progress_and_token_budget(tokenizer, data):
           callbacks=[RichProgress(Console(file=buffer, force_terminal=False, width=120))])
     assert "loss" in buffer.getvalue() and "2/2" in buffer.getvalue()
     assert accumulation_for(16384, batch_size=4, block_size=256, world_size=2) == 8
-    assert TrainingConfig(stages=[], batch_size=4, grad_accumulation=8).effective_batch_tokens(256, 2) == 16384
+    assert TrainingConfig(phases=[], batch_size=4, grad_accumulation=8).effective_batch_tokens(256, 2) == 16384
     assert per_device_defaults("cuda")["batch_size"] > per_device_defaults("cpu")["batch_size"]
 
 
 def test_prefer_sdpa_switches_eager_attention(tokenizer):
-    from transfer.train.trainer import prefer_sdpa
+    from transfer.train.run_inputs import prefer_sdpa
 
     model = tiny_llama(len(tokenizer), attn_implementation="eager")
     assert prefer_sdpa(model) == "sdpa" and model.config._attn_implementation == "sdpa"

@@ -26,7 +26,7 @@ def worker(out: Path) -> None:
 
     sys.path.insert(0, str(ROOT))
     from tests.tiny import GERMAN_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
-    from transfer.train import StageConfig, TrainingConfig, pack_train_split, train
+    from transfer.train import PhaseConfig, TrainingConfig, pack_train_split, train
 
     torch.set_num_threads(1)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -34,7 +34,7 @@ def worker(out: Path) -> None:
     model = tiny_llama(len(tokenizer), seed=0)
     data = pack_train_split(tokenizer, [f"{s} ({i})" for i in range(6) for s in GERMAN_SENTENCES], 16)
     config = TrainingConfig(
-        stages=[StageConfig("embeddings", 2, 1e-2), StageConfig("full", 3, 1e-3, warmup_steps=1)],
+        phases=[PhaseConfig("embeddings", 2, 1e-2), PhaseConfig("full", 3, 1e-3, warmup_steps=1)],
         batch_size=GLOBAL_BATCH // world, seed=1, eval_at_start=False, eval_at_end=False,
     )
     result = train(model, data, config, tokenizer=tokenizer, device="cpu")

@@ -38,7 +38,7 @@ def worker(out: Path, checkpoints: Path, slow: bool) -> None:
     sys.path.insert(0, str(ROOT))
     from tests.tiny import GERMAN_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
     from transfer.train import (
-        StageConfig,
+        PhaseConfig,
         TrainingCallback,
         TrainingConfig,
         dev_evaluator,
@@ -58,7 +58,7 @@ def worker(out: Path, checkpoints: Path, slow: bool) -> None:
                 time.sleep(60)  # the parent kills us here, mid-run, between checkpoints
 
     config = TrainingConfig(
-        stages=[StageConfig("embeddings", 3, 1e-2, warmup_steps=1), StageConfig("full", 7, 1e-3, warmup_steps=2)],
+        phases=[PhaseConfig("embeddings", 3, 1e-2, warmup_steps=1), PhaseConfig("full", 7, 1e-3, warmup_steps=2)],
         batch_size=2, grad_accumulation=2, seed=3, eval_every=3, checkpoint_every=2,
     )
     result = train(model, data, config, tokenizer=tokenizer, device="cpu", checkpoint_dir=checkpoints,

@@ -38,7 +38,13 @@ from typing import Any
 from transfer.engine.code_version import stage_code_version
 from transfer.errors import VocabTransferError
 
-DEFAULT_ROOT = Path(os.environ.get("VOCAB_TRANSFER_CACHE", "artifacts/cache"))
+
+def default_cache_root() -> Path:
+    """The stage cache folder when none is given: ``$VOCAB_TRANSFER_CACHE``, else
+    ``artifacts/cache``; read when asked, so ``adapt`` and ``cache clean`` agree."""
+    return Path(os.environ.get("VOCAB_TRANSFER_CACHE", "artifacts/cache"))
+
+
 _COMPLETE_MARKER = ".complete"
 _LOCKS = ".locks"
 _log = logging.getLogger(__name__)
@@ -127,8 +133,8 @@ class StageOutput:
 class StageCache:
     """Content-addressed stage folders under one root."""
 
-    def __init__(self, root: Path | str = DEFAULT_ROOT) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_root()
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key

@@ -3,7 +3,7 @@
 A stage's cache key includes a code version so that changed code misses the cache. Hashing
 the whole tree would make any edit (say, to the MLflow registry) throw away hours of
 fastText and training, so each stage's version covers only the modules its builder can
-import: its stage module (``transfer.engine.stages.STAGE_MODULES``) and, transitively, every
+import: its stage module (``transfer.engine.stage_table.STAGE_TABLE``) and, transitively, every
 module of ours (``transfer``, ``tokenizer_builds``) that it imports, found statically with
 ``ast``. Imports inside functions count (our code imports lazily), as do relative imports,
 the ``__init__.py`` of every package on the way, and packages whose modules a module loads
@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from transfer import __version__
+from transfer.engine.stage_table import STAGE_TABLE
 
 #: Our top-level packages; imports of anything else (torch, transformers ...) are
 #: versioned by the environment, not by this hash.
@@ -169,10 +170,8 @@ def _closure(module: str, root: Path) -> tuple[Path, ...]:
 @lru_cache(maxsize=64)
 def stage_code_version(stage: str, root: Path = REPO_ROOT) -> str:
     """The code version in ``stage``'s cache key: package version plus a hash of the
-    files its builder can import. A stage not in ``STAGE_MODULES`` gets the whole tree's."""
-    from transfer.engine.stages import STAGE_MODULES
-
-    module = STAGE_MODULES.get(stage)
-    if module is None:
+    files its builder can import. A stage not in ``STAGE_TABLE`` gets the whole tree's."""
+    kind = STAGE_TABLE.get(stage)
+    if kind is None:
         return code_version(root)
-    return _digest(_closure(module, Path(root)), Path(root))
+    return _digest(_closure(kind.module, Path(root)), Path(root))

@@ -1,6 +1,6 @@
 """The stage graph of one run: every stage it visited, by label, in walk order.
 
-``transfer.pipeline.walk_stages`` builds it; it is the one source of a run's lineage (the
+``transfer.planning.walk.walk_stages`` builds it; it is the one source of a run's lineage (the
 ``stage:key`` of every stage, vector stages included), which the run manifest and the
 registry record and ``cache clean`` keeps.
 """
@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transfer.engine.cache import StageOutput
+from transfer.engine.stage_table import FINAL
 
-#: label prefix of the evaluate stages: ``evaluate:<evaluation label>``
-EVALUATE = "evaluate:"
+#: label prefix of the evaluate stages: ``evaluate.<evaluation label>``
+EVALUATE = "evaluate."
 
 
 @dataclass(frozen=True)
 class StageGraph:
-    """Every stage of one run, label -> folder, in the order ``walk_stages`` visited them
+    """Every stage of one run, label -> folder, in the order the walk visited them
     (vector stages included): the one source of a run's lineage."""
 
     stages: dict[str, StageOutput]
@@ -52,7 +53,6 @@ class StageGraph:
         """label -> 'stage:key' of every stage, as the manifest and the registry record it
         (and ``cache clean`` keeps): ``final`` names the model, ``evaluate.<label>``,
         ``fasttext.source``, ``fasttext.target`` and ``align`` the rest."""
-        keys = {label.replace(":", "."): f"{out.stage}:{out.key}" for label, out in self.stages.items()
-                if label != "train"}
-        keys["final"] = f"{self.final.stage}:{self.final.key}"
+        keys = {label: f"{out.stage}:{out.key}" for label, out in self.stages.items() if label != "train"}
+        keys[FINAL] = f"{self.final.stage}:{self.final.key}"
         return keys

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from transfer.engine.cache import StageCache, StageOutput, stage_key
+from transfer.engine.stage_table import STAGE_TABLE
 
 if TYPE_CHECKING:
     from transfer.train.callbacks import TrainingCallback
@@ -36,22 +37,6 @@ class BuildContext:
 
 Builder = Callable[["StageSpec", Path, BuildContext], None]
 _BUILDERS: dict[str, Builder] = {}
-
-#: The module that holds each stage's spec and builder: the stage graph's one table of
-#: where each stage lives (imported on first use, which registers its builder).
-STAGE_MODULES: dict[str, str] = {
-    "corpus": "transfer.corpus.stage",
-    "source": "transfer.source.stage",
-    "tokenizer": "transfer.tokenizer.stage",
-    "fasttext": "transfer.vectors.stage",
-    "pretrained_vectors": "transfer.vectors.stage",
-    "align": "transfer.vectors.stage",
-    "links": "transfer.init.links",
-    "init": "transfer.init.stage",
-    "train": "transfer.train.stage",
-    "evaluate": "transfer.evaluate.stage",
-}
-
 
 class StageSpec(BaseModel):
     """What one stage computes; JSON-serializable so Prefect can show it as a parameter."""
@@ -83,8 +68,8 @@ def builder(stage: str) -> Callable[[Builder], Builder]:
 
 def builder_of(stage: str) -> Builder:
     """The registered builder of ``stage`` (importing its stage module on first use)."""
-    if stage not in _BUILDERS and stage in STAGE_MODULES:
-        importlib.import_module(STAGE_MODULES[stage])
+    if stage not in _BUILDERS and stage in STAGE_TABLE:
+        importlib.import_module(STAGE_TABLE[stage].module)
     return _BUILDERS[stage]
 
 

@@ -1,7 +1,7 @@
 """One model's score on a set of texts, by its objective's metric: the single scoring
 function that both the pipeline's ``evaluate`` stage and ``vocab-transfer evaluate`` call.
 
-DESIGN ("Metric"): bits per byte for causal LMs, which
+Bits per byte for causal LMs, which
 compares models whatever their tokenizers; the masked-LM loss (fixed seed, 15% rate) for
 masked LMs, which have no left-to-right likelihood.
 """
@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from transfer.source.objective import METRIC_OF, Objective, model_objective
 
 
 @dataclass(frozen=True)
@@ -33,16 +35,19 @@ def score_model(
     *,
     batch_size: int = 16,
     device: str | torch.device | None = None,
+    objective: Objective | None = None,
+    rate: float = 0.15,
+    seed: int = 0,
 ) -> Score:
-    """Bits per byte of a causal model, the masked-LM loss of a masked one, on ``texts``
-    (the objective comes from ``model_objective``)."""
+    """Bits per byte of a causal model, the masked-LM loss of a masked one (masking ``rate``,
+    ``seed``), on ``texts``: the one place that picks the metric by the model's objective
+    (``model_objective``, unless ``objective`` is given)."""
     from transfer.evaluate.bpb import bits_per_byte
     from transfer.evaluate.masked_lm import masked_lm_loss
-    from transfer.source.objective import METRIC_OF, model_objective
 
-    objective = model_objective(model)
+    objective = objective or model_objective(model)
     if objective == "masked":
-        mlm = masked_lm_loss(model, tokenizer, texts, batch_size=batch_size, device=device)
+        mlm = masked_lm_loss(model, tokenizer, texts, rate=rate, seed=seed, batch_size=batch_size, device=device)
         return Score(METRIC_OF[objective], mlm.loss, mlm.to_dict())
     bpb = bits_per_byte(model, tokenizer, texts, batch_size=batch_size, device=device)
     return Score(METRIC_OF[objective], bpb.bpb, bpb.to_dict())

@@ -27,6 +27,7 @@ from transfer.engine.stages import (
     upstream_of,
     write_json,
 )
+from transfer.errors import CorpusError
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -34,6 +35,19 @@ if TYPE_CHECKING:
     from transfer.settings.config import AdaptConfig
 
 COUNTS_FILE, RECORD_FILE = "link_counts.npz", "links.json"
+
+
+def parallel_pairs(corpus_dir: Path, max_pairs: int | None = None) -> list[tuple[str, str]]:
+    """(source, target) train sentence pairs of the corpus stage in ``corpus_dir``, for
+    every source translation or parallel file (the first ``max_pairs`` of each, in corpus
+    order, when given)."""
+    from transfer.corpus.stage import train_pairs
+
+    pairs = train_pairs(corpus_dir, max_pairs)
+    if not pairs:
+        raise CorpusError(f"corpus stage {corpus_dir.name}: no train sentence pairs (give parallel_files, "
+                          f"or target_bible and source_train_bible codes)")
+    return pairs
 
 
 def links_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput, corpus: StageOutput) -> StageSpec:
@@ -53,7 +67,6 @@ def build_links(spec: StageSpec, out: Path, context: BuildContext) -> None:
     import scipy.sparse as sp
     from transformers import AutoTokenizer
 
-    from transfer.init.resources import parallel_pairs
     from transfer.init.strategies.trans_tokenization import align_token_links
     from transfer.source.loading import load_source_shape
 

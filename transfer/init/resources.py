@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfer.errors import CorpusError
 from transfer.init.base import StrategyResources
 from transfer.init.registry import needs
 
-__all__ = ["VectorSpace", "build_resources", "needs", "parallel_pairs"]
+__all__ = ["VectorSpace", "build_resources", "needs"]
 
 
 @dataclass(frozen=True)
@@ -33,19 +32,6 @@ class VectorSpace:
 
     source: Any
     target: Any
-
-
-def parallel_pairs(corpus_dir: Path, max_pairs: int | None = None) -> list[tuple[str, str]]:
-    """(source, target) train sentence pairs of the corpus stage in ``corpus_dir``, for
-    every source translation or parallel file (the first ``max_pairs`` of each, in corpus
-    order, when given)."""
-    from transfer.corpus.stage import train_pairs
-
-    pairs = train_pairs(corpus_dir, max_pairs)
-    if not pairs:
-        raise CorpusError(f"corpus stage {corpus_dir.name}: no train sentence pairs (give parallel_files, "
-                          f"or target_bible and source_train_bible codes)")
-    return pairs
 
 
 def build_resources(strategy: str, params: dict[str, Any], upstream: dict[str, Path]) -> StrategyResources:

@@ -25,7 +25,7 @@ def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput,
     if "parallel" in kinds and links is None:
         raise StrategyResourceError(
             f"strategy {cfg.strategy!r} reads token alignments: pass links= (the links stage, "
-            "transfer.init.links.links_spec), as transfer.pipeline.walk_stages does")
+            "transfer.init.links.links_spec), as transfer.planning.walk.walk_stages does")
     # the target train text (FOCUS) is the corpus stage's file: its key carries the split
     extra = {"corpus": corpus} if corpus is not None and "target_corpus" in kinds else {}
     if "vectors" in kinds and vectors is not None:

@@ -21,7 +21,8 @@ from pydantic import BaseModel
 from transfer.engine.cache import atomic_write
 from transfer.errors import VocabTransferError
 from transfer.init import strategy_parameters
-from transfer.pipeline import run_adaptation, validate_config
+from transfer.pipeline import run_adaptation
+from transfer.planning.plan import RunPlan, plan_adaptation
 from transfer.publish.labels import METRIC_NAMES, SOURCE_MODEL_TITLE, SOURCE_ON_CURVE_TEXTS
 from transfer.publish.result import AdaptResult, trainer_curve_file
 from transfer.publish.summary import RunSummary, markdown_table
@@ -116,21 +117,27 @@ def row_of(result: AdaptResult) -> StrategyRow:
     )
 
 
+def strategy_plans(cfg: AdaptConfig, strategies: Sequence[str], *, measure: bool = False) -> list[RunPlan]:
+    """The plan of each strategy's run (a bad list or config is refused here)."""
+    return [plan_adaptation(config, measure=measure) for config in strategy_configs(cfg, strategies)]
+
+
 def compare_strategies(
     cfg: AdaptConfig,
     strategies: Sequence[str],
     *,
-    run: Callable[[AdaptConfig], AdaptResult] = run_adaptation,
+    run: Callable[[RunPlan], AdaptResult] = run_adaptation,
     on_result: Callable[[AdaptResult], None] | None = None,
+    plans: Sequence[RunPlan] | None = None,
 ) -> Comparison:
     """Adapt with each strategy in turn (shared stages come from the cache). Every config
-    is validated before the first run starts, so a bad one costs nothing."""
-    configs = strategy_configs(cfg, strategies)
-    for config in configs:
-        validate_config(config)
+    is planned, hence validated, before the first run starts, so a bad one costs nothing;
+    ``plans``: those plans when the caller has made them already."""
+    if plans is None:
+        plans = strategy_plans(cfg, strategies)
     results = []
-    for config in configs:
-        result = run(config)
+    for plan in plans:
+        result = run(plan)
         if isinstance(result, dict):  # a Prefect flow may hand back its serialized result
             result = AdaptResult.model_validate(result)
         results.append(result)

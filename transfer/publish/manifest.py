@@ -70,6 +70,7 @@ class RunManifest(BaseModel):
     config: dict[str, Any] = Field(description="AdaptConfig, fully resolved (every default filled in)")
     environment: EnvironmentInfo
     stage_keys: dict[str, str] = Field(default_factory=dict, description="label -> 'stage:key'")
+    plan: dict[str, Any] | None = Field(None, description="the run's plan: stages in order, memory estimate, notes")
     command: list[str] = Field(default_factory=list)
 
 
@@ -128,13 +129,15 @@ def pinned_config(cfg: AdaptConfig, stage_keys: dict[str, str] | None = None) ->
     return config
 
 
-def build_manifest(cfg: AdaptConfig, *, stage_keys: dict[str, str] | None = None) -> RunManifest:
-    """The manifest of a run of ``cfg`` in this environment."""
+def build_manifest(cfg: AdaptConfig, *, stage_keys: dict[str, str] | None = None,
+                   plan: dict[str, Any] | None = None) -> RunManifest:
+    """The manifest of a run of ``cfg`` in this environment (``plan``: the run plan's record)."""
     return RunManifest(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         config=pinned_config(cfg, stage_keys),
         environment=collect_environment(cfg.device),
         stage_keys=dict(stage_keys or {}),
+        plan=plan,
         command=list(sys.argv),
     )
 

@@ -102,12 +102,12 @@ def _dictionary_rows(path: str | None, use: str) -> list[tuple[str, str, str]]:
 
 def vector_sources(result: AdaptResult) -> list[tuple[str, str, str]]:
     """What the static-vector stages read, from their own records: the source-language
-    texts of the source fastText vectors (``fasttext:source``) and the dictionaries the
+    texts of the source fastText vectors (``fasttext.source``) and the dictionaries the
     ``align`` stage aligned them with (and held out for its BLI test)."""
     from transfer.publish.result import stage_record
 
     rows = []
-    vectors = stage_record(result, "fasttext:source", "fasttext.json") or {}
+    vectors = stage_record(result, "fasttext.source", "fasttext.json") or {}
     source_use = "source-language text of the static word vectors (train split)"
     for code in vectors.get("params", {}).get("bible", []):
         rows.append(_bible_row(code, source_use))

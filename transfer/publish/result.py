@@ -60,8 +60,9 @@ def stage_folder(result: AdaptResult, label: str) -> Path | None:
     """The cache folder of the run's stage ``label`` (e.g. ``align``), read from the result's
     stage keys, else from its run manifest; None when the run had no such stage or the
     folder is gone."""
-    # the manifest spells labels with dots ("fasttext.source"), the stage walk with colons
-    spellings = (label, label.replace(":", "."))
+    # labels are spelled with dots ("fasttext.source"); results written before the stage
+    # table spelled the graph's with colons ("fasttext:source")
+    spellings = (label, label.replace(":", "."), label.replace(".", ":", 1))
     keys = qualified_stage_keys(result)
     value = next((keys[s] for s in spellings if s in keys), None)
     if value is None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from transfer.corpus.bible_languages import default_target_bible
+from transfer.engine.cache import default_cache_root
 from transfer.settings.names import (
     REGISTERED_MODEL_PREFIX,
     canonical_language_tag,
@@ -165,7 +166,9 @@ class AdaptConfig(BaseModel):
                                              "CPU it needs a C++ compiler.")
     seed: int = Field(0, ge=0, description="Seed of initialization draws and training batches.")
 
-    cache_dir: Path = Field(Path("artifacts/cache"), description="Stage cache folder (content-addressed).")
+    cache_dir: Path = Field(default_factory=default_cache_root,
+                            description="Stage cache folder (content-addressed); default $VOCAB_TRANSFER_CACHE, "
+                                        "else artifacts/cache.")
     output_dir: Path = Field(Path("artifacts/models"), description="Where the adapted model folders go.")
     card_samples: int = Field(3, ge=0, le=3, description="Greedy generations from fixed target-language "
                               "prompts shown on the model card (0: none; made after every evaluation).")

@@ -7,7 +7,7 @@ architecture with the target vocabulary, built on the meta device from the sourc
 config (no weights read). ``check_training_memory`` compares it with the memory the
 trainer would find (free GPU memory, or available RAM capped by a cgroup limit and by
 ``VOCAB_TRANSFER_MEMORY_LIMIT``) and refuses with the estimate, before any stage. The
-dry-run plan (``flows.plan``) reports the same estimate.
+plan (``transfer.planning.plan``) records this estimate, which validation checked, once.
 """
 
 from __future__ import annotations
@@ -78,9 +78,10 @@ def _gguf_value(handle: BinaryIO, kind: int) -> Any:
     raise ValueError(f"unknown GGUF value type {kind}")
 
 
-def gguf_header(path: Path) -> tuple[dict[str, Any], list[str]]:
-    """The scalar metadata (arrays as ``("array", length)``) and the tensor names of a
-    GGUF file, read from its header only."""
+def gguf_header(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """The scalar metadata (arrays as ``("array", length)``) and the tensors (name ->
+    number of elements) of a GGUF file, read from its header only: the one GGUF header
+    reader behind the memory estimate and the plan's parameter count."""
     with open(path, "rb") as handle:
         if handle.read(4) != b"GGUF":
             raise ValueError(f"{path} is not a GGUF file")
@@ -90,12 +91,16 @@ def gguf_header(path: Path) -> tuple[dict[str, Any], list[str]]:
         for _ in range(n_fields):
             key = handle.read(_read(handle, "<Q")).decode("utf-8", "replace")
             fields[key] = _gguf_value(handle, _read(handle, "<I"))
-        names = []
+        tensors = {}
         for _ in range(n_tensors):
-            names.append(handle.read(_read(handle, "<Q")).decode("utf-8", "replace"))
+            name = handle.read(_read(handle, "<Q")).decode("utf-8", "replace")
             dims = _read(handle, "<I")
-            handle.seek(8 * dims + 4 + 8, 1)  # shape, type, offset
-    return fields, names
+            count = 1
+            for _ in range(dims):
+                count *= _read(handle, "<Q")
+            tensors[name] = count
+            handle.seek(4 + 8, 1)  # type, offset
+    return fields, tensors
 
 
 def gguf_shape_config(path: Path) -> PretrainedConfig:
@@ -142,16 +147,14 @@ def training_memory_estimate(cfg: AdaptConfig, config: PretrainedConfig | None) 
     if config is None or not cfg.total_train_steps:
         return None
     from transfer.engine.devices import pick_device
-    from transfer.train.memory import estimate_for_stages
-    from transfer.train.trainer import uses_bf16
+    from transfer.train.memory import estimate_for_run
+    from transfer.train.run_inputs import uses_bf16
 
     model = training_model_shape(cfg, config)
     device = pick_device(cfg.device)
-    return estimate_for_stages(
-        model, ["embeddings", "full"] if cfg.full_steps else ["embeddings"], batch_size=cfg.batch_size,
-        block_size=cfg.block_size, activation_bytes=2 if uses_bf16(cfg.precision, device) else 4,
-        fused_attention=True if device.type == "cuda" else None,
-    )
+    return estimate_for_run(model, ["embeddings", "full"] if cfg.full_steps else ["embeddings"],
+                            batch_size=cfg.batch_size, block_size=cfg.block_size, device=device,
+                            bf16=uses_bf16(cfg.precision, device))
 
 
 def check_training_memory(cfg: AdaptConfig) -> MemoryEstimate | None:
@@ -173,7 +176,5 @@ def check_training_memory(cfg: AdaptConfig) -> MemoryEstimate | None:
                      block_size=cfg.block_size, grad_accumulation=cfg.grad_accumulation)
     except MemoryBudgetError as error:
         # the trainer's message says what is needed, what is free and what would fit
-        raise MemoryBudgetError(
-            f"refused before the first stage (estimate {estimate.total} bytes, {available} available): {error}"
-        ) from error
+        raise MemoryBudgetError(f"refused before the first stage: {error}") from error
     return estimate

@@ -52,7 +52,8 @@ def missing_data(cfg: AdaptConfig, strategy: str) -> str | None:
         if not (cfg.source_vectors or cfg.source_train_bible):
             return "source-language vectors (source_vectors, or source_train_bible to train them)"
         if needs_induced_dictionary(cfg) and not has_parallel:
-            return "a dictionary or parallel text to align the vectors"
+            return ("a dictionary file or parallel text to align the vectors on (an induced dictionary: "
+                    "parallel_files, or target_bible verse-aligned with source_train_bible)")
     return None
 
 

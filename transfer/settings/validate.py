@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import codecs
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transfer.errors import CorpusError, TrainingError, VocabTransferError
 from transfer.settings.config import AdaptConfig, freeze_source_rows_problem
 from transfer.settings.keep_tokens import check_keep_tokens
 from transfer.settings.names import check_path_component
+
+if TYPE_CHECKING:
+    from transfer.train.memory import MemoryEstimate
 
 #: How much of each file validation reads (decompressed): enough for the first lines.
 HEAD_BYTES = 1 << 16
@@ -24,13 +28,15 @@ HEAD_BYTES = 1 << 16
 _JSONL_HEAD_LINES = 20
 
 
-def validate_config(cfg: AdaptConfig) -> None:
-    """Check strategy, corpus, Bible codes, the data the strategy needs and the source."""
+def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
+    """Check strategy, corpus, Bible codes, the data the strategy needs and the source;
+    return the training memory estimate it checked (None without training). Runs once
+    per run, inside ``transfer.planning.plan.plan_adaptation``."""
     from transfer.corpus.bible import translation_codes
     from transfer.corpus.bible_languages import target_corpus_problem
     from transfer.init import check_strategy_params
     from transfer.init.resources import needs
-    from transfer.settings.strategy_choice import has_parallel_text, needs_induced_dictionary
+    from transfer.settings.strategy_choice import missing_data
     from transfer.source.loading import source_fingerprint
 
     check_strategy_params(cfg.strategy, cfg.strategy_params)  # also refuses an unknown strategy
@@ -39,7 +45,7 @@ def validate_config(cfg: AdaptConfig) -> None:
         raise TrainingError(freeze_problem)
     if cfg.compile and cfg.total_train_steps:
         from transfer.engine.devices import pick_device
-        from transfer.train.trainer import check_compile
+        from transfer.train.run_inputs import check_compile
 
         check_compile(True, pick_device(cfg.device))  # before any stage, not at the train stage
     _check_names(cfg)
@@ -54,19 +60,14 @@ def validate_config(cfg: AdaptConfig) -> None:
     if corpus_problem:
         raise CorpusError(corpus_problem)
     _check_parallel_files(cfg)
-    has_parallel = has_parallel_text(cfg)
+    # which data a strategy needs, and whether the run has it, is strategy_choice's rule
+    lacking = missing_data(cfg, cfg.strategy)
+    if lacking:
+        raise CorpusError(f"strategy {cfg.strategy!r} needs {lacking}")
     kinds = needs(cfg.strategy)
-    if "parallel" in kinds and not has_parallel:
-        raise CorpusError(
-            f"strategy {cfg.strategy!r} needs a parallel corpus: give parallel_files, or target_bible and "
-            f"source_train_bible codes"
-        )
     if "vectors" in kinds:
         from transfer.vectors.pretrained import check_vector_inputs
 
-        if not cfg.source_train_bible and not cfg.source_vectors:
-            raise CorpusError(f"strategy {cfg.strategy!r} needs source_vectors, or source_train_bible to train "
-                              f"source vectors")
         check_vector_inputs(cfg)  # the user's own vector files: form, dimensions, token method
         if cfg.dictionary not in ("auto", "ding", "induced"):
             _check_dictionary_file(Path(cfg.dictionary))
@@ -76,15 +77,12 @@ def validate_config(cfg: AdaptConfig) -> None:
             if not DING_DE_EN.is_file():
                 raise CorpusError(f"dictionary 'ding' reads {DING_DE_EN}, which is missing: install the Debian "
                                   f"package trans-de-en, or give a dictionary file or 'induced'")
-        if needs_induced_dictionary(cfg) and not has_parallel:  # aligned vectors need no dictionary
-            raise CorpusError("an induced dictionary needs parallel text: parallel_files, or target_bible codes "
-                              "(verse-aligned with source_train_bible)")
     # raises for a missing file or folder, and for a hub id offline without a cached copy
     source_fingerprint(cfg.source_model, cfg.source_revision)
     check_keep_tokens(cfg)  # entries, and a folder source's added tokens
     from transfer.settings.memory_budget import check_training_memory
 
-    check_training_memory(cfg)  # the trainer's memory estimate, refused before any stage
+    return check_training_memory(cfg)  # the trainer's memory estimate, refused before any stage
 
 
 def _check_parallel_files(cfg: AdaptConfig) -> None:

@@ -1,4 +1,4 @@
-"""Settings of a continued-pretraining run: stages, optimizer, schedule, batching, devices."""
+"""Settings of a continued-pretraining run: phases, optimizer, schedule, batching, devices."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ Precision = Literal["auto", "fp32", "bf16"]
 
 
 @dataclass
-class StageConfig:
-    """One training stage: ``embeddings`` (body frozen) or ``full`` (every weight)."""
+class PhaseConfig:
+    """One training phase: ``embeddings`` (body frozen) or ``full`` (every weight)."""
 
     name: Literal["embeddings", "full"]
     steps: int
@@ -30,12 +30,12 @@ class TrainingConfig:
 
     ``batch_size`` is the micro-batch per process; one optimizer step sees
     ``batch_size * grad_accumulation * world_size`` blocks. ``eval_every`` and
-    ``checkpoint_every`` count optimizer steps over all stages (0 = never);
+    ``checkpoint_every`` count optimizer steps over all phases (0 = never);
     ``eval_at`` adds explicit steps. ``precision="auto"`` is bf16 autocast on a GPU that
     supports it, float32 otherwise.
     """
 
-    stages: list[StageConfig]
+    phases: list[PhaseConfig]
     batch_size: int = 4
     grad_accumulation: int = 1
     clip_norm: float | None = 1.0
@@ -63,20 +63,20 @@ class TrainingConfig:
 
     @property
     def total_steps(self) -> int:
-        return sum(stage.steps for stage in self.stages)
+        return sum(phase.steps for phase in self.phases)
 
     def validate(self) -> None:
-        if not self.stages:
-            raise TrainingError("stages is empty: give at least one StageConfig")
-        for i, stage in enumerate(self.stages):
+        if not self.phases:
+            raise TrainingError("phases is empty: give at least one PhaseConfig")
+        for i, stage in enumerate(self.phases):
             if stage.name not in ("embeddings", "full"):
-                raise TrainingError(f"stages[{i}].name must be 'embeddings' or 'full', got {stage.name!r}")
+                raise TrainingError(f"phases[{i}].name must be 'embeddings' or 'full', got {stage.name!r}")
             if stage.steps < 0:
-                raise TrainingError(f"stages[{i}].steps must be >= 0, got {stage.steps}")
+                raise TrainingError(f"phases[{i}].steps must be >= 0, got {stage.steps}")
             if not stage.lr > 0:
-                raise TrainingError(f"stages[{i}].lr must be > 0, got {stage.lr}")
+                raise TrainingError(f"phases[{i}].lr must be > 0, got {stage.lr}")
             if stage.warmup_steps < 0 or stage.weight_decay < 0 or not 0 <= stage.min_lr_ratio <= 1:
-                raise TrainingError(f"stages[{i}]: warmup_steps, weight_decay >= 0 and min_lr_ratio in [0, 1]")
+                raise TrainingError(f"phases[{i}]: warmup_steps, weight_decay >= 0 and min_lr_ratio in [0, 1]")
         if self.batch_size < 1:
             raise TrainingError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.grad_accumulation < 1:

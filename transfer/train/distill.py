@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+import transfer.train.distributed as dist
 from transfer.errors import TrainingError
-from transfer.train import distributed as dist
 from transfer.train.distributed import DistContext
 
 DistillMode = Literal["distill", "both"]

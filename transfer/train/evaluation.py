@@ -9,7 +9,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from transfer.errors import TrainingError
-from transfer.source.objective import METRIC_OF, Objective, model_objective
+from transfer.source.objective import METRIC_OF, Objective
 
 
 def dev_evaluator(
@@ -36,22 +36,15 @@ def dev_evaluator(
     if not texts:
         raise TrainingError("dev texts are empty")
 
-    def causal(model: PreTrainedModel, device: str | torch.device) -> dict[str, float | str | None]:
-        from transfer.evaluate.bpb import bits_per_byte
-
-        result = bits_per_byte(model, tokenizer, texts, batch_size=batch_size, device=device)
-        return {"metric": METRIC_OF["causal"], "bpb": result.bpb,
-                "loss": result.total_bits * math.log(2.0) / result.n_tokens}
-
-    def masked(model: PreTrainedModel, device: str | torch.device) -> dict[str, float | str | None]:
-        from transfer.evaluate.masked_lm import masked_lm_loss
-
-        result = masked_lm_loss(model, tokenizer, texts, rate=rate, seed=seed, batch_size=batch_size,
-                                device=device)
-        return {"metric": METRIC_OF["masked"], "bpb": None, "loss": result.loss}
-
     def evaluate(model: PreTrainedModel) -> dict[str, float | str | None]:
-        score = masked if (objective or model_objective(model)) == "masked" else causal
-        return score(model, device if device is not None else next(model.parameters()).device)
+        from transfer.evaluate.score import score_model
+
+        score = score_model(model, tokenizer, texts, batch_size=batch_size, objective=objective, rate=rate,
+                            seed=seed, device=device if device is not None else next(model.parameters()).device)
+        if score.metric == METRIC_OF["masked"]:
+            return {"metric": score.metric, "bpb": None, "loss": score.value}
+        # the loss in nats per scored token, beside bits per byte
+        loss = score.details["total_bits"] * math.log(2.0) / score.details["n_tokens"]
+        return {"metric": score.metric, "bpb": score.value, "loss": loss}
 
     return evaluate

@@ -143,21 +143,21 @@ def estimate_training_memory(
     )
 
 
-def estimate_for_stages(
+def estimate_for_phases(
     model: torch.nn.Module,
-    stages: list[str],
+    phases: list[str],
     *,
     batch_size: int,
     block_size: int,
     activation_bytes: int = 4,
     fused_attention: bool | None = None,
 ) -> MemoryEstimate:
-    """The largest estimate over a run's stages (``embeddings``: the body frozen; ``full``:
+    """The largest estimate over a run's training phases (``embeddings``: the body frozen; ``full``:
     every weight trains). Leaves every parameter trainable afterwards."""
     from transfer.train.freezing import set_trainable
 
     estimates = []
-    for name in stages:
+    for name in phases:
         trainable = sum(p.numel() for p in set_trainable(model, name))
         estimates.append(estimate_training_memory(
             model, batch_size=batch_size, block_size=block_size, trainable_parameters=trainable,
@@ -166,6 +166,17 @@ def estimate_for_stages(
         param.requires_grad_(True)
     return max(estimates, key=lambda e: e.total)
 
+
+
+def estimate_for_run(model: torch.nn.Module, phases: list[str], *, batch_size: int, block_size: int,
+                     device: torch.device, bf16: bool) -> MemoryEstimate:
+    """The estimate with the inputs the trainer trains with: bf16 activations where it
+    autocasts, fused (SDPA) attention on a GPU. The one owner of those inputs: the trainer's
+    own check and the refusal before the first stage (``transfer.settings.memory_budget``)
+    both call it."""
+    return estimate_for_phases(model, phases, batch_size=batch_size, block_size=block_size,
+                               activation_bytes=2 if bf16 else 4,
+                               fused_attention=True if device.type == "cuda" else None)
 
 def _cgroup_limit() -> int | None:
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):

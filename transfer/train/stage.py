@@ -47,16 +47,16 @@ def training_config(params: dict[str, Any], *, checkpoint_every: int = 0,
     numbers are the product's). ``frozen_rows``: the source's ids of an extended
     vocabulary, when the parameters freeze them. ``compile_model``: torch.compile (a
     how-setting, not in the parameters)."""
-    from transfer.train import StageConfig, TrainingConfig
+    from transfer.train import PhaseConfig, TrainingConfig
 
     p = params
     schedule = {"warmup_steps": p.get("warmup_steps", 0), "schedule": p.get("lr_schedule", "constant")}
-    stages = [StageConfig("embeddings", steps=p["steps"], lr=p["learning_rate"], **schedule)]
+    phases = [PhaseConfig("embeddings", steps=p["steps"], lr=p["learning_rate"], **schedule)]
     if p.get("full_steps", 0):
-        stages.append(StageConfig("full", steps=p["full_steps"], lr=p["full_learning_rate"],
+        phases.append(PhaseConfig("full", steps=p["full_steps"], lr=p["full_learning_rate"],
                                   weight_decay=p.get("weight_decay", 0.0), **schedule))
     return TrainingConfig(
-        stages=stages, batch_size=p["batch_size"], grad_accumulation=p.get("grad_accumulation", 1),
+        phases=phases, batch_size=p["batch_size"], grad_accumulation=p.get("grad_accumulation", 1),
         clip_norm=p.get("clip_norm", 1.0), seed=p["seed"], precision=p.get("precision", "auto"),
         eval_every=p.get("eval_every", 0), checkpoint_every=checkpoint_every, frozen_rows=frozen_rows,
         compile=compile_model,

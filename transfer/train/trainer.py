@@ -1,9 +1,11 @@
-"""The staged continued-pretraining loop.
+"""The continued-pretraining loop, in phases. (Over 400 lines: the loop's named steps
+share one ``_Run`` state and read as one recipe; what they check and fix before the first
+step is in ``run_inputs``.)
 
-Stage one trains the embeddings only (body frozen), so new vocabulary rows adapt to the
-pretrained body before the body sees their still-noisy gradients; stage two trains the
+Phase one trains the embeddings only (body frozen), so new vocabulary rows adapt to the
+pretrained body before the body sees their still-noisy gradients; phase two trains the
 whole model (de Vries & Nissim 2021; WECHSEL, OFA and FOCUS continue pretraining the same
-way). Each stage has its own AdamW optimizer and warmup + cosine schedule.
+way). Each phase has its own AdamW optimizer and warmup + cosine schedule.
 
 The loop is plain PyTorch (DistributedDataParallel under ``torchrun``/``accelerate``):
 gradient accumulation, gradient clipping, bf16 autocast, fused AdamW and SDPA attention on
@@ -14,16 +16,14 @@ continues exactly where the crashed one stopped.
 
 ``train`` is a short loop over named steps, as torchtune's recipes read: ``setup`` (checks,
 device, memory, the run's identity), ``restore`` (the latest checkpoint), ``place``, then
-per stage ``start_stage`` and per optimizer step ``train_step``, ``evaluate_dev`` and
+per phase ``start_phase`` and per optimizer step ``train_step``, ``evaluate_dev`` and
 ``save_checkpoint``; ``release`` hands the model back. Their shared state is a ``_Run``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -34,13 +34,13 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+import transfer.train.checkpoint as ckpt
+import transfer.train.distributed as dist
 from transfer.engine.devices import model_device, pick_device, place_model
 from transfer.errors import NonFiniteLossError, TrainingError
 from transfer.source.objective import Objective, model_objective
-from transfer.train import checkpoint as ckpt
-from transfer.train import distributed as dist
 from transfer.train.callbacks import TrainingCallback
-from transfer.train.config import StageConfig, TrainingConfig
+from transfer.train.config import PhaseConfig, TrainingConfig
 from transfer.train.curves import CurvePoint, LearningCurve, save_curve_files
 from transfer.train.data import BlockOrder, PackedData, separator_token_id
 from transfer.train.distill import Distillation, distill_step
@@ -49,10 +49,21 @@ from transfer.train.memory import (
     MemoryEstimate,
     available_memory,
     check_memory,
-    estimate_for_stages,
+    estimate_for_run,
 )
 from transfer.train.objectives import MicroBatch, loss_sum, make_batch
 from transfer.train.row_freeze import FrozenRows, check_frozen_rows
+from transfer.train.run_inputs import (
+    as_packed,
+    check_compile,
+    check_data,
+    compile_backend,
+    model_fingerprint,
+    prefer_sdpa,
+    short_sha,
+    tokenizer_fingerprint,
+    uses_bf16,
+)
 from transfer.train.schedule import lr_at
 
 # evaluate(model) -> dev BPB, or a dict with "bpb" and/or "loss" (and the "metric" it names)
@@ -93,100 +104,8 @@ class TrainResult:
 
 # ---------------------------------------------------------------- identity of a run
 
-def _sha(data: bytes | str) -> str:
-    return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()[:24]
 
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """Class, config and the starting weights (names, shapes and bytes)."""
-    digest = hashlib.sha256(type(model).__name__.encode())
-    config = getattr(model, "config", None)
-    if config is not None:
-        digest.update(json.dumps(config.to_diff_dict(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:24]
-
-
-def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase | None) -> str:
-    if tokenizer is None:
-        return "none"
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        return _sha(backend.to_str())
-    return _sha(json.dumps(sorted(tokenizer.get_vocab().items())))
-
-
-# ---------------------------------------------------------------- helpers
-
-def _as_packed(data: PackedData | torch.Tensor) -> PackedData:
-    if isinstance(data, PackedData):
-        return data
-    if not isinstance(data, torch.Tensor) or data.dim() != 2 or data.size(0) == 0:
-        raise TrainingError("blocks must be a non-empty (n_blocks, block_size) tensor of token ids")
-    # Without byte counts, bytes seen is unknown: count it as 0 bytes per token.
-    return PackedData(blocks=data, n_documents=0, n_bytes=0, n_tokens=data.numel())
-
-
-def _check_data(model: PreTrainedModel, data: PackedData) -> None:
-    # a token file's memory map holds uint16/uint32 by construction; a tensor must be long
-    if isinstance(data.blocks, torch.Tensor) and data.blocks.dtype != torch.long:
-        raise TrainingError(f"blocks must hold token ids as torch.long, got {data.blocks.dtype}")
-    if data.block_size < 2:
-        raise TrainingError(f"blocks must have block_size >= 2, got {data.block_size}")
-    rows = model.get_input_embeddings().num_embeddings if hasattr(model.get_input_embeddings(), "num_embeddings") \
-        else model.config.vocab_size
-    low, high = data.id_range()
-    if high >= rows or low < 0:
-        raise TrainingError(
-            f"blocks hold ids outside 0..{rows - 1}, the model's embedding rows; "
-            "were they packed with the model's tokenizer?"
-        )
-
-
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    """Whether a run with ``precision`` on ``device`` trains under bf16 autocast (the
-    trainer's rule, which the dry-run plan's memory estimate follows too)."""
-    if precision == "bf16":
-        return True
-    if precision == "auto":
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return False
-
-
-def compile_backend(compile_model: bool | str) -> str:
-    """The torch.compile backend of a ``compile`` setting (True: the default, inductor)."""
-    return "inductor" if compile_model is True else str(compile_model)
-
-
-def check_compile(compile_model: bool | str, device: torch.device) -> None:
-    """Refuse a ``compile`` setting that cannot work, before the first step: an unknown
-    backend, or inductor on a CPU (it compiles C++ there and needs a compiler on PATH)."""
-    if compile_model is False:
-        return
-    backend = compile_backend(compile_model)
-    known = torch._dynamo.list_backends(exclude_tags=())
-    if backend not in known:
-        raise TrainingError(f"compile={compile_model!r}: unknown torch.compile backend; known: {', '.join(known)}")
-    if backend == "inductor" and device.type == "cpu" and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang", "g++")):
-        raise TrainingError("compile=True on a CPU needs a C/C++ compiler on PATH (torch.compile builds "
-                            "C++ kernels there); install gcc or train without compile")
-
-
-def prefer_sdpa(model: PreTrainedModel) -> str | None:
-    """Switch an eager-attention model to PyTorch's SDPA kernels when it supports them."""
-    config = getattr(model, "config", None)
-    current = getattr(config, "_attn_implementation", None)
-    if current == "eager" and hasattr(model, "set_attn_implementation"):
-        try:
-            model.set_attn_implementation("sdpa")
-        except (ValueError, ImportError, NotImplementedError):
-            return current
-    return getattr(config, "_attn_implementation", None)
-
-
-def _optimizer(params: list[torch.nn.Parameter], stage: StageConfig, config: TrainingConfig,
+def _optimizer(params: list[torch.nn.Parameter], stage: PhaseConfig, config: TrainingConfig,
                device: torch.device) -> torch.optim.AdamW:
     # Decay matrices only; biases and norm gains are not decayed (the usual GPT recipe).
     decay = [p for p in params if p.dim() >= 2]
@@ -249,11 +168,11 @@ class _Run:
 
 
 @dataclass
-class _Stage:
-    """One training stage in progress: its trainable parameters and optimizer."""
+class _Phase:
+    """One training phase in progress: its trainable parameters and optimizer."""
 
     index: int
-    config: StageConfig
+    config: PhaseConfig
     start: int  # steps of this stage already done (a resumed run)
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.AdamW
@@ -262,6 +181,31 @@ class _Stage:
 
 
 # ---------------------------------------------------------------- the steps
+
+def _objective(model: PreTrainedModel, config: TrainingConfig, tokenizer: PreTrainedTokenizerBase | None,
+               distill: Distillation | None) -> Objective:
+    """The run's objective (the model's own for ``auto``), checked against what it needs."""
+    objective: Objective = model_objective(model) if config.objective == "auto" else config.objective
+    if objective == "masked" and tokenizer is None:
+        raise TrainingError("the masked-LM objective needs tokenizer=")
+    if distill is not None:
+        if objective != "causal":
+            raise TrainingError(f"distillation needs a causal LM student, got the {objective!r} objective")
+        distill.check(tokenizer)
+    return objective
+
+
+def _eval_steps(config: TrainingConfig) -> set[int]:
+    """The optimizer steps after which the dev set is scored (0: before the first)."""
+    steps = set(config.eval_at)
+    if config.eval_at_start:
+        steps.add(0)
+    if config.eval_at_end:
+        steps.add(config.total_steps)
+    if config.eval_every:
+        steps.update(range(0, config.total_steps + 1, config.eval_every))
+    return steps
+
 
 def setup(
     model: PreTrainedModel,
@@ -280,18 +224,12 @@ def setup(
     """Check the input, pick device and precision, refuse what cannot fit in memory, and
     fix the run's identity (the starting weights, tokenizer, data and settings)."""
     config.validate()
-    packed = _as_packed(data)
-    _check_data(model, packed)
+    packed = as_packed(data)
+    check_data(model, packed)
     check_frozen_rows(model, config.frozen_rows)
     if config.eval_at and evaluate is None:
         raise TrainingError("eval_at is given but evaluate is None")
-    objective: Objective = model_objective(model) if config.objective == "auto" else config.objective
-    if objective == "masked" and tokenizer is None:
-        raise TrainingError("the masked-LM objective needs tokenizer=")
-    if distill is not None:
-        if objective != "causal":
-            raise TrainingError(f"distillation needs a causal LM student, got the {objective!r} objective")
-        distill.check(tokenizer)
+    objective = _objective(model, config, tokenizer, distill)
 
     want_cuda = (device is None and torch.cuda.is_available()) or str(device).startswith("cuda")
     ctx = dist.context_from_env("cuda" if want_cuda else "cpu")
@@ -301,10 +239,8 @@ def setup(
     block_size = packed.block_size
 
     # Refuse a configuration that cannot fit before anything heavy happens.
-    estimate = estimate_for_stages(
-        model, [s.name for s in config.stages], batch_size=config.batch_size, block_size=block_size,
-        activation_bytes=2 if use_bf16 else 4, fused_attention=True if device_used.type == "cuda" else None,
-    )
+    estimate = estimate_for_run(model, [p.name for p in config.phases], batch_size=config.batch_size,
+                                block_size=block_size, device=device_used, bf16=use_bf16)
     available = available_memory(device_used, config.memory_limit)
     if device_used.type == "cuda" and model_device(model).type == "cuda":
         # the weights already sit there: free memory no longer counts them, the estimate does
@@ -317,11 +253,11 @@ def setup(
         "model": model_fingerprint(model),
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "data": packed.fingerprint(),
-        "settings": _sha(json.dumps({**config.identity(), "world_size": ctx.world_size,
+        "settings": short_sha(json.dumps({**config.identity(), "world_size": ctx.world_size,
                                      "objective": objective}, sort_keys=True, default=str)),
     }
     if distill is not None:  # only then, so a next-token run's checkpoints keep their identity
-        identity["distill"] = _sha(json.dumps({
+        identity["distill"] = short_sha(json.dumps({
             "teacher": model_fingerprint(distill.teacher),
             "teacher_tokenizer": tokenizer_fingerprint(distill.teacher_tokenizer),
             "mode": distill.mode, "weight": distill.weight}, sort_keys=True))
@@ -329,21 +265,11 @@ def setup(
                          precision="bf16" if use_bf16 else "fp32", device=str(device_used),
                          world_size=ctx.world_size, distill_mode=distill.mode if distill else "next_token",
                          frozen_rows=config.frozen_rows)
-    total_steps = config.total_steps
-    eval_steps = set(config.eval_at)
-    if config.eval_at_start:
-        eval_steps.add(0)
-    if config.eval_at_end:
-        eval_steps.add(total_steps)
-    if config.eval_every:
-        eval_steps.update(range(0, total_steps + 1, config.eval_every))
-    if evaluate is None:
-        eval_steps = set()
     return _Run(
         model=model, packed=packed, config=config, tokenizer=tokenizer, evaluate=evaluate,
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, curve_dir=curve_dir, ctx=ctx,
         device=device_used, objective=objective, use_bf16=use_bf16, estimate=estimate,
-        identity=identity, result=result, eval_steps=eval_steps,
+        identity=identity, result=result, eval_steps=_eval_steps(config) if evaluate is not None else set(),
         order=BlockOrder(packed.n_blocks, config.seed),
         per_step=config.batch_size * config.grad_accumulation * ctx.world_size, distill=distill,
     )
@@ -387,9 +313,9 @@ def place(run: _Run, device: str | torch.device | None) -> None:
         run.autocast = torch.autocast(run.device.type, dtype=torch.bfloat16)
 
 
-def start_stage(run: _Run, index: int, stage: StageConfig) -> _Stage | None:
-    """The stage's trainable parameters and a fresh optimizer (its state restored when the
-    run resumes inside this stage); None when the stage is already done."""
+def start_phase(run: _Run, index: int, stage: PhaseConfig) -> _Phase | None:
+    """The phase's trainable parameters and a fresh optimizer (its state restored when the
+    run resumes inside this phase); None when the phase is already done."""
     if index < run.position["stage"]:
         return None
     start = run.position["stage_step"] if index == run.position["stage"] else 0
@@ -407,8 +333,8 @@ def start_stage(run: _Run, index: int, stage: StageConfig) -> _Stage | None:
     # the rows' values now, on the run's device: the init's, also after a resume (a
     # checkpoint holds them unchanged, and its identity is the same starting model)
     frozen = FrozenRows.capture(run.model, run.config.frozen_rows)
-    run.notify("on_stage_start", stage.name, run.result.steps)
-    return _Stage(index, stage, start, params, optimizer, wrapped, frozen)
+    run.notify("on_phase_start", stage.name, run.result.steps)
+    return _Phase(index, stage, start, params, optimizer, wrapped, frozen)
 
 
 def _micro_batches(run: _Run, samples: int) -> list[MicroBatch]:
@@ -425,7 +351,7 @@ def _micro_batches(run: _Run, samples: int) -> list[MicroBatch]:
     return batches
 
 
-def _next_token_accumulate(run: _Run, stage: _Stage, samples: int) -> float:
+def _next_token_accumulate(run: _Run, stage: _Phase, samples: int) -> float:
     """The gradient of the next-token (or masked-LM) loss over the step's micro-batches: the
     mean over all scored tokens of the step, on every process; returns that mean."""
     world, device = run.ctx.world_size, run.device
@@ -444,7 +370,7 @@ def _next_token_accumulate(run: _Run, stage: _Stage, samples: int) -> float:
     return float(dist.all_reduce_sum(total_loss, run.ctx) / n_targets.clamp(min=1))
 
 
-def _distill_accumulate(run: _Run, stage: _Stage, samples: int) -> float:
+def _distill_accumulate(run: _Run, stage: _Phase, samples: int) -> float:
     """The gradient of the distillation objective over the step's blocks (read back as text,
     transfer/train/distill.py); the teacher's passes and tokens are counted."""
     config, world, rank = run.config, run.ctx.world_size, run.ctx.rank
@@ -461,7 +387,7 @@ def _distill_accumulate(run: _Run, stage: _Stage, samples: int) -> float:
     return terms.loss
 
 
-def train_step(run: _Run, stage: _Stage, stage_step: int) -> None:
+def train_step(run: _Run, stage: _Phase, stage_step: int) -> None:
     """One optimizer step: accumulate the gradient of every micro-batch (the mean over all
     scored tokens of the step, on every process; or the distillation objective), clip,
     update, record."""
@@ -536,7 +462,7 @@ def evaluate_dev(run: _Run, step: int, stage_name: str) -> None:
     dist.barrier(run.ctx)
 
 
-def save_checkpoint(run: _Run, stage: _Stage) -> None:
+def save_checkpoint(run: _Run, stage: _Phase) -> None:
     """Every ``checkpoint_every`` steps (with a ``checkpoint_dir``): weights, optimizer, RNG
     states, position and the result so far, written by the main process."""
     step, config = run.result.steps, run.config
@@ -578,7 +504,7 @@ def train(
     resume: bool = True,
     distill: Distillation | None = None,
 ) -> TrainResult:
-    """Train ``model`` on packed ``data`` through ``config.stages``; see the module doc.
+    """Train ``model`` on packed ``data`` through ``config.phases``; see the module doc.
 
     ``evaluate(model)`` (dev BPB, or ``{"bpb", "loss"}`` and optionally ``"metric"``) runs
     at step 0, every ``eval_every`` steps, at ``eval_at`` and at the end; the points form
@@ -606,9 +532,9 @@ def train(
             torch.manual_seed(config.seed)
             if run.resume_from is not None:
                 ckpt.restore_rng(run.resume_from)
-            evaluate_dev(run, 0, config.stages[0].name)
-            for index, spec in enumerate(config.stages):
-                stage = start_stage(run, index, spec)
+            evaluate_dev(run, 0, config.phases[0].name)
+            for index, spec in enumerate(config.phases):
+                stage = start_phase(run, index, spec)
                 if stage is None:
                     continue
                 for stage_step in range(stage.start + 1, spec.steps + 1):

@@ -1,4 +1,6 @@
 """``trans_tokenization``: target embeddings from token alignments on a parallel corpus.
+(Over 400 lines: the strategy, the token alignment the links stage runs for it, and the
+pruning rules share their statistics and read as one method.)
 
 Remy et al. (2024), "Trans-Tokenization and Cross-lingual Vocabulary Transfers": tokenize
 a parallel corpus with both tokenizers, align the token sequences with a statistical

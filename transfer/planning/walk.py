@@ -1,0 +1,72 @@
+"""The order of a run's stages: the one place that knows it.
+
+``walk_stages`` hands every stage's spec to a callback, in order, and gives back the
+stage graph. The plan (``transfer.planning.plan``) calls it once per run with a callback
+that only computes keys and folders (nothing is built); the run then executes the
+planned specs without walking again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from transfer.corpus.stage import corpus_spec
+from transfer.engine.cache import StageOutput
+from transfer.engine.graph import StageGraph
+from transfer.engine.stage_table import stage_label
+from transfer.engine.stages import StageSpec
+from transfer.evaluate.stage import evaluate_spec
+from transfer.init.links import links_spec
+from transfer.init.registry import needs
+from transfer.init.stage import init_spec
+from transfer.settings.config import AdaptConfig
+from transfer.source.stage import source_spec
+from transfer.tokenizer.stage import tokenizer_spec
+from transfer.train.stage import train_spec
+from transfer.vectors.stage import align_stage_spec, vector_specs
+
+#: (spec, label) -> the stage's folder (built, or where it would be built)
+StageVisitor = Callable[[StageSpec, str], StageOutput]
+
+
+def walk_stages(cfg: AdaptConfig, visit: StageVisitor) -> StageGraph:
+    """Every stage of ``cfg``'s run, in order, each handed to ``visit`` with its label."""
+    stages: dict[str, StageOutput] = {}
+
+    def stage(spec: StageSpec, qualifier: str | None = None) -> StageOutput:
+        label = stage_label(spec.stage, qualifier)
+        stages[label] = visit(spec, label)
+        return stages[label]
+
+    kinds = needs(cfg.strategy)
+    corpus = stage(corpus_spec(cfg))
+    source = stage(source_spec(cfg))
+    tokenizer = stage(tokenizer_spec(cfg, corpus, source))
+    vectors = None
+    if "vectors" in kinds:
+        source_spec_v, target_spec_v = vector_specs(cfg, corpus)
+        # fasttext.<side>, or pretrained_vectors.<side> for the user's own file
+        source_vectors = stage(source_spec_v, "source")
+        target_vectors = stage(target_spec_v, "target")
+        vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors, corpus))
+    links = stage(links_spec(cfg, source, tokenizer, corpus)) if "parallel" in kinds else None
+    init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors, links=links))
+    final = stage(train_spec(cfg, init, corpus, source, tokenizer)) if cfg.total_train_steps else init
+    models = {"source_model_on_target": (source, "target"), "adapted_step0": (init, "target")}
+    if cfg.source_bible and cfg.target_bible:
+        models["source_model_on_source_language"] = (source, "source")
+    if final is not init:
+        models["adapted_trained"] = (final, "target")
+    if cfg.vocab_mode == "extend" and cfg.source_bible and cfg.target_bible:
+        # extension keeps the source's tokens: measure what the model still knows of its language
+        models["adapted_step0_on_source_language"] = (init, "source")
+        if final is not init:
+            models["adapted_trained_on_source_language"] = (final, "source")
+    for label, (model, texts) in models.items():
+        stage(evaluate_spec(cfg, model, corpus, texts), label)
+    if final is not init and cfg.curve_texts and cfg.dev_fraction > 0:
+        # the source model on the learning curve's own texts, so curves have a line to beat
+        # measured on the same texts (the same stage as above when those are the eval texts)
+        stage(evaluate_spec(cfg, source, corpus, "target", split="dev", n_texts=cfg.curve_texts),
+              "source_model_on_curve_texts")
+    return StageGraph(stages)
