@@ -88,7 +88,7 @@ def child(corpus: Path, cache: Path, events: Path, steps: int) -> None:
     # the trainer's own clock (optimizer steps only): the rest of the train stage is packing,
     # loading, learning-curve scoring and saving
     logs = [json.loads(f.read_text()) for f in (cache / "cache" / "train").glob("[!.]*/train_log.json")]
-    handle.write(json.dumps({"bpb": result.bpb, "train_step_seconds": logs[0]["seconds"] if logs else None}) + "\n")
+    handle.write(json.dumps({"bpb": result.scores, "train_step_seconds": logs[0]["seconds"] if logs else None}) + "\n")
     handle.close()
 
 

@@ -41,7 +41,7 @@ def main() -> None:
         result = run_adaptation(cfg)
         rows.append({
             "strategy": strategy,
-            "bpb": result.bpb,
+            "bpb": result.scores,
             "fertility": result.fertility,
             "init_counts": result.init_report["counts"],
             "seconds": time.perf_counter() - started,

@@ -82,7 +82,7 @@ def run_variant(code: str, name: str, fields: dict[str, Any], shared: dict[str, 
                       eval_split="test", **shared, **fields)
     started = time.perf_counter()
     result = run_adaptation(cfg)
-    bpb = result.bpb
+    bpb = result.scores
     if cfg.vocab_mode == "extend":
         english = (bpb[ADAPTED_STEP0_ON_SOURCE_LANGUAGE], bpb[ADAPTED_TRAINED_ON_SOURCE_LANGUAGE])
     else:

@@ -177,7 +177,7 @@ def learning_curve_file(result: AdaptResult, path: Path) -> Path | None:
 
     trainer_curve = trainer_curve_file(result)
     if trainer_curve is not None:
-        reference = result.bpb.get(SOURCE_ON_CURVE_TEXTS)
+        reference = result.scores.get(SOURCE_ON_CURVE_TEXTS)
         references = {SOURCE_MODEL_TITLE: reference} if reference is not None else None
         return plot_curves([read_json(trainer_curve)], path, references=references,
                            title=f"{result.config.model_name()}: dev bits per byte")

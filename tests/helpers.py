@@ -236,7 +236,7 @@ def adapt_result(model_dir: Path, **fields) -> AdaptResult:
         model_dir=str(model_dir),
         stage_keys={"corpus": "c1", "source": "s1", "tokenizer": "t1", "init": "i1", "final": "f1"},
         stages_cached={},
-        bpb={"source_model_on_source_language": 0.95, "source_model_on_target": 2.69,
+        scores={"source_model_on_source_language": 0.95, "source_model_on_target": 2.69,
              "adapted_step0": 3.7421, "adapted_trained": 2.58126},
         fertility={"source": {"tokens_per_word": 2.17, "bytes_per_token": 2.9},
                    "target": {"tokens_per_word": 1.21, "bytes_per_token": 5.2}},

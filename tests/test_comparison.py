@@ -50,9 +50,9 @@ def test_compare_shares_stages_and_ranks(tmp_path: Path, tiny_source: Path, tiny
     second = results[1].stages_cached
     assert second["corpus"] and second["source"] and second["tokenizer"]
     assert second["evaluate.source_model_on_target"] and not second["init"]
-    assert comparison.source_model == results[0].bpb["source_model_on_target"]
+    assert comparison.source_model == results[0].scores["source_model_on_target"]
     for row, result in zip(comparison.rows, results):
-        assert row.step0 == result.bpb["adapted_step0"] and row.trained == result.bpb["adapted_trained"]
+        assert row.step0 == result.scores["adapted_step0"] and row.trained == result.scores["adapted_trained"]
         assert row.curve_file and Path(row.curve_file).is_file()
     ranked = comparison.ranked()
     assert [r.trained for r in ranked] == sorted(r.trained for r in comparison.rows)

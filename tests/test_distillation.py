@@ -208,7 +208,7 @@ def test_pipeline_with_both_objectives_counts_teacher_passes(tmp_path: Path, tin
     assert log["distill_mode"] == "both" and log["steps"] == 2
     assert log["teacher_forward_passes"] == 2 and log["teacher_tokens"] > 0
     assert len(log["distill_losses"]) == 2 and all(g > 0 for g in log["distill_losses"])
-    assert result.bpb["adapted_trained"] > 0
+    assert result.scores["adapted_trained"] > 0
 
 
 def test_benchmark_smoke_runs_three_objectives(tmp_path: Path) -> None:

@@ -25,13 +25,13 @@ def test_extension_scores_the_adapted_model_on_the_source_language(tmp_path: Pat
     cfg = config(tmp_path, tiny_source, tmp_path, target_files=[], target_bible=["e"], source_bible=["k"],
                   vocab_mode="extend", added_tokens=40, strategy="fvt", train_steps=1, curve_texts=0)
     result = run_adaptation(cfg)
-    assert {ADAPTED_STEP0_ON_SOURCE_LANGUAGE, ADAPTED_TRAINED_ON_SOURCE_LANGUAGE} <= set(result.bpb)
+    assert {ADAPTED_STEP0_ON_SOURCE_LANGUAGE, ADAPTED_TRAINED_ON_SOURCE_LANGUAGE} <= set(result.scores)
     texts = read_lines(cfg.cache_dir / "corpus" / result.stage_keys["corpus"] / "test.source.txt", cfg.eval_texts)
     assert len(texts) == cfg.eval_texts
     init_dir = cfg.cache_dir / "init" / result.stage_keys["init"] / "model"
-    assert result.bpb[ADAPTED_STEP0_ON_SOURCE_LANGUAGE] == pytest.approx(
+    assert result.scores[ADAPTED_STEP0_ON_SOURCE_LANGUAGE] == pytest.approx(
         bits_per_byte(*load_source(str(init_dir)), texts).bpb, rel=1e-5)
-    assert result.bpb[ADAPTED_TRAINED_ON_SOURCE_LANGUAGE] == pytest.approx(
+    assert result.scores[ADAPTED_TRAINED_ON_SOURCE_LANGUAGE] == pytest.approx(
         bits_per_byte(*load_source(result.model_dir), texts).bpb, rel=1e-5)
     rows = {row.label: row for row in RunSummary.from_result(result).rows}
     assert rows[ADAPTED_TRAINED_ON_SOURCE_LANGUAGE].texts == "source language"

@@ -94,7 +94,7 @@ def test_sigkill_in_each_stage_then_resume(tmp_path: Path, tmp_path_factory: pyt
     assert train_log["resumed_from"] == 1  # the killed training went on from its checkpoint
     assert final.stage_keys == ref_result.stage_keys
     assert weights_sha256(final.model_dir) == ref_sha
-    assert final.bpb == ref_result.bpb
+    assert final.scores == ref_result.scores
     assert temp_leftovers(cache, Path(cfg.output_dir)) == []
 
     again = run_adaptation(cfg.model_copy(update={"register_model": True, "tracking_uri": registry}))
@@ -127,7 +127,7 @@ def test_sigint_during_training_then_rerun_resumes(tmp_path: Path, reference) ->
     assert result.stages_cached["init"] and not result.stages_cached["train"]
     assert result.train_log["resumed_from"] == 1
     assert weights_sha256(result.model_dir) == ref_sha
-    assert result.bpb == ref_result.bpb
+    assert result.scores == ref_result.scores
 
 
 def _killed_inside(write) -> None:

@@ -46,7 +46,7 @@ def test_manifest_round_trips_and_reproduces_the_run(tmp_path: Path, tiny_source
     again = json.loads((Path(first.model_dir) / "adaptation.json").read_text())
     assert again["stage_keys"] == first.stage_keys
     assert all(again["stages_cached"].values()), again["stages_cached"]
-    assert again["bpb"] == first.bpb
+    assert again["scores"] == first.scores
     assert AdaptConfig(**read_manifest(path).config) == cfg  # the re-run wrote an equal manifest
 
 

@@ -202,7 +202,7 @@ def test_pipeline_reports_masked_lm_loss_for_a_bert_source(tmp_path: Path, tiny_
         cache_dir=tmp_path / "cache", output_dir=tmp_path / "models", register_model=False,
     )
     result = run_adaptation(cfg)
-    assert set(result.bpb) == {"source_model_on_target", "adapted_step0"}
+    assert set(result.scores) == {"source_model_on_target", "adapted_step0"}
     # each value is masked_lm_loss of that model on the first 8 held-out test texts
     from transfer.source.loading import load_source
 
@@ -212,7 +212,7 @@ def test_pipeline_reports_masked_lm_loss_for_a_bert_source(tmp_path: Path, tiny_
     for label, folder in (("source_model_on_target", source_dir), ("adapted_step0", Path(result.model_dir))):
         model, tokenizer = load_source(str(folder))
         expected[label] = masked_lm_loss(model, tokenizer, texts, device="cpu")
-        assert result.bpb[label] == pytest.approx(expected[label].loss, rel=1e-9), label
+        assert result.scores[label] == pytest.approx(expected[label].loss, rel=1e-9), label
     metrics = sorted((tmp_path / "cache" / "evaluate").glob("*/metrics.json"))
     assert len(metrics) == 2
     for path in metrics:

@@ -57,7 +57,7 @@ def _run(vectors, tmp_path: Path, *, strategy: str, dictionary: str, in_manifest
         config=cfg, code_version="test", model_dir=str(model_dir),
         stage_keys={"corpus": "c", "source": "s", "tokenizer": "t", "init": "i", "final": "i",
                     **({} if in_manifest else vector_keys)},
-        stages_cached={}, bpb={"source_model_on_target": 2.7, "adapted_step0": 3.1},
+        stages_cached={}, scores={"source_model_on_target": 2.7, "adapted_step0": 3.1},
         fertility={"source": {"tokens_per_word": 2.0}, "target": {"tokens_per_word": 1.2}},
         init_report={"counts": {"computed": 900, "fallback": 100}}, train_log=None, seconds=1.0,
     )
@@ -105,7 +105,7 @@ def test_registry_record_reads_the_source_stage_record(tmp_path: Path, tiny_sour
     result = AdaptResult(
         config=cfg, code_version="test", model_dir=str(tmp_path / "models" / "m"),
         stage_keys={"source": source.key, "init": "i", "final": "i"}, stages_cached={},
-        bpb={"adapted_step0": 3.0}, fertility={}, init_report={}, train_log=None, seconds=1.0)
+        scores={"adapted_step0": 3.0}, fertility={}, init_report={}, train_log=None, seconds=1.0)
     record = record_from_result(result)
     assert record.source_fingerprint == spec.inputs["weights"]
     assert record.source_architecture and record.source_architecture.endswith("ForCausalLM")

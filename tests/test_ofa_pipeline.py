@@ -66,7 +66,7 @@ def test_ofa_trains_coordinates_and_primitives(tmp_path: Path, tiny_source: Path
         assert torch.allclose(plain(ids).logits, factorized(ids).logits, atol=1e-5)
 
     # evaluation and export read the folders as plain Hugging Face models
-    assert set(result.bpb) >= {"adapted_step0", "adapted_trained"}
+    assert set(result.scores) >= {"adapted_step0", "adapted_trained"}
     # the trained score is the plain model's, recomputed here on the same test texts
     from transfer.corpus.stage import read_lines
     from transfer.evaluate.bpb import bits_per_byte
@@ -74,7 +74,7 @@ def test_ofa_trains_coordinates_and_primitives(tmp_path: Path, tiny_source: Path
 
     texts = read_lines(Path(cfg.cache_dir) / "corpus" / result.stage_keys["corpus"] / "test.target.txt",
                        cfg.eval_texts)
-    assert result.bpb["adapted_trained"] == pytest.approx(
+    assert result.scores["adapted_trained"] == pytest.approx(
         bits_per_byte(*load_source(str(trained_dir)), texts).bpb, rel=1e-5)
     exported = AutoModelForCausalLM.from_pretrained(result.model_dir)
     with torch.no_grad():

@@ -23,7 +23,7 @@ def test_end_to_end_then_everything_cached(tmp_path: Path, tiny_source: Path, ti
     cfg = config(tmp_path, tiny_source, tiny_corpus)
     first = run_adaptation(cfg)
     assert not any(first.stages_cached.values())
-    assert set(first.bpb) == {"source_model_on_target", "adapted_step0", "adapted_trained",
+    assert set(first.scores) == {"source_model_on_target", "adapted_step0", "adapted_trained",
                               "source_model_on_curve_texts"}
     # the reported numbers are the metric recomputed here on the same test texts
     from transfer.corpus.stage import read_lines
@@ -32,16 +32,16 @@ def test_end_to_end_then_everything_cached(tmp_path: Path, tiny_source: Path, ti
 
     texts = read_lines(Path(cfg.cache_dir) / "corpus" / first.stage_keys["corpus"] / "test.target.txt", 8)
     assert len(texts) == 8
-    assert first.bpb["source_model_on_target"] == pytest.approx(
+    assert first.scores["source_model_on_target"] == pytest.approx(
         bits_per_byte(*load_source(str(tiny_source)), texts).bpb, rel=1e-5)
-    assert first.bpb["adapted_trained"] == pytest.approx(
+    assert first.scores["adapted_trained"] == pytest.approx(
         bits_per_byte(*load_source(first.model_dir), texts).bpb, rel=1e-5)
     assert first.init_report["counts"]["special"] >= 1
     assert len(first.train_log["losses"]) == 2
 
     second = run_adaptation(cfg)
     assert all(second.stages_cached.values()), second.stages_cached
-    assert second.bpb == first.bpb
+    assert second.scores == first.scores
 
     # the exported model is a plain Hugging Face folder with the target tokenizer
     model = AutoModelForCausalLM.from_pretrained(first.model_dir)
@@ -51,7 +51,7 @@ def test_end_to_end_then_everything_cached(tmp_path: Path, tiny_source: Path, ti
     ids = tokenizer("Im Anfang war das Wort", return_tensors="pt").input_ids
     assert torch.isfinite(model(ids).logits).all()
     record = json.loads((Path(first.model_dir) / "adaptation.json").read_text())
-    assert record["bpb"] == first.bpb
+    assert record["scores"] == first.scores
 
 
 def test_changed_parameter_reruns_only_downstream(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
@@ -71,7 +71,7 @@ def test_scoring_the_other_split_reuses_the_trained_model(
     cached = test.stages_cached
     assert cached["tokenizer"] and cached["init"] and cached["train"], cached
     assert not cached["evaluate.source_model_on_target"]
-    assert test.bpb["adapted_trained"] != dev.bpb["adapted_trained"]
+    assert test.scores["adapted_trained"] != dev.scores["adapted_trained"]
     # fertility is reported on the split that was scored
     assert test.fertility != dev.fertility and test.fertility["target"]["n_texts"] == 8
 
@@ -117,9 +117,9 @@ def test_curve_reference_is_the_main_evaluation_when_the_texts_coincide(
     keys = [(s.stage, s.key) for s in plan.stages]
     assert len(keys) == len(set(keys)) and "evaluate.source_model_on_curve_texts" not in [s.label for s in plan.stages]
     result = run_adaptation(same)
-    assert result.bpb["source_model_on_curve_texts"] == result.bpb["source_model_on_target"]
+    assert result.scores["source_model_on_curve_texts"] == result.scores["source_model_on_target"]
     # other texts for the curve: a stage of its own, another number
     other = run_adaptation(config(tmp_path, tiny_source, tiny_corpus, eval_split="dev", eval_texts=4, curve_texts=2))
     assert other.stages_cached["evaluate.source_model_on_target"]
     assert not other.stages_cached["evaluate.source_model_on_curve_texts"]
-    assert other.bpb["source_model_on_curve_texts"] != other.bpb["source_model_on_target"]
+    assert other.scores["source_model_on_curve_texts"] != other.scores["source_model_on_target"]

@@ -78,4 +78,4 @@ def test_ofa_exports_a_plain_model(tmp_path: Path, tiny_source: Path) -> None:
     result = run_adaptation(cfg)
     assert result.init_report["counts"] == {"special": 3, "byte": 256, "copied": 47, "computed": 92,
                                             "fallback": 5}, result.init_report
-    assert set(result.bpb) >= {"adapted_step0", "adapted_trained"}
+    assert set(result.scores) >= {"adapted_step0", "adapted_trained"}

@@ -193,7 +193,7 @@ def test_two_strategies_of_one_language_at_once(prefect_harness, tmp_path: Path,
     assert sorted(reg.version for reg in regs) == [1, 2]
     assert sorted(v.tag("fingerprint") for v in versions) == sorted(reg.fingerprint for reg in regs)
     best = registry.resolve(f"vocab-transfer-de@{BEST_ALIAS}")
-    lower = min(results, key=lambda r: r.bpb["adapted_trained"])
+    lower = min(results, key=lambda r: r.scores["adapted_trained"])
     assert best.version == lower.registration.version and best.tag("strategy") == lower.config.strategy
 
 

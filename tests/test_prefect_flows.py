@@ -75,7 +75,7 @@ def test_batch_goes_on_after_a_failing_language(prefect_harness, tmp_path: Path,
     import json
 
     record = json.loads((tmp_path / "models" / "tiny-llama-de-mean" / "adaptation.json").read_text())
-    assert rows["de"]["bpb_trained"] == pytest.approx(record["bpb"]["adapted_trained"], rel=1e-3)
+    assert rows["de"]["bpb_trained"] == pytest.approx(record["scores"]["adapted_trained"], rel=1e-3)
     assert rows["xx"]["state"] == "Failed" and "missing.txt" in rows["xx"]["message"]
     assert (tmp_path / "models").joinpath("tiny-llama-de-mean").is_dir()
 

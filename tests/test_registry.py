@@ -162,9 +162,9 @@ def test_pipeline_registers_its_lineage(tmp_path: Path, tmp_path_factory, tiny_s
     assert version.tag("tokenizer.family") and version.tag("source_fingerprint")
     assert version.stage_keys["final"] == f"train:{first.stage_keys['final']}"
     assert version.stage_keys["evaluate.adapted_trained"].startswith("evaluate:")
-    assert version.metrics["bpb.adapted_trained"] == pytest.approx(first.bpb["adapted_trained"])
+    assert version.metrics["bpb.adapted_trained"] == pytest.approx(first.scores["adapted_trained"])
     assert version.metrics["bpb.gain_vs_source"] == pytest.approx(
-        first.bpb["source_model_on_target"] - first.bpb["adapted_trained"])
+        first.scores["source_model_on_target"] - first.scores["adapted_trained"])
     # the registered artifacts carry the card and the manifest
     files = Path(version.source.removeprefix("file://"))
     assert (files / "README.md").exists() and (files / "run_manifest.json").exists()

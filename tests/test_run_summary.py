@@ -46,7 +46,7 @@ def test_summary_rows_names_and_final(tmp_path: Path) -> None:
     assert summary.final == summary.trained == 2.58126 and summary.step0 == 3.7421
     assert summary.gain_vs_source == 2.69 - 2.58126
     assert [row.adapted for row in summary.rows] == [False, False, True, True]
-    untrained = RunSummary.from_result(adapt_result(tmp_path).model_copy(update={"bpb": {ADAPTED_STEP0: 3.0}}))
+    untrained = RunSummary.from_result(adapt_result(tmp_path).model_copy(update={"scores": {ADAPTED_STEP0: 3.0}}))
     assert untrained.final == 3.0 and untrained.trained is None and untrained.gain_vs_source is None
 
 

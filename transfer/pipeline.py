@@ -81,7 +81,7 @@ def run_adaptation(
         model_dir=str(model_dir),
         stage_keys={label: getattr(graph, label).key for label in ("corpus", "source", "tokenizer", "init", "final")},
         stages_cached={label: cached_before[target] for label, target in plan.labels.items()},
-        bpb=scores,
+        scores=scores,
         metric=metric,
         fertility=read_json(graph.tokenizer.file("fertility.json")).get(cfg.eval_split, {}),
         init_report=read_json(graph.init.file("init_report.json")),

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, Field
 
 from transfer.publish.registry_records import Registration
 from transfer.settings.config import AdaptConfig
@@ -20,7 +20,9 @@ class AdaptResult(BaseModel):
     model_dir: str
     stage_keys: dict[str, str]  # label -> key (or 'stage:key'), e.g. "align", "fasttext:source"
     stages_cached: dict[str, bool]
-    bpb: dict[str, float]  # every evaluation's value of ``metric`` (BPB unless a masked LM)
+    # every evaluation's value of ``metric`` (bits per byte, or a masked LM's loss); results
+    # written before the field had this name called it "bpb"
+    scores: dict[str, float] = Field(validation_alias=AliasChoices("scores", "bpb"))
     metric: Literal["bpb", "mlm_loss"] = "bpb"
     fertility: dict[str, dict[str, float]]
     init_report: dict[str, Any]

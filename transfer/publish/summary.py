@@ -68,7 +68,7 @@ class RunSummary:
     def from_result(cls, result: AdaptResult, *, samples: Sequence[GenerationSample] = ()) -> RunSummary:
         cfg = result.config
         rows = []
-        for key, value in in_label_order(result.bpb):
+        for key, value in in_label_order(result.scores):
             label = evaluation_label(key)
             rows.append(EvaluationRow(key, label.title(strategy=cfg.strategy, steps=cfg.total_train_steps),
                                       label.texts, float(value), label.adapted))
@@ -80,7 +80,7 @@ class RunSummary:
             fertility={side: dict(values) for side, values in result.fertility.items()},
             init_counts=dict(result.init_report.get("counts", {})),
             stages_cached=dict(result.stages_cached),
-            final_label=final_label(result.bpb),
+            final_label=final_label(result.scores),
             samples=tuple(samples),
         )
 
