@@ -31,7 +31,7 @@ def test_flow_caches_stages_in_prefect(prefect_harness, tmp_path: Path, tiny_sou
     second = adapt_flow(cfg, return_state=True)
     states = _task_states(second.state_details.flow_run_id)
     assert states and set(states.values()) == {"Cached"}, states
-    assert second.result().bpb == first.result().bpb
+    assert second.result().scores == first.result().scores
 
     # a deleted stage folder is rebuilt, not trusted from Prefect's record
     init_dir = Path(cfg.cache_dir) / "init"

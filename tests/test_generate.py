@@ -184,4 +184,4 @@ def test_model_card_samples_section(tmp_path: Path, tiny_source: Path, tiny_corp
     assert "## Sample generations" not in card and "**Prompt:**" not in card
     # card_samples is in no stage key: the second run reuses every stage, metrics identical
     assert all(without.stages_cached.values())
-    assert without.stage_keys == with_samples.stage_keys and without.bpb == with_samples.bpb
+    assert without.stage_keys == with_samples.stage_keys and without.scores == with_samples.scores
