@@ -178,6 +178,19 @@ def _metric_paragraph(result: AdaptResult) -> str:
             "vocabulary only, and only within one run.")
 
 
+def _remote_code_note(result: AdaptResult) -> list[str]:
+    """A sentence when the source's folder named remote code that this folder does not ship."""
+    from transfer.publish.result import stage_record
+
+    dropped = (stage_record(result, "source", "source.json") or {}).get("remote_code_dropped") or {}
+    if not dropped:
+        return []
+    entries = ", ".join(f"`{key}` in `{name}`" for name, keys in sorted(dropped.items()) for key in keys)
+    return [(f"The source model's folder named its own modelling code ({entries}). This folder ships no "
+             "code and was never run with any, so those entries were dropped: load it without "
+             "`trust_remote_code`.")]
+
+
 def render_model_card(result: AdaptResult, *, model_ref: str | None = None,
                       samples: Sequence[GenerationSample] = ()) -> str:
     """The card's Markdown text (front matter included) for a finished run; ``samples``
@@ -224,6 +237,7 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None,
         "saw them. The adapted model inherits the source model's licence; check the data "
         "licences above before redistributing it."),
         "## How to load",
+        *_remote_code_note(result),
         ("A plain Hugging Face folder (safetensors); no custom code:\n\n"
         "```python\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"

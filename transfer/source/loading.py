@@ -343,12 +343,17 @@ def load_source_shape(folder: str | Path) -> tuple[PreTrainedModel, PreTrainedTo
     return model.eval(), _require_fast(tokenizer, str(folder))
 
 
-def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> dict[str, list[str]]:
     """Write a plain HF folder (safetensors weights, config, generation config, tokenizer)
-    into a temporary sibling and rename it, so readers never see a half-written model."""
+    into a temporary sibling and rename it, so readers never see a half-written model. The
+    folder ships no code, so remote-code hooks (``auto_map``) are dropped; returns which
+    (``transfer.source.remote_code``)."""
+    from transfer.source.remote_code import drop_remote_code_hooks
+
     with replacing_directory(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        return drop_remote_code_hooks(tmp)
 
 
 def _folder_fingerprint(folder: Path) -> str:

@@ -32,8 +32,9 @@ def build_source(spec: StageSpec, out: Path, context: BuildContext) -> None:
 
     revision = spec.params.get("revision")  # a hub id's pinned commit, None otherwise
     model, tokenizer = load_source(spec.params["source_model"], revision=revision)
-    save_model(model, tokenizer, out / "model")
+    dropped = save_model(model, tokenizer, out / "model")
     write_json(out / "source.json", {
+        "remote_code_dropped": dropped,
         "source_model": spec.params["source_model"],
         "revision": revision,
         "fingerprint": spec.inputs["weights"],
