@@ -5,15 +5,14 @@ plan (``transfer.planning.plan``) attaches them to its stages for ``--dry-run``.
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from transfer.engine.stage_table import is_training_stage
 from transfer.settings.config import AdaptConfig
+from transfer.source.weight_files import gguf_header, safetensors_parameters
 
 # Rough sizes behind the estimate (documented so a user can judge it).
 _TOKENS_PER_EVAL_TEXT = 64  # a Bible verse is ~30 words, ~1.2-2.2 tokens per word
@@ -40,26 +39,12 @@ class SourceSize:
 
 def _safetensors_size(folder: Path) -> SourceSize:
     """Parameter count from safetensors headers (no weights read)."""
-    total = 0
-    for path in sorted(folder.glob("*.safetensors")):
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(length))
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            shape = info["shape"]
-            count = 1
-            for dim in shape:
-                count *= dim
-            total += count
+    total = sum(safetensors_parameters(path) for path in sorted(folder.glob("*.safetensors")))
     return SourceSize(total or None)
 
 
 def _gguf_size(path: Path) -> SourceSize:
-    from transfer.settings.memory_budget import gguf_header
-
-    return SourceSize(sum(gguf_header(path)[1].values()))
+    return SourceSize(sum(gguf_header(path).tensors.values()))
 
 
 def source_size(cfg: AdaptConfig, source_folder: Path | None) -> SourceSize:

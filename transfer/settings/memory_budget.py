@@ -15,9 +15,10 @@ from __future__ import annotations
 import copy
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 from transfer.errors import MemoryBudgetError
+from transfer.source.weight_files import gguf_header
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -42,65 +43,12 @@ def source_model_config(cfg: AdaptConfig, source_folder: Path | None = None) -> 
             path = Path(spec.location)
             try:
                 return gguf_shape_config(path)  # from the header: a tenth of a second
-            except (KeyError, ValueError, struct.error):  # an architecture it cannot map
+            except (KeyError, ValueError, EOFError, struct.error):  # an architecture it cannot map
                 return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
         revision = {"revision": spec.revision} if spec.revision else {}
         return AutoConfig.from_pretrained(spec.location, trust_remote_code=False, **revision)
     except (OSError, ValueError):
         return None
-
-
-# GGUF value types (ggml's gguf_type): struct format of the fixed-size ones
-_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-                 10: "<Q", 11: "<q", 12: "<d"}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
-
-
-def _read(handle: BinaryIO, fmt: str) -> Any:
-    return struct.unpack(fmt, handle.read(struct.calcsize(fmt)))[0]
-
-
-def _gguf_value(handle: BinaryIO, kind: int) -> Any:
-    """One GGUF value; an array gives its length only (the tokenizer's 49k strings are
-    skipped, which is what makes this fast: ``gguf.GGUFReader`` takes seconds on them)."""
-    if kind in _GGUF_SCALARS:
-        return _read(handle, _GGUF_SCALARS[kind])
-    if kind == _GGUF_STRING:
-        return handle.read(_read(handle, "<Q")).decode("utf-8", "replace")
-    if kind == _GGUF_ARRAY:
-        item, count = _read(handle, "<I"), _read(handle, "<Q")
-        if item in _GGUF_SCALARS:
-            handle.seek(count * struct.calcsize(_GGUF_SCALARS[item]), 1)
-        else:
-            for _ in range(count):
-                _gguf_value(handle, item)
-        return ("array", count)
-    raise ValueError(f"unknown GGUF value type {kind}")
-
-
-def gguf_header(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
-    """The scalar metadata (arrays as ``("array", length)``) and the tensors (name ->
-    number of elements) of a GGUF file, read from its header only: the one GGUF header
-    reader behind the memory estimate and the plan's parameter count."""
-    with open(path, "rb") as handle:
-        if handle.read(4) != b"GGUF":
-            raise ValueError(f"{path} is not a GGUF file")
-        _read(handle, "<I")  # version
-        n_tensors, n_fields = _read(handle, "<Q"), _read(handle, "<Q")
-        fields = {}
-        for _ in range(n_fields):
-            key = handle.read(_read(handle, "<Q")).decode("utf-8", "replace")
-            fields[key] = _gguf_value(handle, _read(handle, "<I"))
-        tensors = {}
-        for _ in range(n_tensors):
-            name = handle.read(_read(handle, "<Q")).decode("utf-8", "replace")
-            dims = _read(handle, "<I")
-            count = 1
-            for _ in range(dims):
-                count *= _read(handle, "<Q")
-            tensors[name] = count
-            handle.seek(4 + 8, 1)  # type, offset
-    return fields, tensors
 
 
 def gguf_shape_config(path: Path) -> PretrainedConfig:
@@ -111,7 +59,8 @@ def gguf_shape_config(path: Path) -> PretrainedConfig:
     from transformers import AutoConfig
     from transformers.integrations.ggml import GGUF_CONFIG_DEFAULTS_MAPPING, GGUF_CONFIG_MAPPING
 
-    fields, names = gguf_header(path)
+    header = gguf_header(path)
+    fields, names = header.fields, header.tensors
     arch = str(fields["general.architecture"])
     mapping = GGUF_CONFIG_MAPPING[arch]
     values: dict[str, Any] = dict(GGUF_CONFIG_DEFAULTS_MAPPING.get(arch) or {})

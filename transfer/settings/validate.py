@@ -79,10 +79,23 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
                                   f"package trans-de-en, or give a dictionary file or 'induced'")
     # raises for a missing file or folder, and for a hub id offline without a cached copy
     source_fingerprint(cfg.source_model, cfg.source_revision)
+    _check_source_weights(cfg)
     check_keep_tokens(cfg)  # entries, and a folder source's added tokens
     from transfer.settings.memory_budget import check_training_memory
 
     return check_training_memory(cfg)  # the trainer's memory estimate, refused before any stage
+
+
+def _check_source_weights(cfg: AdaptConfig) -> None:
+    """A local source's weight files: headers readable and no file shorter than its tensors
+    (a truncated .gguf used to fail only when the source stage opened it, after the corpus
+    stage had run)."""
+    from transfer.source.loading import resolve_source
+    from transfer.source.weight_files import check_source_weights
+
+    spec = resolve_source(cfg.source_model, cfg.source_revision)
+    if spec.kind in ("gguf", "folder"):
+        check_source_weights(Path(spec.location))
 
 
 def _check_parallel_files(cfg: AdaptConfig) -> None:
