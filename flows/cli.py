@@ -8,6 +8,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from flows.cli_options import config_option
@@ -19,6 +20,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 app = typer.Typer(help="Adapt a pretrained language model to a new language.", no_args_is_help=True)
+
+#: terminals narrower than this get the strategies as a list instead of a table
+_WIDE_TABLE = 120
 
 DEFAULT_LANGUAGES = Path(__file__).resolve().parent.parent / "configs" / "languages.yaml"
 
@@ -283,16 +287,25 @@ def strategies() -> None:
     its parameters (set them with `strategy_params` in a config file)."""
     from transfer.init import available_strategies, get_strategy, needs, strategy_parameters
 
+    rows = []
+    for name in available_strategies():
+        doc = " ".join((get_strategy(name).__doc__ or "").strip().split("\n\n")[0].split())
+        params = [f"{key} = {value!r}" for key, value in strategy_parameters(name).items()]
+        rows.append((name, doc, ", ".join(sorted(needs(name))) or "the two tokenizers", params))
+    if console.width < _WIDE_TABLE:
+        # a narrow terminal: a table would wrap the description one word per line
+        for name, doc, data, params in rows:
+            console.print(f"[bold]{name}[/]  (needs {data})")
+            console.print(escape(doc), soft_wrap=False)
+            console.print(f"[dim]parameters:[/] {', '.join(params) or '-'}\n")
+        return
     table = Table(title="initialization strategies", show_lines=True)
     table.add_column("strategy", no_wrap=True)
     table.add_column("what it does", ratio=1)
     table.add_column("needs")
     table.add_column("parameters (default)", no_wrap=True)
-    for name in available_strategies():
-        doc = (get_strategy(name).__doc__ or "").strip().split("\n\n")[0]
-        params = "\n".join(f"{key} = {value!r}" for key, value in strategy_parameters(name).items())
-        data = ", ".join(sorted(needs(name))) or "the two tokenizers"
-        table.add_row(name, " ".join(doc.split()), data, params or "-")
+    for name, doc, data, params in rows:
+        table.add_row(name, doc, data, "\n".join(params) or "-")
     console.print(table)
 
 

@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flows.cli_render import console, fail
 from transfer.evaluate.texts import DEFAULT_MAX_TEXTS
-
-console = Console()
 
 #: Table order of the metrics (lower is better for both; they do not compare to each other).
 _METRIC_ORDER = {"bpb": 0, "mlm_loss": 1}
-_METRIC_LABEL = {"bpb": "bits per byte", "mlm_loss": "masked-LM loss (nats/token)"}
+_METRIC_LABEL = {"bpb": "bits per byte", "mlm_loss": "masked-LM loss"}
 
 
 @dataclass(frozen=True)
@@ -37,11 +35,6 @@ class Row:
     metric: str
     value: float
     details: dict[str, Any]
-
-
-def _fail(error: Exception) -> typer.Exit:
-    console.print("[red]error:[/] " + escape(str(error)), soft_wrap=True)
-    return typer.Exit(code=2)
 
 
 def score_models(models: list[str], texts: list[str], *, batch_size: int, device: str | None,
@@ -72,13 +65,32 @@ def score_models(models: list[str], texts: list[str], *, batch_size: int, device
     return sorted(rows, key=lambda r: (_METRIC_ORDER.get(r.metric, 2), r.value))
 
 
+def short_names(models: list[str]) -> dict[str, str]:
+    """A unique short name per model for an 80-column table: the folder or file name, with
+    as many parent folders as it takes to tell two apart (``a/models/x`` and ``b/models/x``
+    become ``a/models/x`` and ``b/models/x``, ``smollm2`` stays ``smollm2``)."""
+    parts = {m: Path(m).parts or (m,) for m in models}
+    depth = {m: 1 for m in models}
+    while True:
+        names = {m: "/".join(parts[m][-depth[m]:]) for m in models}
+        clashes = {n for n in names.values() if list(names.values()).count(n) > 1}
+        grow = [m for m in models if names[m] in clashes and depth[m] < len(parts[m])]
+        if not grow:
+            return names
+        for m in grow:
+            depth[m] += 1
+
+
 def _table(rows: list[Row], title: str) -> Table:
     table = Table(title=title)
     for column in ("#", "model", "metric", "value", "tokens/byte", "texts"):
-        table.add_column(column, justify="left" if column in {"model", "metric"} else "right")
+        # numbers never cut short; a long model name folds inside its cell instead
+        table.add_column(column, justify="left" if column in {"model", "metric"} else "right",
+                         no_wrap=column != "model", overflow="fold" if column == "model" else "ellipsis")
+    names = short_names([row.model for row in rows])
     for rank, row in enumerate(rows, start=1):
         per_byte = row.details.get("tokens_per_byte")
-        table.add_row(str(rank), escape(row.model), _METRIC_LABEL.get(row.metric, row.metric),
+        table.add_row(str(rank), escape(names[row.model]), _METRIC_LABEL.get(row.metric, row.metric),
                       f"{row.value:.4f}", "-" if per_byte is None else f"{per_byte:.3f}",
                       str(row.details.get("n_texts", "")))
     return table
@@ -97,15 +109,24 @@ def evaluate(
     batch_size: int = typer.Option(16, min=1, help="Texts per batch (speed only)."),
     device: str | None = typer.Option(None, help="'cpu' or 'cuda' (default: CUDA when present)."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON to this file."),
+    normalization: str = typer.Option(
+        "NFC", help="Unicode normalization of the texts before scoring (NFC, NFKC, NFD, NFKD or none), as "
+                    "an adaptation run applies it; compare models on one form."),
 ) -> None:
     """Score models on your texts: bits per byte (causal LMs) or masked-LM loss (masked
     LMs), the pipeline's own metric, in one table, best first."""
+    from transfer.corpus.normalization import normalizer
     from transfer.errors import VocabTransferError
     from transfer.evaluate.texts import read_eval_texts
 
     try:
+        try:
+            norm = normalizer(normalization)
+        except ValueError as error:
+            raise VocabTransferError(f"--normalization: {error}") from error
         sample = read_eval_texts(text_file, jsonl=True if jsonl else None, text_field=text_field,
                                  max_texts=max_texts)
+        sample.texts[:] = [norm(text) for text in sample.texts]
         if sample.truncated:
             console.print(f"[yellow]note:[/] {escape(str(text_file))} has more texts; scoring the first "
                           f"{len(sample.texts):,} (--max-texts sets how many)")
@@ -113,8 +134,12 @@ def evaluate(
             rows = score_models(models, sample.texts, batch_size=batch_size, device=device,
                                 on_model=lambda name: status.update(f"scoring {escape(name)}"))
     except VocabTransferError as error:
-        raise _fail(error) from error
+        raise fail(error) from error
     console.print(_table(rows, f"{len(sample.texts):,} texts of {escape(str(text_file))} (lower is better)"))
+    names = short_names([row.model for row in rows])
+    for row in rows:  # the whole path once, below the table, where a short name stands for it
+        if names[row.model] != row.model:
+            console.print(f"{escape(names[row.model])}: {escape(row.model)}", soft_wrap=True)
     if len({row.metric for row in rows}) > 1:
         console.print("bits per byte and masked-LM loss are different metrics: compare rows of one metric only")
     if json_out is not None:

@@ -7,26 +7,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from flows.cli_render import console, fail
 from transfer.engine.cache import default_cache_root
 from transfer.settings.names import REGISTERED_MODEL_PREFIX
 
 models_app = typer.Typer(help="Registered adapted models (MLflow model registry).", no_args_is_help=True)
 cache_app = typer.Typer(help="The stage cache.", no_args_is_help=True)
-console = Console()
 
 _TRACKING = typer.Option(
     None, "--tracking-uri",
     help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else artifacts/registry/mlflow.db).")
 _ARTIFACTS = typer.Option(Path("artifacts"), help="Artifacts folder holding registry/mlflow.db.")
 _PREFIX = typer.Option(REGISTERED_MODEL_PREFIX, help="Registered model name prefix.")
-
-
-def _fail(error: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/] {error}", soft_wrap=True)
-    return typer.Exit(code=2)
 
 
 def _registry(tracking_uri: str | None, artifacts: Path, prefix: str):
@@ -53,7 +47,7 @@ def list_models(
     try:
         versions = _registry(tracking_uri, artifacts, prefix).versions(language)
     except VocabTransferError as error:
-        raise _fail(error) from error
+        raise fail(error) from error
     if as_json:
         console.print_json(json.dumps([v.model_dump() | {"metrics": v.metrics} for v in versions]))
         return
@@ -91,7 +85,7 @@ def show_model(
     try:
         version = _registry(tracking_uri, artifacts, prefix).resolve(ref)
     except VocabTransferError as error:
-        raise _fail(error) from error
+        raise fail(error) from error
     if as_json:
         console.print_json(json.dumps(version.model_dump() | {"metrics": version.metrics}))
         return
@@ -137,7 +131,7 @@ def clean(
         plan = clean_cache(cache_dir, tracking_uri=tracking_uri, artifacts_root=artifacts,
                            prefix=prefix, min_age_s=min_age_hours * 3600, dry_run=not yes)
     except VocabTransferError as error:
-        raise _fail(error) from error
+        raise fail(error) from error
     verb = "removed" if yes else "would remove"
     for entry in plan.remove:
         console.print(f"{verb} {entry.stage}/{entry.key} ({entry.bytes / 2**20:.1f} MiB)")

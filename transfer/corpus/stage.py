@@ -56,6 +56,7 @@ def corpus_spec(cfg: AdaptConfig) -> StageSpec:
         "parallel": [source.to_dict() for source in parallel],
         "dev_fraction": cfg.dev_fraction,
         "test_fraction": cfg.test_fraction,
+        "normalization": cfg.normalization,
     }
     # a limit that refuses input, not one that changes what is written: not in the key
     runtime = {"parallel_max_line_chars": cfg.parallel_max_line_chars}
@@ -140,10 +141,12 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
     ``*.target.txt``/``*.source.txt`` files hold the first translation's held-out verses and
     the same verses in the source language, in a stable hash order for evaluation."""
     from transfer.corpus.bible import read_verses
+    from transfer.corpus.normalization import normalizer
     from transfer.corpus.readers import corpus_files, format_name, iter_documents
     from transfer.corpus.splits import SPLITS, SplitFractions, document_key, split_of
 
     p = spec.params
+    norm = normalizer(p.get("normalization", "none"))
     boundary = p.get("document_boundary", "line")
     # which files each entry stood for (a folder's in the order read): the record says what was used
     files_used = {f"file:{i}": [{"path": str(f), "format": format_name(f)} for f in corpus_files(path)]
@@ -166,12 +169,13 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
             for split in SPLITS:
                 verses = read_verses(code, split, fractions=fractions)
                 for verse in verses:
-                    write(split, verse.text)
+                    write(split, norm(verse.text))
                 if split == "train":
                     train_parts.append((f"bible:{code}", len(verses)))
         for i, path in enumerate(p["target_files"]):
             n_lines = 0
             for doc in iter_documents(path, p["text_field"], boundary):
+                doc = norm(doc)  # before the split key: both forms of a text land in one split
                 split = split_of(document_key(doc), fractions)
                 write(split, doc)
                 if split == "train":
@@ -191,11 +195,11 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
         # evaluation texts: first target source, ordered by a stable hash of the key
         if p["target_bible"]:
             verses = read_verses(p["target_bible"][0], split, fractions=fractions)
-            keyed = sorted(((v.key, v.text) for v in verses), key=lambda kv: _hash_order(kv[0]))
+            keyed = sorted(((v.key, norm(v.text)) for v in verses), key=lambda kv: _hash_order(kv[0]))
             target_by_key = dict(keyed)
             (out / eval_file(split, "target")).write_text("".join(t + "\n" for _, t in keyed))
             if p["source_bible"]:
-                source = {v.key: v.text for v in read_verses(p["source_bible"][0], split, fractions=fractions)}
+                source = {v.key: norm(v.text) for v in read_verses(p["source_bible"][0], split, fractions=fractions)}
                 lines = [source[k] for k, _ in keyed if k in source]
                 (out / eval_file(split, "source")).write_text("".join(t + "\n" for t in lines))
                 stats[split]["source_eval_texts"] = len(lines)
@@ -206,16 +210,16 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
             (out / eval_file(split, "target")).write_text("".join(d + "\n" for d in docs))
             stats[split]["target_eval_texts"] = len(docs)
     for code in p.get("source_train_bible", []):
-        texts = [v.text for v in read_verses(code, "train", fractions=fractions)]
+        texts = [norm(v.text) for v in read_verses(code, "train", fractions=fractions)]
         (out / source_train_file(code)).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
         stats["train"][f"source_texts:{code}"] = len(texts)
     sections[PARALLEL_TRAIN], stats["parallel"] = _write_parallel(p, fractions, out / PARALLEL_TRAIN,
-                                                                  spec.runtime.get("parallel_max_line_chars"))
+                                                                  spec.runtime.get("parallel_max_line_chars"), norm)
     write_json(out / "corpus.json", {"params": p, "stats": stats, "files": files_used, "sections": sections})
 
 
 def _write_parallel(p: dict[str, Any], fractions: SplitFractions, path: Path,
-                    max_chars: int | None) -> tuple[Sections, dict[str, int]]:
+                    max_chars: int | None, norm: Callable[[str], str]) -> tuple[Sections, dict[str, int]]:
     """Train sentence pairs (source TAB target): the user's parallel files, split by the
     pair's text, else the Bible's verse pairs of each source translation with the first
     target translation, split by verse key (held out in every translation alike)."""
@@ -230,6 +234,7 @@ def _write_parallel(p: dict[str, Any], fractions: SplitFractions, path: Path,
             for i, entry in enumerate(p["parallel"]):
                 n = 0
                 for source, target in iter_pairs(ParallelInput.from_dict(entry), max_chars=max_chars or DEFAULT_MAX_CHARS):
+                    source, target = norm(source), norm(target)
                     split = split_of(pair_key(source, target), fractions)
                     counts[split] += 1
                     if split == "train":
@@ -244,7 +249,7 @@ def _write_parallel(p: dict[str, Any], fractions: SplitFractions, path: Path,
             for code in p.get("source_train_bible", []):
                 rows = verse_pairs(code, target, "train", fractions=fractions)
                 for _, source, text in rows:  # verse text is whitespace-normalized: no tabs
-                    handle.write(f"{source}\t{text}\n")
+                    handle.write(f"{norm(source)}\t{norm(text)}\n")
                 parts.append((f"bible:{code}-{target}", len(rows)))
                 counts["train"] += len(rows)
     return parts, counts

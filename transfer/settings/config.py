@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from transfer.corpus.bible_languages import default_target_bible
+from transfer.corpus.normalization import DEFAULT_FORM, NormalizationForm
 from transfer.engine.cache import default_cache_root
 from transfer.settings.names import (
     REGISTERED_MODEL_PREFIX,
@@ -51,6 +52,10 @@ class AdaptConfig(BaseModel):
         "line", description="Plain-text corpora: a document is a line ('line'), or a block of lines ended by a "
                             "blank line ('blank_line', as CC100 is written; its lines are joined with a newline). "
                             "The split keeps a document whole; JSONL and Parquet give one document per record.")
+    normalization: NormalizationForm = Field(
+        DEFAULT_FORM, description="Unicode normalization applied to every text the run reads (target corpus, "
+                                  "Bible verses, parallel text, evaluation texts) before tokenizer training and "
+                                  "scoring; 'none' keeps the text as given (transfer/corpus/normalization.py).")
     source_bible: list[str] = Field(
         default_factory=lambda: ["k"],
         description="Bible translation codes in the source model's language, for the no-transfer baseline.",
