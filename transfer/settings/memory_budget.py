@@ -40,15 +40,31 @@ def source_model_config(cfg: AdaptConfig, source_folder: Path | None = None) -> 
             return AutoConfig.from_pretrained(source_folder / "model")
         spec = resolve_source(cfg.source_model)
         if spec.kind == "gguf":
-            path = Path(spec.location)
-            try:
-                return gguf_shape_config(path)  # from the header: a tenth of a second
-            except (KeyError, ValueError, EOFError, struct.error):  # an architecture it cannot map
-                return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+            return gguf_model_config(Path(spec.location))
         revision = {"revision": spec.revision} if spec.revision else {}
         return AutoConfig.from_pretrained(spec.location, trust_remote_code=False, **revision)
     except (OSError, ValueError):
         return None
+
+
+#: llama.cpp architecture names that transformers spells otherwise (its GGUF loader renames
+#: them the same way, ``transformers.modeling_gguf_pytorch_utils``)
+GGUF_ARCH_NAMES = {"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe", "gpt-oss": "gpt_oss", "minimax-m2": "minimax_m2"}
+#: GGUF files of these architectures hold the text model only: its config is the text one,
+#: not the multimodal wrapper with a default-sized text model and a vision tower (the
+#: Gemma-3-270M estimate was 28 GiB from that wrapper)
+GGUF_TEXT_MODEL_TYPES = {"gemma3": "gemma3_text", "gemma4": "gemma4_text"}
+
+
+def gguf_model_config(path: Path) -> PretrainedConfig:
+    """A GGUF model's config for the estimate: from its header (a tenth of a second), or by
+    transformers' own loader for an architecture the header mapping does not cover."""
+    from transformers import AutoConfig
+
+    try:
+        return gguf_shape_config(path)
+    except (KeyError, ValueError, EOFError, struct.error):
+        return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
 
 
 def gguf_shape_config(path: Path) -> PretrainedConfig:
@@ -61,17 +77,18 @@ def gguf_shape_config(path: Path) -> PretrainedConfig:
 
     header = gguf_header(path)
     fields, names = header.fields, header.tensors
-    arch = str(fields["general.architecture"])
-    mapping = GGUF_CONFIG_MAPPING[arch]
-    values: dict[str, Any] = dict(GGUF_CONFIG_DEFAULTS_MAPPING.get(arch) or {})
+    arch = str(fields["general.architecture"])  # llama.cpp's name: the prefix of its keys
+    model_type = GGUF_ARCH_NAMES.get(arch, arch)
+    mapping = GGUF_CONFIG_MAPPING[model_type]
+    values: dict[str, Any] = dict(GGUF_CONFIG_DEFAULTS_MAPPING.get(model_type) or {})
     for key, value in fields.items():
         name = mapping.get(key.removeprefix(arch + ".")) if key.startswith(arch + ".") else None
-        if name and not isinstance(value, tuple):
+        if name and name != -1 and not isinstance(value, tuple):  # -1: a key transformers skips
             values[name] = value
     if "vocab_size" not in values and isinstance(fields.get("tokenizer.ggml.tokens"), tuple):
         values["vocab_size"] = fields["tokenizer.ggml.tokens"][1]
     values["tie_word_embeddings"] = "output.weight" not in names
-    return AutoConfig.for_model(arch, **values)
+    return AutoConfig.for_model(GGUF_TEXT_MODEL_TYPES.get(model_type, model_type), **values)
 
 
 def training_model_shape(cfg: AdaptConfig, config: PretrainedConfig) -> PreTrainedModel:
