@@ -65,6 +65,7 @@ def adapt(
     eval_texts: int | None = config_option("eval_texts"),
     device: str | None = config_option("device"),
     compile_model: bool | None = config_option("compile", "--compile/--no-compile"),
+    nproc_per_node: int | None = config_option("nproc_per_node", "--nproc-per-node", min=1),
     cache_dir: Path | None = config_option("cache_dir"),
     prefect: bool = typer.Option(True, help="Run as a Prefect flow (shows in the UI when a server is configured)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, what is cached, and an estimate; run nothing."),
@@ -92,6 +93,7 @@ def adapt(
         "vocab_mode": mode, "added_tokens": added_tokens, "freeze_source_rows": freeze_source_rows,
         "objective": objective, "distill_weight": distill_weight,
         "eval_texts": eval_texts, "device": device, "compile": compile_model, "cache_dir": cache_dir,
+        "nproc_per_node": nproc_per_node,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:

@@ -170,6 +170,11 @@ class AdaptConfig(BaseModel):
                                              "keys): on a GPU faster after a compile of tens of seconds; on a "
                                              "CPU it needs a C++ compiler.")
     seed: int = Field(0, ge=0, description="Seed of initialization draws and training batches.")
+    nproc_per_node: int = Field(
+        1, ge=1, le=64, description="Training processes on this machine (one per GPU, or CPU processes with "
+                                    "gloo), started with torchrun for the train stage only; each takes an equal "
+                                    "share of every optimizer step, so results match one process (speed only, "
+                                    "not in cache keys).")
 
     cache_dir: Path = Field(default_factory=default_cache_root,
                             description="Stage cache folder (content-addressed); default $VOCAB_TRANSFER_CACHE, "

@@ -43,6 +43,8 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
     freeze_problem = freeze_source_rows_problem(cfg)
     if freeze_problem:
         raise TrainingError(freeze_problem)
+    if cfg.nproc_per_node > 1 and cfg.total_train_steps:
+        _check_processes(cfg)
     if cfg.compile and cfg.total_train_steps:
         from transfer.engine.devices import pick_device
         from transfer.train.run_inputs import check_compile
@@ -84,6 +86,22 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
     from transfer.settings.memory_budget import check_training_memory
 
     return check_training_memory(cfg)  # the trainer's memory estimate, refused before any stage
+
+
+def _check_processes(cfg: AdaptConfig) -> None:
+    """Several training processes: each must get an equal share of every optimizer step,
+    and on a GPU each its own device."""
+    from transfer.engine.devices import pick_device
+    from transfer.train.launch import per_process_batch
+
+    per_process_batch(cfg.batch_size, cfg.grad_accumulation, cfg.nproc_per_node)
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        import torch
+
+        if torch.cuda.device_count() < cfg.nproc_per_node:
+            raise TrainingError(f"nproc_per_node={cfg.nproc_per_node} needs as many GPUs; this machine has "
+                                f"{torch.cuda.device_count()}")
 
 
 def _check_source_weights(cfg: AdaptConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,7 +91,8 @@ def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput,
         upstream=upstream,
         runtime={"device": cfg.device, "checkpoint_every": cfg.checkpoint_every,
                  "checkpoint_dir": str(cfg.cache_dir / "_checkpoints" / "train"),
-                 "eval_batch_size": cfg.eval_batch_size, "compile": cfg.compile},
+                 "eval_batch_size": cfg.eval_batch_size, "compile": cfg.compile,
+                 "nproc_per_node": cfg.nproc_per_node},
     )
 
 
@@ -111,8 +113,15 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.train.data import TOKEN_FILE
     from transfer.train.data_file import info_path
     from transfer.train.freezing import embedding_parameters
+    from transfer.train.launch import inside_launcher, launch_train_stage, per_process_batch
 
     p, runtime = spec.params, spec.runtime
+    nproc = runtime.get("nproc_per_node", 1)
+    if nproc > 1 and not inside_launcher():
+        # several processes: torchrun runs this builder in each, rank 0 writes ``out``
+        launch_train_stage(spec.model_dump_json(), out, nproc)
+        return
+    rank = int(os.environ.get("RANK", "0"))
     init_model = spec.upstream_path("model") / "model"
     factorized = has_factors(init_model)
     model, tokenizer = load_factorized(init_model) if factorized else load_source(str(init_model))
@@ -121,12 +130,15 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     corpus = spec.upstream_path("corpus")
     # The train split streams into a memory-mapped token file (bounded memory at any corpus
     # size); it is scratch, removed once trained: packing is deterministic, a resume repacks.
-    tokens = out / TOKEN_FILE
+    tokens = out / (TOKEN_FILE if rank == 0 else f"rank{rank}.{TOKEN_FILE}")  # one per process
     data = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"], objective=objective,
                             path=tokens)
     checkpoint_every = runtime.get("checkpoint_every", 0)
     config = training_config(p, checkpoint_every=checkpoint_every, frozen_rows=_frozen_rows(spec),
                              compile_model=runtime.get("compile", False))
+    # each process's share of an optimizer step (one process: the whole step)
+    config.batch_size, config.grad_accumulation = per_process_batch(
+        config.batch_size, config.grad_accumulation, int(os.environ.get("WORLD_SIZE", "1")))
     distill = None
     if distills(p):
         from transfer.train.distill import Distillation
@@ -146,6 +158,8 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     del data
     tokens.unlink()
     info_path(tokens).unlink()
+    if rank != 0:
+        return  # the folder is rank 0's
     (save_factorized if factorized else save_model)(model, tokenizer, out / "model")
     write_json(out / "train_log.json", {**result.to_dict(), "factorized": factorized,
                                         "embedding_trainable_parameters": embedding_trainable})
