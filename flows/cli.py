@@ -42,6 +42,7 @@ def adapt(
     target_bible: list[str] | None = config_option(
         "target_bible", note="Repeat for several; `vocab-transfer bibles` lists them."),
     target_file: list[Path] | None = config_option("target_files", note="Repeat for several."),
+    eval_file: list[str] | None = config_option("eval_files", note="Repeat for several."),
     document_boundary: str | None = config_option("document_boundary"),
     parallel_file: list[str] | None = config_option("parallel_files", note="Repeat for several."),
     parallel_max_pairs: int | None = config_option(
@@ -93,7 +94,7 @@ def adapt(
         "vocab_mode": mode, "added_tokens": added_tokens, "freeze_source_rows": freeze_source_rows,
         "objective": objective, "distill_weight": distill_weight,
         "eval_texts": eval_texts, "device": device, "compile": compile_model, "cache_dir": cache_dir,
-        "nproc_per_node": nproc_per_node,
+        "nproc_per_node": nproc_per_node, "eval_files": eval_file or None,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:

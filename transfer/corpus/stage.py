@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 def corpus_spec(cfg: AdaptConfig) -> StageSpec:
     from transfer.corpus.bible import bible_content_hash
+    from transfer.corpus.eval_sets import parse_eval_files
     from transfer.corpus.parallel_files import parallel_content_hash, resolve_parallel
     from transfer.corpus.readers import corpus_content_hash
 
@@ -46,6 +47,9 @@ def corpus_spec(cfg: AdaptConfig) -> StageSpec:
                 for entry in cfg.parallel_files]
     for i, source in enumerate(parallel):
         inputs[f"parallel{i}"] = parallel_content_hash(source, cfg.cache_dir)
+    sets = parse_eval_files(cfg.eval_files)
+    for i, eval_set in enumerate(sets):
+        inputs[f"eval{i}"] = corpus_content_hash(eval_set.path, cfg.cache_dir)
     params = {
         "target_bible": cfg.target_bible,
         "target_files": [str(Path(p)) for p in cfg.target_files],
@@ -58,6 +62,8 @@ def corpus_spec(cfg: AdaptConfig) -> StageSpec:
         "test_fraction": cfg.test_fraction,
         "normalization": cfg.normalization,
     }
+    if sets:  # only then, so runs without evaluation sets keep their keys
+        params["eval_sets"] = [{"name": s.name, "path": str(Path(s.path))} for s in sets]
     # a limit that refuses input, not one that changes what is written: not in the key
     runtime = {"parallel_max_line_chars": cfg.parallel_max_line_chars}
     return StageSpec(stage="corpus", params=params, inputs=inputs, runtime=runtime)
@@ -72,6 +78,12 @@ def source_train_file(code: str) -> str:
 
 
 def eval_file(split: str, texts: str) -> str:
+    """The corpus stage's file of evaluation texts: ``<split>.<target|source>.txt``, or an
+    evaluation set's (``texts`` = ``eval:<name>``, any split)."""
+    if texts.startswith("eval:"):
+        from transfer.corpus.eval_sets import eval_set_file
+
+        return eval_set_file(texts.removeprefix("eval:"))
     return f"{split}.{texts}.txt"
 
 
@@ -213,6 +225,13 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
         texts = [norm(v.text) for v in read_verses(code, "train", fractions=fractions)]
         (out / source_train_file(code)).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
         stats["train"][f"source_texts:{code}"] = len(texts)
+    for eval_set in p.get("eval_sets", []):
+        from transfer.corpus.eval_sets import eval_set_file
+        from transfer.evaluate.texts import read_eval_texts
+
+        texts = [norm(t) for t in read_eval_texts(eval_set["path"], max_texts=MAX_EVAL_TEXTS).texts]
+        (out / eval_set_file(eval_set["name"])).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+        stats.setdefault("eval_sets", {})[eval_set["name"]] = len(texts)
     sections[PARALLEL_TRAIN], stats["parallel"] = _write_parallel(p, fractions, out / PARALLEL_TRAIN,
                                                                   spec.runtime.get("parallel_max_line_chars"), norm)
     write_json(out / "corpus.json", {"params": p, "stats": stats, "files": files_used, "sections": sections})

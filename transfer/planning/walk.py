@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from transfer.corpus.eval_sets import eval_set_label, parse_eval_files
 from transfer.corpus.stage import corpus_spec
 from transfer.engine.cache import StageOutput
 from transfer.engine.graph import StageGraph
@@ -64,6 +65,13 @@ def walk_stages(cfg: AdaptConfig, visit: StageVisitor) -> StageGraph:
             models["adapted_trained_on_source_language"] = (final, "source")
     for label, (model, texts) in models.items():
         stage(evaluate_spec(cfg, model, corpus, texts), label)
+    for eval_set in parse_eval_files(cfg.eval_files):
+        # the user's own evaluation files: the source model, then the adapted model before
+        # and after training, each on the set
+        for name, model in (("source_model", source), ("adapted_step0", init), ("adapted_trained", final)):
+            if name == "adapted_trained" and final is init:
+                continue
+            stage(evaluate_spec(cfg, model, corpus, f"eval:{eval_set.name}"), eval_set_label(name, eval_set.name))
     if final is not init and cfg.curve_texts and cfg.dev_fraction > 0:
         # the source model on the learning curve's own texts, so curves have a line to beat
         # measured on the same texts (the same stage as above when those are the eval texts)

@@ -47,6 +47,7 @@ class StrategyRow(BaseModel):
     seconds: float
     stages_reused: str  # "cached/all" stages of this run that came from the cache
     curve_file: str | None
+    eval_sets: dict[str, float] = {}  # the final model's value on each evaluation set
 
     @property
     def final(self) -> float:
@@ -63,6 +64,7 @@ class Comparison(BaseModel):
     train_steps: int
     source_model: float | None
     source_model_on_curves: float | None = None
+    source_model_on_eval_sets: dict[str, float] = {}
     rows: list[StrategyRow]
 
     @property
@@ -114,7 +116,24 @@ def row_of(result: AdaptResult) -> StrategyRow:
         seconds=round(result.seconds, 1),
         stages_reused=summary.stages_reused,
         curve_file=str(curve) if curve else None,
+        eval_sets=_final_on_sets(result),
     )
+
+
+def _set_scores(result: AdaptResult, model: str) -> dict[str, float]:
+    from transfer.corpus.eval_sets import parse_eval_set_label
+
+    found = {}
+    for label, value in result.scores.items():
+        parsed = parse_eval_set_label(label)
+        if parsed is not None and parsed[0] == model:
+            found[parsed[1]] = value
+    return found
+
+
+def _final_on_sets(result: AdaptResult) -> dict[str, float]:
+    """The final model's value on each evaluation set (after training when it trained)."""
+    return {**_set_scores(result, "adapted_step0"), **_set_scores(result, "adapted_trained")}
 
 
 def strategy_plans(cfg: AdaptConfig, strategies: Sequence[str], *, measure: bool = False) -> list[RunPlan]:
@@ -150,6 +169,7 @@ def compare_strategies(
         train_steps=cfg.total_train_steps,
         source_model=first.source_model,
         source_model_on_curves=first.value(SOURCE_ON_CURVE_TEXTS),
+        source_model_on_eval_sets=_set_scores(results[0], "source_model"),
         rows=[row_of(r) for r in results],
     )
 
@@ -173,10 +193,14 @@ _COLUMNS: dict[str, tuple[str, Callable[[StrategyRow], str]]] = {
 def comparison_rows(comparison: Comparison, columns: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     """Header and text cells of the comparison, best first, then the source model (its value
     in the step-0 column): the one table that the markdown file and the CLI render."""
+    sets = list(comparison.source_model_on_eval_sets) or sorted({n for r in comparison.rows for n in r.eval_sets})
     header = ["strategy"] + [_COLUMNS[c][0].format(steps=comparison.train_steps) for c in columns]
-    rows = [[row.strategy] + [_COLUMNS[c][1](row) for c in columns] for row in comparison.ranked()]
+    header += [f"eval set {name}" for name in sets]  # one column per evaluation set: the final model
+    rows = [[row.strategy] + [_COLUMNS[c][1](row) for c in columns] + [_fmt(row.eval_sets.get(n)) for n in sets]
+            for row in comparison.ranked()]
     if comparison.source_model is not None:
-        rows.append([SOURCE_MODEL_TITLE] + [_fmt(comparison.source_model) if c == "step0" else "" for c in columns])
+        rows.append([SOURCE_MODEL_TITLE] + [_fmt(comparison.source_model) if c == "step0" else "" for c in columns]
+                    + [_fmt(comparison.source_model_on_eval_sets.get(n)) for n in sets])
     return header, rows
 
 

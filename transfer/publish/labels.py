@@ -74,9 +74,24 @@ FINAL_LABELS: tuple[str, ...] = (ADAPTED_TRAINED, ADAPTED_STEP0)
 V = TypeVar("V")
 
 
+#: the label an evaluation set's score borrows its model's title from
+_SET_MODEL_LABELS = {"source_model": SOURCE_ON_TARGET, "adapted_step0": ADAPTED_STEP0,
+                     "adapted_trained": ADAPTED_TRAINED}
+
+
 def evaluation_label(key: str) -> EvaluationLabel:
-    """The label of ``key``; a key this table does not know is shown as it is."""
-    return _BY_KEY.get(key) or EvaluationLabel(key, key, "", adapted=key.startswith("adapted"))
+    """The label of ``key`` (an evaluation set's ``<model>_on_eval_<name>`` too); a key this
+    table does not know is shown as it is."""
+    from transfer.corpus.eval_sets import parse_eval_set_label
+
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    parsed = parse_eval_set_label(key)
+    if parsed is not None:
+        model, name = parsed
+        base = _BY_KEY[_SET_MODEL_LABELS[model]]
+        return EvaluationLabel(key, base.model, f"eval set {name}", adapted=base.adapted)
+    return EvaluationLabel(key, key, "", adapted=key.startswith("adapted"))
 
 
 def in_label_order(values: Mapping[str, V]) -> list[tuple[str, V]]:

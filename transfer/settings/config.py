@@ -52,6 +52,11 @@ class AdaptConfig(BaseModel):
         "line", description="Plain-text corpora: a document is a line ('line'), or a block of lines ended by a "
                             "blank line ('blank_line', as CC100 is written; its lines are joined with a newline). "
                             "The split keeps a document whole; JSONL and Parquet give one document per record.")
+    eval_files: list[str] = Field(
+        default_factory=list,
+        description="Your own evaluation files (.txt one text per line, or .jsonl), each scored on its own at "
+                    "step 0 and after training beside the held-out split, the source model too: 'path' or "
+                    "'name=path' (name: the column and registry metric; default the file's stem).")
     normalization: NormalizationForm = Field(
         DEFAULT_FORM, description="Unicode normalization applied to every text the run reads (target corpus, "
                                   "Bible verses, parallel text, evaluation texts) before tokenizer training and "
@@ -203,6 +208,14 @@ class AdaptConfig(BaseModel):
             if isinstance(language, str):
                 data = {**data, "target_bible": default_target_bible(language, data.get("target_files"))}
         return data
+
+    @field_validator("eval_files")
+    @classmethod
+    def _eval_set_names(cls, value: list[str]) -> list[str]:
+        from transfer.corpus.eval_sets import parse_eval_files
+
+        parse_eval_files(value)  # bad or repeated set names, refused here
+        return value
 
     @field_validator("target_bible", "source_bible", "source_train_bible")
     @classmethod

@@ -52,6 +52,7 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
         check_compile(True, pick_device(cfg.device))  # before any stage, not at the train stage
     _check_names(cfg)
     _check_target_files(cfg)
+    _check_eval_files(cfg)
     codes = cfg.target_bible + cfg.source_bible + cfg.source_train_bible
     if codes:
         available = translation_codes()
@@ -86,6 +87,19 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
     from transfer.settings.memory_budget import check_training_memory
 
     return check_training_memory(cfg)  # the trainer's memory estimate, refused before any stage
+
+
+def _check_eval_files(cfg: AdaptConfig) -> None:
+    """Each evaluation file exists, is UTF-8 text or JSON lines, and holds a text (its first
+    text read; the corpus stage reads the rest)."""
+    from transfer.corpus.eval_sets import parse_eval_files
+    from transfer.evaluate.texts import read_eval_texts
+
+    for eval_set in parse_eval_files(cfg.eval_files):
+        try:
+            read_eval_texts(eval_set.path, max_texts=1)
+        except CorpusError as error:
+            raise CorpusError(f"eval_files ({eval_set.name}): {error}") from error
 
 
 def _check_processes(cfg: AdaptConfig) -> None:
