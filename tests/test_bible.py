@@ -195,6 +195,7 @@ def test_real_split_fractions_and_definition() -> None:
         got = [v.key for v in read_verses("k", split)]
         assert len(got) == counts[split]
         assert all(_reference_split(k) == split for k in got)
+    # statistical: a binomial fraction of 31,102 keys, sd sqrt(0.05 * 0.95 / 31102) = 0.0012: 4 sd
     assert counts["test"] / N_KEYS == pytest.approx(0.05, abs=0.005)
     assert counts["dev"] / N_KEYS == pytest.approx(0.05, abs=0.005)
     # Hard-coded: Genesis 1:1 trains, 1:6 is test, 3:7 is dev.

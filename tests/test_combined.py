@@ -142,7 +142,7 @@ def test_every_row_sums_to_one_and_trust_is_n_over_n_plus_lambda(linked):
     # hand-computed n_t (links seen >= min_count times) and a_t = n_t / (n_t + 10)
     for name, n in {"a": 0, "b": 3, "c": 9, "d": 40, "number": 4}.items():
         assert combo.links[ids[name]] == n
-        assert combo.trust[ids[name]] == pytest.approx(n / (n + 10.0), abs=0)
+        assert combo.trust[ids[name]] == pytest.approx(n / (n + 10.0), abs=0)  # the same float64 formula
     assert combo.path[ids["a"]] == FVT_ONLY and combo.path[ids["d"]] == MIXED
     # every token without a real link is its FVT row
     never = np.flatnonzero(links == 0)
@@ -159,6 +159,7 @@ def test_rows_are_the_hand_mixture_of_trans_tokenization_and_fvt_rows(linked):
         t, a = ids[name], n / (n + 10.0)
         for mine, aligned, composed in ((result.input, tt.input, fv.input), (result.output, tt.output, fv.output),
                                         (result.output_bias, tt.output_bias, fv.output_bias)):
+            # float32 rows (|x| < 16) each rounded once from float64: half an ulp, <= 5e-7 + 6e-8 |x|
             expected = a * aligned[t].double() + (1 - a) * composed[t].double()
             torch.testing.assert_close(mine[t].double(), expected, rtol=1e-6, atol=1e-6)
     assert any("mean a_t" in note for note in result.report.notes)
@@ -174,6 +175,8 @@ def test_infinite_shrinkage_is_fvt_exactly(linked):
     # and through ``initialize`` (special and byte rows fixed alike)
     fv = initialize("fvt", inputs)
     huge = initialize("combined", inputs, shrinkage=1e300)
+    # a = n / (n + 1e300): the float64 rows differ in rounding only, so the float32 rows by at
+    # most one ulp (|x| < 8: 4.8e-7)
     torch.testing.assert_close(huge.input, fv.input, rtol=0, atol=1e-6)
     assert huge.report.labels == fv.report.labels
 
@@ -183,6 +186,7 @@ def test_zero_shrinkage_is_trans_tokenization_on_aligned_tokens(linked):
     mine = initialize("combined", inputs, shrinkage=0.0)
     tt = initialize("trans_tokenization", inputs)
     aligned = [ids[k] for k in ("b", "c", "d", "number")]
+    # the same float64 weighting in another order, rounded to float32: at most one ulp (2.4e-7 |x|)
     for got, expected in ((mine.input, tt.input), (mine.output, tt.output), (mine.output_bias, tt.output_bias)):
         torch.testing.assert_close(got[aligned], expected[aligned], rtol=1e-6, atol=1e-7)
     # a token whose only link is pruned stays its FVT row, where trans-tokenization has the mean
@@ -205,6 +209,7 @@ def test_head_and_bias_get_the_input_weights(linked):
     for got, matrix in ((result.input, src.input), (result.output, src.output),
                         (result.output_bias.unsqueeze(1), src.output_bias.unsqueeze(1))):
         expected = torch.from_numpy(w @ matrix.double().numpy())
+        # float64 weighting rounded to float32 once: 6e-8 relative
         torch.testing.assert_close(got[placed].double(), expected, rtol=1e-6, atol=1e-6)
 
 

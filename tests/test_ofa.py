@@ -49,6 +49,8 @@ def test_factorize_is_a_truncated_svd():
     g = torch.Generator().manual_seed(0)
     matrix = torch.randn(60, 12, generator=g)
     full = factorize(matrix, 12)
+    # float64 SVD, float32 factors multiplied over 12 terms of |x| < 5: ~12 * 6e-8 * 5 = 4e-6
+    # at worst, ~1e-6 typical (here and for the products below)
     assert torch.allclose(full.product(), matrix, atol=1e-5)
     half = factorize(matrix, 6)
     assert half.coordinates.shape == (60, 6) and half.primitives.shape == (6, 12)
@@ -58,6 +60,7 @@ def test_factorize_is_a_truncated_svd():
     # Eckart-Young: the error is the discarded singular values
     s = torch.linalg.svdvals(matrix.double())
     error = (matrix.double() - half.product().double()).norm() ** 2
+    # the float32 factors' rounding against the discarded sum of squares (~210): ~1e-8 relative
     assert error.item() == pytest.approx(float((s[6:] ** 2).sum()), rel=1e-4)
 
 
@@ -89,6 +92,7 @@ def test_factorized_forward_equals_the_materialized_model():
             plain_logits = model(ids).logits
         assert isinstance(model.get_input_embeddings(), torch.nn.Embedding)
         assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+        # the same product computed before or inside the model, float32 logits of size < 1: ~1e-7
         assert torch.allclose(factorized_logits, plain_logits, atol=1e-5)
 
 
@@ -121,7 +125,7 @@ def test_save_export_and_load_round_trip(tmp_path, bpe_pair):
     assert isinstance(plain.get_input_embeddings(), torch.nn.Embedding)
     restored, _ = load_factorized(folder)
     assert isinstance(restored.get_input_embeddings(), FactorizedEmbedding)
-    with torch.no_grad():
+    with torch.no_grad():  # float32 logits of size < 1 from re-multiplied factors: ~1e-7
         assert torch.allclose(plain(ids).logits, expected, atol=1e-5)
         assert torch.allclose(restored(ids).logits, expected, atol=1e-5)
     # a factor file that does not belong to the weights is refused
@@ -146,6 +150,7 @@ def test_ofa_copies_overlap_coordinates_and_weights_the_rest(bpe_pair):
     overlap = match_overlap(source_tok, target_tok)
     match = dict(zip(overlap.target_ids, overlap.source_ids))
     copied = [i for i, label in enumerate(result.report.labels) if label == "copied"]
+    # float32 products over 32 (or 4) terms: a few 1e-7 (here and below)
     for i in copied:
         assert torch.allclose(result.input[i], inputs.source.input[match[i]], atol=1e-5)
     # lower rank: copied rows are the source rows' rank-r approximation
@@ -173,7 +178,7 @@ def test_ofa_k1_and_weights_on_coordinates(bpe_pair):
     approx = factorize(inputs.source.input, 8).product()
     computed = [i for i, label in enumerate(result.report.labels) if label == "computed"]
     assert computed
-    for i in computed:
+    for i in computed:  # the same float32 product over 8 terms: a few 1e-7
         assert torch.allclose(result.input[i], approx[nearest[i]], atol=1e-5)
 
 
@@ -189,6 +194,8 @@ def test_ofa_model_gets_its_factorized_embedding_after_surgery(bpe_pair):
         module = factorize_model(model, primitives=result.primitives)
         factorized = model(ids).logits
     assert module.rank == 32 and module.num_embeddings == len(target_tok)
+    # rank = hidden size: the rows projected and re-multiplied in float32 (~1e-7), then the
+    # forward; 1e-4 is loose
     assert torch.allclose(plain, factorized, atol=1e-4)
     assert result.report.params["rank"] == 32
     assert any("parameters vs" in note for note in result.report.notes)

@@ -48,6 +48,7 @@ def test_ofa_trains_coordinates_and_primitives(tmp_path: Path, tiny_source: Path
     # the saved plain matrix is the product of the saved factors
     trained = _factors(trained_dir)
     product = trained["coordinates"] @ trained["primitives"]
+    # the same float32 product of the same saved factors (rows of size < 0.1): ~1e-8
     assert torch.allclose(product, plain.get_input_embeddings().weight.detach(), atol=1e-6)
     # both factors moved during training
     initial = _factors(init_dir)
@@ -63,6 +64,7 @@ def test_ofa_trains_coordinates_and_primitives(tmp_path: Path, tiny_source: Path
     assert isinstance(factorized.get_input_embeddings(), FactorizedEmbedding)
     ids = torch.randint(0, n_rows, (2, 11), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
+        # the product inside the model vs saved: float32 logits of size < 1, ~1e-7
         assert torch.allclose(plain(ids).logits, factorized(ids).logits, atol=1e-5)
 
     # evaluation and export read the folders as plain Hugging Face models
@@ -74,10 +76,12 @@ def test_ofa_trains_coordinates_and_primitives(tmp_path: Path, tiny_source: Path
 
     texts = read_lines(Path(cfg.cache_dir) / "corpus" / result.stage_keys["corpus"] / "test.target.txt",
                        cfg.eval_texts)
+    # float32 logits, float64 sums: ~1e-7 relative
     assert result.scores["adapted_trained"] == pytest.approx(
         bits_per_byte(*load_source(str(trained_dir)), texts).bpb, rel=1e-5)
     exported = AutoModelForCausalLM.from_pretrained(result.model_dir)
     with torch.no_grad():
+        # the export copies the same float32 weights: the same forward, logits of size < 1
         assert torch.allclose(exported(ids).logits, plain(ids).logits, atol=1e-6)
 
 

@@ -32,6 +32,7 @@ def test_end_to_end_then_everything_cached(tmp_path: Path, tiny_source: Path, ti
 
     texts = read_lines(Path(cfg.cache_dir) / "corpus" / first.stage_keys["corpus"] / "test.target.txt", 8)
     assert len(texts) == 8
+    # the stage's own bits_per_byte on the same weights: float32 logits, float64 sums, ~1e-7
     assert first.scores["source_model_on_target"] == pytest.approx(
         bits_per_byte(*load_source(str(tiny_source)), texts).bpb, rel=1e-5)
     assert first.scores["adapted_trained"] == pytest.approx(

@@ -75,6 +75,7 @@ def test_batch_goes_on_after_a_failing_language(prefect_harness, tmp_path: Path,
     import json
 
     record = json.loads((tmp_path / "models" / "tiny-llama-de-mean" / "adaptation.json").read_text())
+    # the same float through JSON twice (the artifact's raw value, not the 4-decimal text): equal
     assert rows["de"]["bpb_trained"] == pytest.approx(record["scores"]["adapted_trained"], rel=1e-3)
     assert rows["xx"]["state"] == "Failed" and "missing.txt" in rows["xx"]["message"]
     assert (tmp_path / "models").joinpath("tiny-llama-de-mean").is_dir()

@@ -127,6 +127,7 @@ def test_bin_file_feeds_wechsel_with_ngrams(tmp_path: Path, tiny_source: Path, v
     # an out-of-vocabulary string composes from the stored n-grams as from the .bin
     oov = "Wortungeheuerlichkeit"
     assert oov not in direct
+    # the same float32 n-gram rows composed: summation order at most, ~1e-7 on entries ~1
     assert np.allclose(stored.ngram_vector(oov), direct.ngram_vector(oov), atol=1e-6)
     assert result.init_report["counts"].get("computed", 0) > 0, result.init_report
 
@@ -143,8 +144,11 @@ def test_already_aligned_pair_skips_procrustes(tmp_path: Path, tiny_source: Path
     source, target = load_compact(folder / "source"), load_compact(folder / "target")
     given = load_vectors(vector_files["en.vec"])
     unit = given.matrix / np.linalg.norm(given.matrix, axis=1, keepdims=True)
-    assert np.allclose(target.matrix, unit, atol=1e-6)  # unit length only: no map, no centring
+    # unit length only: no map, no centring (float32 division: 1 ulp of entries <= 1, 6e-8)
+    assert np.allclose(target.matrix, unit, atol=1e-6)
     # both sides hold the same words: with an identity map they coincide (no Procrustes rotation)
+    # .vec writes 6 decimals (5e-7 an entry): unit rows differ by ~1e-6 / |v| (norms >= 0.3
+    # here: measured 1.7e-6)
     assert np.allclose(source.matrix, target.matrix, atol=1e-4)
 
 

@@ -25,7 +25,10 @@ def test_smollm2_to_german_small_budget(tmp_path: Path) -> None:
     result = run_adaptation(cfg)
     bpb = result.scores
     # measured (same seeds; CPU): the source model knows English far better than German
-    # (DESIGN: ~2.69 on German); 3 steps on the embeddings already lower the adapted BPB
+    # (DESIGN: ~2.69 on German); 3 steps on the embeddings already lower the adapted BPB.
+    # 2e-3: float32 CPU kernels of another machine move a score by ~1e-5, and AdamW's
+    # amplified rounding moves only coordinates whose gradient is ~0 (first order: no effect
+    # on the loss); the margin also absorbs attention-kernel changes between library versions
     assert bpb["source_model_on_source_language"] == pytest.approx(1.3427, abs=2e-3)
     assert bpb["source_model_on_target"] == pytest.approx(2.6944, abs=2e-3)
     assert bpb["source_model_on_curve_texts"] == bpb["source_model_on_target"]  # one shared stage

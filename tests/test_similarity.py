@@ -43,6 +43,7 @@ def test_exact_topk_matches_brute_force_across_many_blocks():
     found = exact_topk(queries, keys, 7, max_block_bytes=8 * 517)
     expected = _brute_force(queries, keys, 7)
     assert torch.equal(found.indices, expected.indices)
+    # cosines <= 1 in float32 over 24 terms in another order: <= 24 * 6e-8 = 1.4e-6
     assert torch.allclose(found.scores, expected.scores, atol=1e-5)
     assert found.scores.dtype == torch.float32 and found.k == 7
     # best first
@@ -59,6 +60,7 @@ def test_exact_topk_is_scale_invariant_cosine():
     # a key identical to a query in direction scores 1
     keys[3] = queries[0] * 5
     assert exact_topk(queries[:1], keys, 1).indices.item() == 3
+    # float32 normalization and a dot over 8 terms: <= 8 * 6e-8 = 5e-7
     assert exact_topk(queries[:1], keys, 1).scores.item() == pytest.approx(1.0, abs=1e-6)
 
 
@@ -110,6 +112,7 @@ def test_faiss_search_prunes_and_keeps_recall():
     assert recall_at_k(approx, exact) >= 0.96
     # found neighbours carry their exact cosine scores
     found = approx.indices == exact.indices
+    # faiss's float32 inner products over 32 terms vs ours: <= 32 * 6e-8 = 2e-6 (here and below)
     assert torch.allclose(approx.scores[found], exact.scores[found], atol=1e-5)
     # probing fewer lists misses more (measured 0.83 with one list): the measure can fail
     assert recall_at_k(index.search(queries, 10, n_probe=1), exact) < 0.9
@@ -129,4 +132,5 @@ def test_exact_topk_on_gpu_equals_cpu():
     cpu = exact_topk(queries, keys, 10, device="cpu")
     gpu = exact_topk(queries, keys, 10, device="cuda")
     assert torch.equal(cpu.indices, gpu.indices)
+    # float32 on both (no TF32), dots over 16 terms: <= 16 * 6e-8 = 1e-6
     assert torch.allclose(cpu.scores, gpu.scores, atol=1e-5)

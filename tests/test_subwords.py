@@ -37,6 +37,7 @@ def test_ngram_method_byte_level(german_vectors: StaticVectors):
     # a word-initial token: marker stripped, vector of the bare word
     gott = vocab.get("ĠGott")
     assert gott is not None and result.has_vector[gott]
+    # the word's own float32 row, maybe through a float64 copy: exact up to 1 ulp of |x| ~ 1
     np.testing.assert_allclose(result.matrix[gott], german_vectors.vector("Gott"), atol=1e-6)
     assert result.coverage["method"] == "ngram"
     assert result.coverage["with_vector"] == int(result.has_vector.sum()) > 100
@@ -61,6 +62,7 @@ def test_word_average_is_the_weighted_mean_and_batching_does_not_matter(german_v
     batched = token_vectors(tok, german_vectors, method="word_average", words=words, word_frequencies=freqs)
     small = token_vectors(tok, german_vectors, method="word_average", words=words, word_frequencies=freqs,
                           batch_size=7)
+    # the same weighted sums in other batches: summation order, a few float32 ulps of |x| ~ 1
     np.testing.assert_allclose(batched.matrix, small.matrix, atol=1e-6)
     np.testing.assert_array_equal(batched.has_vector, small.has_vector)
     # recompute one token by hand
@@ -70,6 +72,7 @@ def test_word_average_is_the_weighted_mean_and_batching_does_not_matter(german_v
         if tid in set(tok(" " + w, add_special_tokens=False)["input_ids"]):
             total += f * german_vectors.vector(w)
             weight += f
+    # float32 rows against this float64 sum: ~1e-7 relative
     np.testing.assert_allclose(batched.matrix[tid], total / weight, atol=1e-5)
     assert batched.coverage["words_with_vector"] == 300
 

@@ -93,6 +93,7 @@ def test_train_stage_curve_uses_the_evaluate_stage_metric(source: str, vocab_siz
     assert [p["step"] for p in points] == [0, 2]
     column = "dev_bpb" if metrics["metric"] == "bpb" else "dev_loss"
     # step 0 is the init model: the curve's first point is the evaluate stage's number
+    # the same score_model call (batch 16) on the same weights and texts, on the CPU: equal
     assert points[0][column] == pytest.approx(metrics["value"], rel=1e-9)
     # a BPB at every point of a causal LM's curve, none for a masked LM's
     assert [p["dev_bpb"] is None for p in points] == [metrics["metric"] == "mlm_loss"] * 2

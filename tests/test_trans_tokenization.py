@@ -356,6 +356,9 @@ def test_benchmark_smoke(tmp_path):
     transtok = rows["trans_tokenization"]["counts"]
     assert {k: transtok[k] for k in fixed} == fixed and transtok["computed"] >= 300, transtok
     assert transtok["computed"] + transtok.get("fallback", 0) + transtok.get("copied", 0) == 343
+    # pinned (measured): float32 forwards on another machine move a BPB by ~1e-6 relative;
+    # 2e-4 leaves room for that and the 5 decimals (FOCUS and WECHSEL also assume fastText
+    # reproduces, as the counts above do)
     assert rows["mean"]["bpb_step0"] == pytest.approx(3.44975, abs=2e-4)
     assert rows["focus"]["bpb_step0"] == pytest.approx(3.43993, abs=2e-4)
     assert rows["wechsel"]["bpb_step0"] == pytest.approx(3.44515, abs=2e-4)

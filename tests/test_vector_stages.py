@@ -55,7 +55,7 @@ def test_align_stage_with_file_and_induced_dictionaries(stages, tmp_path: Path):
     # the aligned source, reloaded, composes n-gram vectors in the shared space
     god, gott = source.vector("Godhead"), target.vector("Gottheit")
     assert god is not None and gott is not None and god.shape == gott.shape
-    assert abs(np.linalg.norm(source.vector("God")) - 1) < 1e-4
+    assert abs(np.linalg.norm(source.vector("God")) - 1) < 1e-4  # float32 unit rows: ~1e-7
     assert execute(spec, cache)[1]
 
 
