@@ -96,11 +96,63 @@ def _table(rows: list[Row], title: str) -> Table:
     return table
 
 
+def _retrieval(models: list[str], target_bible: str | None, english_bible: str, *, layer: int | None,
+               batch_size: int, device: str | None, json_out: Path | None) -> None:
+    """SR-B for every model on the same verses, one table."""
+    from transfer.errors import VocabTransferError
+    from transfer.evaluate.srb import sentence_retrieval, srb_verses
+    from transfer.source.loading import load_source, resolve_source
+
+    try:
+        if not target_bible:
+            raise VocabTransferError("--task srb needs --target-bible (the target language's translation code)")
+        for model in models:
+            resolve_source(model)  # a missing path fails before any load
+        target_texts, english_texts = srb_verses(target_bible, english_bible)
+        rows = []
+        with console.status("loading") as status:
+            for name in models:
+                status.update(f"encoding verses with {escape(name)}")
+                model, tokenizer = load_source(name)
+                result = sentence_retrieval(model, tokenizer, target_texts, english_texts, layer=layer,
+                                            batch_size=batch_size, device=device)
+                rows.append((name, result))
+                del model, tokenizer
+                gc.collect()
+    except VocabTransferError as error:
+        raise fail(error) from error
+    table = Table(title=f"SR-B: {len(target_texts)} test verses, {target_bible} <-> {english_bible} "
+                        "(higher is better)")
+    for column in ("model", "layer", "->en top-1", "->en top-10", "en-> top-1", "en-> top-10"):
+        table.add_column(column, justify="left" if column == "model" else "right",
+                         no_wrap=column != "model", overflow="fold")
+    names = short_names([name for name, _ in rows])
+    for name, result in rows:
+        there, back = result.target_to_english, result.english_to_target
+        table.add_row(escape(names[name]), str(result.layer), f"{there['top1']:.3f}", f"{there['top10']:.3f}",
+                      f"{back['top1']:.3f}", f"{back['top10']:.3f}")
+    console.print(table)
+    if json_out is not None:
+        payload = {"task": "srb", "target_bible": target_bible, "english_bible": english_bible,
+                   "rows": [{"model": name, **result.to_dict()} for name, result in rows]}
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
+        console.print(f"JSON written to {escape(str(json_out))}")
+
+
 def evaluate(
     models: list[str] = typer.Argument(
         ..., help="Models: 'smollm2', a .gguf file, a Hugging Face folder (an adapted model in "
                   "artifacts/models/ too) or a hub id; each is scored with its own tokenizer."),
-    text_file: Path = typer.Option(..., "--text-file", help="UTF-8 file, one text per line (empty lines skipped)."),
+    text_file: Path | None = typer.Option(None, "--text-file", help="UTF-8 file, one text per line (empty lines "
+                                                                   "skipped); needed for --task bpb."),
+    task: str = typer.Option("bpb", help="'bpb': bits per byte (masked-LM loss) on --text-file; 'srb': sentence "
+                                         "retrieval on Bible verses (--target-bible) against English, top-1/top-10 "
+                                         "accuracy both ways."),
+    target_bible: str | None = typer.Option(None, help="--task srb: the target language's Bible translation "
+                                                       "code (`vocab-transfer bibles`)."),
+    english_bible: str = typer.Option("k", help="--task srb: the English translation retrieved against."),
+    layer: int | None = typer.Option(None, help="--task srb: the hidden layer mean-pooled (default: the middle)."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Read JSON lines (default: when the file ends in .jsonl/.json)."),
     text_field: str = typer.Option("text", help="JSONL field holding the text."),
     max_texts: int | None = typer.Option(
@@ -119,6 +171,14 @@ def evaluate(
     from transfer.errors import VocabTransferError
     from transfer.evaluate.texts import read_eval_texts
 
+    if task == "srb":
+        _retrieval(models, target_bible, english_bible, layer=layer, batch_size=batch_size, device=device,
+                   json_out=json_out)
+        return
+    if task != "bpb":
+        raise fail(VocabTransferError(f"--task {task!r}: expected 'bpb' or 'srb'"))
+    if text_file is None:
+        raise fail(VocabTransferError("--task bpb needs --text-file"))
     try:
         try:
             norm = normalizer(normalization)
