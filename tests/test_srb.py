@@ -10,7 +10,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.tiny import ENGLISH_SENTENCES, tiny_bert, tiny_byte_bpe_tokenizer, tiny_llama, tiny_wordpiece_tokenizer
+from tests.tiny import (
+    ENGLISH_SENTENCES,
+    tiny_bert,
+    tiny_byte_bpe_tokenizer,
+    tiny_llama,
+    tiny_wordpiece_tokenizer,
+)
 from transfer.errors import CorpusError
 from transfer.evaluate.srb import default_layer, sentence_retrieval, srb_verses, top_k_accuracy
 
