@@ -321,13 +321,16 @@ def test_real_alignment_links_translations(tt_source_tok, tt_target_tok):
     from transfer.init.parallel import tokenize_parallel as tp
     from transfer.init.strategies.trans_tokenization import align_token_links
 
-    links, _ = align_token_links(tt_source_tok, tt_target_tok, inputs.source.input.shape[0], pairs, seed=0)  # eflomal's full iterations
-    weights = transition_weights(links).tocsr()
     gott = tt_target_tok.get_vocab()["ĠGott"]
     god = tt_source_tok.get_vocab()["ĠGod"]
-    # eflomal's sampler is seeded from /dev/urandom: p(God|Gott) varies between runs
-    # (0.55-1.0 in 28 of 29 tries here), but "God" has been the most probable every time
-    assert weights[gott].toarray().argmax() == god
+    # eflomal's sampler is seeded from /dev/urandom, so p(God|Gott) varies between runs
+    # (0.55-1.0 here) and one alignment in a few dozen ranked another source first: ask the
+    # majority of three alignments (a failure rate p becomes about 3p^2)
+    best = []
+    for _ in range(3):
+        links, _ = align_token_links(tt_source_tok, tt_target_tok, inputs.source.input.shape[0], pairs, seed=0)
+        best.append(transition_weights(links).tocsr()[gott].toarray().argmax())
+    assert best.count(god) >= 2, best
     assert len(tp(pairs, tt_source_tok, tt_target_tok)) == len(pairs)
 
 
