@@ -66,3 +66,39 @@ def parse_eval_set_label(label: str) -> tuple[str, str] | None:
     """(model, set name) of an evaluation set's label, else None."""
     match = _LABEL.match(label)
     return (match.group(1), match.group(2)) if match else None
+
+
+#: texts of an evaluation file compared, and corpus documents read per target file, for the
+#: overlap warning: a sample, so the check costs well under a second at any corpus size
+OVERLAP_EVAL_TEXTS = 2_000
+OVERLAP_CORPUS_DOCS = 200_000
+
+
+def overlap_share(eval_texts: list[str], corpus_docs: list[str]) -> float:
+    """The share of ``eval_texts`` that also stand in ``corpus_docs`` (whitespace folded):
+    held-out numbers on text the model trained on mislead."""
+    if not eval_texts:
+        return 0.0
+    seen = {" ".join(doc.split()) for doc in corpus_docs}
+    return sum(" ".join(text.split()) in seen for text in eval_texts) / len(eval_texts)
+
+
+def overlap_warnings(eval_files: list[str], target_files: list[str], text_field: str, boundary: str) -> list[str]:
+    """A sentence per evaluation set whose sampled texts stand in the target corpus."""
+    from itertools import islice
+
+    from transfer.corpus.readers import iter_documents
+    from transfer.evaluate.texts import read_eval_texts
+
+    if not eval_files or not target_files:
+        return []
+    corpus = [doc for path in target_files
+              for doc in islice(iter_documents(path, text_field, boundary), OVERLAP_CORPUS_DOCS)]
+    found = []
+    for eval_set in parse_eval_files(eval_files):
+        texts = read_eval_texts(eval_set.path, max_texts=OVERLAP_EVAL_TEXTS).texts
+        share = overlap_share(texts, corpus)
+        if share > 0:
+            found.append(f"evaluation set {eval_set.name!r} ({eval_set.path}): {share:.0%} of its sampled texts "
+                         "are in the target corpus, so the model trains on them; scores on seen text mislead")
+    return found

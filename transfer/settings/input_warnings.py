@@ -80,7 +80,7 @@ _NAME_SCRIPTS = {"CJK": "Han", "HIRAGANA": "Kana", "KATAKANA": "Kana", "HANGUL":
 class InputWarning:
     """One suspicious input: which check, and what to tell the user."""
 
-    check: str  # "script" | "unspaced" | "borrowed_bible" | "repetition" | "vocab_size"
+    check: str  # "script" | "unspaced" | "borrowed_bible" | "repetition" | "vocab_size" | "normalization" | "eval_overlap"
     message: str
 
 
@@ -219,7 +219,15 @@ def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
         found.append(InputWarning("borrowed_bible", borrowed))
     if not cfg.target_files:
         return found
+    from transfer.corpus.eval_sets import overlap_warnings
+    from transfer.corpus.normalization import normalization_note
+
+    found.extend(InputWarning("eval_overlap", message) for message in overlap_warnings(
+        cfg.eval_files, cfg.target_files, cfg.text_field, cfg.document_boundary))
     texts, whole = _sample(cfg)
+    note = normalization_note(cfg.normalization, texts)
+    if note is not None:
+        found.append(InputWarning("normalization", note))
     script = script_warning(cfg.target_language, texts)
     if script is not None:
         found.append(script)
