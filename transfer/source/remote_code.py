@@ -3,9 +3,8 @@
 A hub model that ships its own modelling code names it in ``config.json``'s ``auto_map``
 (and a custom tokenizer class in ``tokenizer_config.json``'s). We never run that code
 (``trust_remote_code`` stays off) and never copy its ``.py`` files, so a folder we write
-that kept the entry would advertise a module it does not ship: ``from_pretrained`` with
-``trust_remote_code=True`` would then fail, or fetch code from the hub that the weights were
-not adapted with. The saved folder drops the hooks; the source stage records which ones,
+that kept the entry would advertise a module it does not ship: loading it with remote code
+allowed would then fail, or fetch code from the hub that the weights were not adapted with. The saved folder drops the hooks; the source stage records which ones,
 and the model card says so.
 """
 
