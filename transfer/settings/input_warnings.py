@@ -14,6 +14,10 @@ Bible texts are known to be what their codes say):
   trained on segmented text) lift it; ``combined``, ``fvt`` and FOCUS need no words.
 - **another language's Bible**: ``target_bible`` codes of another language for a target
   language the packaged Bible lacks (a language that has its own is refused by validation).
+- **language**: a target corpus file, an evaluation file, a side of a parallel corpus or
+  of a dictionary file mostly not in its declared language, by a language identifier on a
+  sample (``transfer.settings.language_id``; a parallel corpus whose sides look swapped is
+  refused by validation); a language the identifier does not know is noted as not checked.
 - **repetition and size**: a corpus that is mostly repeats of the same documents, and a
   corpus too small for the vocabulary asked. What a corpus can support is measured with
   the tokenizer algorithm itself: a byte-level BPE trained on its distinct documents,
@@ -76,11 +80,17 @@ SCRIPT_SUBTAGS: dict[str, tuple[str, ...]] = {
 _NAME_SCRIPTS = {"CJK": "Han", "HIRAGANA": "Kana", "KATAKANA": "Kana", "HANGUL": "Hangul"}
 
 
+#: checks that say what was not done rather than what looks wrong: "note:" in the run notes
+NOTE_CHECKS = frozenset({"language_not_checked"})
+
+
 @dataclass(frozen=True)
 class InputWarning:
     """One suspicious input: which check, and what to tell the user."""
 
     check: str  # "script" | "unspaced" | "borrowed_bible" | "repetition" | "vocab_size" | "normalization" | "eval_overlap"
+    # language identification (transfer.settings.language_id): "language" (a target corpus file),
+    # "eval_language", "parallel_language", "dictionary_language", "language_not_checked"
     message: str
 
 
@@ -217,8 +227,12 @@ def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
     borrowed = borrowed_bible_note(cfg.target_bible, cfg.target_language)
     if borrowed is not None:
         found.append(InputWarning("borrowed_bible", borrowed))
+    from transfer.settings.language_id import run_language_messages
+
+    # each file's language from a sample (target, evaluation, parallel sides, dictionary)
+    languages = [InputWarning(check, message) for check, message in run_language_messages(cfg)]
     if not cfg.target_files:
-        return found
+        return found + languages
     from transfer.corpus.eval_sets import overlap_warnings
     from transfer.corpus.normalization import normalization_note
 
@@ -231,9 +245,11 @@ def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
     script = script_warning(cfg.target_language, texts)
     if script is not None:
         found.append(script)
+        # text in another script is not the language either: said once, by the script check
+        languages = [warning for warning in languages if warning.check != "language"]
     if whole and not cfg.target_bible:
         found.extend(size_warnings(cfg.vocab_size, texts))
-    return found
+    return found + languages
 
 
 def run_notes(cfg: AdaptConfig) -> list[str]:
@@ -244,7 +260,8 @@ def run_notes(cfg: AdaptConfig) -> list[str]:
 
     notes = [f"Strategy {cfg.strategy_choice}"] if cfg.strategy_choice else []
     try:
-        notes += [f"warning: {warning.message}" for warning in input_warnings(cfg)]
+        notes += [f"{'note' if warning.check in NOTE_CHECKS else 'warning'}: {warning.message}"
+                  for warning in input_warnings(cfg)]
     except VocabTransferError:
         pass
     return notes

@@ -136,6 +136,7 @@ def _check_parallel_files(cfg: AdaptConfig) -> None:
     from transfer.corpus.compressed import compression_of_name
     from transfer.corpus.parallel_files import check_parallel_head, resolve_parallel
     from transfer.errors import ParallelCorpusError
+    from transfer.settings.language_id import check_parallel_languages
 
     for entry in cfg.parallel_files:
         source = resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language, cfg.parallel_fields)
@@ -143,6 +144,9 @@ def _check_parallel_files(cfg: AdaptConfig) -> None:
             path = Path(file)
             _text_head(path, compression_of_name(path), "parallel file", ParallelCorpusError)
         check_parallel_head(source, max_chars=cfg.parallel_max_line_chars)
+        # sides that each read as the other's language: swapped columns, fields or files
+        check_parallel_languages(source, cfg.parallel_source_language, cfg.target_language,
+                                 cfg.parallel_max_line_chars)
 
 
 def _check_names(cfg: AdaptConfig) -> None:
