@@ -51,7 +51,10 @@ class StrategyResources:
       ``transfer.init.vector_resources`` takes: ``aligned_vectors`` (aligned word vectors,
       turned into token vectors by ``token_vector_method`` "ngram" or "word_average", the
       latter weighting words by ``{source,target}_word_frequencies`` when given; or a pair
-      of token matrices), or ``source_token_vectors`` + ``target_token_vectors``.
+      of token matrices), or ``source_token_vectors`` + ``target_token_vectors``;
+    - ``helper_embeddings``: the embedding matrices of a helper model whose tokenizer *is*
+      the target tokenizer (CLP-Transfer, OMP), so row ``t`` belongs to target id ``t``;
+      its width may differ from the source's.
     """
 
     parallel: Sequence[tuple[str, str]] | None = None
@@ -63,6 +66,7 @@ class StrategyResources:
     target_token_vectors: Any = None
     source_word_frequencies: Mapping[str, float] | None = None
     target_word_frequencies: Mapping[str, float] | None = None
+    helper_embeddings: SourceEmbeddings | None = None
 
 
 @dataclass

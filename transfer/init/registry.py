@@ -27,7 +27,7 @@ from transfer.tokenizer.special_tokens import (
 
 # The kinds of data beyond the embeddings a strategy may need; ``transfer.init.resources``
 # knows how the pipeline provides each one.
-DATA_KINDS: frozenset[str] = frozenset({"parallel", "target_corpus", "vectors"})
+DATA_KINDS: frozenset[str] = frozenset({"helper", "parallel", "target_corpus", "vectors"})
 
 
 #: A strategy's own rules on its parameter values, called with every parameter (defaults

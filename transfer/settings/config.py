@@ -68,6 +68,25 @@ class AdaptConfig(BaseModel):
     dev_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="Share of verses/documents held out for tuning (dev).")
     test_fraction: float = Field(0.05, gt=0.0, lt=0.5, description="Share held out for reporting only (test).")
 
+    target_tokenizer: str | None = Field(
+        None, description="Your own target tokenizer instead of training one: a tokenizer folder, a model folder "
+                          "or a hub id; used as is (its family may differ from the source's). Not given but "
+                          "helper_model given: the helper's tokenizer.")
+    target_tokenizer_revision: str | None = Field(
+        None, description="Hub id only: branch, tag or commit of target_tokenizer.")
+    helper_model: str | None = Field(
+        None, description="A model that already speaks the target language with the target tokenizer "
+                          "(CLP-Transfer's helper, tokensurgeon's donor): a model folder, a .gguf file or a hub id; "
+                          "strategies 'clp' and 'omp' read its embeddings.")
+    helper_revision: str | None = Field(None, description="Hub id only: branch, tag or commit of helper_model.")
+    progressive: bool = Field(
+        False, description="Progressive transfer in one run: first adapt progressive_source (a small model) to the "
+                           "target language with the target tokenizer of the large source's family, then use "
+                           "that adapted model as the helper of the large source_model (strategy 'clp' unless "
+                           "one is named).")
+    progressive_source: str = Field(
+        "smollm2", description="The small model adapted first when progressive is set (forms as source_model).")
+
     vocab_size: int = Field(32000, ge=2, le=1_000_000, description="Target tokenizer vocabulary size: learned "
                             "tokens plus the 256 byte tokens; kept special and added tokens come on top.")
     min_frequency: int = Field(2, ge=1, description="Minimum pair frequency for a BPE merge.")
@@ -180,6 +199,34 @@ class AdaptConfig(BaseModel):
                                     "gloo), started with torchrun for the train stage only; each takes an equal "
                                     "share of every optimizer step, so results match one process (speed only, "
                                     "not in cache keys).")
+
+    nnodes: int = Field(1, ge=1, le=4096, description="Machines taking part in training (torchrun --nnodes); above "
+                                                     "one, every machine runs the same command with the same "
+                                                     "rdzv_endpoint (speed only, not in cache keys).")
+    rdzv_endpoint: str | None = Field(
+        None, description="host:port of the rendezvous (torchrun --rdzv-endpoint, c10d backend); needed when "
+                          "nnodes > 1.")
+    rdzv_id: str = Field("vocab-transfer", min_length=1, description="Rendezvous id shared by the machines of "
+                                                                      "one training job (torchrun --rdzv-id).")
+    sharding: Literal["auto", "ddp", "fsdp"] = Field(
+        "auto", description="'ddp': every process holds the whole model; 'fsdp': parameters, gradients and "
+                            "optimizer state sharded per decoder layer (PyTorch FSDP2); 'auto': fsdp when the "
+                            "memory estimate says one device cannot hold the run (speed only, not in cache keys).")
+    activation_checkpointing: bool = Field(
+        False, description="Recompute each decoder layer's activations in the backward pass instead of keeping "
+                           "them: less memory, about a third more compute (speed only, not in cache keys).")
+    loss_kernel: Literal["auto", "chunked", "fused", "full"] = Field(
+        "auto", description="Causal training loss: 'chunked' computes the head and the cross-entropy per chunk of "
+                            "positions, never the whole float32 logits; 'fused': a fused CUDA kernel (Liger "
+                            "Kernel or cut-cross-entropy, when installed); 'full': the whole logits; 'auto': fused "
+                            "on CUDA when installed, else chunked (speed only, not in cache keys).")
+    srb: bool = Field(False, description="Also score SR-B sentence retrieval (target verse -> English verse and "
+                                         "back, top-1/top-10) on test verses present in both the target Bible "
+                                         "and source_bible's first translation, for the source and adapted models.")
+    srb_layer: int | None = Field(None, ge=0, description="Hidden layer mean-pooled for SR-B (None: the middle one).")
+    lm_eval_tasks: list[str] = Field(
+        default_factory=list, description="lm-evaluation-harness tasks scored on the source and adapted models "
+                                          "(the 'lm-eval' extra; a task name, or a task YAML file of your own).")
 
     cache_dir: Path = Field(default_factory=default_cache_root,
                             description="Stage cache folder (content-addressed); default $VOCAB_TRANSFER_CACHE, "
