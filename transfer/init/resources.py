@@ -11,7 +11,9 @@ stage folders, so the pipeline's init stage stays generic:
   matrix in ``StrategyResources.link_counts``;
 - ``focus``: the target train text;
 - ``wechsel`` / ``ofa``: both languages' static vectors aligned in one space (the
-  ``fasttext`` and ``align`` stages of ``transfer.vectors.stage``).
+  ``fasttext`` and ``align`` stages of ``transfer.vectors.stage``);
+- ``clp`` / ``omp`` (``helper``): the helper model's embedding matrices (its ``source``
+  stage folder, or the progressive run's adapted small model), row t for target id t.
 """
 
 from __future__ import annotations
@@ -52,4 +54,18 @@ def build_resources(strategy: str, params: dict[str, Any], upstream: dict[str, P
         source, target, _ = load_aligned(StageOutput("align", path.name, path))
         resources["aligned_vectors"] = VectorSpace(source=source, target=target)
         resources["token_vector_method"] = params["token_vector_method"]
+    if "helper" in kinds:
+        resources["helper_embeddings"] = helper_embeddings(upstream["helper"])
     return StrategyResources(**resources)
+
+
+def helper_embeddings(helper_stage: Path):
+    """The helper model's input embeddings, untied head and bias (float32), from a model
+    stage's folder; the rest of the model is dropped at once."""
+    from transfer.init.surgery import get_source_embeddings
+    from transfer.source.loading import load_source
+
+    model, _ = load_source(str(helper_stage / "model"))
+    embeddings = get_source_embeddings(model)
+    del model
+    return embeddings

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput,
               corpus: StageOutput | None = None, vectors: StageOutput | None = None,
-              links: StageOutput | None = None) -> StageSpec:
+              links: StageOutput | None = None, helper: StageOutput | None = None) -> StageSpec:
     """Only the data the strategy needs (``transfer.init.resources``) enters the key. The
     alignment-based strategies read the ``links`` stage's counts (its key carries the pairs
     and the alignment settings), so every caller aligns the same way the pipeline does."""
@@ -26,12 +26,18 @@ def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput,
         raise StrategyResourceError(
             f"strategy {cfg.strategy!r} reads token alignments: pass links= (the links stage, "
             "transfer.init.links.links_spec), as transfer.planning.walk.walk_stages does")
+    if "helper" in kinds and helper is None:
+        raise StrategyResourceError(
+            f"strategy {cfg.strategy!r} reads a helper model's embeddings: set helper_model (a model whose "
+            "tokenizer is the target tokenizer) or progressive")
     # the target train text (FOCUS) is the corpus stage's file: its key carries the split
     extra = {"corpus": corpus} if corpus is not None and "target_corpus" in kinds else {}
     if "vectors" in kinds and vectors is not None:
         extra["vectors"] = vectors
     if "parallel" in kinds:
         extra["links"] = links
+    if "helper" in kinds:
+        extra["helper"] = helper
     inputs, upstream = upstream_of(source=source, tokenizer=tokenizer, **extra)
     params: dict[str, Any] = {"strategy": cfg.strategy, "strategy_params": cfg.strategy_params,
                               "seed": cfg.seed}

@@ -20,8 +20,9 @@ from transfer.evaluate.stage import evaluate_spec
 from transfer.init.links import links_spec
 from transfer.init.registry import needs
 from transfer.init.stage import init_spec
+from transfer.planning.progressive import progressive_helper_config
 from transfer.settings.config import AdaptConfig
-from transfer.source.stage import source_spec
+from transfer.source.stage import helper_spec, source_spec
 from transfer.tokenizer.stage import tokenizer_spec
 from transfer.train.stage import train_spec
 from transfer.vectors.stage import align_stage_spec, vector_specs
@@ -39,25 +40,30 @@ def walk_stages(cfg: AdaptConfig, visit: StageVisitor) -> StageGraph:
         stages[label] = visit(spec, label)
         return stages[label]
 
-    kinds = needs(cfg.strategy)
     corpus = stage(corpus_spec(cfg))
     source = stage(source_spec(cfg))
-    tokenizer = stage(tokenizer_spec(cfg, corpus, source))
-    vectors = None
-    if "vectors" in kinds:
-        source_spec_v, target_spec_v = vector_specs(cfg, corpus)
-        # fasttext.<side>, or pretrained_vectors.<side> for the user's own file
-        source_vectors = stage(source_spec_v, "source")
-        target_vectors = stage(target_spec_v, "target")
-        vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors, corpus))
-    links = stage(links_spec(cfg, source, tokenizer, corpus)) if "parallel" in kinds else None
-    init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors, links=links))
-    final = stage(train_spec(cfg, init, corpus, source, tokenizer)) if cfg.total_train_steps else init
+    helper = stage(helper_spec(cfg), "helper") if cfg.helper_model else None
+    tokenizer = stage(tokenizer_spec(cfg, corpus, source, helper=helper))
+    helper_models: dict[str, StageOutput] = {}
+    if cfg.progressive:
+        # CLP-Transfer's progressive setting: the small model adapted first, with the large
+        # source's target tokenizer, becomes the large model's helper
+        small_cfg = progressive_helper_config(cfg)
+        small_source = stage(source_spec(small_cfg), PROGRESSIVE)
+        small_init, helper = _adapted(small_cfg, corpus, small_source, tokenizer, None, stage, PROGRESSIVE)
+        helper_models = {"progressive_step0": small_init}
+        if helper is not small_init:
+            helper_models["progressive_trained"] = helper
+    init, final = _adapted(cfg, corpus, source, tokenizer, helper, stage, None)
     models = {"source_model_on_target": (source, "target"), "adapted_step0": (init, "target")}
     if cfg.source_bible and cfg.target_bible:
         models["source_model_on_source_language"] = (source, "source")
     if final is not init:
         models["adapted_trained"] = (final, "target")
+    if cfg.helper_model and helper is not None:
+        models["helper_model_on_target"] = (helper, "target")
+    for label, model in helper_models.items():
+        models[label] = (model, "target")
     if cfg.vocab_mode == "extend" and cfg.source_bible and cfg.target_bible:
         # extension keeps the source's tokens: measure what the model still knows of its language
         models["adapted_step0_on_source_language"] = (init, "source")
@@ -78,3 +84,33 @@ def walk_stages(cfg: AdaptConfig, visit: StageVisitor) -> StageGraph:
         stage(evaluate_spec(cfg, source, corpus, "target", split="dev", n_texts=cfg.curve_texts),
               "source_model_on_curve_texts")
     return StageGraph(stages)
+
+
+#: label qualifier of the small model's stages in a progressive run
+PROGRESSIVE = "progressive"
+
+
+def _adapted(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput, tokenizer: StageOutput,
+             helper: StageOutput | None, stage: Callable[..., StageOutput],
+             prefix: str | None) -> tuple[StageOutput, StageOutput]:
+    """(init, final) of ``source`` adapted with ``tokenizer``: the strategy's data stages,
+    init and (with training) train, their labels qualified by ``prefix`` when given."""
+    def qualified(qualifier: str | None) -> str | None:
+        if prefix is None:
+            return qualifier
+        return f"{prefix}_{qualifier}" if qualifier else prefix
+
+    kinds = needs(cfg.strategy)
+    vectors = None
+    if "vectors" in kinds:
+        source_spec_v, target_spec_v = vector_specs(cfg, corpus)
+        # fasttext.<side>, or pretrained_vectors.<side> for the user's own file
+        source_vectors = stage(source_spec_v, qualified("source"))
+        target_vectors = stage(target_spec_v, qualified("target"))
+        vectors = stage(align_stage_spec(cfg, source_vectors, target_vectors, corpus), qualified(None))
+    links = stage(links_spec(cfg, source, tokenizer, corpus), qualified(None)) if "parallel" in kinds else None
+    init = stage(init_spec(cfg, source, tokenizer, corpus=corpus, vectors=vectors, links=links, helper=helper),
+                 qualified(None))
+    if not cfg.total_train_steps:
+        return init, init
+    return init, stage(train_spec(cfg, init, corpus, source, tokenizer), qualified(None))

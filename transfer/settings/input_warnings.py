@@ -81,7 +81,7 @@ _NAME_SCRIPTS = {"CJK": "Han", "HIRAGANA": "Kana", "KATAKANA": "Kana", "HANGUL":
 
 
 #: checks that say what was not done rather than what looks wrong: "note:" in the run notes
-NOTE_CHECKS = frozenset({"language_not_checked"})
+NOTE_CHECKS = frozenset({"language_not_checked", "helper_width", "helper_objective"})
 
 
 @dataclass(frozen=True)
@@ -231,6 +231,10 @@ def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
 
     # each file's language from a sample (target, evaluation, parallel sides, dictionary)
     languages = [InputWarning(check, message) for check, message in run_language_messages(cfg)]
+    from transfer.settings.helper_checks import helper_warnings
+
+    # a given target tokenizer and the helper model
+    found.extend(InputWarning(check, message) for check, message in helper_warnings(cfg))
     if not cfg.target_files:
         return found + languages
     from transfer.corpus.eval_sets import overlap_warnings

@@ -18,6 +18,8 @@ def check_keep_tokens(cfg: AdaptConfig) -> None:
     """Refuse bad ``keep_tokens`` entries, naming them and a few of the source's added tokens."""
     if not cfg.keep_tokens:
         return
+    if cfg.target_tokenizer is not None or cfg.helper_model is not None:
+        return  # the given tokenizer is used as is: transfer.settings.helper_checks checks them there
     from tokenizer_builds.added_tokens import check_keep_tokens_added, check_keep_tokens_form
 
     check_keep_tokens_form(cfg.keep_tokens)

@@ -25,6 +25,16 @@ AUTO = "auto"
 #: so the walk always ends in one that can run.
 MEASURED_ORDER: tuple[str, ...] = ("combined", "trans_tokenization", "fvt")
 
+#: What ``auto`` stands for when the run has a helper model (``helper_model`` or
+#: ``progressive``): the paper's own method, CLP-Transfer.
+HELPER_DEFAULT = "clp"
+
+
+def has_helper(cfg: AdaptConfig) -> bool:
+    """The run has a helper model: the user's ``helper_model``, or the small model a
+    progressive run adapts first."""
+    return bool(cfg.helper_model) or cfg.progressive
+
 
 def has_parallel_text(cfg: AdaptConfig) -> bool:
     """The run has train sentence pairs: the user's parallel files, or Bible translations of
@@ -46,6 +56,8 @@ def missing_data(cfg: AdaptConfig, strategy: str) -> str | None:
 
     kinds = needs(strategy)
     has_parallel = has_parallel_text(cfg)
+    if "helper" in kinds and not has_helper(cfg):
+        return "a helper model (helper_model, or progressive)"
     if "parallel" in kinds and not has_parallel:
         return "a parallel corpus (parallel_files, or target_bible with source_train_bible)"
     if "vectors" in kinds:
@@ -59,6 +71,8 @@ def missing_data(cfg: AdaptConfig, strategy: str) -> str | None:
 
 def choose_strategy(cfg: AdaptConfig) -> tuple[str, str]:
     """The strategy ``auto`` stands for in this run, and the sentence that says why."""
+    if has_helper(cfg):
+        return HELPER_DEFAULT, f"auto: {HELPER_DEFAULT}, the strategy (CLP-Transfer) a helper model is given for"
     skipped = []
     for strategy in MEASURED_ORDER:
         lacking = missing_data(cfg, strategy)

@@ -51,6 +51,9 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
 
         check_compile(True, pick_device(cfg.device))  # before any stage, not at the train stage
     _check_names(cfg)
+    from transfer.settings.helper_checks import check_helper_inputs
+
+    check_helper_inputs(cfg)  # target_tokenizer, helper_model, progressive
     _check_target_files(cfg)
     _check_eval_files(cfg)
     codes = cfg.target_bible + cfg.source_bible + cfg.source_train_bible

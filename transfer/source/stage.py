@@ -12,12 +12,26 @@ if TYPE_CHECKING:
 
 
 def source_spec(cfg: AdaptConfig) -> StageSpec:
+    """The run's source model."""
+    return model_spec(cfg.source_model, cfg.source_revision)
+
+
+def helper_spec(cfg: AdaptConfig) -> StageSpec:
+    """The helper model (CLP-Transfer, OMP): loaded and cleaned exactly as a source is, so
+    a ``.gguf`` or hub id helper works the same way and one already loaded as a source
+    shares its folder."""
+    if cfg.helper_model is None:
+        raise ValueError("helper_spec needs cfg.helper_model")
+    return model_spec(cfg.helper_model, cfg.helper_revision)
+
+
+def model_spec(model: str, revision: str | None) -> StageSpec:
     """A hub id's revision is pinned here, once: the key and the builder name the commit
-    (so ``org/name@main`` and ``org/name`` with that commit as source_revision share a key)."""
+    (so ``org/name@main`` and ``org/name`` with that commit as the revision share a key)."""
     from transfer.source.loading import identify_source
 
-    identity = identify_source(cfg.source_model, cfg.source_revision)
-    params: dict[str, str] = {"source_model": cfg.source_model}
+    identity = identify_source(model, revision)
+    params: dict[str, str] = {"source_model": model}
     if identity.commit is not None:
         params = {"source_model": identity.source.location, "revision": identity.commit}
     return StageSpec(stage="source", params=params, inputs={"weights": identity.fingerprint})

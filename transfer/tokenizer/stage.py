@@ -15,7 +15,13 @@ if TYPE_CHECKING:
     from transfer.settings.config import AdaptConfig
 
 
-def tokenizer_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput) -> StageSpec:
+def tokenizer_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput,
+                   helper: StageOutput | None = None) -> StageSpec:
+    """The target tokenizer: trained on the corpus, or the user's ``target_tokenizer``, or
+    (``helper`` given and no ``target_tokenizer``) the helper model's own tokenizer, each
+    used as is."""
+    if cfg.target_tokenizer is not None or helper is not None:
+        return _given_spec(cfg, corpus, source, helper)
     inputs, upstream = upstream_of(corpus=corpus, source=source)
     # Fertility is measured on both held-out splits, so switching eval_split (choose on dev,
     # report on test) reuses the tokenizer and everything after it.
@@ -29,13 +35,35 @@ def tokenizer_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput) -
     return StageSpec(stage="tokenizer", params=params, inputs=inputs, upstream=upstream)
 
 
+def _given_spec(cfg: AdaptConfig, corpus: StageOutput, source: StageOutput,
+                helper: StageOutput | None) -> StageSpec:
+    params: dict = {"fertility_texts": cfg.eval_texts}
+    if cfg.target_tokenizer is not None:
+        from transfer.tokenizer.given import identify_tokenizer
+
+        given = identify_tokenizer(cfg.target_tokenizer, cfg.target_tokenizer_revision)
+        params["given"] = {"kind": given.kind, "location": given.location, "commit": given.commit}
+        inputs, upstream = upstream_of(corpus=corpus, source=source)
+        inputs["target_tokenizer"] = given.fingerprint
+    else:
+        params["given"] = {"kind": "helper"}
+        inputs, upstream = upstream_of(corpus=corpus, source=source, helper=helper)
+    if cfg.keep_tokens:
+        params["keep_tokens"] = list(cfg.keep_tokens)
+    return StageSpec(stage="tokenizer", params=params, inputs=inputs, upstream=upstream)
+
+
 @builder("tokenizer")
 def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
-    """Train the target tokenizer on train texts only; report fertility on the first
-    ``fertility_texts`` texts of each held-out split (``fertility.json``: split -> side) and, in ``special_tokens.json``, the source's added tokens kept (with the reason) and
-    dropped."""
+    """Train the target tokenizer on train texts only (or take the given one as is); report
+    fertility on the first ``fertility_texts`` texts of each held-out split
+    (``fertility.json``: split -> side) and, in ``special_tokens.json``, the source's added
+    tokens kept (with the reason) and dropped."""
     from transformers import AutoTokenizer
 
+    if "given" in spec.params:
+        _take_given(spec, out)
+        return
     from tokenizer_builds.added_tokens import (
         added_token_spec,
         generation_eos_ids,
@@ -100,3 +128,50 @@ def _extend(source_tokenizer, corpus: Path, spec: StageSpec, out: Path):
     write_json(out / EXTENSION_FILE, extension_report(extension.family.value, extension.first_new_id,
                                                       extension.new_tokens))
     return extension.tokenizer
+
+
+def given_tokenizer(spec_params: dict, upstream_helper: Path | None):
+    """The tokenizer a ``given`` tokenizer stage names: the user's, or the helper model's."""
+    from transformers import AutoTokenizer
+
+    from transfer.tokenizer.given import GivenTokenizer, load_given_tokenizer, require_fast
+
+    given = spec_params["given"]
+    if given["kind"] == "helper":
+        tokenizer = AutoTokenizer.from_pretrained(upstream_helper / "model", trust_remote_code=False)
+        return require_fast(tokenizer, "helper_model")
+    return load_given_tokenizer(GivenTokenizer(given["kind"], given["location"], "", given.get("commit")))
+
+
+def _take_given(spec: StageSpec, out: Path) -> None:
+    """The given tokenizer saved as is (chat template and special tokens its own), with
+    fertility against the source's and a report of both families."""
+    from transformers import AutoTokenizer
+
+    from tokenizer_builds.build import save_tokenizer
+    from tokenizer_builds.families import detect_family
+    from transfer.tokenizer.fertility import compare_fertility
+
+    corpus = spec.upstream_path("corpus")
+    source_tokenizer = AutoTokenizer.from_pretrained(spec.upstream_path("source") / "model")
+    helper = spec.upstream_path("helper") if "helper" in spec.upstream else None
+    target = given_tokenizer(spec.params, helper)
+    save_tokenizer(target, out / "tokenizer")
+    fertility = {}
+    for split in HELD_OUT_SPLITS:
+        path = corpus / eval_file(split, "target")
+        if path.exists():
+            texts = read_lines(path, spec.params["fertility_texts"])
+            if texts:
+                measured = compare_fertility(source_tokenizer, target, texts)
+                fertility[split] = {side: value.to_dict() for side, value in measured.items()}
+    write_json(out / "fertility.json", fertility)
+    write_json(out / "special_tokens.json", {
+        "given": spec.params["given"],
+        "kept": "every token of the given tokenizer, as it is",
+        "target_family": detect_family(target).value,
+        "source_family": detect_family(source_tokenizer).value,
+        "chat_template": bool(getattr(target, "chat_template", None)),
+        "target_tokens": len(target),
+        "source_tokens": len(source_tokenizer),
+    })
