@@ -82,14 +82,8 @@ def _seeded(seed: int) -> None:
 
 def _small_config(config_class: type, vocab_size: int, **config: object) -> object:
     """The size every tiny model shares: hidden 32, 2 layers, 4 heads, intermediate 64."""
-    return config_class(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        **config,
-    )
+    sizes = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+    return config_class(vocab_size=vocab_size, **{**sizes, **config})  # a test may widen one
 
 
 def _random_bias(model: torch.nn.Module) -> torch.nn.Module:

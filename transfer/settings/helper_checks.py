@@ -131,12 +131,18 @@ def helper_warnings(cfg: AdaptConfig) -> list[tuple[str, str]]:
     source = _source_tokenizer(cfg)
     if source is not None:
         from transfer.init.strategies.overlap import match_overlap
+        from transfer.tokenizer.special_tokens import map_byte_tokens, special_token_ids
 
-        shared = len(match_overlap(source, target).target_ids)
-        share = shared / max(len(target), 1)
+        # byte and special tokens always get the source's rows (by value and role): the
+        # overlap that matters is of the ordinary tokens
+        excluded = set(map_byte_tokens(source, target)) | special_token_ids(target)
+        shared = sum(1 for t in match_overlap(source, target).target_ids if t not in excluded)
+        ordinary = max(len(target) - len(excluded), 1)
+        share = shared / ordinary
         if share < MIN_OVERLAP_SHARE:
             found.append(("vocab_overlap", (
-                f"the target tokenizer shares only {shared} of its {len(target)} tokens ({share:.2%}) with the "
+                f"the target tokenizer shares only {shared} of its {ordinary} ordinary tokens ({share:.2%}; byte "
+                "and special tokens aside) with the "
                 f"source's: {cfg.strategy} has little to copy or combine from (clp and omp build every new row "
                 "from the shared tokens)")))
     if cfg.helper_model is not None:
