@@ -28,13 +28,13 @@ $(STAMP): pyproject.toml requirements/lock.txt requirements/assets.txt Makefile
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Re-resolve the lock from pyproject.toml (and its dev extra) with uv, against PyPI and
+# Re-resolve the lock from pyproject.toml (and its dev and lm-eval extras) with uv, against PyPI and
 # PyTorch's CPU wheel; commit the result with the pyproject change that needed it.
 TORCH_CPU_WHEELS ?= $(firstword $(wildcard /opt/wheels) https://download.pytorch.org/whl/cpu/torch/)
 UV := .lock-tools/bin/uv
 lock:
 	test -x $(UV) || { $(PYTHON) -m venv .lock-tools && .lock-tools/bin/pip install -q uv; }
-	$(UV) pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 \
+	$(UV) pip compile pyproject.toml --extra dev --extra lm-eval --generate-hashes --python-version 3.11 \
 	  --find-links $(TORCH_CPU_WHEELS) --override requirements/torch-cpu.txt \
 	  --no-emit-package torch --no-header -o requirements/lock.txt
 	$(UV) pip compile requirements/assets.in --no-deps --generate-hashes --python-version 3.11 \
