@@ -18,6 +18,9 @@ class StageKind:
     name: str
     module: str  # holds the stage's spec function and its ``@builder``
     trains: bool = False  # takes the worker's training slot and reports training progress
+    # writes scores.json (metric -> value) of one model's task evaluation, read into the
+    # run's task_scores under the label's qualifier (SR-B, lm-evaluation-harness)
+    task_scores: bool = False
 
 
 STAGE_TABLE: dict[str, StageKind] = {kind.name: kind for kind in (
@@ -31,6 +34,8 @@ STAGE_TABLE: dict[str, StageKind] = {kind.name: kind for kind in (
     StageKind("init", "transfer.init.stage"),
     StageKind("train", "transfer.train.stage", trains=True),
     StageKind("evaluate", "transfer.evaluate.stage"),
+    StageKind("srb", "transfer.evaluate.srb_stage", task_scores=True),
+    StageKind("lm_eval", "transfer.evaluate.lm_eval_stage", task_scores=True),
 )}
 
 #: Label of a run's trained-or-initialized model in lineages (the train stage, else init).
@@ -53,3 +58,8 @@ def stage_of_label(label: str) -> str:
 def is_training_stage(stage: str) -> bool:
     kind = STAGE_TABLE.get(stage)
     return kind is not None and kind.trains
+
+
+def writes_task_scores(stage: str) -> bool:
+    kind = STAGE_TABLE.get(stage)
+    return kind is not None and kind.task_scores

@@ -16,6 +16,8 @@ from transfer.engine.cache import StageOutput
 from transfer.engine.graph import StageGraph
 from transfer.engine.stage_table import stage_label
 from transfer.engine.stages import StageSpec
+from transfer.evaluate.lm_eval_stage import lm_eval_spec
+from transfer.evaluate.srb_stage import srb_spec
 from transfer.evaluate.stage import evaluate_spec
 from transfer.init.links import links_spec
 from transfer.init.registry import needs
@@ -78,6 +80,14 @@ def walk_stages(cfg: AdaptConfig, visit: StageVisitor) -> StageGraph:
             if name == "adapted_trained" and final is init:
                 continue
             stage(evaluate_spec(cfg, model, corpus, f"eval:{eval_set.name}"), eval_set_label(name, eval_set.name))
+    for name, model in (("source_model", source), ("adapted_step0", init), ("adapted_trained", final)):
+        # opt-in task scores of the same models: SR-B retrieval, lm-evaluation-harness tasks
+        if name == "adapted_trained" and final is init:
+            continue
+        if cfg.srb:
+            stage(srb_spec(cfg, model), name)
+        if cfg.lm_eval_tasks:
+            stage(lm_eval_spec(cfg, model), name)
     if final is not init and cfg.curve_texts and cfg.dev_fraction > 0:
         # the source model on the learning curve's own texts, so curves have a line to beat
         # measured on the same texts (the same stage as above when those are the eval texts)

@@ -23,7 +23,13 @@ from transfer.errors import VocabTransferError
 from transfer.init import strategy_parameters
 from transfer.pipeline import run_adaptation
 from transfer.planning.plan import RunPlan, plan_adaptation
-from transfer.publish.labels import METRIC_NAMES, SOURCE_MODEL_TITLE, SOURCE_ON_CURVE_TEXTS
+from transfer.publish.labels import (
+    METRIC_NAMES,
+    SOURCE_MODEL_TITLE,
+    SOURCE_ON_CURVE_TEXTS,
+    final_task_scores,
+    task_metric_title,
+)
 from transfer.publish.result import AdaptResult, trainer_curve_file
 from transfer.publish.summary import RunSummary, markdown_table
 from transfer.settings.config import AdaptConfig
@@ -48,6 +54,7 @@ class StrategyRow(BaseModel):
     stages_reused: str  # "cached/all" stages of this run that came from the cache
     curve_file: str | None
     eval_sets: dict[str, float] = {}  # the final model's value on each evaluation set
+    task_scores: dict[str, float] = {}  # the final model's SR-B / lm-eval metrics (higher is better)
 
     @property
     def final(self) -> float:
@@ -65,6 +72,7 @@ class Comparison(BaseModel):
     source_model: float | None
     source_model_on_curves: float | None = None
     source_model_on_eval_sets: dict[str, float] = {}
+    source_model_task_scores: dict[str, float] = {}
     rows: list[StrategyRow]
 
     @property
@@ -117,6 +125,7 @@ def row_of(result: AdaptResult) -> StrategyRow:
         stages_reused=summary.stages_reused,
         curve_file=str(curve) if curve else None,
         eval_sets=_final_on_sets(result),
+        task_scores=final_task_scores(result.task_scores),
     )
 
 
@@ -170,6 +179,7 @@ def compare_strategies(
         source_model=first.source_model,
         source_model_on_curves=first.value(SOURCE_ON_CURVE_TEXTS),
         source_model_on_eval_sets=_set_scores(results[0], "source_model"),
+        source_model_task_scores=dict(results[0].task_scores.get("source_model", {})),
         rows=[row_of(r) for r in results],
     )
 
@@ -196,11 +206,15 @@ def comparison_rows(comparison: Comparison, columns: Sequence[str]) -> tuple[lis
     sets = list(comparison.source_model_on_eval_sets) or sorted({n for r in comparison.rows for n in r.eval_sets})
     header = ["strategy"] + [_COLUMNS[c][0].format(steps=comparison.train_steps) for c in columns]
     header += [f"eval set {name}" for name in sets]  # one column per evaluation set: the final model
+    # one column per task metric (SR-B, lm-eval): the final model's, higher is better
+    tasks = list(dict.fromkeys([*comparison.source_model_task_scores, *(n for r in comparison.rows for n in r.task_scores)]))
+    header += [task_metric_title(name) for name in tasks]
     rows = [[row.strategy] + [_COLUMNS[c][1](row) for c in columns] + [_fmt(row.eval_sets.get(n)) for n in sets]
-            for row in comparison.ranked()]
-    if comparison.source_model is not None:
+            + [_fmt(row.task_scores.get(n)) for n in tasks] for row in comparison.ranked()]
+    if comparison.source_model is not None or comparison.source_model_task_scores:
         rows.append([SOURCE_MODEL_TITLE] + [_fmt(comparison.source_model) if c == "step0" else "" for c in columns]
-                    + [_fmt(comparison.source_model_on_eval_sets.get(n)) for n in sets])
+                    + [_fmt(comparison.source_model_on_eval_sets.get(n)) for n in sets]
+                    + [_fmt(comparison.source_model_task_scores.get(n)) for n in tasks])
     return header, rows
 
 

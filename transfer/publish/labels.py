@@ -113,3 +113,33 @@ def final_metric(values: Mapping[str, float], prefix: str = "") -> float | None:
     """The run's final metric: after training when it trained, else at step 0."""
     key = final_label(values, prefix)
     return None if key is None else values[prefix + key]
+
+
+#: the models a run's task evaluations (SR-B, lm-evaluation-harness) score, in report order
+TASK_MODELS: tuple[str, ...] = ("source_model", "adapted_step0", "adapted_trained")
+_SRB_DIRECTIONS = {"to_en": "target -> English", "from_en": "English -> target"}
+
+
+def task_model_title(model: str, *, strategy: str = "", steps: int = 0) -> str:
+    """How a task evaluation's model is named: as its bits-per-byte row names it."""
+    label = _SET_MODEL_LABELS.get(model)
+    return _BY_KEY[label].title(strategy=strategy, steps=steps) if label else model
+
+
+def task_metric_title(metric: str) -> str:
+    """``srb.to_en.top1`` -> ``SR-B top-1, target -> English``; ``lm_eval.<task>.<m>`` ->
+    ``<task> <m> (lm-eval)``; anything else as it is."""
+    parts = metric.split(".")
+    if len(parts) == 3 and parts[0] == "srb" and parts[1] in _SRB_DIRECTIONS:
+        return f"SR-B {parts[2].replace('top', 'top-')}, {_SRB_DIRECTIONS[parts[1]]}"
+    if len(parts) >= 3 and parts[0] == "lm_eval":
+        return f"{parts[1]} {'.'.join(parts[2:])} (lm-eval)"
+    return metric
+
+
+def final_task_scores(task_scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """The final model's task scores: after training when the run trained, else at step 0."""
+    for model in ("adapted_trained", "adapted_step0"):
+        if model in task_scores:
+            return dict(task_scores[model])
+    return {}

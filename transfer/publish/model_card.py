@@ -27,6 +27,7 @@ from transfer.publish.summary import (
     init_line,
     markdown_table,
     samples_markdown,
+    task_scores_markdown,
 )
 
 if TYPE_CHECKING:
@@ -178,6 +179,32 @@ def _metric_paragraph(result: AdaptResult) -> str:
             "vocabulary only, and only within one run.")
 
 
+def _task_sections(result: AdaptResult, summary: RunSummary) -> list[str]:
+    """The opt-in task evaluations (SR-B, lm-evaluation-harness): what each measured, from
+    its stages' own records, and one table of their metrics."""
+    from transfer.publish.result import stage_record
+
+    table = task_scores_markdown(summary)
+    if table is None:
+        return []
+    model = next(iter(summary.task_scores))
+    parts = []
+    srb = stage_record(result, f"srb.{model}", "srb.json")
+    if srb:
+        parts.append(f"SR-B sentence retrieval (Glot500's SR-B): each of {srb['n_verses']} held-out "
+                     f"`{srb.get('split', 'test')}` verses of translation `{srb['target_bible']}` is looked up among "
+                     f"the same verses of the English translation `{srb['english_bible']}` (and back) by the cosine "
+                     f"of the mean of hidden layer {srb['layer']}, each model encoding both languages with its own "
+                     "tokenizer; top-1 and top-10 accuracy.")
+    harness = stage_record(result, f"lm_eval.{model}", "lm_eval.json")
+    if harness:
+        tasks = ", ".join(f"`{task}`" for task in harness.get("tasks", []))
+        parts.append(f"lm-evaluation-harness {harness.get('harness') or ''} tasks {tasks}, run through the "
+                     "harness's `hf` model on each model folder with its own tokenizer (the tasks' own few-shot "
+                     "settings); accuracy of loglikelihood choices compares models with different tokenizers.")
+    return ["## Task evaluations", *parts, table]
+
+
 def _remote_code_note(result: AdaptResult) -> list[str]:
     """A sentence when the source's folder named remote code that this folder does not ship."""
     from transfer.publish.result import stage_record
@@ -230,6 +257,7 @@ def render_model_card(result: AdaptResult, *, model_ref: str | None = None,
         evaluations_markdown(summary),
         "Tokenizer fertility on the same held-out texts (fewer tokens = faster):",
         markdown_table(["tokenizer", "tokens per word", "bytes per token"], fert_rows),
+        *_task_sections(result, summary),
         *(["## Sample generations", samples_markdown(summary)] if summary.samples else []),
         "## Data and licences",
         markdown_table(["data", "use", "licence"], data_rows),

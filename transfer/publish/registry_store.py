@@ -111,6 +111,8 @@ def result_metrics(result: AdaptResult) -> dict[str, float]:
         metrics["train.final_loss"] = float(result.train_log["losses"][-1])
         metrics["train.steps"] = float(result.train_log.get("steps", len(result.train_log["losses"])))
     metrics["seconds"] = float(result.seconds)
+    for model, values in summary.task_scores.items():  # SR-B and lm-eval: <metric>.<model>
+        metrics.update({f"{name}.{model}": float(value) for name, value in values.items()})
     return {k: v for k, v in metrics.items() if math.isfinite(v)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +30,24 @@ class AdaptResult(BaseModel):
     train_log: dict[str, Any] | None
     seconds: float
     registration: Registration | None = None
+    # opt-in task evaluations (SR-B, lm-evaluation-harness): model ("source_model",
+    # "adapted_step0", "adapted_trained") -> metric ("srb.to_en.top1", "lm_eval.<task>.acc") -> value
+    task_scores: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+def task_scores_of(lineage: Mapping[str, str], cache_dir: Path | str) -> dict[str, dict[str, float]]:
+    """The task scores a run's stages wrote (``scores.json`` of every stage kind the stage
+    table marks ``task_scores``), by the model its label names (``srb.adapted_step0``);
+    ``lineage``: label -> ``stage:key``, as the run's graph gives it."""
+    from transfer.engine.stage_table import writes_task_scores
+
+    scores: dict[str, dict[str, float]] = {}
+    for label, value in lineage.items():
+        stage, _, key = value.partition(":")
+        if writes_task_scores(stage) and "." in label:
+            path = Path(cache_dir) / stage / key / "scores.json"
+            scores.setdefault(label.split(".", 1)[1], {}).update(json.loads(path.read_text()))
+    return scores
 
 
 def stage_of(result: AdaptResult, label: str) -> str:

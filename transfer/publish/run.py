@@ -22,6 +22,10 @@ def publish_run(result: AdaptResult, *, lineage: Mapping[str, str], corpus_hashe
     from transfer.publish.samples import card_samples
 
     cfg, model_dir = result.config, Path(result.model_dir)
+    if not result.task_scores:  # SR-B and lm-eval stages: their scores.json, for the card and the registry
+        from transfer.publish.result import task_scores_of
+
+        result.task_scores = task_scores_of(lineage, cfg.cache_dir)
     write_manifest(build_manifest(cfg, stage_keys=dict(lineage), plan=dict(plan) if plan else None), model_dir)
     # after every evaluation: the samples read the exported folder and change no metric
     samples = card_samples(model_dir, cfg.target_language, cfg.card_samples, device=cfg.device)

@@ -10,7 +10,7 @@ their human names (``transfer.publish.labels``); the reports only render it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from transfer.publish.labels import (
@@ -18,9 +18,12 @@ from transfer.publish.labels import (
     ADAPTED_TRAINED,
     METRIC_NAMES,
     SOURCE_ON_TARGET,
+    TASK_MODELS,
     evaluation_label,
     final_label,
     in_label_order,
+    task_metric_title,
+    task_model_title,
 )
 
 if TYPE_CHECKING:
@@ -63,6 +66,9 @@ class RunSummary:
     stages_cached: dict[str, bool]
     final_label: str | None
     samples: tuple[GenerationSample, ...] = ()  # generations for the card (publish step only)
+    # opt-in task evaluations: model -> metric -> value (higher is better), AdaptResult.task_scores
+    task_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    train_steps: int = 0
 
     @classmethod
     def from_result(cls, result: AdaptResult, *, samples: Sequence[GenerationSample] = ()) -> RunSummary:
@@ -82,6 +88,8 @@ class RunSummary:
             stages_cached=dict(result.stages_cached),
             final_label=final_label(result.scores),
             samples=tuple(samples),
+            task_scores={model: dict(values) for model, values in result.task_scores.items()},
+            train_steps=cfg.total_train_steps,
         )
 
     @property
@@ -138,6 +146,24 @@ def evaluations_markdown(summary: RunSummary) -> str:
     """The evaluations as a (model, texts, value) markdown table, the source model first."""
     return markdown_table(["model", "texts", summary.metric_name],
                           [[row.model, row.texts, f"{row.value:.4f}"] for row in summary.rows])
+
+
+def task_scores_markdown(summary: RunSummary) -> str | None:
+    """The task evaluations (SR-B, lm-evaluation-harness) as a markdown table, a metric a
+    row and a model a column (the source model first); None when the run had none."""
+    models = [m for m in TASK_MODELS if m in summary.task_scores]
+    if not models:
+        return None
+    metrics = list(dict.fromkeys(name for m in models for name in summary.task_scores[m]))
+    header = ["metric (higher is better)"] + [task_model_title(m, strategy=summary.strategy,
+                                                               steps=summary.train_steps) for m in models]
+    rows = [[task_metric_title(name)] + [_cell(summary.task_scores[m].get(name)) for m in models]
+            for name in metrics]
+    return markdown_table(header, rows)
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def fertility_line(summary: RunSummary) -> str:
