@@ -1,4 +1,6 @@
-"""``vocab-transfer evaluate MODEL... --text-file F``: score any models on your own texts.
+"""``vocab-transfer evaluate MODEL... --text-file F``: score any models on your own texts
+(``--task srb``: sentence retrieval on Bible verses; ``--lm-eval-task NAME``: tasks of
+lm-evaluation-harness, beside or instead of bits per byte).
 
 Each model is loaded with its own tokenizer (``smollm2``, a ``.gguf`` file, a local Hugging
 Face folder, a hub id, or an adapted model folder from ``artifacts/models/``) and scored by
@@ -140,6 +142,54 @@ def _retrieval(models: list[str], target_bible: str | None, english_bible: str, 
         console.print(f"JSON written to {escape(str(json_out))}")
 
 
+def _harness_tasks(requests: list[str], target_bible: str | None, normalization: str):
+    """The requested harness tasks, resolved and their data loaded once before any model
+    (an unknown name or missing data is refused in seconds); the metadata their data
+    functions get."""
+    from transfer.engine.cache import default_cache_root
+    from transfer.evaluate.lm_eval_tasks import load_tasks, resolve_tasks
+
+    metadata = {"bible": target_bible, "normalization": normalization}
+    tasks = resolve_tasks(requests, default_cache_root())
+    load_tasks(tasks, metadata)
+    return tasks, metadata
+
+
+def _lm_eval_rows(models: list[str], tasks, metadata: dict[str, Any], *, limit: int | None, batch_size: int,
+                  device: str | None) -> list[tuple[str, dict[str, float]]]:
+    """Every model through the harness, one in memory at a time: (model, flat metrics)."""
+    from transfer.evaluate.lm_eval_tasks import evaluate_model
+    from transfer.source.loading import load_source
+
+    rows = []
+    with console.status("loading") as status:
+        for name in models:
+            status.update(f"lm-eval: {escape(name)}")
+            model, tokenizer = load_source(name)
+            scores, _ = evaluate_model(model, tokenizer, tasks, metadata=metadata, device=device,
+                                       batch_size=batch_size, limit=limit)
+            rows.append((name, scores))
+            del model, tokenizer
+            gc.collect()
+    return rows
+
+
+def _lm_eval_table(rows: list[tuple[str, dict[str, float]]], limit: int | None) -> Table:
+    from transfer.publish.labels import task_metric_title
+
+    metrics = list(dict.fromkeys(metric for _, scores in rows for metric in scores))
+    table = Table(title="lm-evaluation-harness (higher is better)" + (f", first {limit} documents per task"
+                                                                      if limit else ""))
+    table.add_column("metric", overflow="fold")
+    names = short_names([name for name, _ in rows])
+    for name, _ in rows:
+        table.add_column(escape(names[name]), justify="right", overflow="fold")
+    for metric in metrics:
+        table.add_row(escape(task_metric_title(metric)),
+                      *("-" if metric not in scores else f"{scores[metric]:.4f}" for _, scores in rows))
+    return table
+
+
 def evaluate(
     models: list[str] = typer.Argument(
         ..., help="Models: 'smollm2', a .gguf file, a Hugging Face folder (an adapted model in "
@@ -164,6 +214,14 @@ def evaluate(
     normalization: str = typer.Option(
         "NFC", help="Unicode normalization of the texts before scoring (NFC, NFKC, NFD, NFKD or none), as "
                     "an adaptation run applies it; compare models on one form."),
+    lm_eval_task: list[str] | None = typer.Option(
+        None, "--lm-eval-task", help="An lm-evaluation-harness task (a harness task, group or tag name, a task "
+                                     "YAML file, or a task of configs/lm_eval/ such as bible_continuation, whose "
+                                     "verses come from --target-bible); repeat for several. Needs the 'lm-eval' "
+                                     "extra. Runs beside --text-file's bits per byte, or alone."),
+    lm_eval_limit: int | None = typer.Option(
+        None, "--lm-eval-limit", min=1, help="Score only the first N documents of each lm-eval task (a quick "
+                                             "check: numbers compare only at the same N)."),
 ) -> None:
     """Score models on your texts: bits per byte (causal LMs) or masked-LM loss (masked
     LMs), the pipeline's own metric, in one table, best first."""
@@ -171,14 +229,25 @@ def evaluate(
     from transfer.errors import VocabTransferError
     from transfer.evaluate.texts import read_eval_texts
 
+    harness = None
+    if lm_eval_task:
+        try:  # before any model is loaded: unknown names and missing data are refused in seconds
+            harness = _harness_tasks(lm_eval_task, target_bible, normalization)
+        except VocabTransferError as error:
+            raise fail(error) from error
     if task == "srb":
         _retrieval(models, target_bible, english_bible, layer=layer, batch_size=batch_size, device=device,
                    json_out=json_out)
+        if harness is not None:
+            _run_harness(models, harness, limit=lm_eval_limit, batch_size=batch_size, device=device, json_out=None)
         return
     if task != "bpb":
         raise fail(VocabTransferError(f"--task {task!r}: expected 'bpb' or 'srb'"))
+    if text_file is None and harness is not None:
+        _run_harness(models, harness, limit=lm_eval_limit, batch_size=batch_size, device=device, json_out=json_out)
+        return
     if text_file is None:
-        raise fail(VocabTransferError("--task bpb needs --text-file"))
+        raise fail(VocabTransferError("--task bpb needs --text-file (or give --lm-eval-task)"))
     try:
         try:
             norm = normalizer(normalization)
@@ -202,9 +271,53 @@ def evaluate(
             console.print(f"{escape(names[row.model])}: {escape(row.model)}", soft_wrap=True)
     if len({row.metric for row in rows}) > 1:
         console.print("bits per byte and masked-LM loss are different metrics: compare rows of one metric only")
+    lm_eval_rows = None
+    if harness is not None:
+        lm_eval_rows = _run_harness(models, harness, limit=lm_eval_limit, batch_size=batch_size, device=device,
+                                    json_out=None)
     if json_out is not None:
         payload = {"text_file": str(text_file), "n_texts": len(sample.texts), "truncated": sample.truncated,
                    "rows": [asdict(row) for row in rows]}
+        if lm_eval_rows is not None:  # beside each model's bits per byte
+            payload["lm_eval"] = _lm_eval_payload(lm_eval_rows, lm_eval_task, lm_eval_limit)
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(payload, indent=2) + "\n")
         console.print(f"JSON written to {escape(str(json_out))}")
+
+
+def _lm_eval_payload(rows: list[tuple[str, dict[str, float]]], requests: list[str] | None,
+                     limit: int | None) -> dict[str, Any]:
+    from transfer.evaluate.lm_eval_tasks import harness_version
+
+    return {"harness": harness_version(), "tasks": list(requests or []), "limit": limit,
+            "rows": [{"model": name, "metrics": scores} for name, scores in rows]}
+
+
+def _run_harness(models: list[str], harness, *, limit: int | None, batch_size: int, device: str | None,
+                 json_out: Path | None) -> list[tuple[str, dict[str, float]]]:
+    """The harness's tasks on every model, one table; ``json_out``: written alone (no BPB)."""
+    from transfer.errors import VocabTransferError
+
+    tasks, metadata = harness
+    try:
+        for model in models:
+            resolve_source_checked(model)
+        rows = _lm_eval_rows(models, tasks, metadata, limit=limit, batch_size=batch_size, device=device)
+    except VocabTransferError as error:
+        raise fail(error) from error
+    console.print(_lm_eval_table(rows, limit))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        payload = _lm_eval_payload(rows, [t.request for t in tasks], limit)
+        json_out.write_text(json.dumps({"lm_eval": payload}, indent=2) + "\n")
+        console.print(f"JSON written to {escape(str(json_out))}")
+    return rows
+
+
+def resolve_source_checked(model: str) -> None:
+    """A missing path or an unreachable hub id fails before any load."""
+    from transfer.source.loading import resolve_hub_revision, resolve_source
+
+    source = resolve_source(model)
+    if source.kind == "hub":
+        resolve_hub_revision(source.location, source.revision)
