@@ -127,6 +127,15 @@ def test_progressive_plans_the_small_model_as_the_helper(tmp_path: Path, tiny_so
     assert by_label["init.progressive"].spec.upstream["tokenizer"] == by_label["tokenizer"].path
     result = run_adaptation(plan)
     assert {"progressive_step0", "progressive_trained", "adapted_trained"} <= set(result.scores)
+    # both models exported, each with its own manifest; the large one's lineage names the helper
+    from transfer.planning.progressive import progressive_helper_config
+
+    small_dir = cfg.output_dir / progressive_helper_config(cfg).model_name()
+    small = json.loads((small_dir / "adaptation.json").read_text())
+    assert small["scores"]["adapted_trained"] == result.scores["progressive_trained"]
+    assert small["config"]["source_model"] == str(tiny_source)
+    large = json.loads((Path(result.model_dir) / "run_manifest.json").read_text())
+    assert large["stage_keys"]["train.progressive"] == f"train:{by_label['train.progressive'].key}"
 
 
 def test_cli_and_prefect_form_take_the_helper(tmp_path: Path, tiny_source: Path, tiny_corpus: Path, helpers) -> None:

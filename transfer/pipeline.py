@@ -89,4 +89,8 @@ def run_adaptation(
         seconds=time.perf_counter() - started,
     )
     publish_run(result, lineage=graph.lineage(), corpus_hashes=plan.lineage_inputs(), plan=plan.record())
+    if cfg.progressive:  # the small helper model is a model of its own: exported and registered too
+        from transfer.publish.progressive import publish_progressive_helper
+
+        publish_progressive_helper(plan, graph, cached_before, result.seconds)
     return result
