@@ -21,12 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "bad_inputs.json"
 TABLE = ROOT / "docs" / "bad_inputs.md"
 TESTS = ["tests/test_validation_values.py", "tests/test_security.py", "tests/test_corpus_formats.py",
-         "tests/test_weight_file_checks.py", "tests/test_language_id.py"]
+         "tests/test_weight_file_checks.py", "tests/test_language_id.py",
+         "tests/test_helper_pipeline.py::test_bad_helper_inputs_are_refused_before_the_first_stage"]
 
 HEADER = """# Bad inputs: where each is refused, and how fast
 
 Written by `benchmarks/bad_inputs.py` from a run of {tests} (issue 16, items 1 and 6; issue 13's
-corpus forms; issue 31's weight-file headers and language checks).
+corpus forms; issue 31's weight-file headers and language checks; issue 27's helper-model and given-tokenizer checks).
 Every refusal happens before the first stage (or, for a model folder or vectors file, before
 anything is loaded) and leaves `artifacts/` byte-for-byte unchanged: each test checks that.
 Seconds are measured from the call (`run_adaptation`, the config, the loader) to the error,

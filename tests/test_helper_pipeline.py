@@ -152,30 +152,40 @@ def test_cli_and_prefect_form_take_the_helper(tmp_path: Path, tiny_source: Path,
     assert "source.helper" in out.output and "init" in out.output
 
 
-def _refused(tmp_path: Path, source: Path, corpus: Path, error: type[Exception], match: str, **fields) -> None:
+def _refused(tmp_path: Path, source: Path, corpus: Path, error: type[Exception], match: str, case: str,
+             **fields) -> None:
+    """Refused by planning (validation) before any stage, artifacts unchanged; recorded for
+    docs/bad_inputs.md."""
+    from tests.refusals import make_artifacts, refused
     from transfer.planning.plan import plan_adaptation
 
-    with pytest.raises(error, match=match):
-        plan_adaptation(config(tmp_path, source, corpus, **fields))
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob(".complete"))
+    artifacts = make_artifacts(tmp_path)
+    cfg = config(tmp_path, source, corpus, cache_dir=artifacts / "cache", output_dir=artifacts / "models", **fields)
+    refused(case, "plan_adaptation (validation)", lambda: plan_adaptation(cfg), match, artifacts, error)
 
 
 def test_bad_helper_inputs_are_refused_before_the_first_stage(tmp_path: Path, tiny_source: Path,
                                                               tiny_corpus: Path, helpers) -> None:
     _refused(tmp_path, tiny_source, tiny_corpus, TokenizerBuildError, "is not target_tokenizer",
+             "helper_model whose tokenizer is not target_tokenizer",
              helper_model=str(helpers["bpe"]), target_tokenizer=str(helpers["unigram_tokenizer"]), strategy="clp")
     empty = tmp_path / "no-tokenizer"
     empty.mkdir()
     (empty / "config.json").write_text("{}")
     _refused(tmp_path, tiny_source, tiny_corpus, ModelLoadError, "no tokenizer files",
+             "target_tokenizer folder without tokenizer files",
              target_tokenizer=str(empty), strategy="fvt")
     _refused(tmp_path, tiny_source, tiny_corpus, VocabTransferError, "needs a helper model",
+             "strategy clp without helper_model or progressive",
              strategy="clp")
     _refused(tmp_path, tiny_source, tiny_corpus, TokenizerBuildError, "not in the given target tokenizer",
+             "keep_tokens missing from the helper's tokenizer",
              helper_model=str(helpers["bpe"]), strategy="clp", keep_tokens=["<|not-there|>"])
     _refused(tmp_path, tiny_source, tiny_corpus, VocabTransferError, "do not also give helper_model",
+             "progressive and helper_model together",
              helper_model=str(helpers["bpe"]), progressive=True, strategy="clp")
     _refused(tmp_path, tiny_source, tiny_corpus, TokenizerBuildError, "use vocab_mode='replace'",
+             "vocab_mode extend with a given target_tokenizer",
              target_tokenizer=str(helpers["unigram_tokenizer"]), vocab_mode="extend", strategy="fvt")
     from transfer.engine.cache import StageOutput
     from transfer.init.stage import init_spec
