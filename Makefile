@@ -9,7 +9,7 @@ export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system lock bench-ref tokenizers demo test serve clean-cache gemma
+.PHONY: setup system lock bench-ref tokenizers german-docs demo test serve clean-cache gemma
 
 setup: $(STAMP) system
 
@@ -59,6 +59,13 @@ tokenizers: setup
 # helper-model benchmark (benchmarks/helper_transfer.py); not needed by the tests.
 gemma: setup
 	PY=$(PY) scripts/fetch_gemma.sh .assets/gemma
+
+# Opt-in, not needed by CI: Debian's German documentation packages (LibreOffice help, Debian
+# Reference, fortunes) and the prose corpus benchmarks/german_docs_corpus.py builds from them
+# into the git-ignored artifacts/german_docs/ (benchmarks/german_docs.md).
+german-docs: setup
+	@GERMAN_DOCS=1 $(SHELL) scripts/setup_system.sh
+	$(PY) benchmarks/german_docs_corpus.py
 
 # The Debian packages the demo and tests need, each only when missing (an npm of any
 # origin counts: a NodeSource Node.js conflicts with Debian's npm).
