@@ -7,9 +7,10 @@ pretrained body before the body sees their still-noisy gradients; phase two trai
 whole model (de Vries & Nissim 2021; WECHSEL, OFA and FOCUS continue pretraining the same
 way). Each phase has its own AdamW optimizer and warmup + cosine schedule.
 
-The loop is plain PyTorch (DistributedDataParallel under ``torchrun``/``accelerate``):
-gradient accumulation, gradient clipping, bf16 autocast, fused AdamW and SDPA attention on
-CUDA, float32 on CPU. It is deterministic for a given seed and data: batches come from
+The loop is plain PyTorch (DistributedDataParallel under ``torchrun``/``accelerate``, or
+FSDP2 sharding: ``transfer/train/sharding.py``): gradient accumulation, gradient clipping,
+bf16 autocast, fused AdamW and SDPA attention on CUDA, float32 on CPU, optionally
+activation checkpointing. It is deterministic for a given seed and data: batches come from
 :class:`BlockOrder`, masks from the sample position, dropout from a seeded RNG that is
 forked (the caller's RNG is left alone) and saved in checkpoints, so a resumed run
 continues exactly where the crashed one stopped.
@@ -36,6 +37,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 import transfer.train.checkpoint as ckpt
 import transfer.train.distributed as dist
+import transfer.train.sharding as shard
 from transfer.engine.devices import model_device, pick_device, place_model
 from transfer.errors import NonFiniteLossError, TrainingError
 from transfer.source.objective import Objective, model_objective
@@ -95,6 +97,8 @@ class TrainResult:
     teacher_forward_passes: int = 0
     teacher_tokens: int = 0
     frozen_rows: int = 0  # vocabulary rows kept exactly (an extension's source rows)
+    sharding: str = "none"  # "none" (one process), "ddp" or "fsdp": what the run trained with
+    activation_checkpointing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -159,6 +163,15 @@ class _Run:
     fork_devices: list[int] = field(default_factory=list)
     autocast: Any = field(default_factory=nullcontext)
     distill: Distillation | None = None  # the teacher side, when the objective distills
+    sharding: shard.Resolved = "none"
+    activation_checkpointing: bool = False
+    # the module that trains: ``model`` itself, or its sharded copy under fsdp (whose
+    # weights are written back into ``model`` when training ends)
+    trained: torch.nn.Module | None = None
+
+    @property
+    def net(self) -> torch.nn.Module:
+        return self.trained if self.trained is not None else self.model
 
     def notify(self, hook: str, *args: Any) -> None:
         """Call ``hook`` on every callback, on the main process only."""
@@ -177,7 +190,8 @@ class _Phase:
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.AdamW
     wrapped: torch.nn.Module  # the model, under DistributedDataParallel with several processes
-    frozen: FrozenRows | None = None  # vocabulary rows that must not move (config.frozen_rows)
+    # vocabulary rows that must not move (config.frozen_rows); on local shards under fsdp
+    frozen: FrozenRows | shard.ShardedFrozenRows | None = None
 
 
 # ---------------------------------------------------------------- the steps
@@ -220,9 +234,13 @@ def setup(
     curve_dir: Path | None,
     label: str,
     distill: Distillation | None = None,
+    sharding: shard.Sharding = "auto",
+    activation_checkpointing: bool = False,
+    resume: bool = True,
 ) -> _Run:
-    """Check the input, pick device and precision, refuse what cannot fit in memory, and
-    fix the run's identity (the starting weights, tokenizer, data and settings)."""
+    """Check the input, pick device and precision, decide the sharding (``sharding.py``),
+    refuse what cannot fit in memory, and fix the run's identity (the starting weights,
+    tokenizer, data and settings)."""
     config.validate()
     packed = as_packed(data)
     check_data(model, packed)
@@ -245,6 +263,18 @@ def setup(
     if device_used.type == "cuda" and model_device(model).type == "cuda":
         # the weights already sit there: free memory no longer counts them, the estimate does
         available += sum(p.numel() * p.element_size() for p in model.parameters())
+    # 'auto' shards when one device cannot hold the run; every process takes the same decision.
+    # A run resumed from its own checkpoint goes on as it started (free memory may differ now)
+    found = ckpt.latest_checkpoint(checkpoint_dir) if resume and sharding == "auto" and ctx.enabled else None
+    if found is not None:
+        sharding = "fsdp" if ckpt.is_sharded(found) else "ddp"
+    too_big = dist.all_reduce_max(float(estimate.total > available), ctx)
+    resolved = shard.resolve_sharding(
+        sharding, ctx.world_size, needed=estimate.total, available=0 if too_big else available,
+        problem=shard.fsdp_problem(distills=distill is not None, compiles=bool(config.compile)))
+    if resolved == "fsdp":  # what one process holds: its shares, plus what is gathered at a time
+        estimate = shard.per_device_estimate(estimate, ctx.world_size,
+                                             gathered_bytes=shard.gathered_bytes(model))
     check_memory(estimate, available, device=device_used,
                  batch_size=config.batch_size, block_size=block_size,
                  grad_accumulation=config.grad_accumulation)
@@ -253,8 +283,11 @@ def setup(
         "model": model_fingerprint(model),
         "tokenizer": tokenizer_fingerprint(tokenizer),
         "data": packed.fingerprint(),
+        # fsdp's checkpoints are sharded: only then in the identity, so others keep theirs
         "settings": short_sha(json.dumps({**config.identity(), "world_size": ctx.world_size,
-                                     "objective": objective}, sort_keys=True, default=str)),
+                                          "objective": objective,
+                                          **({"sharding": "fsdp"} if resolved == "fsdp" else {})},
+                                         sort_keys=True, default=str)),
     }
     if distill is not None:  # only then, so a next-token run's checkpoints keep their identity
         identity["distill"] = short_sha(json.dumps({
@@ -264,7 +297,8 @@ def setup(
     result = TrainResult(curve=LearningCurve(label), objective=objective,
                          precision="bf16" if use_bf16 else "fp32", device=str(device_used),
                          world_size=ctx.world_size, distill_mode=distill.mode if distill else "next_token",
-                         frozen_rows=config.frozen_rows)
+                         frozen_rows=config.frozen_rows, sharding=resolved,
+                         activation_checkpointing=activation_checkpointing)
     return _Run(
         model=model, packed=packed, config=config, tokenizer=tokenizer, evaluate=evaluate,
         callbacks=callbacks, checkpoint_dir=checkpoint_dir, curve_dir=curve_dir, ctx=ctx,
@@ -272,6 +306,7 @@ def setup(
         identity=identity, result=result, eval_steps=_eval_steps(config) if evaluate is not None else set(),
         order=BlockOrder(packed.n_blocks, config.seed),
         per_step=config.batch_size * config.grad_accumulation * ctx.world_size, distill=distill,
+        sharding=resolved, activation_checkpointing=activation_checkpointing,
     )
 
 
@@ -279,10 +314,12 @@ def restore(run: _Run) -> None:
     """Continue from the run's latest checkpoint, if there is one: weights, position in the
     data order and the result so far (another run's checkpoint is refused)."""
     resume_from = ckpt.latest_checkpoint(run.checkpoint_dir)
+    _check_same_checkpoint(run, resume_from)
     if resume_from is None:
         return
     state = ckpt.check_identity(resume_from, run.identity)
-    ckpt.load_weights(resume_from, run.model)
+    if not ckpt.is_sharded(resume_from):  # a sharded one loads once the model is sharded (place)
+        ckpt.load_weights(resume_from, run.model)
     run.position = state["position"]
     saved, result = state["result"], run.result
     result.losses, result.lrs = saved["losses"], saved["lrs"]
@@ -298,16 +335,43 @@ def restore(run: _Run) -> None:
     run.resume_from = resume_from
 
 
+def _check_same_checkpoint(run: _Run, found: Path | None) -> None:
+    """Every process must resume from the same step (with several machines, a checkpoint
+    folder some of them do not see would make them train different steps)."""
+    if not run.ctx.enabled:
+        return
+    step = float(ckpt.read_state(found)["step"]) if found is not None else -1.0
+    highest, lowest = dist.all_reduce_max(step, run.ctx), -dist.all_reduce_max(-step, run.ctx)
+    if highest != lowest:
+        from transfer.errors import CheckpointError
+
+        raise CheckpointError(
+            f"the training processes see different latest checkpoints in {run.checkpoint_dir} (steps "
+            f"{int(lowest)} to {int(highest)}; -1: none): with several machines the checkpoint folder must "
+            "be on a file system every machine shares")
+
+
 def place(run: _Run, device: str | torch.device | None) -> None:
-    """Move the model to the run's device (SDPA attention on CUDA) and prepare autocast."""
-    if run.ctx.enabled or device is not None:
+    """Move the model to the run's device (SDPA attention on CUDA) and prepare autocast;
+    under fsdp, shard a copy of it there (and load a sharded checkpoint's weights into it).
+    Activation checkpointing is switched on here."""
+    if run.device.type == "cuda":
+        prefer_sdpa(run.model)
+    if run.sharding == "fsdp":
+        # the caller's model stays whole where it is; the sharded copy trains
+        run.trained = shard.shard_model(run.model, run.device, bf16=run.use_bf16,
+                                        activation_checkpointing=run.activation_checkpointing)
+        if run.resume_from is not None and ckpt.is_sharded(run.resume_from):
+            ckpt.load_sharded_weights(run.resume_from, run.trained)
+    elif run.ctx.enabled or device is not None:
         run.model.to(run.device)
     else:  # a model the caller already placed on a GPU (maybe sharded) stays there
         run.device = place_model(run.model, None)
+    if run.activation_checkpointing and run.sharding != "fsdp":
+        shard.enable_activation_checkpointing(run.model)
     if run.distill is not None:  # frozen, beside the student
         run.distill.teacher.to(run.device).eval().requires_grad_(False)
     if run.device.type == "cuda":
-        prefer_sdpa(run.model)
         run.fork_devices = [run.device.index if run.device.index is not None else torch.cuda.current_device()]
     if run.use_bf16:
         run.autocast = torch.autocast(run.device.type, dtype=torch.bfloat16)
@@ -321,18 +385,23 @@ def start_phase(run: _Run, index: int, stage: PhaseConfig) -> _Phase | None:
     start = run.position["stage_step"] if index == run.position["stage"] else 0
     if start >= stage.steps:
         return None
-    params = set_trainable(run.model, stage.name)
+    params = set_trainable(run.net, stage.name)
     optimizer = _optimizer(params, stage, run.config, run.device)
     if run.resume_from is not None and index == run.position["stage"] and start > 0:
-        ckpt.load_optimizer(run.resume_from, optimizer)
-    wrapped = dist.wrap_model(run.model, run.ctx, run.device)
+        if ckpt.is_sharded(run.resume_from):
+            ckpt.load_sharded_optimizer(run.resume_from, run.net, optimizer)
+        else:
+            ckpt.load_optimizer(run.resume_from, optimizer)
+    # sharded once (place): the same module trains every stage, FSDP follows requires_grad
+    wrapped = run.net if run.sharding == "fsdp" else dist.wrap_model(run.model, run.ctx, run.device)
     if run.config.compile:
         # compiled after the DDP wrapper (as torch recommends); a new stage's other trainable
         # set recompiles once. Checkpoints keep using run.model's plain parameter names.
         wrapped = torch.compile(wrapped, backend=compile_backend(run.config.compile))
     # the rows' values now, on the run's device: the init's, also after a resume (a
     # checkpoint holds them unchanged, and its identity is the same starting model)
-    frozen = FrozenRows.capture(run.model, run.config.frozen_rows)
+    frozen = (shard.ShardedFrozenRows.capture(run.net, run.config.frozen_rows) if run.sharding == "fsdp"
+              else FrozenRows.capture(run.model, run.config.frozen_rows))
     run.notify("on_phase_start", stage.name, run.result.steps)
     return _Phase(index, stage, start, params, optimizer, wrapped, frozen)
 
@@ -397,7 +466,7 @@ def train_step(run: _Run, stage: _Phase, stage_step: int) -> None:
                schedule=spec.schedule, min_lr_ratio=spec.min_lr_ratio)
     for group in stage.optimizer.param_groups:
         group["lr"] = lr
-    run.model.train()
+    run.net.train()
     samples = run.position["samples"]
     if run.distill is not None:
         value = _distill_accumulate(run, stage, samples)
@@ -440,13 +509,21 @@ def train_step(run: _Run, stage: _Phase, stage_step: int) -> None:
 def evaluate_dev(run: _Run, step: int, stage_name: str) -> None:
     """Score the model on the dev texts if ``step`` is an evaluation step not yet scored: a
     point of the learning curve (written to ``curve_dir``), on the main process; the
-    others wait."""
+    others wait. A sharded model's forward pass needs every process: under fsdp all
+    score the same texts and the main process records."""
     result = run.result
     if step not in run.eval_steps or step in result.evaluations:
         return
+    scored = None
+    if run.sharding == "fsdp":
+        run.net.eval()
+        scored = run.evaluate(run.net)
+        shard.reshard(run.net)  # the shards, which the optimizer steps, are the parameters again
     if run.ctx.is_main:
-        run.model.eval()  # evaluations never see dropout; the next step switches back
-        bpb, loss, metric = _eval_metrics(run.evaluate(run.model))
+        if scored is None:
+            run.model.eval()  # evaluations never see dropout; the next step switches back
+            scored = run.evaluate(run.model)
+        bpb, loss, metric = _eval_metrics(scored)
         previous = result.curve.points[-1].step if result.curve.points else 0
         since = result.losses[previous:step]
         mean_train = sum(since) / len(since) if since else None
@@ -468,18 +545,40 @@ def save_checkpoint(run: _Run, stage: _Phase) -> None:
     step, config = run.result.steps, run.config
     if run.checkpoint_dir is None or not config.checkpoint_every or step % config.checkpoint_every:
         return
-    if run.ctx.is_main:
+    state = {"identity": run.identity, "position": run.position, "result": run.result.to_dict()}
+    if run.sharding == "fsdp":  # every process writes its shards
+        path = ckpt.save_sharded_checkpoint(Path(run.checkpoint_dir), step, model=run.net, optimizer=stage.optimizer,
+                                            state=state, ctx=run.ctx, keep=config.keep_checkpoints)
+        run.result.last_checkpoint = str(path)
+        run.notify("on_checkpoint", step, str(path))
+    elif run.ctx.is_main:
         path = ckpt.save_checkpoint(
-            Path(run.checkpoint_dir), step, model=run.model, optimizer=stage.optimizer,
-            state={"identity": run.identity, "position": run.position, "result": run.result.to_dict()},
+            Path(run.checkpoint_dir), step, model=run.model, optimizer=stage.optimizer, state=state,
             keep=config.keep_checkpoints)
         run.result.last_checkpoint = str(path)
         run.notify("on_checkpoint", step, str(path))
     dist.barrier(run.ctx)
 
 
+def finish(run: _Run) -> None:
+    """After the last step, on every process: the sharded copy's weights written back into
+    the caller's model (every process ends with the whole trained model), and the main
+    process's evaluations shared, so each machine's first process can write the same log."""
+    if run.sharding == "fsdp" and run.trained is not None:
+        shard.gather_into(run.trained, run.model)
+    if run.ctx.enabled:
+        result = run.result
+        shared = dist.broadcast_object({"evaluations": result.evaluations, "curve": result.curve.to_dict(),
+                                        "last_checkpoint": result.last_checkpoint}, run.ctx)
+        result.evaluations = {int(k): v for k, v in shared["evaluations"].items()}
+        result.curve = LearningCurve.from_dict(shared["curve"])
+        result.last_checkpoint = shared["last_checkpoint"]
+
+
 def release(run: _Run) -> None:
     """Hand the model back in eval mode, every parameter trainable, no gradients kept."""
+    run.trained = None  # the sharded copy, if any (its weights are in run.model)
+    shard.disable_activation_checkpointing(run.model)
     for param in run.model.parameters():
         param.grad = None  # free gradient memory before handing the model back
         param.requires_grad_(True)
@@ -503,6 +602,8 @@ def train(
     label: str = "run",
     resume: bool = True,
     distill: Distillation | None = None,
+    sharding: shard.Sharding = "auto",
+    activation_checkpointing: bool = False,
 ) -> TrainResult:
     """Train ``model`` on packed ``data`` through ``config.phases``; see the module doc.
 
@@ -514,16 +615,23 @@ def train(
     back in eval mode, every parameter trainable, no gradients kept. With ``distill`` the
     step's objective is cross-tokenizer distillation from its teacher (alone, or with the
     next-token loss: transfer/train/distill.py).
+
+    Under torchrun, ``sharding`` says how the processes share the model ('ddp': each holds
+    all of it; 'fsdp': sharded, transfer/train/sharding.py; 'auto': fsdp when one device
+    cannot hold the run); the model handed back is whole on every process either way.
+    ``activation_checkpointing`` recomputes each layer's activations in the backward pass.
     """
     run = setup(model, data, config, tokenizer=tokenizer, evaluate=evaluate, callbacks=callbacks,
                 device=device, checkpoint_dir=checkpoint_dir, curve_dir=curve_dir, label=label,
-                distill=distill)
+                distill=distill, sharding=sharding, activation_checkpointing=activation_checkpointing,
+                resume=resume)
     if resume and checkpoint_dir:
         restore(run)
     place(run, device)
     run.notify("on_train_start", config.total_steps, {
         "start_step": run.result.steps, "objective": run.objective, "device": str(run.device),
-        "world_size": run.ctx.world_size, "effective_batch_tokens": run.per_step * run.packed.block_size,
+        "world_size": run.ctx.world_size, "sharding": run.sharding,
+        "effective_batch_tokens": run.per_step * run.packed.block_size,
         "memory_estimate": run.estimate.to_dict()})
     try:
         # the run's own RNG (dropout), forked so the caller's is left alone, and restored on
@@ -531,7 +639,7 @@ def train(
         with torch.random.fork_rng(devices=run.fork_devices):
             torch.manual_seed(config.seed)
             if run.resume_from is not None:
-                ckpt.restore_rng(run.resume_from)
+                ckpt.restore_rng(run.resume_from, run.ctx.rank)
             evaluate_dev(run, 0, config.phases[0].name)
             for index, spec in enumerate(config.phases):
                 stage = start_phase(run, index, spec)
@@ -542,6 +650,7 @@ def train(
                     evaluate_dev(run, run.result.steps, spec.name)
                     save_checkpoint(run, stage)
                 del stage  # free the optimizer state before the next stage builds its own
+        finish(run)
         run.notify("on_train_end", run.result)
     finally:
         release(run)
