@@ -43,8 +43,10 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
     freeze_problem = freeze_source_rows_problem(cfg)
     if freeze_problem:
         raise TrainingError(freeze_problem)
-    if cfg.nproc_per_node > 1 and cfg.total_train_steps:
+    if (cfg.nproc_per_node > 1 or cfg.nnodes > 1) and cfg.total_train_steps:
         _check_processes(cfg)
+    if cfg.activation_checkpointing and cfg.total_train_steps:
+        _check_activation_checkpointing(cfg)
     if cfg.compile and cfg.total_train_steps:
         from transfer.engine.devices import pick_device
         from transfer.train.run_inputs import check_compile
@@ -106,12 +108,20 @@ def _check_eval_files(cfg: AdaptConfig) -> None:
 
 
 def _check_processes(cfg: AdaptConfig) -> None:
-    """Several training processes: each must get an equal share of every optimizer step,
-    and on a GPU each its own device."""
+    """Several training processes (``nproc_per_node`` on each of ``nnodes`` machines): the
+    rendezvous of several machines, an equal share of every optimizer step for each process,
+    on a GPU each its own device, and what sharding cannot do (transfer/train/sharding.py)."""
     from transfer.engine.devices import pick_device
-    from transfer.train.launch import per_process_batch
+    from transfer.train.launch import per_process_batch, rendezvous_problem
+    from transfer.train.sharding import fsdp_problem
 
-    per_process_batch(cfg.batch_size, cfg.grad_accumulation, cfg.nproc_per_node)
+    problem = rendezvous_problem(cfg.nnodes, cfg.rdzv_endpoint)
+    if problem:
+        raise TrainingError(problem)
+    world = cfg.nproc_per_node * cfg.nnodes
+    per_process_batch(cfg.batch_size, cfg.grad_accumulation, world,
+                      what=f"nproc_per_node={cfg.nproc_per_node} x nnodes={cfg.nnodes} = {world} processes"
+                      if cfg.nnodes > 1 else None)
     device = pick_device(cfg.device)
     if device.type == "cuda":
         import torch
@@ -119,6 +129,38 @@ def _check_processes(cfg: AdaptConfig) -> None:
         if torch.cuda.device_count() < cfg.nproc_per_node:
             raise TrainingError(f"nproc_per_node={cfg.nproc_per_node} needs as many GPUs; this machine has "
                                 f"{torch.cuda.device_count()}")
+    if cfg.sharding == "fsdp":
+        problem = fsdp_problem(distills=cfg.objective != "next_token", compiles=bool(cfg.compile))
+        if problem:
+            raise TrainingError(problem)
+        _check_fsdp_layers(cfg)
+
+
+def _check_fsdp_layers(cfg: AdaptConfig) -> None:
+    """``sharding: fsdp`` needs the architecture's repeated layers, none sharing a weight
+    with another group: checked on the model's shapes (meta device, no weights read)."""
+    from transfer.settings.memory_budget import source_model_config, training_model_shape
+    from transfer.train.sharding import check_shardable
+
+    config = source_model_config(cfg)
+    if config is not None:
+        check_shardable(training_model_shape(cfg, config))
+
+
+def _check_activation_checkpointing(cfg: AdaptConfig) -> None:
+    """``activation_checkpointing`` needs an architecture transformers can recompute layer
+    by layer (``supports_gradient_checkpointing``), read from the source's config."""
+    from transfer.settings.memory_budget import source_model_config
+    from transfer.source.objective import auto_model_class
+
+    config = source_model_config(cfg)
+    if config is None:
+        return
+    model_class = auto_model_class(config)
+    model_class = getattr(model_class, "_model_mapping", {}).get(type(config), model_class)  # the concrete class
+    if not getattr(model_class, "supports_gradient_checkpointing", True):
+        raise TrainingError(f"activation_checkpointing: the source's architecture ({model_class.__name__}) does "
+                            "not support gradient checkpointing in transformers; turn activation_checkpointing off")
 
 
 def _check_source_weights(cfg: AdaptConfig) -> None:

@@ -92,7 +92,11 @@ def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput,
         runtime={"device": cfg.device, "checkpoint_every": cfg.checkpoint_every,
                  "checkpoint_dir": str(cfg.cache_dir / "_checkpoints" / "train"),
                  "eval_batch_size": cfg.eval_batch_size, "compile": cfg.compile,
-                 "nproc_per_node": cfg.nproc_per_node},
+                 # how many processes and how they share the model (transfer/train/launch.py,
+                 # transfer/train/sharding.py): speed only, the stage computes the same
+                 "nproc_per_node": cfg.nproc_per_node, "nnodes": cfg.nnodes,
+                 "rdzv_endpoint": cfg.rdzv_endpoint, "rdzv_id": cfg.rdzv_id, "sharding": cfg.sharding,
+                 "activation_checkpointing": cfg.activation_checkpointing},
     )
 
 
@@ -105,7 +109,11 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     coordinates and primitives (V*r + r*d), not a full V x d matrix. With objective
     'distill' or 'both' the source model is the frozen teacher (transfer/train/distill.py)
     and the log counts its forward passes. With ``freeze_source_rows`` an extended
-    vocabulary's source rows stay exactly the init's (transfer/train/row_freeze.py)."""
+    vocabulary's source rows stay exactly the init's (transfer/train/row_freeze.py).
+
+    With several processes (``nproc_per_node``, ``nnodes``) the builder runs under torchrun
+    in each of them (``transfer/train/launch.py``), as DDP or sharded (``sharding``), and
+    the first process of each machine writes that machine's folder."""
     from transfer.init.factorized import has_factors, load_factorized, save_factorized
     from transfer.source.loading import load_source, save_model
     from transfer.source.objective import model_objective
@@ -113,15 +121,21 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.train.data import TOKEN_FILE
     from transfer.train.data_file import info_path
     from transfer.train.freezing import embedding_parameters
-    from transfer.train.launch import inside_launcher, launch_train_stage, per_process_batch
+    from transfer.train.launch import (
+        Processes,
+        inside_launcher,
+        launch_train_stage,
+        per_process_batch,
+    )
 
     p, runtime = spec.params, spec.runtime
-    nproc = runtime.get("nproc_per_node", 1)
-    if nproc > 1 and not inside_launcher():
-        # several processes: torchrun runs this builder in each, rank 0 writes ``out``
-        launch_train_stage(spec.model_dump_json(), out, nproc)
+    processes = Processes.from_runtime(runtime)
+    if processes.world_size > 1 and not inside_launcher():
+        # several processes: torchrun runs this builder in each, each machine's first writes ``out``
+        launch_train_stage(spec.model_dump_json(), out, processes)
         return
     rank = int(os.environ.get("RANK", "0"))
+    writes = int(os.environ.get("LOCAL_RANK", "0")) == 0  # this machine's copy of the folder
     init_model = spec.upstream_path("model") / "model"
     factorized = has_factors(init_model)
     model, tokenizer = load_factorized(init_model) if factorized else load_source(str(init_model))
@@ -154,12 +168,17 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     checkpoints = Path(runtime["checkpoint_dir"]) / spec.key if checkpoint_every and runtime.get("checkpoint_dir") else None
     result = train(model, data, config, tokenizer=tokenizer, evaluate=evaluate, device=runtime.get("device"),
                    checkpoint_dir=checkpoints, curve_dir=out if evaluate else None, label="train",
-                   callbacks=context.callbacks, distill=distill)
+                   callbacks=context.callbacks, distill=distill, sharding=runtime.get("sharding", "auto"),
+                   activation_checkpointing=bool(runtime.get("activation_checkpointing", False)))
     del data
     tokens.unlink()
     info_path(tokens).unlink()
-    if rank != 0:
-        return  # the folder is rank 0's
+    if not writes:
+        return  # the folder is each machine's first process's
+    if rank != 0 and result.curve.points:  # rank 0 wrote the curve on its machine as it went
+        from transfer.train.curves import save_curve_files
+
+        save_curve_files(result.curve, out)
     (save_factorized if factorized else save_model)(model, tokenizer, out / "model")
     write_json(out / "train_log.json", {**result.to_dict(), "factorized": factorized,
                                         "embedding_trainable_parameters": embedding_trainable})
