@@ -96,6 +96,8 @@ def worker(out: Path, jobs: list[str]) -> None:
     sys.path.insert(0, str(ROOT))
     torch.set_num_threads(1)
     torch_dist.init_process_group("gloo")  # one group for every job (the trainer joins it)
+    # torchrun starts each worker in a session of its own: the test kills them by their ids
+    (out / f"worker-{torch_dist.get_rank()}.pid").write_text(str(os.getpid()))
     try:
         for job in jobs:
             _run_job(job, out)
@@ -136,11 +138,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     deadline = time.monotonic() + 240
     while not (out / "killed-run-paused").exists():
         if killed.poll() is not None or time.monotonic() > deadline:
+            for pid_file in out.glob("worker-*.pid"):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
             os.killpg(killed.pid, signal.SIGKILL)
             pytest.fail(f"the run to kill ended or never reached step {KILL_AFTER}: {killed.communicate()[0][-4000:]}")
         time.sleep(0.05)
-    os.killpg(killed.pid, signal.SIGKILL)  # the launcher and both workers, with no clean-up
+    workers = [int((out / f"worker-{rank}.pid").read_text()) for rank in range(2)]
+    for pid in workers:  # both training processes, with no clean-up, then their launcher
+        os.kill(pid, signal.SIGKILL)
+    os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(timeout=60)
+    assert all(_gone(pid) for pid in workers)
     assert not (out / "kill.json").exists()
 
     # the rest as two machines of one process each, meeting at a c10d rendezvous
@@ -150,6 +158,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for launch, output in zip(launches, outputs, strict=True):
         assert launch.returncode == 0, output[-6000:]
     return out
+
+
+def _gone(pid: int, wait: float = 30.0) -> bool:
+    """Whether process ``pid`` ends (or is a zombie, killed but not yet reaped) within ``wait`` s."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _record(out: Path, job: str) -> dict:
