@@ -38,7 +38,9 @@ def adapt(
     config: Path | None = typer.Option(
         None, help="JSON/YAML file with AdaptConfig fields, or a model's run_manifest.json."),
     source_model: str | None = config_option("source_model"),
-    target_language: str | None = config_option("target_language"),
+    target_language: list[str] | None = config_option(
+        "target_language", note="Repeat for one model of several languages (their files as --target-file LANG=PATH)."),
+    language_sampling_alpha: float | None = config_option("language_sampling_alpha"),
     target_bible: list[str] | None = config_option(
         "target_bible", note="Repeat for several; `vocab-transfer bibles` lists them."),
     target_file: list[Path] | None = config_option("target_files", note="Repeat for several."),
@@ -99,7 +101,8 @@ def adapt(
     except VocabTransferError as error:
         raise fail(error) from error
     overrides = {
-        "source_model": source_model, "target_language": target_language,
+        "source_model": source_model, "language_sampling_alpha": language_sampling_alpha,
+        "target_language": (target_language[0] if len(target_language) == 1 else target_language) if target_language else None,
         "target_bible": target_bible, "target_files": [str(p) for p in target_file] if target_file else None,
         "document_boundary": document_boundary,
         "parallel_files": parallel_file or None, "parallel_max_pairs": parallel_max_pairs,

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from flows.parameters import AdaptParameters
 from transfer.errors import VocabTransferError
-from transfer.settings.names import check_language_tag
+from transfer.settings.names import check_language_tag, check_path_component
 
 DEFAULT_LANGUAGES_FILE = Path(__file__).resolve().parent.parent / "configs" / "languages.yaml"
 
@@ -120,6 +120,9 @@ class LanguageEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(..., description="Human name, shown in deployment descriptions.")
+    target_languages: list[str] | None = Field(
+        None, description="Several target languages in one model (OFA's one-for-all): the entry's key is then a "
+                          "name of your choosing and corpus.files are 'lang=path' entries.")
     corpus: CorpusSource | None = Field(
         None, description="Target corpus; not given: the packaged Bible's translations of the language.")
     dictionary: DictionarySource | None = None
@@ -149,7 +152,7 @@ class LanguageEntry(BaseModel):
         """The single-pair flow's parameters for this language (defaults < entry < overrides)."""
         values: dict[str, Any] = dict(defaults or {})
         values.update(
-            target_language=code,
+            target_language=self.target_languages or code,
             # no corpus: None lets the config pick the language's packaged Bibles
             target_bible=self.corpus.bible if self.corpus else None,
             target_files=self.corpus.files if self.corpus else [],
@@ -188,8 +191,11 @@ class LanguagesFile(BaseModel):
     @classmethod
     def _codes_are_language_tags(cls, languages: dict[str, LanguageEntry]) -> dict[str, LanguageEntry]:
         # each key names deployments, flow runs and model folders: a tag, never a path
-        for code in languages:
-            check_language_tag(code, "language key")
+        for code, entry in languages.items():
+            if entry.target_languages:  # a model of several languages: the key only names it
+                check_path_component(code, "language key")
+            else:
+                check_language_tag(code, "language key")
         return languages
 
     def select(self, only: list[str] | None) -> dict[str, LanguageEntry]:
@@ -227,8 +233,13 @@ def load_languages(path: Path | str = DEFAULT_LANGUAGES_FILE) -> LanguagesFile:
     available = set(translation_codes())
     for code, entry in languages.languages.items():
         params = languages.parameters(code)
-        problem = target_corpus_problem(params.target_bible, params.target_files, code, "corpus.bible",
-                                        "corpus: {files: [...]}")
+        if params.several_languages:
+            from transfer.corpus.languages import several_languages_problem
+
+            problem = several_languages_problem(params)
+        else:
+            problem = target_corpus_problem(params.target_bible, params.target_files, code, "corpus.bible",
+                                            "corpus: {files: [...]}")
         if problem:
             raise LanguagesConfigError(f"languages file {path}: language {code!r}: {problem}")
         named = list(params.target_bible)

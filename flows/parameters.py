@@ -35,6 +35,11 @@ class AdaptParameters(AdaptConfig):
                     "measured best one whose data the run has.",
     )
 
+    # the form offers a list: one model of several languages (AdaptConfig joins them, 'sw_id')
+    target_language: str | list[str] = Field(  # type: ignore[assignment]
+        "de", description="Language code of the target language, or a list of several for one model of all of "
+                          "them (each language's files as 'lang=path' entries of target_files).")
+
     @model_validator(mode="before")
     @classmethod
     def _from_plain_config(cls, data: Any) -> Any:

@@ -67,12 +67,18 @@ def run_adaptation(
     graph = StageGraph({label: built[target] for label, target in plan.labels.items()})
     final = graph.final
     scores = {}
+    weights = {}
     metric = "bpb"
     for label, out in graph.evaluations.items():
         metrics = read_json(out.file("metrics.json"))
         metric = metrics.get("metric", "bpb")
         # masked LMs report the masked-LM loss ("value"); causal models keep "bpb"
         scores[label] = metrics["bpb"] if "bpb" in metrics else metrics["value"]
+        weights[label] = float(metrics.get("n_bytes", 1))
+    if cfg.several_languages:  # each language's scores, and their byte-weighted mean under the plain label
+        from transfer.publish.labels import language_means
+
+        scores.update(language_means(scores, weights, cfg.target_languages))
 
     model_dir = export_model(final, cfg.output_dir / cfg.model_name())
     result = AdaptResult(

@@ -25,6 +25,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from transfer.corpus.many_languages import PARALLEL_TRAIN, split_file
+from transfer.corpus.many_languages import eval_file as language_eval_file
 from transfer.engine.stages import BuildContext, StageSpec, builder, write_json
 from transfer.errors import CorpusError
 
@@ -43,8 +45,10 @@ def corpus_spec(cfg: AdaptConfig) -> StageSpec:
     inputs = {"bible": bible_content_hash(codes)}
     for i, path in enumerate(cfg.target_files):
         inputs[f"file{i}"] = corpus_content_hash(path, cfg.cache_dir)
-    parallel = [resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language, cfg.parallel_fields)
-                for entry in cfg.parallel_files]
+    from transfer.corpus.languages import language_corpora, parallel_language
+
+    parallel = [resolve_parallel(entry, cfg.parallel_source_language, parallel_language(cfg, i), cfg.parallel_fields)
+                for i, entry in enumerate(cfg.parallel_files)]
     for i, source in enumerate(parallel):
         inputs[f"parallel{i}"] = parallel_content_hash(source, cfg.cache_dir)
     sets = parse_eval_files(cfg.eval_files)
@@ -62,14 +66,18 @@ def corpus_spec(cfg: AdaptConfig) -> StageSpec:
         "test_fraction": cfg.test_fraction,
         "normalization": cfg.normalization,
     }
+    if cfg.several_languages:  # only then, so runs of one language keep their keys
+        params["languages"] = [{**corpus.to_dict(), "files": [str(Path(f)) for f in corpus.files],
+                                "parallel": [i for i, lang in enumerate(cfg.parallel_file_languages)
+                                             if lang == corpus.language]}
+                               for corpus in language_corpora(cfg)]
+        params["sampling_alpha"] = cfg.language_sampling_alpha
+        params["sampling_seed"] = cfg.seed
     if sets:  # only then, so runs without evaluation sets keep their keys
         params["eval_sets"] = [{"name": s.name, "path": str(Path(s.path))} for s in sets]
     # a limit that refuses input, not one that changes what is written: not in the key
     runtime = {"parallel_max_line_chars": cfg.parallel_max_line_chars}
     return StageSpec(stage="corpus", params=params, inputs=inputs, runtime=runtime)
-
-
-PARALLEL_TRAIN = "parallel.train.tsv"
 
 
 def source_train_file(code: str) -> str:
@@ -78,13 +86,14 @@ def source_train_file(code: str) -> str:
 
 
 def eval_file(split: str, texts: str) -> str:
-    """The corpus stage's file of evaluation texts: ``<split>.<target|source>.txt``, or an
+    """The corpus stage's file of evaluation texts: ``<split>.<target|source>.txt``, one
+    language's of a run of several (``target:<lang>`` -> ``<split>.target.<lang>.txt``), or an
     evaluation set's (``texts`` = ``eval:<name>``, any split)."""
     if texts.startswith("eval:"):
         from transfer.corpus.eval_sets import eval_set_file
 
         return eval_set_file(texts.removeprefix("eval:"))
-    return f"{split}.{texts}.txt"
+    return language_eval_file(split, texts)
 
 
 #: Evaluation texts kept from a user corpus's dev/test split (the first ones in hash
@@ -154,22 +163,53 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
     the same verses in the source language, in a stable hash order for evaluation."""
     from transfer.corpus.bible import read_verses
     from transfer.corpus.normalization import normalizer
-    from transfer.corpus.readers import corpus_files, format_name, iter_documents
-    from transfer.corpus.splits import SPLITS, SplitFractions, document_key, split_of
+    from transfer.corpus.splits import SplitFractions
 
     p = spec.params
     norm = normalizer(p.get("normalization", "none"))
+    fractions = SplitFractions(dev=p["dev_fraction"], test=p["test_fraction"])
+    if p.get("languages"):  # several target languages: each split on its own, train text sampled
+        from transfer.corpus.many_languages import write_languages
+
+        sections, stats, files_used = write_languages(p, out, fractions, norm, spec.runtime.get("parallel_max_line_chars"),
+                                                      write_target=_write_target, write_parallel=_write_parallel)
+    else:
+        sections, stats, files_used = _write_target(p, out, fractions, norm)
+        sections[PARALLEL_TRAIN], stats["parallel"] = _write_parallel(
+            p, fractions, out / PARALLEL_TRAIN, spec.runtime.get("parallel_max_line_chars"), norm)
+    for code in p.get("source_train_bible", []):
+        texts = [norm(v.text) for v in read_verses(code, "train", fractions=fractions)]
+        (out / source_train_file(code)).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+        stats["train"][f"source_texts:{code}"] = len(texts)
+    for eval_set in p.get("eval_sets", []):
+        from transfer.corpus.eval_sets import eval_set_file
+        from transfer.evaluate.texts import read_eval_texts
+
+        texts = [norm(t) for t in read_eval_texts(eval_set["path"], max_texts=MAX_EVAL_TEXTS).texts]
+        (out / eval_set_file(eval_set["name"])).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+        stats.setdefault("eval_sets", {})[eval_set["name"]] = len(texts)
+    write_json(out / "corpus.json", {"params": p, "stats": stats, "files": files_used, "sections": sections})
+
+
+def _write_target(p: dict[str, Any], out: Path, fractions: SplitFractions, norm: Callable[[str], str],
+                  language: str | None = None) -> tuple[dict[str, Sections], dict[str, Any], dict[str, Any]]:
+    """One target language's text: ``{train,dev,test}.txt`` and the evaluation files (of
+    ``language`` in a run of several: ``train.<language>.txt``, ``test.target.<language>.txt``);
+    its sections, counts and the files each ``target_files`` entry stood for."""
+    from transfer.corpus.bible import read_verses
+    from transfer.corpus.readers import corpus_files, format_name, iter_documents
+    from transfer.corpus.splits import SPLITS, document_key, split_of
+
     boundary = p.get("document_boundary", "line")
     # which files each entry stood for (a folder's in the order read): the record says what was used
     files_used = {f"file:{i}": [{"path": str(f), "format": format_name(f)} for f in corpus_files(path)]
                   for i, path in enumerate(p["target_files"])}
-    fractions = SplitFractions(dev=p["dev_fraction"], test=p["test_fraction"])
     stats: dict[str, Any] = {split: {"documents": 0, "bytes": 0} for split in SPLITS}
     train_parts: Sections = []
     with ExitStack() as stack:
         # one pass over each file, routing every document to its split: a compressed corpus of
         # gigabytes is decompressed once, not once per split
-        handles = {split: stack.enter_context(open(out / f"{split}.txt", "w", encoding="utf-8"))
+        handles = {split: stack.enter_context(open(out / split_file(split, language), "w", encoding="utf-8"))
                    for split in SPLITS}
 
         def write(split: str, text: str) -> None:
@@ -194,11 +234,13 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
                     # a JSON or Parquet text, or a blank-line document, may hold line ends
                     n_lines += doc.count("\n") + 1
             train_parts.append((f"file:{i}", n_lines))
-    sections: dict[str, Sections] = {"train.txt": train_parts}
+    sections: dict[str, Sections] = {split_file("train", language): train_parts}
+    target, source = ("target", "source") if language is None else (f"target:{language}", f"source:{language}")
     for split in SPLITS:
         if stats[split]["documents"] == 0:
             raise CorpusError(
-                f"target corpus (bible={p['target_bible']}, files={p['target_files']}) has no "
+                f"target corpus{'' if language is None else f' of {language!r}'} (bible={p['target_bible']}, "
+                f"files={p['target_files']}) has no "
                 f"{split} documents: the corpus is empty or too small to split"
             )
     for split in SPLITS:
@@ -209,32 +251,19 @@ def build_corpus(spec: StageSpec, out: Path, context: BuildContext) -> None:
             verses = read_verses(p["target_bible"][0], split, fractions=fractions)
             keyed = sorted(((v.key, norm(v.text)) for v in verses), key=lambda kv: _hash_order(kv[0]))
             target_by_key = dict(keyed)
-            (out / eval_file(split, "target")).write_text("".join(t + "\n" for _, t in keyed))
+            (out / eval_file(split, target)).write_text("".join(t + "\n" for _, t in keyed))
             if p["source_bible"]:
-                source = {v.key: norm(v.text) for v in read_verses(p["source_bible"][0], split, fractions=fractions)}
-                lines = [source[k] for k, _ in keyed if k in source]
-                (out / eval_file(split, "source")).write_text("".join(t + "\n" for t in lines))
+                by_key = {v.key: norm(v.text) for v in read_verses(p["source_bible"][0], split, fractions=fractions)}
+                lines = [by_key[k] for k, _ in keyed if k in by_key]
+                (out / eval_file(split, source)).write_text("".join(t + "\n" for t in lines))
                 stats[split]["source_eval_texts"] = len(lines)
             stats[split]["target_eval_texts"] = len(target_by_key)
         else:
             # the first MAX_EVAL_TEXTS of the split sorted by hash, holding no more than those
-            docs = heapq.nsmallest(MAX_EVAL_TEXTS, iter_lines(out / f"{split}.txt"), key=_hash_order)
-            (out / eval_file(split, "target")).write_text("".join(d + "\n" for d in docs))
+            docs = heapq.nsmallest(MAX_EVAL_TEXTS, iter_lines(out / split_file(split, language)), key=_hash_order)
+            (out / eval_file(split, target)).write_text("".join(d + "\n" for d in docs))
             stats[split]["target_eval_texts"] = len(docs)
-    for code in p.get("source_train_bible", []):
-        texts = [norm(v.text) for v in read_verses(code, "train", fractions=fractions)]
-        (out / source_train_file(code)).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-        stats["train"][f"source_texts:{code}"] = len(texts)
-    for eval_set in p.get("eval_sets", []):
-        from transfer.corpus.eval_sets import eval_set_file
-        from transfer.evaluate.texts import read_eval_texts
-
-        texts = [norm(t) for t in read_eval_texts(eval_set["path"], max_texts=MAX_EVAL_TEXTS).texts]
-        (out / eval_set_file(eval_set["name"])).write_text("".join(t + "\n" for t in texts), encoding="utf-8")
-        stats.setdefault("eval_sets", {})[eval_set["name"]] = len(texts)
-    sections[PARALLEL_TRAIN], stats["parallel"] = _write_parallel(p, fractions, out / PARALLEL_TRAIN,
-                                                                  spec.runtime.get("parallel_max_line_chars"), norm)
-    write_json(out / "corpus.json", {"params": p, "stats": stats, "files": files_used, "sections": sections})
+    return sections, stats, files_used
 
 
 def _write_parallel(p: dict[str, Any], fractions: SplitFractions, path: Path,

@@ -43,6 +43,8 @@ def init_spec(cfg: AdaptConfig, source: StageOutput, tokenizer: StageOutput,
                               "seed": cfg.seed}
     if "vectors" in kinds:
         params["token_vector_method"] = cfg.token_vector_method
+    if cfg.several_languages:  # for the report's note only; runs of one language keep their keys
+        params["target_languages"] = cfg.target_languages
     return StageSpec(stage="init", params=params, inputs=inputs, upstream=upstream)
 
 
@@ -85,6 +87,12 @@ def build_init(spec: StageSpec, out: Path, context: BuildContext) -> None:
         from transfer.init.links import links_note
 
         report["notes"] = [links_note(upstream["links"]), *report.get("notes", [])]
+    from transfer.corpus.many_languages import several_languages_note
+
+    note = several_languages_note(spec.params.get("target_languages"), links="links" in upstream,
+                                  vectors="vectors" in upstream)
+    if note:  # a run of several target languages: how a token of several languages was set
+        report["notes"] = [*report.get("notes", []), note]
     factorized = isinstance(target, FactorizedTargetEmbeddings) and target.primitives is not None
     if factorized and first_new_id is None:
         factorize_model(model, primitives=target.primitives)

@@ -116,9 +116,11 @@ def parallel_pairs_estimate(cfg: AdaptConfig) -> int:
     from transfer.errors import ParallelCorpusError
 
     total = 0
-    for entry in cfg.parallel_files:
+    from transfer.corpus.languages import parallel_language
+
+    for i, entry in enumerate(cfg.parallel_files):
         try:  # the files the corpus stage will read (a Moses prefix names exactly two)
-            files = resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language,
+            files = resolve_parallel(entry, cfg.parallel_source_language, parallel_language(cfg, i),
                                      cfg.parallel_fields).files
         except ParallelCorpusError:
             continue  # validation refuses the entry with its own message

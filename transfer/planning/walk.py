@@ -23,6 +23,7 @@ from transfer.init.links import links_spec
 from transfer.init.registry import needs
 from transfer.init.stage import init_spec
 from transfer.planning.progressive import progressive_helper_config
+from transfer.publish.labels import LANGUAGE_MODELS, language_label
 from transfer.settings.config import AdaptConfig
 from transfer.source.stage import helper_spec, source_spec
 from transfer.tokenizer.stage import tokenizer_spec
@@ -71,6 +72,13 @@ def walk_stages(cfg: AdaptConfig, visit: StageVisitor) -> StageGraph:
         models["adapted_step0_on_source_language"] = (init, "source")
         if final is not init:
             models["adapted_trained_on_source_language"] = (final, "source")
+    if cfg.several_languages:
+        # each language's held-out texts; the labels without a language become the
+        # byte-weighted means of these (the pipeline's, transfer/publish/labels.py)
+        for name in LANGUAGE_MODELS:
+            model_texts = models.pop(name, None)
+            for lang in cfg.target_languages if model_texts else ():
+                stage(evaluate_spec(cfg, model_texts[0], corpus, f"target:{lang}"), language_label(name, lang))
     for label, (model, texts) in models.items():
         stage(evaluate_spec(cfg, model, corpus, texts), label)
     for eval_set in parse_eval_files(cfg.eval_files):

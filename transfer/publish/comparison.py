@@ -27,7 +27,10 @@ from transfer.publish.labels import (
     METRIC_NAMES,
     SOURCE_MODEL_TITLE,
     SOURCE_ON_CURVE_TEXTS,
+    SOURCE_ON_TARGET,
+    final_language_scores,
     final_task_scores,
+    language_scores,
     task_metric_title,
 )
 from transfer.publish.result import AdaptResult, trainer_curve_file
@@ -55,6 +58,7 @@ class StrategyRow(BaseModel):
     curve_file: str | None
     eval_sets: dict[str, float] = {}  # the final model's value on each evaluation set
     task_scores: dict[str, float] = {}  # the final model's SR-B / lm-eval metrics (higher is better)
+    languages: dict[str, float] = {}  # a run of several languages: the final model's value on each
 
     @property
     def final(self) -> float:
@@ -73,6 +77,7 @@ class Comparison(BaseModel):
     source_model_on_curves: float | None = None
     source_model_on_eval_sets: dict[str, float] = {}
     source_model_task_scores: dict[str, float] = {}
+    source_model_on_languages: dict[str, float] = {}  # a run of several languages: on each one's texts
     rows: list[StrategyRow]
 
     @property
@@ -126,6 +131,7 @@ def row_of(result: AdaptResult) -> StrategyRow:
         curve_file=str(curve) if curve else None,
         eval_sets=_final_on_sets(result),
         task_scores=final_task_scores(result.task_scores),
+        languages=final_language_scores(result.scores, result.config.target_languages),
     )
 
 
@@ -180,6 +186,7 @@ def compare_strategies(
         source_model_on_curves=first.value(SOURCE_ON_CURVE_TEXTS),
         source_model_on_eval_sets=_set_scores(results[0], "source_model"),
         source_model_task_scores=dict(results[0].task_scores.get("source_model", {})),
+        source_model_on_languages=language_scores(results[0].scores, SOURCE_ON_TARGET, cfg.target_languages),
         rows=[row_of(r) for r in results],
     )
 
@@ -209,12 +216,17 @@ def comparison_rows(comparison: Comparison, columns: Sequence[str]) -> tuple[lis
     # one column per task metric (SR-B, lm-eval): the final model's, higher is better
     tasks = list(dict.fromkeys([*comparison.source_model_task_scores, *(n for r in comparison.rows for n in r.task_scores)]))
     header += [task_metric_title(name) for name in tasks]
+    # a run of several languages: the final model on each language (the step-0/trained columns: their byte-weighted mean)
+    langs = list(dict.fromkeys([*comparison.source_model_on_languages, *(n for r in comparison.rows for n in r.languages)]))
+    header += [f"language {lang}" for lang in langs]
     rows = [[row.strategy] + [_COLUMNS[c][1](row) for c in columns] + [_fmt(row.eval_sets.get(n)) for n in sets]
-            + [_fmt(row.task_scores.get(n)) for n in tasks] for row in comparison.ranked()]
+            + [_fmt(row.task_scores.get(n)) for n in tasks] + [_fmt(row.languages.get(n)) for n in langs]
+            for row in comparison.ranked()]
     if comparison.source_model is not None or comparison.source_model_task_scores:
         rows.append([SOURCE_MODEL_TITLE] + [_fmt(comparison.source_model) if c == "step0" else "" for c in columns]
                     + [_fmt(comparison.source_model_on_eval_sets.get(n)) for n in sets]
-                    + [_fmt(comparison.source_model_task_scores.get(n)) for n in tasks])
+                    + [_fmt(comparison.source_model_task_scores.get(n)) for n in tasks]
+                    + [_fmt(comparison.source_model_on_languages.get(n)) for n in langs])
     return header, rows
 
 

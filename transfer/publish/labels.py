@@ -79,13 +79,66 @@ _SET_MODEL_LABELS = {"source_model": SOURCE_ON_TARGET, "adapted_step0": ADAPTED_
                      "adapted_trained": ADAPTED_TRAINED}
 
 
+#: a run of several target languages scores these on each language's texts, labelled
+#: ``<model>_on_<lang>`` (``adapted_trained_on_sw``); the label itself is then their mean
+#: weighted by each language's bytes (``language_means``)
+LANGUAGE_MODELS: dict[str, str] = {SOURCE_ON_TARGET: "source_model", ADAPTED_STEP0: ADAPTED_STEP0,
+                                   ADAPTED_TRAINED: ADAPTED_TRAINED}
+
+
+def language_label(label: str, language: str) -> str:
+    """``adapted_trained`` on Swahili's texts -> ``adapted_trained_on_sw``."""
+    return f"{LANGUAGE_MODELS[label]}_on_{language}"
+
+
+def parse_language_label(key: str) -> tuple[str, str] | None:
+    """(the label it is a language's score of, the language), or None for another key."""
+    import re
+
+    for label, model in LANGUAGE_MODELS.items():
+        rest = key.removeprefix(f"{model}_on_")
+        if rest != key and rest != "target" and re.fullmatch(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*", rest):
+            return label, rest
+    return None
+
+
+def language_means(scores: Mapping[str, float], weights: Mapping[str, float],
+                   languages: list[str]) -> dict[str, float]:
+    """Each of ``LANGUAGE_MODELS`` scored on every language: its mean over the languages
+    weighted by ``weights`` (each evaluation's bytes), which for bits per byte is the bits of
+    all the languages' texts over their bytes."""
+    means = {}
+    for label in LANGUAGE_MODELS:
+        keys = [language_label(label, lang) for lang in languages]
+        if keys and all(key in scores for key in keys):
+            total = sum(weights.get(key, 1.0) for key in keys)
+            means[label] = sum(scores[key] * weights.get(key, 1.0) for key in keys) / total
+    return means
+
+
+def language_scores(scores: Mapping[str, float], label: str, languages: list[str]) -> dict[str, float]:
+    """``label``'s value on each language's texts (empty for a run of one language)."""
+    found = {lang: scores.get(language_label(label, lang)) for lang in languages} if len(languages) > 1 else {}
+    return {lang: value for lang, value in found.items() if value is not None}
+
+
+def final_language_scores(scores: Mapping[str, float], languages: list[str]) -> dict[str, float]:
+    """The final model's value on each language: after training when it trained, else at step 0."""
+    trained = language_scores(scores, ADAPTED_TRAINED, languages)
+    return trained or language_scores(scores, ADAPTED_STEP0, languages)
+
+
 def evaluation_label(key: str) -> EvaluationLabel:
-    """The label of ``key`` (an evaluation set's ``<model>_on_eval_<name>`` too); a key this
-    table does not know is shown as it is."""
+    """The label of ``key`` (an evaluation set's ``<model>_on_eval_<name>`` and a language's
+    ``<model>_on_<lang>`` too); a key this table does not know is shown as it is."""
     from transfer.corpus.eval_sets import parse_eval_set_label
 
     if key in _BY_KEY:
         return _BY_KEY[key]
+    by_language = parse_language_label(key)
+    if by_language is not None:
+        base = _BY_KEY[by_language[0]]
+        return EvaluationLabel(key, base.model, f"target language {by_language[1]}", adapted=base.adapted)
     parsed = parse_eval_set_label(key)
     if parsed is not None:
         model, name = parsed
@@ -97,7 +150,14 @@ def evaluation_label(key: str) -> EvaluationLabel:
 def in_label_order(values: Mapping[str, V]) -> list[tuple[str, V]]:
     """A run's evaluations in :data:`EVALUATIONS` order (unknown keys last, as given)."""
     order = [label.key for label in EVALUATIONS]
-    return sorted(values.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+
+    def position(key: str) -> tuple[int, int]:
+        by_language = parse_language_label(key)  # a language's score right after the mean
+        if by_language is not None:
+            return order.index(by_language[0]), 1
+        return (order.index(key) if key in order else len(order)), 0
+
+    return sorted(values.items(), key=lambda kv: position(kv[0]))
 
 
 def final_label(values: Mapping[str, float], prefix: str = "") -> str | None:

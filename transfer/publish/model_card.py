@@ -145,7 +145,7 @@ def _front_matter(result: AdaptResult, summary: RunSummary) -> dict[str, Any]:
     cfg = result.config
     source = source_licence(cfg.source_model)
     meta: dict[str, Any] = {
-        "language": [cfg.target_language],
+        "language": cfg.target_languages,
         "license": source.licence,
         "library_name": "transformers",
         "pipeline_tag": "text-generation" if result.metric == "bpb" else "fill-mask",

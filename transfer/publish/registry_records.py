@@ -60,6 +60,7 @@ class ModelRecord(BaseModel):
 
     model_name: str
     target_language: str
+    target_languages: list[str] = Field(default_factory=list, description="a run of several: each language")
     source_model: str
     source_fingerprint: str | None = None
     source_architecture: str | None = None
@@ -155,6 +156,7 @@ def version_tags(record: ModelRecord) -> dict[str, str]:
         "fingerprint": record.fingerprint,
         "model_name": record.model_name,
         "target_language": record.target_language,
+        "target_languages": ",".join(record.target_languages or [record.target_language]),
         "source_model": record.source_model,
         "source_fingerprint": record.source_fingerprint or "",
         "source_architecture": record.source_architecture or "",

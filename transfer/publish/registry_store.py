@@ -130,6 +130,7 @@ def record_from_result(
     return ModelRecord(
         model_name=cfg.model_name(),
         target_language=cfg.target_language,
+        target_languages=cfg.target_languages,
         source_model=cfg.source_model,
         source_fingerprint=source_info.get("fingerprint"),
         source_architecture=source_info.get("architecture"),

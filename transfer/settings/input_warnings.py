@@ -81,7 +81,7 @@ _NAME_SCRIPTS = {"CJK": "Han", "HIRAGANA": "Kana", "KATAKANA": "Kana", "HANGUL":
 
 
 #: checks that say what was not done rather than what looks wrong: "note:" in the run notes
-NOTE_CHECKS = frozenset({"language_not_checked", "helper_width", "helper_objective"})
+NOTE_CHECKS = frozenset({"language_not_checked", "helper_width", "helper_objective", "mixed_scripts"})
 
 
 @dataclass(frozen=True)
@@ -217,13 +217,36 @@ def size_warnings(vocab_size: int, texts: list[str]) -> list[InputWarning]:
     return out
 
 
+def mixed_scripts_note(cfg: AdaptConfig) -> InputWarning | None:
+    """A run of several languages written in more than one script: fine (one tokenizer for
+    all), said once; the tokenizer stage's ``fertility.json`` gives fertility per script."""
+    by_script: dict[str, list[str]] = {}
+    for lang in cfg.target_languages:
+        scripts = expected_scripts(lang)
+        by_script.setdefault(scripts[0] if scripts else "unknown script", []).append(lang)
+    if len(by_script) < 2:
+        return None
+    described = "; ".join(f"{script}: {', '.join(langs)}" for script, langs in by_script.items())
+    return InputWarning("mixed_scripts", (
+        f"the target languages are written in {len(by_script)} scripts ({described}): one tokenizer shares its "
+        f"vocabulary among them; the tokenizer stage reports fertility per language and per script "
+        f"(fertility.json, 'languages' and 'scripts')"))
+
+
 def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
     """Every warning about this run's strategy for its language and its target corpus files;
     reads at most ``SAMPLE_CHARS`` of text. Call it after ``validate_config``."""
     from transfer.corpus.bible_languages import borrowed_bible_note
 
-    unspaced = unspaced_vectors_warning(cfg)
+    unspaced = unspaced_vectors_warning(cfg) if not cfg.several_languages else None
     found = [unspaced] if unspaced is not None else []
+    if cfg.several_languages:  # a language with under 1% of the text; scripts of the languages
+        from transfer.corpus.languages import small_language_warnings
+
+        found.extend(InputWarning("small_language", message) for message in small_language_warnings(cfg))
+        scripts = mixed_scripts_note(cfg)
+        if scripts is not None:
+            found.append(scripts)
     borrowed = borrowed_bible_note(cfg.target_bible, cfg.target_language)
     if borrowed is not None:
         found.append(InputWarning("borrowed_bible", borrowed))
@@ -246,7 +269,8 @@ def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
     note = normalization_note(cfg.normalization, texts)
     if note is not None:
         found.append(InputWarning("normalization", note))
-    script = script_warning(cfg.target_language, texts)
+    # a run of several languages: its texts mix their scripts (each file's language is checked above)
+    script = script_warning(cfg.target_language, texts) if not cfg.several_languages else None
     if script is not None:
         found.append(script)
         # text in another script is not the language either: said once, by the script check

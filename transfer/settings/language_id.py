@@ -384,9 +384,12 @@ def parallel_messages(cfg: AdaptConfig) -> list[tuple[str, str]]:
     found = [("language_not_checked", not_checked_note(tag, f"the {side} side of parallel_files"))
              for side, tag in (("source", cfg.parallel_source_language), ("target", cfg.target_language))
              if not is_checked(tag)]
-    for entry in cfg.parallel_files:
-        source = resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language, cfg.parallel_fields)
-        sides = parallel_languages(source, cfg.parallel_source_language, cfg.target_language,
+    from transfer.corpus.languages import parallel_language
+
+    for i, entry in enumerate(cfg.parallel_files):
+        target_language = parallel_language(cfg, i)  # a run of several: the entry's own
+        source = resolve_parallel(entry, cfg.parallel_source_language, target_language, cfg.parallel_fields)
+        sides = parallel_languages(source, cfg.parallel_source_language, target_language,
                                    cfg.parallel_max_line_chars)
         for side, share, what in (("source", sides.source_side, "parallel_source_language"),
                                   ("target", sides.target_side, "target_language")):
@@ -455,6 +458,8 @@ def run_language_messages(cfg: AdaptConfig) -> list[tuple[str, str]]:
     both sides of parallel files and a dictionary file (a file strategy needs), then one
     "not checked" note per language the identifier does not know. The packaged Bibles are
     known to be what their codes say and are not checked."""
+    if cfg.several_languages:
+        return _several_language_messages(cfg)
     dictionary = Path(cfg.dictionary) if cfg.dictionary not in ("auto", "ding", "induced") else None
     if dictionary is not None and not (dictionary.is_file() and _uses_vectors(cfg)):
         dictionary = None
@@ -486,3 +491,18 @@ def _uses_vectors(cfg: AdaptConfig) -> bool:
         return "vectors" in needs(cfg.strategy)
     except UnknownStrategyError:
         return False
+
+
+def _several_language_messages(cfg: AdaptConfig) -> list[tuple[str, str]]:
+    """A run of several target languages: each language's files checked against that
+    language; evaluation files, which name no language, are not checked."""
+    from transfer.corpus.languages import language_corpora
+
+    found: list[tuple[str, str]] = []
+    unchecked: dict[str, list[str]] = {}
+    for corpus in language_corpora(cfg):
+        found += target_file_messages(corpus.files, corpus.language, cfg.text_field, cfg.document_boundary)
+        if (corpus.files or corpus.parallel) and not is_checked(corpus.language):
+            unchecked.setdefault(corpus.language, []).append("its target corpus or parallel files")
+    found += [item for item in parallel_messages(cfg) if item[0] != "language_not_checked"]
+    return found + [("language_not_checked", not_checked_note(tag, ", ".join(whats))) for tag, whats in unchecked.items()]

@@ -109,3 +109,44 @@ def compare_fertility(
         "source": measure_fertility(source_tok, texts),
         "target": measure_fertility(target_tok, texts),
     }
+
+
+def text_script(texts: Sequence[str]) -> str:
+    """The script most letters of ``texts`` are written in, from their Unicode names
+    (``LATIN``, ``CYRILLIC``, ``CJK``, ``HIRAGANA`` ...): read off the text, not the tag."""
+    import unicodedata
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for text in texts:
+        for ch in text:
+            if ch.isalpha():
+                counts[unicodedata.name(ch, "UNKNOWN").split()[0]] += 1
+    return counts.most_common(1)[0][0].title() if counts else "None"
+
+
+def fertility_by_language(
+    source_tok: PreTrainedTokenizerBase | Tokenizer,
+    target_tok: PreTrainedTokenizerBase | Tokenizer,
+    texts: dict[str, Sequence[str]],
+) -> dict[str, dict[str, dict]]:
+    """A run of several languages: both tokenizers' fertility on each language's texts
+    (``languages``: language -> script, source, target) and summed per script (``scripts``:
+    script -> languages, source, target), so a joint tokenizer's share of each script shows."""
+    languages: dict[str, dict] = {}
+    totals: dict[str, dict[str, list[Fertility]]] = {}
+    names: dict[str, list[str]] = {}
+    for lang, lang_texts in texts.items():
+        if not lang_texts:
+            continue
+        measured = compare_fertility(source_tok, target_tok, lang_texts)
+        script = text_script(lang_texts)
+        languages[lang] = {"script": script, **{side: f.to_dict() for side, f in measured.items()}}
+        names.setdefault(script, []).append(lang)
+        for side, f in measured.items():
+            totals.setdefault(script, {}).setdefault(side, []).append(f)
+    scripts = {script: {"languages": names[script], **{
+        side: Fertility(*(sum(getattr(f, name) for f in parts) for name in ("n_texts", "n_words", "n_bytes",
+                                                                             "n_tokens"))).to_dict()
+        for side, parts in sides.items()}} for script, sides in totals.items()}
+    return {"languages": languages, "scripts": scripts}

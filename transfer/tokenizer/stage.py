@@ -3,8 +3,9 @@ the report of the source's added tokens it kept (and why) and dropped."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from transfer.corpus.splits import HELD_OUT_SPLITS
 from transfer.corpus.stage import eval_file, iter_lines, read_lines
@@ -71,7 +72,6 @@ def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
         select_added_tokens,
     )
     from tokenizer_builds.build import build_target_tokenizer, save_tokenizer
-    from transfer.tokenizer.fertility import compare_fertility
 
     corpus = spec.upstream_path("corpus")
     source_dir = spec.upstream_path("source") / "model"
@@ -92,15 +92,7 @@ def build_tokenizer(spec: StageSpec, out: Path, context: BuildContext) -> None:
             eos_token_ids=eos_ids,
         )
     save_tokenizer(target, out / "tokenizer")
-    fertility = {}
-    for split in HELD_OUT_SPLITS:
-        path = corpus / eval_file(split, "target")
-        if path.exists():
-            texts = read_lines(path, spec.params["fertility_texts"])
-            if texts:
-                measured = compare_fertility(source_tokenizer, target, texts)
-                fertility[split] = {side: value.to_dict() for side, value in measured.items()}
-    write_json(out / "fertility.json", fertility)
+    write_json(out / "fertility.json", _fertility(corpus, source_tokenizer, target, spec.params["fertility_texts"]))
     if spec.params.get("vocab_mode") == "extend":
         report = {"vocab_mode": "extend", "kept": "every added token of the source, at its id"}
     else:
@@ -150,22 +142,13 @@ def _take_given(spec: StageSpec, out: Path) -> None:
 
     from tokenizer_builds.build import save_tokenizer
     from tokenizer_builds.families import detect_family
-    from transfer.tokenizer.fertility import compare_fertility
 
     corpus = spec.upstream_path("corpus")
     source_tokenizer = AutoTokenizer.from_pretrained(spec.upstream_path("source") / "model")
     helper = spec.upstream_path("helper") if "helper" in spec.upstream else None
     target = given_tokenizer(spec.params, helper)
     save_tokenizer(target, out / "tokenizer")
-    fertility = {}
-    for split in HELD_OUT_SPLITS:
-        path = corpus / eval_file(split, "target")
-        if path.exists():
-            texts = read_lines(path, spec.params["fertility_texts"])
-            if texts:
-                measured = compare_fertility(source_tokenizer, target, texts)
-                fertility[split] = {side: value.to_dict() for side, value in measured.items()}
-    write_json(out / "fertility.json", fertility)
+    write_json(out / "fertility.json", _fertility(corpus, source_tokenizer, target, spec.params["fertility_texts"]))
     write_json(out / "special_tokens.json", {
         "given": spec.params["given"],
         "kept": "every token of the given tokenizer, as it is",
@@ -175,3 +158,31 @@ def _take_given(spec: StageSpec, out: Path) -> None:
         "target_tokens": len(target),
         "source_tokens": len(source_tokenizer),
     })
+
+
+def _fertility(corpus: Path, source_tokenizer: Any, target: Any, n_texts: int) -> dict[str, Any]:
+    """Both tokenizers' fertility on the first ``n_texts`` texts of each held-out split; in a
+    run of several languages also per language and per script on each language's own texts
+    (``languages``/``scripts``, of the evaluation split's files)."""
+    from transfer.corpus.many_languages import LANGUAGES_FILE
+    from transfer.tokenizer.fertility import compare_fertility, fertility_by_language
+
+    fertility: dict[str, Any] = {}
+    for split in HELD_OUT_SPLITS:
+        path = corpus / eval_file(split, "target")
+        if path.exists():
+            texts = read_lines(path, n_texts)
+            if texts:
+                measured = compare_fertility(source_tokenizer, target, texts)
+                fertility[split] = {side: value.to_dict() for side, value in measured.items()}
+    if (corpus / LANGUAGES_FILE).is_file():
+        languages = json.loads((corpus / LANGUAGES_FILE).read_text())["languages"]
+        by_language = {}
+        for split in HELD_OUT_SPLITS:
+            for lang in languages:
+                path = corpus / eval_file(split, f"target:{lang}")
+                if path.is_file():
+                    by_language.setdefault(split, {})[lang] = read_lines(path, n_texts)
+        for split, texts in by_language.items():
+            fertility.setdefault("by_language", {})[split] = fertility_by_language(source_tokenizer, target, texts)
+    return fertility

@@ -1,0 +1,119 @@
+"""One model of several languages against one model per language (issue #29, item 5).
+
+SmolLM2-135M-Instruct -> languages with packaged Bibles (default Swahili, Indonesian,
+Turkish, Vietnamese, Polish), through the product's own path (``run_adaptation``):
+
+- ``joint``: one run of every language (``target_language`` a list), one tokenizer of
+  ``--vocab-size`` tokens, ``--train-steps`` x (number of languages) training steps;
+- ``joint, ofa rank R``: the same with OFA's factorized embeddings at rank ``--rank``;
+- ``single <lang>``: one run per language, each ``--train-steps`` steps and a tokenizer of
+  the same size: the single models together train on as many tokens as the joint one.
+
+Each row: BPB per language after training (the joint runs' ``adapted_trained_on_<lang>``;
+a single run's ``adapted_trained``), the joint runs' byte-weighted mean, and the parameter
+count of the exported model (the single models summed).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/many_languages.py [--languages sw id] [--vocab-size 16000]
+    .venv/bin/python benchmarks/many_languages.py --smoke     # two languages, tiny budget, temporary folder
+
+Results: ``results/many_languages.json`` (rows appended as runs finish; a row already there
+is skipped, so a killed run resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from transfer.publish.labels import ADAPTED_TRAINED, final_language_scores, final_metric
+from transfer.settings.config import AdaptConfig
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def parameter_count(model_dir: Path) -> int:
+    """Parameters of an exported model, read from its safetensors headers (no weights loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                shape = handle.get_slice(name).get_shape()
+                n = 1
+                for dim in shape:
+                    n *= dim
+                total += n
+    return total
+
+
+def run(cfg: AdaptConfig) -> dict[str, Any]:
+    from transfer.pipeline import run_adaptation
+
+    started = time.perf_counter()
+    result = run_adaptation(cfg)
+    langs = cfg.target_languages
+    per_language = final_language_scores(result.scores, langs) if len(langs) > 1 else {
+        langs[0]: final_metric(result.scores)}
+    return {"languages": per_language, "mean": result.scores.get(ADAPTED_TRAINED),
+            "parameters": parameter_count(Path(result.model_dir)), "seconds": round(time.perf_counter() - started, 1),
+            "model_dir": result.model_dir}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--languages", nargs="+", default=["sw", "id", "tr", "vi", "pl"])
+    parser.add_argument("--vocab-size", type=int, default=64000)
+    parser.add_argument("--train-steps", type=int, default=20, help="steps per language")
+    parser.add_argument("--eval-texts", type=int, default=300)
+    parser.add_argument("--strategy", default="fvt")
+    parser.add_argument("--rank", type=int, default=100)
+    parser.add_argument("--no-ofa", action="store_true", help="skip the OFA-factorized joint run")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--output", type=Path, default=RESULTS / "many_languages.json")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp()) if args.smoke else None
+    if args.smoke:
+        args.languages, args.vocab_size, args.train_steps, args.eval_texts = args.languages[:2], 2000, 2, 20
+        args.output = tmp / "many_languages.json"
+    common: dict[str, Any] = {"vocab_size": args.vocab_size, "eval_texts": args.eval_texts, "register_model": False,
+                              "card_samples": 0, "source_bible": ["k"], "seed": 0}
+    if tmp is not None:
+        common.update(cache_dir=tmp / "cache", output_dir=tmp / "models")
+    n = len(args.languages)
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("joint", {"target_language": args.languages, "strategy": args.strategy, "train_steps": args.train_steps * n})]
+    if not args.no_ofa:
+        cases.append((f"joint, ofa rank {args.rank}", {"target_language": args.languages, "strategy": "ofa",
+                                                        "strategy_params": {"rank": args.rank},
+                                                        "train_steps": args.train_steps * n}))
+    cases += [(f"single {lang}", {"target_language": lang, "strategy": args.strategy,
+                                  "train_steps": args.train_steps}) for lang in args.languages]
+    rows: list[dict[str, Any]] = json.loads(args.output.read_text()) if args.output.is_file() else []
+    done = {(row["case"], tuple(row["settings"]["languages"]), row["settings"]["vocab_size"],
+             row["settings"]["train_steps"]) for row in rows}
+    settings = {"languages": args.languages, "vocab_size": args.vocab_size, "train_steps": args.train_steps,
+                "eval_texts": args.eval_texts, "strategy": args.strategy}
+    for name, fields in cases:
+        if (name, tuple(args.languages), args.vocab_size, args.train_steps) in done:
+            continue
+        measured = run(AdaptConfig(**common, **fields))
+        rows.append({"case": name, "settings": settings, **measured})
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(rows, indent=1) + "\n")
+        print(name, json.dumps({k: v for k, v in measured.items() if k != "model_dir"}), flush=True)
+    singles = [row for row in rows if row["case"].startswith("single ") and row["settings"] == settings]
+    if singles:
+        print("single models together:", sum(row["parameters"] for row in singles), "parameters")
+
+
+if __name__ == "__main__":
+    main()
