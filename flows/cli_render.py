@@ -51,6 +51,42 @@ def print_plan(plan, title: str) -> None:
         f"(source {params}; device at {plan.flops_per_second / 1e9:.0f} GFLOP/s fp32). "
         "Rough: 6 FLOPs per parameter and token for training, 2 for scoring."
     )
+    print_training_memory(plan)
+
+
+def print_training_memory(plan) -> None:
+    """One device's memory for each training stage (the estimate that refuses runs that do
+    not fit), with the layout it assumes: processes, sharding, loss kernel, checkpointing."""
+    from pathlib import Path
+
+    from transfer.settings.memory_budget import planned_memory
+    from transfer.train.memory import human_bytes
+
+    if not plan.config.total_train_steps:
+        return
+    source = plan.stage("source")
+    planned = planned_memory(plan.config, Path(source.path) if source.cached else None)
+    if planned is None:
+        return
+    memory, available = planned
+    steps = {"embeddings": plan.config.train_steps, "full": plan.config.full_steps}
+    table = Table(title=(f"training memory per device: {memory.world_size} process(es) on {memory.device_type}, "
+                         f"sharding {memory.sharding}, loss {memory.loss_kernel}, activation checkpointing "
+                         f"{'on' if memory.activation_checkpointing else 'off'}, {memory.batch_size} x "
+                         f"{memory.block_size} tokens per micro-batch"))
+    for column in ("stage", "steps", "weights", "gradients", "optimizer", "activations", "loss", "total"):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage in memory.stages:
+        e = stage.estimate
+        table.add_row(stage.stage, str(steps[stage.stage]), human_bytes(e.weights), human_bytes(e.gradients),
+                      human_bytes(e.optimizer), human_bytes(e.activations), human_bytes(e.logits),
+                      human_bytes(e.total))
+    console.print(table)
+    fits = memory.peak.total <= available
+    console.print(f"{human_bytes(available)} available per device here: "
+                  + ("fits" if fits else "[red]does not fit[/]")
+                  + " (total: the parts x 1.2 for the allocator)."
+                  + (f" {escape(memory.loss_note)}" if memory.loss_note else ""))
 
 
 @contextmanager

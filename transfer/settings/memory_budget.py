@@ -4,16 +4,32 @@ The trainer checks its memory estimate (``transfer.train.memory``) when training
 which comes after the corpus, tokenizer and initialization stages: minutes to hours. The
 same estimate needs only the shapes of the model the train stage will train: the source
 architecture with the target vocabulary, built on the meta device from the source's
-config (no weights read). ``check_training_memory`` compares it with the memory the
-trainer would find (free GPU memory, or available RAM capped by a cgroup limit and by
-``VOCAB_TRANSFER_MEMORY_LIMIT``) and refuses with the estimate, before any stage. The
-plan (``transfer.planning.plan``) records this estimate, which validation checked, once.
+config (no weights read; a folder with only ``config.json`` and a tokenizer is enough).
+``check_training_memory`` compares it with the memory the trainer would find (free GPU
+memory, or available RAM capped by a cgroup limit and by ``VOCAB_TRANSFER_MEMORY_LIMIT``)
+and refuses with the estimate, before any stage. The plan (``transfer.planning.plan``)
+records this estimate, which validation checked, once.
+
+The estimate is one device's, for each training stage (:class:`MemoryPlan`), with the run's
+layout on the devices:
+
+- the loss: the chosen ``loss_kernel``'s figure (``loss_memory_bytes``: chunk x vocabulary
+  for the chunked kernel, tokens x vocabulary for the whole logits);
+- sharding over ``nproc_per_node x nnodes`` processes (``transfer.train.sharding``): under
+  fsdp weights, gradients and AdamW moments are divided by the world size, plus the groups
+  gathered whole at a time; under ddp every device holds all of them; each process's
+  micro-batch is its share of the step (``per_process_batch``);
+- activation checkpointing: each layer's input (the float32 residual stream) kept for every
+  layer, and one layer's activations at a time, recomputed in the backward pass;
+- the stage: the embeddings-only stage's trainable parameters are the embedding rows (with
+  their gradients and moments), the whole-model stage's everything.
 """
 
 from __future__ import annotations
 
 import copy
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +37,7 @@ from transfer.errors import MemoryBudgetError
 from transfer.source.weight_files import gguf_header
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PretrainedConfig, PreTrainedModel
 
     from transfer.settings.config import AdaptConfig
@@ -104,43 +121,185 @@ def training_model_shape(cfg: AdaptConfig, config: PretrainedConfig) -> PreTrain
         return auto_model_class(config).from_config(config)
 
 
-def training_memory_estimate(cfg: AdaptConfig, config: PretrainedConfig | None) -> MemoryEstimate | None:
-    """The trainer's memory estimate for this run, with the inputs the trainer gives it:
-    the largest estimate over its stages (embeddings with the body frozen, then the whole
-    model when ``full_steps``), bf16 activations where it would autocast, fused attention on a GPU.
+@dataclass(frozen=True)
+class StageMemory:
+    """One training stage's memory on one device."""
+
+    stage: str  # "embeddings" (the body frozen) or "full" (every weight)
+    estimate: MemoryEstimate
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """One device's memory for each training stage, and the layout it assumes."""
+
+    stages: tuple[StageMemory, ...]
+    device_type: str
+    world_size: int
+    sharding: str  # what it resolved to: "none" (one process), "ddp" or "fsdp"
+    loss_kernel: str  # "full", "chunked" or "fused"
+    activation_checkpointing: bool
+    batch_size: int  # each process's micro-batch
+    grad_accumulation: int
+    block_size: int
+    loss_note: str | None = None  # why the loss is not the kernel asked for
+
+    @property
+    def peak(self) -> MemoryEstimate:
+        """The largest stage's estimate: what must fit."""
+        return max((s.estimate for s in self.stages), key=lambda e: e.total)
+
+
+def checkpointed_activations(activations: int, *, layers: int, tokens: int, hidden: int) -> int:
+    """Activations kept with activation checkpointing: every layer's input (the residual
+    stream, float32 also under autocast) and one layer's own activations at a time (those
+    of the layer being recomputed), instead of all layers' (``activations``)."""
+    per_layer = activations // max(layers, 1)
+    return min(activations, layers * tokens * hidden * 4 + per_layer)
+
+
+def device_memory_plan(
+    model: torch.nn.Module,
+    stages: list[str],
+    *,
+    batch_size: int,
+    block_size: int,
+    grad_accumulation: int = 1,
+    device_type: str,
+    bf16: bool,
+    world_size: int = 1,
+    sharding: str = "auto",
+    activation_checkpointing: bool = False,
+    loss_kernel: str = "auto",
+    distills: bool = False,
+    compiles: bool = False,
+    available: int | None = None,
+) -> MemoryPlan:
+    """One device's memory for each of ``stages`` of training ``model`` (see the module doc).
+    ``batch_size`` and ``grad_accumulation`` are the optimizer step's, shared among
+    ``world_size`` processes; ``available`` is one device's memory, for what ``sharding:
+    auto`` becomes (fsdp when the whole model per device would not fit; None: unknown, ddp).
+    The estimate of every stage with the whole model per device is ``estimate_for_phases``',
+    the trainer's own; the loss, sharding and checkpointing terms are applied on top."""
+    from dataclasses import replace
+
+    from transfer.source.objective import model_objective
+    from transfer.train.launch import per_process_batch
+    from transfer.train.linear_cross_entropy import choose_loss_kernel, loss_memory_bytes
+    from transfer.train.memory import _dims, _vocab_rows, estimate_for_phases
+    from transfer.train.sharding import (
+        fsdp_problem,
+        gathered_bytes,
+        per_device_estimate,
+        resolve_sharding,
+    )
+
+    micro, accumulation = per_process_batch(batch_size, grad_accumulation, world_size)
+    layers, hidden, _, _ = _dims(model)
+    tokens = micro * block_size
+    choice = choose_loss_kernel(loss_kernel, objective=model_objective(model), config=model.config,
+                                head=model.get_output_embeddings(), device_type=device_type)
+    # distillation scores the student on the whole logits (transfer/train/distill.py)
+    kernel = "full" if distills else choice.kernel
+    loss = loss_memory_bytes(kernel, tokens=tokens, vocab=_vocab_rows(model), width=hidden,
+                             matmul_bytes=2 if bf16 else 4)
+    whole = []
+    for stage in stages:
+        estimate = estimate_for_phases(model, [stage], batch_size=micro, block_size=block_size,
+                                       activation_bytes=2 if bf16 else 4,
+                                       fused_attention=True if device_type == "cuda" else None)
+        activations = estimate.activations
+        if activation_checkpointing:
+            activations = checkpointed_activations(activations, layers=layers, tokens=tokens, hidden=hidden)
+        whole.append(replace(estimate, activations=activations, logits=loss))
+    needed = max(e.total for e in whole)
+    resolved = resolve_sharding(sharding, world_size, needed=needed,
+                                available=needed if available is None else available,
+                                problem=fsdp_problem(distills=distills, compiles=compiles))
+    if resolved == "fsdp":
+        gathered = gathered_bytes(model)
+        whole = [per_device_estimate(e, world_size, gathered_bytes=gathered) for e in whole]
+    return MemoryPlan(stages=tuple(StageMemory(s, e) for s, e in zip(stages, whole, strict=True)),
+                      device_type=device_type, world_size=world_size, sharding=resolved, loss_kernel=kernel,
+                      activation_checkpointing=activation_checkpointing, batch_size=micro,
+                      grad_accumulation=accumulation, block_size=block_size,
+                      loss_note=None if distills else choice.note)
+
+
+def training_stages(cfg: AdaptConfig) -> list[str]:
+    """The trainer's stages for ``cfg``: embeddings with the body frozen, then the whole
+    model when ``full_steps``."""
+    return ["embeddings", "full"] if cfg.full_steps else ["embeddings"]
+
+
+def training_memory_plan(cfg: AdaptConfig, config: PretrainedConfig | None, *, device_type: str | None = None,
+                         bf16: bool | None = None, available: int | None = None) -> MemoryPlan | None:
+    """One device's memory for each training stage of this run, with the inputs the trainer
+    gives it: bf16 activations where it would autocast, fused attention on a GPU, the run's
+    processes, sharding, activation checkpointing and loss kernel. ``device_type``, ``bf16``
+    and ``available`` default to this machine's (a plan for other machines gives them).
     None without a train stage or a readable config. (OFA trains a factorized embedding,
     fewer parameters: for it this is an upper bound.)"""
     if config is None or not cfg.total_train_steps:
         return None
     from transfer.engine.devices import pick_device
-    from transfer.train.memory import estimate_for_run
     from transfer.train.run_inputs import uses_bf16
 
+    if device_type is None:
+        device = pick_device(cfg.device)
+        device_type = device.type
+        bf16 = uses_bf16(cfg.precision, device) if bf16 is None else bf16
+    if bf16 is None:
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device_type == "cuda")
     model = training_model_shape(cfg, config)
-    device = pick_device(cfg.device)
-    return estimate_for_run(model, ["embeddings", "full"] if cfg.full_steps else ["embeddings"],
-                            batch_size=cfg.batch_size, block_size=cfg.block_size, device=device,
-                            bf16=uses_bf16(cfg.precision, device))
+    return device_memory_plan(
+        model, training_stages(cfg), batch_size=cfg.batch_size, block_size=cfg.block_size,
+        grad_accumulation=cfg.grad_accumulation, device_type=device_type, bf16=bf16,
+        world_size=cfg.nproc_per_node * cfg.nnodes, sharding=cfg.sharding,
+        activation_checkpointing=cfg.activation_checkpointing, loss_kernel=cfg.loss_kernel,
+        distills=cfg.objective != "next_token", compiles=bool(cfg.compile), available=available)
+
+
+def training_memory_estimate(cfg: AdaptConfig, config: PretrainedConfig | None) -> MemoryEstimate | None:
+    """The largest stage's estimate of :func:`training_memory_plan` on this machine."""
+    plan = training_memory_plan(cfg, config)
+    return plan.peak if plan is not None else None
+
+
+def planned_memory(cfg: AdaptConfig, source_folder: Path | None = None) -> tuple[MemoryPlan, int] | None:
+    """The run's :class:`MemoryPlan` on the device the trainer would use here, and the bytes
+    one such device has (free GPU memory, or RAM: ``available_memory``); None without
+    training or a readable source config. The refusal and the dry run's table both ask here."""
+    from transfer.engine.devices import pick_device
+    from transfer.train.memory import available_memory
+
+    if not cfg.total_train_steps:
+        return None
+    config = source_model_config(cfg, source_folder)
+    if config is None:
+        return None
+    available = available_memory(pick_device(cfg.device))
+    plan = training_memory_plan(cfg, config, available=available)
+    return (plan, available) if plan is not None else None
 
 
 def check_training_memory(cfg: AdaptConfig) -> MemoryEstimate | None:
     """Raise :class:`MemoryBudgetError` (with the estimate, what is available and a
-    configuration that would fit) when the run's training would not fit in memory; return
-    the estimate otherwise (None: no training, or a source whose config is unreadable)."""
+    configuration that would fit) when the run's training would not fit in one device's
+    memory; return the estimate otherwise (None: no training, or a source whose config is
+    unreadable)."""
     from transfer.engine.devices import pick_device
-    from transfer.train.memory import available_memory, check_memory
+    from transfer.train.memory import check_memory
 
-    if not cfg.total_train_steps:
+    planned = planned_memory(cfg)
+    if planned is None:
         return None
-    estimate = training_memory_estimate(cfg, source_model_config(cfg))
-    if estimate is None:
-        return None
-    device = pick_device(cfg.device)
-    available = available_memory(device)
+    plan, available = planned
     try:
-        check_memory(estimate, available, device=device, batch_size=cfg.batch_size,
-                     block_size=cfg.block_size, grad_accumulation=cfg.grad_accumulation)
+        # each process's micro-batch: the hint's batch_size and grad_accumulation are per process
+        check_memory(plan.peak, available, device=pick_device(cfg.device), batch_size=plan.batch_size,
+                     block_size=cfg.block_size, grad_accumulation=plan.grad_accumulation)
     except MemoryBudgetError as error:
         # the trainer's message says what is needed, what is free and what would fit
         raise MemoryBudgetError(f"refused before the first stage: {error}") from error
-    return estimate
+    return plan.peak
