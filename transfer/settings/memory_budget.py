@@ -162,7 +162,7 @@ def device_memory_plan(
     model: torch.nn.Module,
     stages: list[str],
     *,
-    batch_size: int,
+    micro_batch: int,
     block_size: int,
     grad_accumulation: int = 1,
     device_type: str,
@@ -176,15 +176,15 @@ def device_memory_plan(
     available: int | None = None,
 ) -> MemoryPlan:
     """One device's memory for each of ``stages`` of training ``model`` (see the module doc).
-    ``batch_size`` and ``grad_accumulation`` are the optimizer step's, shared among
-    ``world_size`` processes; ``available`` is one device's memory, for what ``sharding:
-    auto`` becomes (fsdp when the whole model per device would not fit; None: unknown, ddp).
-    The estimate of every stage with the whole model per device is ``estimate_for_phases``',
-    the trainer's own; the loss, sharding and checkpointing terms are applied on top."""
+    ``micro_batch`` and ``grad_accumulation`` are each of the ``world_size`` processes' (the
+    trainer's ``TrainingConfig`` after ``per_process_batch``); ``available`` is one device's
+    memory, for what ``sharding: auto`` becomes (fsdp when the whole model per device would
+    not fit; None: unknown, ddp). The estimate of every stage with the whole model per
+    device is ``estimate_for_phases``', the trainer's own; the loss, sharding and
+    checkpointing terms are applied on top. The trainer can call this with its own model."""
     from dataclasses import replace
 
     from transfer.source.objective import model_objective
-    from transfer.train.launch import per_process_batch
     from transfer.train.linear_cross_entropy import choose_loss_kernel, loss_memory_bytes
     from transfer.train.memory import _dims, _vocab_rows, estimate_for_phases
     from transfer.train.sharding import (
@@ -194,9 +194,8 @@ def device_memory_plan(
         resolve_sharding,
     )
 
-    micro, accumulation = per_process_batch(batch_size, grad_accumulation, world_size)
     layers, hidden, _, _ = _dims(model)
-    tokens = micro * block_size
+    tokens = micro_batch * block_size
     choice = choose_loss_kernel(loss_kernel, objective=model_objective(model), config=model.config,
                                 head=model.get_output_embeddings(), device_type=device_type)
     # distillation scores the student on the whole logits (transfer/train/distill.py)
@@ -205,7 +204,7 @@ def device_memory_plan(
                              matmul_bytes=2 if bf16 else 4)
     whole = []
     for stage in stages:
-        estimate = estimate_for_phases(model, [stage], batch_size=micro, block_size=block_size,
+        estimate = estimate_for_phases(model, [stage], batch_size=micro_batch, block_size=block_size,
                                        activation_bytes=2 if bf16 else 4,
                                        fused_attention=True if device_type == "cuda" else None)
         activations = estimate.activations
@@ -221,8 +220,8 @@ def device_memory_plan(
         whole = [per_device_estimate(e, world_size, gathered_bytes=gathered) for e in whole]
     return MemoryPlan(stages=tuple(StageMemory(s, e) for s, e in zip(stages, whole, strict=True)),
                       device_type=device_type, world_size=world_size, sharding=resolved, loss_kernel=kernel,
-                      activation_checkpointing=activation_checkpointing, batch_size=micro,
-                      grad_accumulation=accumulation, block_size=block_size,
+                      activation_checkpointing=activation_checkpointing, batch_size=micro_batch,
+                      grad_accumulation=grad_accumulation, block_size=block_size,
                       loss_note=None if distills else choice.note)
 
 
@@ -243,6 +242,7 @@ def training_memory_plan(cfg: AdaptConfig, config: PretrainedConfig | None, *, d
     if config is None or not cfg.total_train_steps:
         return None
     from transfer.engine.devices import pick_device
+    from transfer.train.launch import per_process_batch
     from transfer.train.run_inputs import uses_bf16
 
     if device_type is None:
@@ -251,11 +251,13 @@ def training_memory_plan(cfg: AdaptConfig, config: PretrainedConfig | None, *, d
         bf16 = uses_bf16(cfg.precision, device) if bf16 is None else bf16
     if bf16 is None:
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device_type == "cuda")
+    world = cfg.nproc_per_node * cfg.nnodes
+    micro, accumulation = per_process_batch(cfg.batch_size, cfg.grad_accumulation, world)
     model = training_model_shape(cfg, config)
     return device_memory_plan(
-        model, training_stages(cfg), batch_size=cfg.batch_size, block_size=cfg.block_size,
-        grad_accumulation=cfg.grad_accumulation, device_type=device_type, bf16=bf16,
-        world_size=cfg.nproc_per_node * cfg.nnodes, sharding=cfg.sharding,
+        model, training_stages(cfg), micro_batch=micro, block_size=cfg.block_size,
+        grad_accumulation=accumulation, device_type=device_type, bf16=bf16,
+        world_size=world, sharding=cfg.sharding,
         activation_checkpointing=cfg.activation_checkpointing, loss_kernel=cfg.loss_kernel,
         distills=cfg.objective != "next_token", compiles=bool(cfg.compile), available=available)
 
