@@ -64,10 +64,20 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
         unknown = [c for c in codes if c not in available]
         if unknown:
             raise CorpusError(f"Bible translation codes {unknown} are unknown; available: {available}")
-    corpus_problem = target_corpus_problem(cfg.target_bible, cfg.target_files, cfg.target_language)
+    if cfg.several_languages:  # each language its own corpus, named when it has none
+        from transfer.corpus.languages import several_languages_problem
+
+        corpus_problem = several_languages_problem(cfg)
+    else:
+        corpus_problem = target_corpus_problem(cfg.target_bible, cfg.target_files, cfg.target_language)
     if corpus_problem:
         raise CorpusError(corpus_problem)
     _check_parallel_files(cfg)
+    from transfer.evaluate.lm_eval_tasks import check_lm_eval_tasks
+    from transfer.evaluate.srb_stage import check_srb
+
+    check_srb(cfg)  # opt-in SR-B: the target language has a Bible with verses shared with English
+    check_lm_eval_tasks(cfg)  # harness installed, every task known, its data loads (offline too)
     # which data a strategy needs, and whether the run has it, is strategy_choice's rule
     lacking = missing_data(cfg, cfg.strategy)
     if lacking:
@@ -179,18 +189,20 @@ def _check_parallel_files(cfg: AdaptConfig) -> None:
     """Each parallel corpus's form, its first lines and (Moses) its line counts: cheap
     enough for a GB-sized file; the corpus stage checks every line as it splits them."""
     from transfer.corpus.compressed import compression_of_name
+    from transfer.corpus.languages import parallel_language
     from transfer.corpus.parallel_files import check_parallel_head, resolve_parallel
     from transfer.errors import ParallelCorpusError
     from transfer.settings.language_id import check_parallel_languages
 
-    for entry in cfg.parallel_files:
-        source = resolve_parallel(entry, cfg.parallel_source_language, cfg.target_language, cfg.parallel_fields)
+    for i, entry in enumerate(cfg.parallel_files):
+        target_language = parallel_language(cfg, i)  # a run of several: the entry's own
+        source = resolve_parallel(entry, cfg.parallel_source_language, target_language, cfg.parallel_fields)
         for file in source.files:
             path = Path(file)
             _text_head(path, compression_of_name(path), "parallel file", ParallelCorpusError)
         check_parallel_head(source, max_chars=cfg.parallel_max_line_chars)
         # sides that each read as the other's language: swapped columns, fields or files
-        check_parallel_languages(source, cfg.parallel_source_language, cfg.target_language,
+        check_parallel_languages(source, cfg.parallel_source_language, target_language,
                                  cfg.parallel_max_line_chars)
 
 
