@@ -47,6 +47,8 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
         _check_processes(cfg)
     if cfg.activation_checkpointing and cfg.total_train_steps:
         _check_activation_checkpointing(cfg)
+    if cfg.loss_kernel == "fused" and cfg.total_train_steps:
+        _check_fused_loss(cfg)
     if cfg.compile and cfg.total_train_steps:
         from transfer.engine.devices import pick_device
         from transfer.train.run_inputs import check_compile
@@ -171,6 +173,21 @@ def _check_activation_checkpointing(cfg: AdaptConfig) -> None:
     if not getattr(model_class, "supports_gradient_checkpointing", True):
         raise TrainingError(f"activation_checkpointing: the source's architecture ({model_class.__name__}) does "
                             "not support gradient checkpointing in transformers; turn activation_checkpointing off")
+
+
+def _check_fused_loss(cfg: AdaptConfig) -> None:
+    """loss_kernel 'fused' needs a GPU and Liger Kernel or cut-cross-entropy installed: said
+    before the first stage, not at the train stage after the corpus, tokenizer and init."""
+    from transfer.engine.devices import pick_device
+    from transfer.train.linear_cross_entropy import fused_library
+
+    device = pick_device(cfg.device)
+    if device.type != "cuda":
+        raise TrainingError(f"loss_kernel='fused' runs on CUDA only; this run trains on {device.type}: use "
+                            "'auto' (chunked there) or 'chunked'")
+    if fused_library() is None:
+        raise TrainingError("loss_kernel='fused' needs Liger Kernel or cut-cross-entropy (pip install "
+                            "'vocab-transfer[gpu]'); use 'auto' to fall back to the chunked loss")
 
 
 def _check_source_weights(cfg: AdaptConfig) -> None:

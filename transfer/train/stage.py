@@ -96,7 +96,7 @@ def train_spec(cfg: AdaptConfig, init: StageOutput, corpus: StageOutput,
                  # transfer/train/sharding.py): speed only, the stage computes the same
                  "nproc_per_node": cfg.nproc_per_node, "nnodes": cfg.nnodes,
                  "rdzv_endpoint": cfg.rdzv_endpoint, "rdzv_id": cfg.rdzv_id, "sharding": cfg.sharding,
-                 "activation_checkpointing": cfg.activation_checkpointing},
+                 "activation_checkpointing": cfg.activation_checkpointing, "loss_kernel": cfg.loss_kernel},
     )
 
 
@@ -169,7 +169,8 @@ def build_train(spec: StageSpec, out: Path, context: BuildContext) -> None:
     result = train(model, data, config, tokenizer=tokenizer, evaluate=evaluate, device=runtime.get("device"),
                    checkpoint_dir=checkpoints, curve_dir=out if evaluate else None, label="train",
                    callbacks=context.callbacks, distill=distill, sharding=runtime.get("sharding", "auto"),
-                   activation_checkpointing=bool(runtime.get("activation_checkpointing", False)))
+                   activation_checkpointing=bool(runtime.get("activation_checkpointing", False)),
+                   loss_kernel=runtime.get("loss_kernel", "auto"))
     del data
     tokens.unlink()
     info_path(tokens).unlink()

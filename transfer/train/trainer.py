@@ -53,7 +53,7 @@ from transfer.train.memory import (
     check_memory,
     estimate_for_run,
 )
-from transfer.train.objectives import MicroBatch, loss_sum, make_batch
+from transfer.train.objectives import LossKernel, MicroBatch, loss_sum, make_batch
 from transfer.train.row_freeze import FrozenRows, check_frozen_rows
 from transfer.train.run_inputs import (
     as_packed,
@@ -165,6 +165,7 @@ class _Run:
     distill: Distillation | None = None  # the teacher side, when the objective distills
     sharding: shard.Resolved = "none"
     activation_checkpointing: bool = False
+    loss_kernel: LossKernel = "auto"
     # the module that trains: ``model`` itself, or its sharded copy under fsdp (whose
     # weights are written back into ``model`` when training ends)
     trained: torch.nn.Module | None = None
@@ -237,6 +238,7 @@ def setup(
     sharding: shard.Sharding = "auto",
     activation_checkpointing: bool = False,
     resume: bool = True,
+    loss_kernel: LossKernel = "auto",
 ) -> _Run:
     """Check the input, pick device and precision, decide the sharding (``sharding.py``),
     refuse what cannot fit in memory, and fix the run's identity (the starting weights,
@@ -306,7 +308,7 @@ def setup(
         identity=identity, result=result, eval_steps=_eval_steps(config) if evaluate is not None else set(),
         order=BlockOrder(packed.n_blocks, config.seed),
         per_step=config.batch_size * config.grad_accumulation * ctx.world_size, distill=distill,
-        sharding=resolved, activation_checkpointing=activation_checkpointing,
+        sharding=resolved, activation_checkpointing=activation_checkpointing, loss_kernel=loss_kernel,
     )
 
 
@@ -431,7 +433,7 @@ def _next_token_accumulate(run: _Run, stage: _Phase, samples: int) -> float:
         last = micro == len(batches) - 1
         with dist.no_sync(stage.wrapped, skip=not last):
             with run.autocast:
-                summed = loss_sum(stage.wrapped, batch.to(device), run.objective)
+                summed = loss_sum(stage.wrapped, batch.to(device), run.objective, kernel=run.loss_kernel)
             # DDP averages gradients over processes: scale by world / all targets
             # so the step's gradient is the mean over every scored token.
             (summed * (world / n_targets.clamp(min=1))).backward()
@@ -604,6 +606,7 @@ def train(
     distill: Distillation | None = None,
     sharding: shard.Sharding = "auto",
     activation_checkpointing: bool = False,
+    loss_kernel: LossKernel = "auto",
 ) -> TrainResult:
     """Train ``model`` on packed ``data`` through ``config.phases``; see the module doc.
 
@@ -619,12 +622,14 @@ def train(
     Under torchrun, ``sharding`` says how the processes share the model ('ddp': each holds
     all of it; 'fsdp': sharded, transfer/train/sharding.py; 'auto': fsdp when one device
     cannot hold the run); the model handed back is whole on every process either way.
-    ``activation_checkpointing`` recomputes each layer's activations in the backward pass.
+    ``activation_checkpointing`` recomputes each layer's activations in the backward pass;
+    ``loss_kernel`` how the causal loss is computed (``objectives.loss_sum``: chunked by
+    default, never the whole float32 logits).
     """
     run = setup(model, data, config, tokenizer=tokenizer, evaluate=evaluate, callbacks=callbacks,
                 device=device, checkpoint_dir=checkpoint_dir, curve_dir=curve_dir, label=label,
                 distill=distill, sharding=sharding, activation_checkpointing=activation_checkpointing,
-                resume=resume)
+                resume=resume, loss_kernel=loss_kernel)
     if resume and checkpoint_dir:
         restore(run)
     place(run, device)
