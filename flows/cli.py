@@ -73,6 +73,7 @@ def adapt(
     rdzv_endpoint: str | None = config_option("rdzv_endpoint"),
     rdzv_id: str | None = config_option("rdzv_id"),
     sharding: str | None = config_option("sharding"),
+    device_memory: str | None = config_option("device_memory"),
     activation_checkpointing: bool | None = config_option(
         "activation_checkpointing", "--activation-checkpointing/--no-activation-checkpointing"),
     loss_kernel: str | None = config_option("loss_kernel"),
@@ -115,6 +116,7 @@ def adapt(
         "eval_texts": eval_texts, "device": device, "compile": compile_model, "cache_dir": cache_dir,
         "nproc_per_node": nproc_per_node, "eval_files": eval_file or None,
         "nnodes": nnodes, "rdzv_endpoint": rdzv_endpoint, "rdzv_id": rdzv_id, "sharding": sharding,
+        "device_memory": device_memory,
         "activation_checkpointing": activation_checkpointing, "loss_kernel": loss_kernel,
         "target_tokenizer": target_tokenizer, "target_tokenizer_revision": target_tokenizer_revision,
         "helper_model": helper_model, "helper_revision": helper_revision, "progressive": progressive,

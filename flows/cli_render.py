@@ -45,12 +45,15 @@ def print_plan(plan, title: str) -> None:
     size = plan.source
     memory = f"{plan.peak_memory_bytes / 2**30:.1f} GiB" if plan.peak_memory_bytes else "unknown"
     params = f"{size.parameters / 1e6:.0f}M parameters" if size.parameters else "size unknown"
-    console.print(
-        f"{len(plan.stages) - len(plan.to_build)}/{len(plan.stages)} stages cached; "
-        f"estimate for the rest: ~{plan.seconds / 60:.1f} min, peak memory ~{memory} "
-        f"(source {params}; device at {plan.flops_per_second / 1e9:.0f} GFLOP/s fp32). "
-        "Rough: 6 FLOPs per parameter and token for training, 2 for scoring."
-    )
+    cached = f"{len(plan.stages) - len(plan.to_build)}/{len(plan.stages)} stages cached"
+    if plan.to_build and not plan.flops_per_second:  # planned for a device this machine lacks
+        console.print(f"{cached}; peak memory ~{memory} (source {params}); no time estimates for other hardware.")
+    else:
+        console.print(
+            f"{cached}; estimate for the rest: ~{plan.seconds / 60:.1f} min, peak memory ~{memory} "
+            f"(source {params}; device at {plan.flops_per_second / 1e9:.0f} GFLOP/s fp32). "
+            "Rough: 6 FLOPs per parameter and token for training, 2 for scoring."
+        )
     print_training_memory(plan)
 
 
@@ -65,7 +68,7 @@ def print_training_memory(plan) -> None:
     if not plan.config.total_train_steps:
         return
     source = plan.stage("source")
-    planned = planned_memory(plan.config, Path(source.path) if source.cached else None)
+    planned = planned_memory(plan.config, Path(source.path) if source.cached else None, planning_only=True)
     if planned is None:
         return
     memory, available = planned

@@ -155,3 +155,27 @@ def test_dry_run_prints_each_stage_per_device(tmp_path: Path, config_only_hub_so
     config_file.write_text(cfg.model_copy(update={"sharding": "ddp"}).model_dump_json())
     refused = CliRunner().invoke(app, ["adapt", "--config", str(config_file), "--dry-run"])
     assert refused.exit_code != 0 and "refused before the first stage" in " ".join(refused.output.split())
+
+
+def test_dry_run_plans_for_hardware_this_machine_lacks(tmp_path: Path, config_only_hub_source: str,
+                                                       tiny_corpus: Path) -> None:
+    """A CPU laptop plans Llama-3.1-8B on 8 x 80 GB GPUs from the config alone: --device cuda
+    and --device-memory declare the hardware (no monkeypatching of what is measured here);
+    the same settings without --dry-run are refused, since the GPUs are not here."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    cfg = config(tmp_path, Path(config_only_hub_source), tiny_corpus, source_model=config_only_hub_source,
+                 vocab_size=128_256, train_steps=100, full_steps=100, batch_size=8, block_size=4096,
+                 nproc_per_node=8, precision="bf16", sharding="auto", device="cuda")
+    config_file = tmp_path / "config.json"
+    config_file.write_text(cfg.model_dump_json())
+    dry = CliRunner().invoke(app, ["adapt", "--config", str(config_file), "--device-memory", "80GiB", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    text = " ".join(dry.output.split())
+    assert "8 process(es) on cuda" in text and "sharding fsdp" in text, text  # auto: one GPU cannot hold it
+    assert "does not fit" not in text
+    real = CliRunner().invoke(app, ["adapt", "--config", str(config_file), "--device-memory", "80GiB",
+                                    "--no-prefect"])
+    assert real.exit_code != 0 and "CUDA" in real.output

@@ -24,9 +24,9 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     calls = {"validate": 0, "walk": 0}
     validate, walk = transfer.settings.validate.validate_config, transfer.planning.walk.walk_stages
 
-    def counting_validate(cfg):
+    def counting_validate(cfg, **options):
         calls["validate"] += 1
-        return validate(cfg)
+        return validate(cfg, **options)
 
     def counting_walk(cfg, visit):
         calls["walk"] += 1

@@ -102,7 +102,7 @@ def plan_adaptation(cfg: AdaptConfig, *, measure: bool = False) -> RunPlan:
     from transfer.settings.input_warnings import run_notes
     from transfer.settings.validate import validate_config
 
-    estimate = validate_config(cfg)
+    estimate = validate_config(cfg, planning_only=measure)  # a dry run may plan for other hardware
     cache = StageCache(cfg.cache_dir)
     planned: list[PlannedStage] = []
     labels: dict[str, str] = {}
@@ -126,6 +126,17 @@ def plan_adaptation(cfg: AdaptConfig, *, measure: bool = False) -> RunPlan:
     return plan
 
 
+def _device_here(device: str | None) -> bool:
+    from transfer.engine.devices import pick_device
+    from transfer.errors import VocabTransferError
+
+    try:
+        pick_device(device)
+    except VocabTransferError:
+        return False
+    return True
+
+
 def _measure(plan: RunPlan, cache: StageCache) -> None:
     """Fill in the source size and each stage's rough build time (a ~0.2 s device probe)."""
     cfg = plan.config
@@ -133,6 +144,10 @@ def _measure(plan: RunPlan, cache: StageCache) -> None:
     source_folder = Path(source.path) if cache.is_complete(source.stage, source.key) else None
     plan.source = source_size(cfg, source_folder)
     if not plan.to_build:
+        return
+    if cfg.device_memory is not None and not _device_here(cfg.device):
+        plan.notes.append(f"planned for device {cfg.device!r} with {cfg.device_memory} each, which this machine "
+                          "lacks: memory per device only, no time estimates")
         return
     plan.flops_per_second = measure_flops_per_second(cfg.device)
     size = corpus_bytes(cfg)

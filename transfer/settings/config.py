@@ -227,6 +227,11 @@ class AdaptConfig(BaseModel):
                           "nnodes > 1.")
     rdzv_id: str = Field("vocab-transfer", min_length=1, description="Rendezvous id shared by the machines of "
                                                                       "one training job (torchrun --rdzv-id).")
+    device_memory: str | None = Field(
+        None, description="Memory of each training device for the plan, e.g. '80GiB' (default: measured here). "
+                          "With --dry-run it plans for other hardware: device 'cuda' and nproc_per_node GPUs "
+                          "need not be on the planning machine; a run is checked against the lesser of this and "
+                          "the measured memory (speed only, not in cache keys).")
     sharding: Literal["auto", "ddp", "fsdp"] = Field(
         "auto", description="'ddp': every process holds the whole model; 'fsdp': parameters, gradients and "
                             "optimizer state sharded per decoder layer (PyTorch FSDP2); 'auto': fsdp when the "
@@ -314,6 +319,16 @@ class AdaptConfig(BaseModel):
 
         check_entry_languages(self)  # every file of a run of several languages names one of them
         return self
+
+    @field_validator("device_memory")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            from transfer.train.memory import parse_bytes
+
+            if parse_bytes(value) <= 0:
+                raise ValueError(f"device_memory {value!r} must be a positive size like '80GiB'")
+        return value
 
     @field_validator("registered_model_prefix")
     @classmethod

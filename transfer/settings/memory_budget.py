@@ -268,38 +268,55 @@ def training_memory_estimate(cfg: AdaptConfig, config: PretrainedConfig | None) 
     return plan.peak if plan is not None else None
 
 
-def planned_memory(cfg: AdaptConfig, source_folder: Path | None = None) -> tuple[MemoryPlan, int] | None:
-    """The run's :class:`MemoryPlan` on the device the trainer would use here, and the bytes
-    one such device has (free GPU memory, or RAM: ``available_memory``); None without
-    training or a readable source config. The refusal and the dry run's table both ask here."""
-    from transfer.engine.devices import pick_device
-    from transfer.train.memory import available_memory
+def planning_device(cfg: AdaptConfig, *, planning_only: bool = False) -> tuple[str, int]:
+    """(device type, bytes one training device has) for the plan. With ``device_memory``
+    and ``planning_only`` (a dry run) the declared hardware, not this machine's: a laptop
+    can plan an 8-GPU run. Otherwise the device the trainer would use here and its measured
+    memory (``available_memory``), capped by ``device_memory`` when given."""
+    import torch
 
+    from transfer.engine.devices import pick_device
+    from transfer.train.memory import available_memory, parse_bytes
+
+    declared = parse_bytes(cfg.device_memory) if cfg.device_memory else None
+    if declared is not None and planning_only:
+        return (torch.device(cfg.device).type if cfg.device else "cuda"), declared
+    device = pick_device(cfg.device)
+    available = available_memory(device)
+    return device.type, min(available, declared) if declared is not None else available
+
+
+def planned_memory(cfg: AdaptConfig, source_folder: Path | None = None, *,
+                   planning_only: bool = False) -> tuple[MemoryPlan, int] | None:
+    """The run's :class:`MemoryPlan` on the device the trainer would use (``planning_device``),
+    and the bytes one such device has; None without training or a readable source config.
+    The refusal and the dry run's table both ask here."""
     if not cfg.total_train_steps:
         return None
     config = source_model_config(cfg, source_folder)
     if config is None:
         return None
-    available = available_memory(pick_device(cfg.device))
-    plan = training_memory_plan(cfg, config, available=available)
+    device_type, available = planning_device(cfg, planning_only=planning_only)
+    plan = training_memory_plan(cfg, config, device_type=device_type, available=available)
     return (plan, available) if plan is not None else None
 
 
-def check_training_memory(cfg: AdaptConfig) -> MemoryEstimate | None:
+def check_training_memory(cfg: AdaptConfig, *, planning_only: bool = False) -> MemoryEstimate | None:
     """Raise :class:`MemoryBudgetError` (with the estimate, what is available and a
     configuration that would fit) when the run's training would not fit in one device's
     memory; return the estimate otherwise (None: no training, or a source whose config is
-    unreadable)."""
-    from transfer.engine.devices import pick_device
+    unreadable). ``planning_only``: a dry run, planned for ``device_memory``'s hardware."""
     from transfer.train.memory import check_memory
 
-    planned = planned_memory(cfg)
+    planned = planned_memory(cfg, planning_only=planning_only)
     if planned is None:
         return None
     plan, available = planned
     try:
         # each process's micro-batch: the hint's batch_size and grad_accumulation are per process
-        check_memory(plan.peak, available, device=pick_device(cfg.device), batch_size=plan.batch_size,
+        import torch
+
+        check_memory(plan.peak, available, device=torch.device(plan.device_type), batch_size=plan.batch_size,
                      block_size=cfg.block_size, grad_accumulation=plan.grad_accumulation)
     except MemoryBudgetError as error:
         # the trainer's message says what is needed, what is free and what would fit

@@ -28,10 +28,12 @@ HEAD_BYTES = 1 << 16
 _JSONL_HEAD_LINES = 20
 
 
-def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
+def validate_config(cfg: AdaptConfig, *, planning_only: bool = False) -> MemoryEstimate | None:
     """Check strategy, corpus, Bible codes, the data the strategy needs and the source;
     return the training memory estimate it checked (None without training). Runs once
-    per run, inside ``transfer.planning.plan.plan_adaptation``."""
+    per run, inside ``transfer.planning.plan.plan_adaptation``. ``planning_only`` (a dry
+    run) with ``device_memory`` plans for that hardware: the devices need not be here."""
+    other_hardware = planning_only and cfg.device_memory is not None
     from transfer.corpus.bible import translation_codes
     from transfer.corpus.bible_languages import target_corpus_problem
     from transfer.init import check_strategy_params
@@ -44,12 +46,12 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
     if freeze_problem:
         raise TrainingError(freeze_problem)
     if (cfg.nproc_per_node > 1 or cfg.nnodes > 1) and cfg.total_train_steps:
-        _check_processes(cfg)
+        _check_processes(cfg, other_hardware)
     if cfg.activation_checkpointing and cfg.total_train_steps:
         _check_activation_checkpointing(cfg)
-    if cfg.loss_kernel == "fused" and cfg.total_train_steps:
+    if cfg.loss_kernel == "fused" and cfg.total_train_steps and not other_hardware:
         _check_fused_loss(cfg)
-    if cfg.compile and cfg.total_train_steps:
+    if cfg.compile and cfg.total_train_steps and not other_hardware:
         from transfer.engine.devices import pick_device
         from transfer.train.run_inputs import check_compile
 
@@ -103,7 +105,8 @@ def validate_config(cfg: AdaptConfig) -> MemoryEstimate | None:
     check_keep_tokens(cfg)  # entries, and a folder source's added tokens
     from transfer.settings.memory_budget import check_training_memory
 
-    return check_training_memory(cfg)  # the trainer's memory estimate, refused before any stage
+    # the trainer's memory estimate, refused before any stage
+    return check_training_memory(cfg, planning_only=planning_only)
 
 
 def _check_eval_files(cfg: AdaptConfig) -> None:
@@ -119,7 +122,7 @@ def _check_eval_files(cfg: AdaptConfig) -> None:
             raise CorpusError(f"eval_files ({eval_set.name}): {error}") from error
 
 
-def _check_processes(cfg: AdaptConfig) -> None:
+def _check_processes(cfg: AdaptConfig, other_hardware: bool = False) -> None:
     """Several training processes (``nproc_per_node`` on each of ``nnodes`` machines): the
     rendezvous of several machines, an equal share of every optimizer step for each process,
     on a GPU each its own device, and what sharding cannot do (transfer/train/sharding.py)."""
@@ -134,8 +137,8 @@ def _check_processes(cfg: AdaptConfig) -> None:
     per_process_batch(cfg.batch_size, cfg.grad_accumulation, world,
                       what=f"nproc_per_node={cfg.nproc_per_node} x nnodes={cfg.nnodes} = {world} processes"
                       if cfg.nnodes > 1 else None)
-    device = pick_device(cfg.device)
-    if device.type == "cuda":
+    device = pick_device(cfg.device) if not other_hardware else None  # a dry run for other hardware
+    if device is not None and device.type == "cuda":
         import torch
 
         if torch.cuda.device_count() < cfg.nproc_per_node:
