@@ -238,8 +238,9 @@ def evaluate(
     if task == "srb":
         _retrieval(models, target_bible, english_bible, layer=layer, batch_size=batch_size, device=device,
                    json_out=json_out)
-        if harness is not None:
-            _run_harness(models, harness, limit=lm_eval_limit, batch_size=batch_size, device=device, json_out=None)
+        if harness is not None:  # its rows join the SR-B JSON under "lm_eval"
+            _run_harness(models, harness, limit=lm_eval_limit, batch_size=batch_size, device=device,
+                         json_out=json_out, merge=True)
         return
     if task != "bpb":
         raise fail(VocabTransferError(f"--task {task!r}: expected 'bpb' or 'srb'"))
@@ -294,8 +295,9 @@ def _lm_eval_payload(rows: list[tuple[str, dict[str, float]]], requests: list[st
 
 
 def _run_harness(models: list[str], harness, *, limit: int | None, batch_size: int, device: str | None,
-                 json_out: Path | None) -> list[tuple[str, dict[str, float]]]:
-    """The harness's tasks on every model, one table; ``json_out``: written alone (no BPB)."""
+                 json_out: Path | None, merge: bool = False) -> list[tuple[str, dict[str, float]]]:
+    """The harness's tasks on every model, one table; ``json_out``: its rows under "lm_eval",
+    added to the JSON another task just wrote there when ``merge``."""
     from transfer.errors import VocabTransferError
 
     tasks, metadata = harness
@@ -308,8 +310,9 @@ def _run_harness(models: list[str], harness, *, limit: int | None, batch_size: i
     console.print(_lm_eval_table(rows, limit))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        payload = _lm_eval_payload(rows, [t.request for t in tasks], limit)
-        json_out.write_text(json.dumps({"lm_eval": payload}, indent=2) + "\n")
+        payload = json.loads(json_out.read_text()) if merge and json_out.is_file() else {}
+        payload["lm_eval"] = _lm_eval_payload(rows, [t.request for t in tasks], limit)
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
         console.print(f"JSON written to {escape(str(json_out))}")
     return rows
 

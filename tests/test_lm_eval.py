@@ -66,6 +66,13 @@ def test_cli_runs_the_packaged_task_beside_bits_per_byte(tmp_path: Path, long_so
     metrics = payload["lm_eval"]["rows"][0]["metrics"]
     assert set(metrics) == {"lm_eval.bible_continuation.acc", "lm_eval.bible_continuation.acc_norm"}
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
+    # beside SR-B: one JSON file holds both
+    both = CliRunner().invoke(app, ["evaluate", str(long_source), "--task", "srb", "--target-bible", "e",
+                                    "--lm-eval-task", "bible_continuation", "--lm-eval-limit", "4", "--device", "cpu",
+                                    "--json", str(out)])
+    assert both.exit_code == 0, both.output
+    payload = json.loads(out.read_text())
+    assert payload["task"] == "srb" and set(payload["lm_eval"]["rows"][0]["metrics"]) == set(metrics)
     # by name (configs/lm_eval is on the include path), without --target-bible: refused naming it
     refused = CliRunner().invoke(app, ["evaluate", str(long_source), "--lm-eval-task", "bible_continuation"])
     assert refused.exit_code == 2 and "--target-bible" in refused.output
