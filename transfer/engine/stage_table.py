@@ -33,6 +33,8 @@ STAGE_TABLE: dict[str, StageKind] = {kind.name: kind for kind in (
     StageKind("links", "transfer.init.links"),
     StageKind("init", "transfer.init.stage"),
     StageKind("train", "transfer.train.stage", trains=True),
+    # trans-tokenization's Hydra: one body trained with a table and head per language (issue #29)
+    StageKind("hydra", "transfer.hydra.stage", trains=True),
     StageKind("evaluate", "transfer.evaluate.stage"),
     StageKind("srb", "transfer.evaluate.srb_stage", task_scores=True),
     StageKind("lm_eval", "transfer.evaluate.lm_eval_stage", task_scores=True),

@@ -105,6 +105,11 @@ class AdaptConfig(BaseModel):
                            "one is named).")
     progressive_source: str = Field(
         "smollm2", description="The small model adapted first when progressive is set (forms as source_model).")
+    hydra: bool = Field(
+        False, description="A Hydra model (trans-tokenization): the source's body, embeddings and head kept, and one "
+                           "embedding table and LM head per target language, each language with its own tokenizer "
+                           "and initialized rows, trained over the one shared body (each batch in one language); "
+                           "exported as one plain folder per language (transfer/hydra/).")
 
     vocab_size: int = Field(32000, ge=2, le=1_000_000, description="Target tokenizer vocabulary size: learned "
                             "tokens plus the 256 byte tokens; kept special and added tokens come on top.")

@@ -41,6 +41,9 @@ def validate_config(cfg: AdaptConfig, *, planning_only: bool = False) -> MemoryE
     from transfer.settings.strategy_choice import missing_data
     from transfer.source.loading import source_fingerprint
 
+    if cfg.hydra:  # a Hydra run plans each language as a run of its own (transfer/hydra/run.py)
+        raise TrainingError("hydra: a Hydra run is planned by transfer.hydra.run.plan_hydra (adapt --hydra), "
+                            "not as one model")
     check_strategy_params(cfg.strategy, cfg.strategy_params)  # also refuses an unknown strategy
     freeze_problem = freeze_source_rows_problem(cfg)
     if freeze_problem:

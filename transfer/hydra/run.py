@@ -1,0 +1,164 @@
+"""A Hydra run (trans-tokenization, Remy et al. 2024): every target language prepared as a run of
+it alone, then one body trained with all their tables and heads.
+
+``plan_hydra`` plans each language as a run of that language alone without training
+(``language_config``; ``plan_adaptation`` validates it and walks its stages: corpus, source,
+tokenizer, the strategy's data, init, and the source model's and the initialized model's
+scores), so a language's folders are the very folders a single-language run builds and shares,
+and adds the one ``hydra`` stage over their init and corpus stages (``transfer.hydra.stage``).
+``run_hydra`` executes the plan through the stage cache and exports the run: the Hydra folder
+(the body once) at ``output_dir/<name>``, and one plain Hugging Face folder per target language
+at ``output_dir/<name>-<lang>``, with ``hydra_result.json`` holding every language's scores.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from transfer.engine.cache import StageCache, StageOutput, replacing_directory
+from transfer.engine.stages import BuildContext, execute, read_json
+from transfer.errors import TrainingError
+from transfer.planning.plan import PlannedStage, RunPlan, plan_adaptation
+from transfer.settings.config import AdaptConfig
+
+#: (stage label, "cached" | "built" | "running")
+Listener = Callable[[str, str], None]
+RESULT_FILE = "hydra_result.json"
+
+
+def hydra_model_name(cfg: AdaptConfig) -> str:
+    """The Hydra folder's name: ``<source>-hydra-<langs>-<strategy>``."""
+    source, _, rest = cfg.model_name().partition(f"-{cfg.target_language}-")
+    return f"{source}-hydra-{cfg.target_language}-{rest}"
+
+
+def language_config(cfg: AdaptConfig, language: str) -> AdaptConfig:
+    """The run of ``language`` alone that prepares its tokenizer and rows: its own corpus (part
+    A's ``language_corpora``), the run's settings, no training (the hydra stage trains), not
+    registered. A strategy the run left to ``auto`` is chosen again for the language's own data."""
+    from transfer.corpus.languages import language_corpora
+    from transfer.settings.strategy_choice import AUTO
+
+    corpus = next(c for c in language_corpora(cfg) if c.language == language)
+    values = cfg.model_dump(exclude={"strategy_choice", "target_file_languages", "parallel_file_languages"})
+    values.update(target_language=language, target_bible=corpus.bible, target_files=corpus.files,
+                  parallel_files=corpus.parallel, hydra=False, train_steps=0, full_steps=0, register_model=False,
+                  card_samples=0)
+    if cfg.strategy_choice is not None:
+        values.update(strategy=AUTO, strategy_params={})
+    return AdaptConfig.model_validate(values)
+
+
+class HydraPlan(BaseModel):
+    """A validated Hydra run: each language's plan (a run of it alone, without training), the
+    hydra stage over them, and the notes to show before it starts."""
+
+    config: AdaptConfig
+    languages: dict[str, RunPlan]
+    hydra: PlannedStage
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def stages(self) -> list[PlannedStage]:
+        """Every stage to execute, in order, each once (the source is every language's)."""
+        seen: set[tuple[str, str]] = set()
+        out = []
+        for lang, plan in self.languages.items():
+            for stage in plan.stages:
+                if (stage.stage, stage.key) not in seen:
+                    seen.add((stage.stage, stage.key))
+                    out.append(stage.model_copy(update={"label": f"{lang}:{stage.label}"}))
+        return [*out, self.hydra]
+
+
+def _output(planned: PlannedStage) -> StageOutput:
+    return StageOutput(planned.stage, planned.key, Path(planned.path))
+
+
+def plan_hydra(cfg: AdaptConfig, *, measure: bool = False) -> HydraPlan:
+    """Validate a Hydra config and plan its stages; bad input raises here, before any stage."""
+    from transfer.hydra.checks import hydra_notes, hydra_problem
+    from transfer.hydra.stage import hydra_spec
+
+    if not cfg.hydra:
+        raise TrainingError("plan_hydra: the config does not set hydra")
+    problem = hydra_problem(cfg)
+    if problem:
+        raise TrainingError(problem)
+    plans = {lang: plan_adaptation(language_config(cfg, lang), measure=measure) for lang in cfg.target_languages}
+    first = next(iter(plans.values()))
+    source = _output(first.stage("source"))
+    spec = hydra_spec(cfg, source, {lang: (_output(plan.stage("init")), _output(plan.stage("corpus")))
+                                    for lang, plan in plans.items()})
+    cache = StageCache(cfg.cache_dir)
+    hydra = PlannedStage(label="hydra", spec=spec, path=str(cache.path(spec.stage, spec.key)),
+                         cached=cache.is_complete(spec.stage, spec.key))
+    notes = hydra_notes(cfg) + [f"{lang}: {note}" for lang, plan in plans.items() for note in plan.notes]
+    return HydraPlan(config=cfg, languages=plans, hydra=hydra, notes=notes)
+
+
+class HydraResult(BaseModel):
+    """What a Hydra run produced: the Hydra folder, each language's plain folder, and each
+    language's scores (the source model on its texts, the initialized rows, the trained Hydra)."""
+
+    config: AdaptConfig
+    model_dir: str
+    language_dirs: dict[str, str]
+    scores: dict[str, dict[str, float]]  # language -> label -> value of ``metric``
+    metric: str = "bpb"
+    stage_keys: dict[str, str]  # label -> stage:key
+    stages_cached: dict[str, bool]
+    train_log: dict
+    seconds: float
+
+
+def run_hydra(plan: HydraPlan | AdaptConfig, *, listener: Listener | None = None,
+              context: BuildContext = BuildContext()) -> HydraResult:
+    """Execute a Hydra plan (a config is planned first) and export it (see the module doc)."""
+    from transfer.hydra.store import export_language, load_hydra
+
+    started = time.perf_counter()
+    if isinstance(plan, AdaptConfig):
+        plan = plan_hydra(plan)
+    cfg = plan.config
+    cache = StageCache(cfg.cache_dir)
+    built: dict[str, StageOutput] = {}
+    cached: dict[str, bool] = {}
+    for planned in plan.stages:
+        if listener:
+            listener(planned.label, "running")
+        built[planned.label], cached[planned.label] = execute(planned.spec, cache, context)
+        if listener:
+            listener(planned.label, "cached" if cached[planned.label] else "built")
+    scores: dict[str, dict[str, float]] = {}
+    metric = "bpb"
+    for lang, language_plan in plan.languages.items():
+        scores[lang] = {}
+        for label in ("source_model_on_target", "adapted_step0"):
+            stage = language_plan.stage(f"evaluate.{label}")
+            metrics = read_json(Path(stage.path) / "metrics.json")
+            scores[lang][label] = metrics["value"]
+    hydra_out = built["hydra"]
+    for lang, metrics in read_json(hydra_out.file("metrics.json")).items():
+        scores[lang]["hydra_trained"] = metrics["value"]
+        metric = metrics["metric"]
+    name = hydra_model_name(cfg)
+    model_dir = Path(cfg.output_dir) / name
+    with replacing_directory(model_dir) as tmp:
+        shutil.copytree(hydra_out.path / "model", tmp, dirs_exist_ok=True)
+    loaded = load_hydra(model_dir)
+    language_dirs = {lang: str(export_language(loaded, lang, Path(cfg.output_dir) / f"{name}-{lang}"))
+                     for lang in cfg.target_languages}
+    result = HydraResult(
+        config=cfg, model_dir=str(model_dir), language_dirs=language_dirs, scores=scores, metric=metric,
+        stage_keys={p.label: f"{p.stage}:{p.key}" for p in plan.stages}, stages_cached=cached,
+        train_log=read_json(hydra_out.file("train_log.json")), seconds=time.perf_counter() - started)
+    tmp_file = model_dir / f".{RESULT_FILE}.tmp"
+    tmp_file.write_text(result.model_dump_json(indent=2) + "\n")
+    tmp_file.replace(model_dir / RESULT_FILE)
+    return result

@@ -1,0 +1,171 @@
+"""Training a Hydra model (trans-tokenization, Remy et al. 2024): one shared body, each batch in
+one language through that language's table and head.
+
+The recipe is the product trainer's (``transfer.train``): packed blocks and their seeded order
+(``pack_train_split``, ``BlockOrder``), the causal loss without the whole logits (``loss_sum``),
+the learning-rate schedule (``lr_at``), gradient clipping, AdamW, and its two phases: the new
+tables and heads alone (body frozen), then optionally the body too. What Hydra adds is the
+choice of a language per optimizer step: drawn from a generator seeded with ``seed``, language i
+with probability q_i proportional to n_i^alpha (its train bytes; part A's sampling,
+``transfer.corpus.many_languages.sampling_shares``), and the swap of that language's table and
+head into the body before the step. The source language's own table and head stay as the source
+model had them (they read the source language; nothing trains them), so only the body and the
+step's language's rows move in a step (AdamW skips parameters without a gradient).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from transfer.errors import NonFiniteLossError, TrainingError
+from transfer.hydra.model import HydraModel
+from transfer.train.config import PhaseConfig
+from transfer.train.data import BlockOrder, PackedData
+from transfer.train.objectives import LossKernel, loss_sum, make_batch
+from transfer.train.schedule import lr_at
+
+
+@dataclass(frozen=True)
+class HydraTraining:
+    """The phases (``transfer.train.PhaseConfig``: ``embeddings`` then optionally ``full``), the
+    batch, the language sampling exponent and the seed."""
+
+    phases: list[PhaseConfig]
+    batch_size: int = 4
+    grad_accumulation: int = 1
+    clip_norm: float | None = 1.0
+    alpha: float = 0.3
+    seed: int = 0
+    loss_kernel: LossKernel = "auto"
+
+
+@dataclass
+class HydraLog:
+    """What the training did: per step its language, loss and learning rate; the samples and
+    bytes each language trained on; the shares languages were drawn with."""
+
+    languages: list[str] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+    shares: dict[str, float] = field(default_factory=dict)
+    steps_per_language: dict[str, int] = field(default_factory=dict)
+    bytes_seen: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def language_schedule(shares: dict[str, float], steps: int, seed: int) -> list[str]:
+    """The language of each optimizer step: ``steps`` draws with probabilities ``shares``, from a
+    generator seeded with ``seed`` (the same every run)."""
+    names = [lang for lang, share in shares.items() if share > 0]
+    if not names:
+        raise TrainingError("Hydra training: no language has training text")
+    weights = torch.tensor([shares[lang] for lang in names], dtype=torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.multinomial(weights, steps, replacement=True, generator=generator) if steps else torch.empty(0)
+    return [names[int(i)] for i in draws.tolist()]
+
+
+def _trainable(hydra: HydraModel, phase: str) -> list[torch.nn.Parameter]:
+    """The new languages' tables and heads, and in phase ``full`` the body; never the source's."""
+    for param in hydra.parameters():
+        param.requires_grad_(False)
+    found: dict[int, torch.nn.Parameter] = {}
+    for lang in hydra.languages:
+        if lang == hydra.source_language:
+            continue
+        for module in (hydra.tables[lang], hydra.heads[lang]):
+            found.update({id(p): p for p in module.parameters()})
+    if phase == "full":
+        found.update({id(p): p for _, p in hydra.body_parameters()})
+    for param in found.values():
+        param.requires_grad_(True)
+    return list(found.values())
+
+
+def _optimizer(params: list[torch.nn.Parameter], phase: PhaseConfig) -> torch.optim.AdamW:
+    # decay matrices only (the product trainer's rule); AdamW skips parameters without a gradient
+    decay = [p for p in params if p.dim() >= 2]
+    plain = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": phase.weight_decay}]
+    if plain:
+        groups.append({"params": plain, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=phase.lr)
+
+
+def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTraining, *,
+                device: torch.device | str = "cpu") -> HydraLog:
+    """Train ``hydra`` on each language's packed ``data`` (every target language of the model
+    needs some): ``config.phases`` in order, each optimizer step in one language."""
+    from transfer.corpus.many_languages import sampling_shares
+
+    missing = [lang for lang in hydra.languages if lang != hydra.source_language and lang not in data]
+    if missing:
+        raise TrainingError(f"Hydra training: no training blocks for language(s) {missing}")
+    device = torch.device(device)
+    hydra.to(device).train()
+    shares = sampling_shares({lang: packed.n_bytes for lang, packed in data.items()}, config.alpha)
+    total = sum(phase.steps for phase in config.phases)
+    schedule = language_schedule(shares, total, config.seed)
+    orders = {lang: BlockOrder(packed.n_blocks, config.seed) for lang, packed in data.items()}
+    positions = dict.fromkeys(data, 0)
+    log = HydraLog(shares=shares, steps_per_language=dict.fromkeys(data, 0), bytes_seen=dict.fromkeys(data, 0))
+    started = time.perf_counter()
+    step = 0
+    for phase in config.phases:
+        if phase.steps == 0:
+            continue
+        params = _trainable(hydra, phase.name)
+        optimizer = _optimizer(params, phase)
+        for phase_step in range(1, phase.steps + 1):
+            lang = schedule[step]
+            lr = lr_at(phase_step, peak=phase.lr, total_steps=phase.steps, warmup_steps=phase.warmup_steps,
+                       schedule=phase.schedule, min_lr_ratio=phase.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = _step(hydra, lang, data[lang], orders[lang], positions, config, device)
+            if config.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], config.clip_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            samples = config.batch_size * config.grad_accumulation
+            log.languages.append(lang)
+            log.losses.append(loss)
+            log.lrs.append(lr)
+            log.steps_per_language[lang] += 1
+            log.bytes_seen[lang] += round(samples * data[lang].block_size * data[lang].bytes_per_token)
+            step += 1
+    log.seconds = time.perf_counter() - started
+    for param in hydra.parameters():
+        param.requires_grad_(False)
+    hydra.use(hydra.source_language).eval()
+    return log
+
+
+def _step(hydra: HydraModel, lang: str, data: PackedData, order: BlockOrder, positions: dict[str, int],
+          config: HydraTraining, device: torch.device) -> float:
+    """One optimizer step's gradients in ``lang`` (its table and head swapped in); the mean loss."""
+    lm = hydra.use(lang)
+    micro = []
+    for _ in range(config.grad_accumulation):
+        index = order.take(positions[lang], config.batch_size)
+        sample_positions = torch.arange(positions[lang], positions[lang] + config.batch_size)
+        positions[lang] += config.batch_size
+        micro.append(make_batch(data.rows(index), sample_positions, "causal").to(device))
+    n_targets = sum(batch.n_targets for batch in micro)
+    total = 0.0
+    for batch in micro:
+        summed = loss_sum(lm, batch, "causal", kernel=config.loss_kernel)
+        (summed / n_targets).backward()
+        total += float(summed.detach())
+    mean = total / n_targets
+    if not math.isfinite(mean):
+        raise NonFiniteLossError(f"Hydra training: loss {mean} in language {lang!r}; lower learning_rate")
+    return mean
