@@ -101,15 +101,40 @@ def test_clp_new_row_is_the_cosine_weighted_mean_of_shared_source_rows(family: s
     assert any("copied 3 tokens" in note for note in result.report.notes)
 
 
-def test_clp_keeps_signed_similarities_as_the_papers_code_does() -> None:
+def test_clp_signed_weighting_keeps_signed_similarities_as_the_papers_code_does() -> None:
     # licht [1, 1, 0] with gott [-1, 0, 0]: cosines 1/sqrt2, 1/sqrt2, -1/sqrt2, sum 1/sqrt2:
     # weights 1, 1, -1 (the authors divide by the signed sum)
     helper = _helper([2, 0, 0], [1, 1, 0], [0, 3, 0], [-1, 0, 0])
-    result = initialize("clp", _inputs("byte_level", helper))
+    result = initialize("clp", _inputs("byte_level", helper), weighting="signed")
     torch.testing.assert_close(result.input[NEW], E_IN[1] + E_IN[2] - E_IN[3])
     # top-2: only haus and hund, 1/2 each
-    result = initialize("clp", _inputs("byte_level", helper), top_k=2)
+    result = initialize("clp", _inputs("byte_level", helper), top_k=2, weighting="signed")
     torch.testing.assert_close(result.input[NEW], (E_IN[1] + E_IN[2]) / 2)
+
+
+def test_clp_positive_weighting_drops_negative_similarities_to_a_convex_mean() -> None:
+    # the same cosines 1/sqrt2, 1/sqrt2, -1/sqrt2: gott counts as 0, haus and hund 1/2 each,
+    # where the signed form extrapolates to E[1] + E[2] - E[3]
+    helper = _helper([2, 0, 0], [1, 1, 0], [0, 3, 0], [-1, 0, 0])
+    result = initialize("clp", _inputs("byte_level", helper))
+    assert result.report.params["weighting"] == "positive"
+    torch.testing.assert_close(result.input[NEW], (E_IN[1] + E_IN[2]) / 2)
+    assert any("negative similarities as zero" in note for note in result.report.notes)
+    with pytest.raises(ValueError, match="weighting must be one of positive, signed"):
+        initialize("clp", _inputs("byte_level", helper), weighting="softmax")
+
+
+def test_clp_positive_rows_stay_inside_the_hull_where_signed_sums_near_zero_explode() -> None:
+    # centred helper rows (an adapted model's space): signed sums of 200 cosines near zero
+    g = torch.Generator().manual_seed(1)
+    anchors, queries = torch.randn(200, 16, generator=g), torch.randn(400, 16, generator=g)
+    values = torch.randn(200, 8, generator=g)
+    bound = values.norm(dim=1).max()
+    signed, ok_s = clp_rows(queries, anchors, values, weighting="signed")
+    positive, ok_p = clp_rows(queries, anchors, values)
+    assert bool(ok_p.all())
+    assert float(positive.norm(dim=1).max()) <= float(bound) + 1e-5
+    assert float(signed[ok_s].norm(dim=1).max()) > 10 * float(bound)
 
 
 def test_clp_similarities_summing_to_zero_or_less_fall_back_to_the_mean() -> None:
@@ -148,11 +173,11 @@ def test_clp_rows_in_blocks_equal_the_dense_formula() -> None:
         anchors.double(), dim=1).T
     expected = (cos / cos.sum(1, keepdim=True)) @ values.double()
     # 4 query rows per block: 15 blocks
-    rows, ok = clp_rows(queries, anchors, values, max_block_bytes=4 * 300 * 4)
+    rows, ok = clp_rows(queries, anchors, values, weighting="signed", max_block_bytes=4 * 300 * 4)
     assert bool(ok.all())
     # float32 similarities and products of 300 terms against float64: well within 1e-4
     torch.testing.assert_close(rows.double(), expected, rtol=1e-4, atol=1e-4)
-    top, ok = clp_rows(queries, anchors, values, top_k=5, max_block_bytes=2000)
+    top, ok = clp_rows(queries, anchors, values, top_k=5, weighting="signed", max_block_bytes=2000)
     best = cos.topk(5, dim=1)
     want = torch.einsum("bk,bkc->bc", best.values / best.values.sum(1, keepdim=True), values.double()[best.indices])
     torch.testing.assert_close(top.double(), want, rtol=1e-4, atol=1e-4)
