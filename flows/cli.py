@@ -83,6 +83,8 @@ def adapt(
     helper_revision: str | None = config_option("helper_revision"),
     progressive: bool | None = config_option("progressive", "--progressive/--no-progressive"),
     progressive_source: str | None = config_option("progressive_source"),
+    hydra: bool | None = config_option(
+        "hydra", "--hydra/--no-hydra", note="Runs without Prefect; `vocab-transfer translate` reads and writes with it."),
     srb: bool | None = config_option("srb", "--srb/--no-srb"),
     srb_layer: int | None = config_option("srb_layer", min=0),
     lm_eval_task: list[str] | None = config_option("lm_eval_tasks", note="Repeat for several."),
@@ -120,12 +122,17 @@ def adapt(
         "activation_checkpointing": activation_checkpointing, "loss_kernel": loss_kernel,
         "target_tokenizer": target_tokenizer, "target_tokenizer_revision": target_tokenizer_revision,
         "helper_model": helper_model, "helper_revision": helper_revision, "progressive": progressive,
-        "progressive_source": progressive_source, "srb": srb, "srb_layer": srb_layer,
+        "progressive_source": progressive_source, "hydra": hydra, "srb": srb, "srb_layer": srb_layer,
         "lm_eval_tasks": lm_eval_task or None,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         cfg = _load_parameters(values)
+        if cfg.hydra:  # one body, a table and head per language: its own plan (transfer/hydra/run.py)
+            if strategy and len(strategy) > 1:
+                raise VocabTransferError("--hydra takes one --strategy (each language's rows), not a comparison")
+            _hydra(cfg, dry_run=dry_run)
+            return
         if strategy and len(strategy) > 1:
             _compare(cfg, strategy, prefect=prefect, dry_run=dry_run)
             return
@@ -151,6 +158,36 @@ def adapt(
     except (ValidationError, VocabTransferError) as error:
         raise fail(error) from error
     print_result(result)
+
+
+def _hydra(cfg, *, dry_run: bool) -> None:
+    """A Hydra run (trans-tokenization): plan (bad input refused here), then run it locally and
+    print each language's scores and folders."""
+    from transfer.hydra.run import hydra_model_name, plan_hydra, run_hydra
+
+    plan = plan_hydra(cfg, measure=dry_run)
+    print_notes(plan.notes)
+    if dry_run:
+        for lang, language_plan in plan.languages.items():
+            print_plan(language_plan, f"{lang}: its tokenizer and rows (a run of it alone, no training)")
+        state = "cached" if plan.hydra.cached else "[yellow]to build[/]"
+        console.print(f"hydra: {state} {plan.hydra.path} (one body trained with the tables and heads of "
+                      f"{', '.join(plan.languages)}), exported as {hydra_model_name(cfg)}")
+        return
+
+    def listener(stage: str, state: str) -> None:
+        if state != "running":
+            console.print(f"[dim]{stage}: {state}[/]")
+
+    result = run_hydra(plan, listener=listener)
+    table = Table(title=f"Hydra {hydra_model_name(cfg)}: {result.metric} on held-out {cfg.eval_split} texts")
+    labels = ("source_model_on_target", "adapted_step0", "hydra_trained")
+    for column in ("language", *labels, "folder"):
+        table.add_column(column)
+    for lang, scores in result.scores.items():
+        table.add_row(lang, *(f"{scores[label]:.4f}" for label in labels), result.language_dirs[lang])
+    console.print(table)
+    console.print(f"Hydra folder (the body once): {result.model_dir} ({result.seconds:.0f} s)")
 
 
 def _run_local(plan, callbacks=()):
@@ -360,11 +397,13 @@ def _add_registry_commands() -> None:
     from flows.cli_evaluate import evaluate
     from flows.cli_generate import generate
     from flows.cli_models import cache_app, models_app
+    from flows.cli_translate import translate
 
     app.add_typer(models_app, name="models")
     app.add_typer(cache_app, name="cache")
     app.command("evaluate")(evaluate)
     app.command("generate")(generate)
+    app.command("translate")(translate)
 
 
 _add_registry_commands()

@@ -15,6 +15,7 @@ every folder is written to a temporary sibling and renamed.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,8 @@ def load_hydra(folder: Path | str) -> LoadedHydra:
     tokenizers = {lang: AutoTokenizer.from_pretrained(language_folder(folder, lang), trust_remote_code=False)
                   for lang in manifest.languages}
     source = manifest.source_language
-    lm = AutoModelForCausalLM.from_config(configs[source], trust_remote_code=False)
+    # its own copy: ``use`` sets the body's vocab_size to the active language's
+    lm = AutoModelForCausalLM.from_config(copy.deepcopy(configs[source]), trust_remote_code=False)
     model = HydraModel(lm, source)
     tables = {lang: _table_modules(load_file(str(language_folder(folder, lang) / TABLE)), manifest.tied)
               for lang in manifest.languages}
@@ -146,7 +148,7 @@ def language_model(hydra: LoadedHydra, language: str) -> torch.nn.Module:
     """A fresh plain causal LM of ``language``: the body with that language's table and head."""
     model = hydra.model
     model.check_language(language)
-    lm = AutoModelForCausalLM.from_config(hydra.configs[language], trust_remote_code=False)
+    lm = AutoModelForCausalLM.from_config(copy.deepcopy(hydra.configs[language]), trust_remote_code=False)
     state = dict(model.body_state())
     state[f"{model.table_name}.weight"] = model.tables[language].weight
     head = model.heads[language]

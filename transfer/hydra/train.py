@@ -102,13 +102,14 @@ def _optimizer(params: list[torch.nn.Parameter], phase: PhaseConfig) -> torch.op
 
 def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTraining, *,
                 device: torch.device | str = "cpu") -> HydraLog:
-    """Train ``hydra`` on each language's packed ``data`` (every target language of the model
-    needs some): ``config.phases`` in order, each optimizer step in one language."""
+    """Train ``hydra`` on each language's packed ``data`` (a target language without data is
+    never drawn): ``config.phases`` in order, each optimizer step in one language."""
     from transfer.corpus.many_languages import sampling_shares
 
-    missing = [lang for lang in hydra.languages if lang != hydra.source_language and lang not in data]
-    if missing:
-        raise TrainingError(f"Hydra training: no training blocks for language(s) {missing}")
+    unknown = [lang for lang in data if lang not in hydra.languages or lang == hydra.source_language]
+    if unknown or not data:
+        raise TrainingError(f"Hydra training: data for {unknown or 'no language'}; give blocks of the model's target "
+                            f"languages {[lang for lang in hydra.languages if lang != hydra.source_language]}")
     device = torch.device(device)
     hydra.to(device).train()
     shares = sampling_shares({lang: packed.n_bytes for lang, packed in data.items()}, config.alpha)
