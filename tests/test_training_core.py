@@ -246,6 +246,24 @@ def test_foreign_checkpoint_is_refused(tokenizer, data, tmp_path):
     assert again.resumed_from == 2 and len(again.losses) == 2
 
 
+def test_the_trainer_refuses_at_the_figure_of_the_plan(tokenizer, data):
+    # the trainer's own check uses the dry run's plan (here: activation checkpointing keeps
+    # fewer activations): one byte under its peak is refused, the peak itself trains. (At
+    # tiny vocabularies one chunk holds every position: chunked and full have one figure.)
+    from transfer.settings.memory_budget import device_memory_plan
+
+    model = tiny_llama(len(tokenizer), seed=0)
+    plan = {"micro_batch": 4, "block_size": 16, "device_type": "cpu", "bf16": False, "sharding": "ddp"}
+    peak = device_memory_plan(model, ["full"], activation_checkpointing=True, **plan).peak
+    whole = device_memory_plan(model, ["full"], **plan).peak
+    assert peak.activations < whole.activations
+    kw = {"device": "cpu", "activation_checkpointing": True}
+    with pytest.raises(MemoryBudgetError):
+        train(model, data, config(("full", 1, 1e-3), memory_limit=peak.total - 1), **kw)
+    result = train(model, data, config(("full", 1, 1e-3), memory_limit=peak.total), **kw)
+    assert len(result.losses) == 1
+
+
 def test_memory_refusal_under_forced_limit(tokenizer, data, monkeypatch):
     model = tiny_llama(len(tokenizer))
     with pytest.raises(MemoryBudgetError, match=r"grad_accumulation=\d+ \(same effective batch\)|block_size="):

@@ -51,7 +51,6 @@ from transfer.train.memory import (
     MemoryEstimate,
     available_memory,
     check_memory,
-    estimate_for_run,
 )
 from transfer.train.objectives import LossKernel, MicroBatch, loss_sum, make_batch
 from transfer.train.row_freeze import FrozenRows, check_frozen_rows
@@ -258,9 +257,16 @@ def setup(
     check_compile(config.compile, device_used)
     block_size = packed.block_size
 
-    # Refuse a configuration that cannot fit before anything heavy happens.
-    estimate = estimate_for_run(model, [p.name for p in config.phases], batch_size=config.batch_size,
-                                block_size=block_size, device=device_used, bf16=use_bf16)
+    # Refuse a configuration that cannot fit before anything heavy happens: the figures of the
+    # plan the dry run prints (loss kernel and activation checkpointing included), whole model
+    # per device; the sharding decision below divides it.
+    from transfer.settings.memory_budget import device_memory_plan
+
+    estimate = device_memory_plan(
+        model, [p.name for p in config.phases], micro_batch=config.batch_size, block_size=block_size,
+        grad_accumulation=config.grad_accumulation, device_type=device_used.type, bf16=use_bf16,
+        sharding="ddp", activation_checkpointing=activation_checkpointing, loss_kernel=loss_kernel,
+        distills=distill is not None, compiles=bool(config.compile)).peak
     available = available_memory(device_used, config.memory_limit)
     if device_used.type == "cuda" and model_device(model).type == "cuda":
         # the weights already sit there: free memory no longer counts them, the estimate does
