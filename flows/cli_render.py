@@ -17,7 +17,7 @@ console = Console()
 def print_result(result) -> None:
     """The run's ``RunSummary`` as a table (the source model's rows first), then fertility,
     initialization and cache use."""
-    from transfer.publish.summary import RunSummary, fertility_line, init_line
+    from transfer.publish.summary import RunSummary, fertility_line, init_line, task_scores_table
 
     summary = RunSummary.from_result(result)
     cfg = result.config
@@ -28,6 +28,16 @@ def print_result(result) -> None:
     for row in summary.rows:
         table.add_row(row.model, row.texts, f"{row.value:.4f}")
     console.print(table)
+    task_table = task_scores_table(summary)
+    if task_table is not None:  # SR-B and lm-eval: a metric a row, a model a column
+        header, rows = task_table
+        tasks = Table(title="Task evaluations")
+        tasks.add_column(header[0])
+        for title in header[1:]:
+            tasks.add_column(title, justify="right")
+        for row in rows:
+            tasks.add_row(*row)
+        console.print(tasks)
     console.print(fertility_line(summary))
     console.print(f"Initialization: {init_line(summary)}")
     console.print(f"Stages reused from cache: {summary.stages_reused}")

@@ -102,10 +102,12 @@ def result_markdown(result: AdaptResult) -> str:
         fertility_line,
         init_line,
         markdown_table,
+        task_scores_markdown,
     )
 
     summary = RunSummary.from_result(result)
     cfg = result.config
+    tasks = task_scores_markdown(summary)
     stages = markdown_table(["stage", "state"], [[label, "cached" if cached else "built"]
                                                  for label, cached in summary.stages_cached.items()])
     return (
@@ -115,7 +117,8 @@ def result_markdown(result: AdaptResult) -> str:
         f"{cfg.total_train_steps} training steps, {result.seconds:.0f} s\n\n"
         + (f"Strategy choice: {cfg.strategy_choice}\n\n" if cfg.strategy_choice else "")
         + f"{evaluations_markdown(summary)}\n\n"
-        f"{fertility_line(summary)}\n\n"
+        + (f"{tasks}\n\n" if tasks else "")
+        + f"{fertility_line(summary)}\n\n"
         f"Initialization: {init_line(summary)}\n\n{stages}\n"
     )
 
@@ -131,6 +134,9 @@ def metrics_rows(result: AdaptResult) -> list[dict[str, object]]:
          "evaluation": f"{row.model} on {row.texts}" if row.texts else row.model}
         for row in summary.rows
     ]
+    for model, values in summary.task_scores.items():  # SR-B and lm-eval, as the registry names them
+        for name, value in values.items():
+            rows.append({"metric": f"{name}/{model}", "value": round(float(value), 4), "evaluation": model})
     for side in ("source", "target"):
         for name, value in summary.fertility.get(side, {}).items():
             rows.append({"metric": f"fertility/{side}/{name}", "value": round(float(value), 4), "evaluation": ""})

@@ -62,6 +62,17 @@ def test_srb_scores_every_model_and_reaches_every_report(tmp_path: Path, tiny_so
     column = header.index("SR-B top-1, target -> English")
     assert [row[column] for row in rows] == [f"{result.task_scores[m]['srb.to_en.top1']:.4f}"
                                              for m in ("adapted_trained", "source_model")]
+    # the Prefect summary and metrics artifacts, and the CLI's table, show them too
+    from flows.cli_render import console, print_result
+    from flows.reports import metrics_rows, result_markdown
+
+    top10 = f"{result.task_scores['adapted_trained']['srb.from_en.top10']:.4f}"
+    assert "SR-B top-10, English -> target" in result_markdown(result) and top10 in result_markdown(result)
+    assert {r["metric"] for r in metrics_rows(result)} >= {"srb.to_en.top1/adapted_trained",
+                                                           "srb.from_en.top10/source_model"}
+    with console.capture() as captured:
+        print_result(result)
+    assert "SR-B top-10, English -> target" in captured.get() and top10 in captured.get()
 
 
 def test_a_language_without_a_bible_is_refused_before_any_stage(tmp_path: Path, tiny_source: Path,

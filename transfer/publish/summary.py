@@ -148,9 +148,9 @@ def evaluations_markdown(summary: RunSummary) -> str:
                           [[row.model, row.texts, f"{row.value:.4f}"] for row in summary.rows])
 
 
-def task_scores_markdown(summary: RunSummary) -> str | None:
-    """The task evaluations (SR-B, lm-evaluation-harness) as a markdown table, a metric a
-    row and a model a column (the source model first); None when the run had none."""
+def task_scores_table(summary: RunSummary) -> tuple[list[str], list[list[str]]] | None:
+    """The task evaluations (SR-B, lm-evaluation-harness) as (header, rows), a metric a row
+    and a model a column (the source model first); None when the run had none."""
     models = [m for m in TASK_MODELS if m in summary.task_scores]
     if not models:
         return None
@@ -159,7 +159,13 @@ def task_scores_markdown(summary: RunSummary) -> str | None:
                                                                steps=summary.train_steps) for m in models]
     rows = [[task_metric_title(name)] + [_cell(summary.task_scores[m].get(name)) for m in models]
             for name in metrics]
-    return markdown_table(header, rows)
+    return header, rows
+
+
+def task_scores_markdown(summary: RunSummary) -> str | None:
+    """``task_scores_table`` as markdown; None when the run had none."""
+    table = task_scores_table(summary)
+    return None if table is None else markdown_table(*table)
 
 
 def _cell(value: float | None) -> str:
