@@ -52,6 +52,7 @@ def _language_parts(folder: Path) -> tuple[Any, Any, Any]:
 @builder("hydra")
 def build_hydra(spec: StageSpec, out: Path, context: BuildContext) -> None:
     """Train the Hydra model, write its folder (``model/``), its log and each language's score."""
+    from transfer.engine.devices import pick_device
     from transfer.errors import TrainingError
     from transfer.evaluate.score import score_model
     from transfer.hydra.model import HydraModel
@@ -82,7 +83,7 @@ def build_hydra(spec: StageSpec, out: Path, context: BuildContext) -> None:
     training = HydraTraining(phases=recipe.phases, batch_size=p["batch_size"],
                              grad_accumulation=p.get("grad_accumulation", 1), clip_norm=p.get("clip_norm", 1.0),
                              alpha=p["alpha"], seed=p["seed"], loss_kernel=runtime.get("loss_kernel", "auto"))
-    log = train_hydra(hydra, data, training, device=runtime.get("device") or "cpu")
+    log = train_hydra(hydra, data, training, device=pick_device(runtime.get("device")))
     hydra.to("cpu")
     scores = {}
     for lang in p["languages"]:
