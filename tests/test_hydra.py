@@ -243,3 +243,16 @@ def test_adapt_hydra_then_translate_through_the_cli(tmp_path: Path, tiny_source:
     # again: every stage cached
     result = runner.invoke(app, ["adapt", "--config", str(cfg_file), "--dry-run"], terminal_width=250)
     assert "to build" not in result.output and "hydra: cached" in result.output
+
+
+def test_the_baseline_is_the_source_model_on_its_own_tokenizer() -> None:
+    from transfer.hydra.translate import source_model_translator
+
+    tokenizer = tiny_byte_bpe_tokenizer(ENGLISH_SENTENCES, 300)
+    lm = tiny_llama(len(tokenizer), tie=True, seed=4)
+    ids = torch.tensor([[4, 8, 15, 16]])
+    with torch.no_grad():
+        expected = lm(input_ids=ids).logits
+        baseline, tokenizers = source_model_translator(lm, tokenizer, "en", "sw")
+        assert torch.equal(baseline.read_write(ids, "en", "sw"), expected)
+    assert tokenizers["sw"] is tokenizer and baseline.languages == ["en", "sw"]
