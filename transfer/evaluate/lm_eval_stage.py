@@ -52,7 +52,7 @@ def lm_eval_spec(cfg: AdaptConfig, model: StageOutput) -> StageSpec:
     return StageSpec(
         stage="lm_eval",
         params={"tasks": list(cfg.lm_eval_tasks), "harness": harness_version(), "metadata": run_metadata(cfg),
-                "limit": None, "num_fewshot": None},
+                "limit": cfg.lm_eval_limit, "num_fewshot": None},
         inputs=inputs,
         upstream=upstream,
         runtime={"device": cfg.device, "batch_size": cfg.eval_batch_size, "cache_dir": str(cfg.cache_dir)},

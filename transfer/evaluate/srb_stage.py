@@ -2,7 +2,7 @@
 pipeline's opt-in setting ``srb`` (issue #30).
 
 A run with ``srb`` set scores the source model, the adapted model at step 0 and after
-training on the same verses: up to 500 held-out test verses (the run's own split
+training on the same verses: up to ``srb_verses`` (500) held-out test verses (the run's own split
 fractions, in its Unicode normalization) present in both the target language's first
 translation and the English one (the first of ``source_bible``), each model encoding both
 languages with its own tokenizer. Top-1 and top-10 accuracy both ways land in
@@ -69,14 +69,13 @@ def check_srb(cfg: AdaptConfig) -> None:
 def srb_spec(cfg: AdaptConfig, model: StageOutput) -> StageSpec:
     """SR-B of the model stage ``model`` on the run's verses."""
     from transfer.corpus.bible import bible_content_hash
-    from transfer.evaluate.srb import MAX_VERSES
 
     target, english = srb_bibles(cfg)
     inputs, upstream = upstream_of(model=model)
     inputs["bible"] = bible_content_hash([english, target])
     return StageSpec(
         stage="srb",
-        params={"target_bible": target, "english_bible": english, "split": "test", "max_verses": MAX_VERSES,
+        params={"target_bible": target, "english_bible": english, "split": "test", "max_verses": cfg.srb_verses,
                 "dev_fraction": cfg.dev_fraction, "test_fraction": cfg.test_fraction,
                 "normalization": cfg.normalization, "layer": cfg.srb_layer},
         inputs=inputs,

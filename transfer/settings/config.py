@@ -253,9 +253,13 @@ class AdaptConfig(BaseModel):
                                          "back, top-1/top-10) on test verses present in both the target Bible "
                                          "and source_bible's first translation, for the source and adapted models.")
     srb_layer: int | None = Field(None, ge=0, description="Hidden layer mean-pooled for SR-B (None: the middle one).")
+    srb_verses: int = Field(500, ge=1, description="SR-B: test verses retrieved among, at most (the first in the "
+                                                   "Bible's order; 500 as in Glot500/OFA; fewer: faster, noisier).")
     lm_eval_tasks: list[str] = Field(
         default_factory=list, description="lm-evaluation-harness tasks scored on the source and adapted models "
                                           "(the 'lm-eval' extra; a task name, or a task YAML file of your own).")
+    lm_eval_limit: int | None = Field(None, ge=1, description="lm-evaluation-harness: score only the first N "
+                                                            "documents of each task (None: all; faster, noisier).")
 
     cache_dir: Path = Field(default_factory=default_cache_root,
                             description="Stage cache folder (content-addressed); default $VOCAB_TRANSFER_CACHE, "
