@@ -41,10 +41,27 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results"
 GEMMA = ROOT / ".assets" / "gemma" / "gemma-3-270m-q4_k_m.gguf"
 LANGUAGES: dict[str, list[str]] = {"de": ["e", "s"], "fr": ["l", "o"]}
+# a run's label: the strategy, then its non-default parameters ("omp k=8")
 CASES: dict[str, list[str]] = {
-    "progressive": ["clp", "omp", "combined", "fvt", "mean"],
-    "transplant": ["omp", "clp", "fvt", "mean"],
+    "progressive": ["clp", "clp weighting=signed", "omp", "omp k=8", "combined", "fvt", "mean"],
+    "transplant": ["omp", "clp", "clp weighting=signed", "fvt", "mean"],
 }
+
+
+def parse_label(label: str) -> tuple[str, dict[str, Any]]:
+    """'omp k=8' -> ('omp', {'k': 8}); numbers become int or float, the rest stay strings."""
+    strategy, *pairs = label.split()
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, value = pair.split("=", 1)
+        try:
+            params[key] = int(value)
+        except ValueError:
+            try:
+                params[key] = float(value)
+            except ValueError:
+                params[key] = value
+    return strategy, params
 
 
 def base_config(language: str, case: str) -> dict[str, Any]:
@@ -59,17 +76,18 @@ def base_config(language: str, case: str) -> dict[str, Any]:
     return values
 
 
-def run_case(language: str, case: str) -> dict[str, Any]:
-    runs = {}
-    for strategy in CASES[case]:
-        cfg = AdaptConfig(**base_config(language, case), strategy=strategy)
+def run_case(language: str, case: str, labels: list[str], runs: dict[str, Any]) -> dict[str, Any]:
+    """Runs ``labels`` (the rest of ``runs`` is kept: results of earlier invocations)."""
+    for label in labels:
+        strategy, params = parse_label(label)
+        cfg = AdaptConfig(**base_config(language, case), strategy=strategy, strategy_params=params)
         plan = plan_adaptation(cfg)
         start = time.perf_counter()
         result = run_adaptation(plan)
         init_report = json.loads((Path(plan.stage("init").path) / "init_report.json").read_text())
-        runs[strategy] = {"scores": result.scores, "seconds": round(time.perf_counter() - start, 1),
-                          "init_counts": init_report.get("counts"), "init_notes": init_report.get("notes")}
-        print(strategy, {k: round(v, 3) for k, v in result.scores.items()}, flush=True)
+        runs[label] = {"scores": result.scores, "seconds": round(time.perf_counter() - start, 1),
+                       "init_counts": init_report.get("counts"), "init_notes": init_report.get("notes")}
+        print(label, {k: round(v, 3) for k, v in result.scores.items()}, flush=True)
     return {"language": language, "case": case, "config": base_config(language, case), "runs": runs,
             "machine": {"platform": platform.platform(), "torch": torch.__version__,
                         "threads": torch.get_num_threads()}}
@@ -93,9 +111,17 @@ def write_table() -> Path:
             lines.append(f"| {strategy} | {_fmt(run['scores'].get('adapted_step0'))} | "
                          f"{_fmt(run['scores'].get('adapted_trained'))} | {rows} |")
         scores = next(iter(data["runs"].values()))["scores"]
-        lines += [f"| Gemma-3-270M on its own tokenizer | {_fmt(scores.get('source_model_on_target'))} | | |",
-                  f"| helper: SmolLM2 adapted (combined) | {_fmt(scores.get('progressive_step0'))} | "
-                  f"{_fmt(scores.get('progressive_trained'))} | |", ""]
+        lines.append(f"| Gemma-3-270M on its own tokenizer | {_fmt(scores.get('source_model_on_target'))} | | |")
+        # the helper is rebuilt when its cache is gone (eflomal's links cannot be seeded): one
+        # row per build, naming the runs that used it
+        helpers: dict[tuple[str, str], list[str]] = {}
+        for label, run in data["runs"].items():
+            key = (_fmt(run["scores"].get("progressive_step0")), _fmt(run["scores"].get("progressive_trained")))
+            helpers.setdefault(key, []).append(label)
+        for (step0, trained), labels in helpers.items():
+            used = f" (for {', '.join(labels)})" if len(helpers) > 1 else ""
+            lines.append(f"| helper: SmolLM2 adapted (combined){used} | {step0} | {trained} | |")
+        lines.append("")
     for path in sorted(RESULTS.glob("helper_transfer_transplant_*.json")):
         data = json.loads(path.read_text())
         lines += [f"## Transplant, {data['language']}: Gemma-3-270M given SmolLM2's tokenizer (SmolLM2 the helper)",
@@ -117,16 +143,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--languages", nargs="+", default=["de"], choices=sorted(LANGUAGES))
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--rerun", nargs="+", default=[], metavar="LABEL",
+                        help="run these labels again even where a result exists")
+    parser.add_argument("--only", nargs="+", default=[], metavar="LABEL",
+                        help="run only these labels of each case (default: all)")
     args = parser.parse_args()
     if not GEMMA.is_file():
         raise SystemExit(f"{GEMMA} is missing: run `make gemma` first")
     for language in args.languages:
         for case in args.cases:
             out = RESULTS / f"helper_transfer_{case}_{language}.json"
-            if out.exists():
-                continue  # resumable: a finished case is not run again
-            data = run_case(language, case)
-            out.write_text(json.dumps(data, indent=1) + "\n")
+            # resumable: a label with a result is not run again, unless named in --rerun
+            runs = json.loads(out.read_text())["runs"] if out.exists() else {}
+            todo = [label for label in CASES[case] if (label not in runs or label in args.rerun)
+                    and (not args.only or label in args.only)]
+            for label in todo:  # one label at a time, saved as it finishes
+                data = run_case(language, case, [label], runs)
+                tmp = out.with_suffix(".tmp")
+                tmp.write_text(json.dumps(data, indent=1) + "\n")
+                tmp.replace(out)
     print(write_table())
 
 
