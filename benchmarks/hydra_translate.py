@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--block-size", type=int, default=256)
     parser.add_argument("--verses", type=int, default=200)
-    parser.add_argument("--shots", type=int, nargs="+", default=[0, 2])
+    parser.add_argument("--shots", type=int, nargs="+", default=[0])
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--eval-texts", type=int, default=100)
     parser.add_argument("--smoke", action="store_true", help="Tiny budget in temporary folders.")
@@ -131,6 +131,13 @@ def main() -> None:
                 rows.append({"language": lang, "bible": bible, "system": system, "shots": shots,
                              "verses": len(pairs), **scored})
                 print(f"  chrF {scored['chrf']:.2f} ({scored['seconds']:.0f} s)", flush=True)
+                write(args, result, rows, adapt_seconds, cpu_started)  # each row as it ends
+
+
+def write(args: argparse.Namespace, result: Any, rows: list[dict[str, Any]], adapt_seconds: float,
+          cpu_started: float) -> None:
+    import torch
+
     record = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
@@ -153,7 +160,6 @@ def main() -> None:
     tmp = RESULTS / f".{name}.md.tmp"
     tmp.write_text(markdown(record))
     tmp.replace(RESULTS / f"{name}.md")
-    print(markdown(record))
 
 
 def markdown(record: dict[str, Any]) -> str:
@@ -161,10 +167,10 @@ def markdown(record: dict[str, Any]) -> str:
     lines = [
         "# Hydra translation en -> target on a CPU budget (issue #29 B)",
         "",
-        f"{record['source']}; Hydra table + head per language ({', '.join(s['languages'])}), own "
+        (f"{record['source']}; Hydra table + head per language ({', '.join(s['languages'])}), own "
         f"{s['vocab_size']}-token tokenizer, `{s['strategy']}` rows, {s['train_steps']} embeddings-only + "
         f"{s['full_steps']} whole-body steps of {s['batch_size']} x {s['block_size']} tokens "
-        f"(`benchmarks/hydra_translate.py`). Prompt: {record['prompt']}. Max {s['max_new_tokens']} new tokens.",
+        f"(`benchmarks/hydra_translate.py`). Prompt: {record['prompt']}. Max {s['max_new_tokens']} new tokens."),
         "",
         "| language | system | shots | verses | chrF | empty outputs | seconds |",
         "|---|---|---|---|---|---|---|",
@@ -177,11 +183,11 @@ def markdown(record: dict[str, Any]) -> str:
     for lang, scores in record["bpb"].items():
         lines.append(f"| {lang} | {scores['source_model_on_target']:.4f} | {scores['adapted_step0']:.4f} | "
                      f"{scores['hydra_trained']:.4f} |")
-    lines += ["", f"Training loss first/last step: {record['first_last_loss'][0]:.3f} / "
+    lines += ["", (f"Training loss first/last step: {record['first_last_loss'][0]:.3f} / "
                   f"{record['first_last_loss'][1]:.3f}; run {record['adapt_seconds']:.0f} s wall "
                   f"(stages cached: {sum(record['stages_cached'].values())}/{len(record['stages_cached'])}), "
                   f"{record['cpu_seconds']:.0f} s CPU in all. Machine: {record['machine']['platform']}, "
-                  f"{record['machine']['cpus']} CPUs.", "", "Samples (first verses):", ""]
+                  f"{record['machine']['cpus']} CPUs."), "", "Samples (first verses):", ""]
     for row in record["rows"]:
         for sample in row["samples"][:2]:
             lines.append(f"- {row['system']}, {row['shots']}-shot, {sample['key']}: `{sample['output'][:120]}` "
