@@ -175,6 +175,8 @@ def adapt_flow(config: AdaptParameters = AdaptParameters(), plan: RunPlan | None
     caller has made it already (the CLI, the batch and compare flows); from the UI it is
     left empty and the flow plans ``config`` itself, once."""
     with _process_turn("waiting for another flow run in this process to finish"):
+        if plan is None and config.hydra:
+            return _hydra_run(config)  # type: ignore[return-value]
         if plan is None:
             plan = plan_adaptation(config)
         for note in plan.notes:
@@ -186,4 +188,30 @@ def adapt_flow(config: AdaptParameters = AdaptParameters(), plan: RunPlan | None
                                 execute_stage=lambda spec, context: execute_as_task(spec, cache_dir, progress, context))
         progress.update("finished")
         publish_reports(result, Path(plan.config.output_dir).parent / "reports")
+    return result
+
+
+def _hydra_run(config: AdaptParameters):
+    """A Hydra run from the form (``hydra: true``): each language's stages and the one
+    ``hydra`` stage as tasks, a progress bar, and a summary of every language's scores."""
+    from prefect.artifacts import create_markdown_artifact
+
+    from transfer.hydra.run import hydra_model_name, plan_hydra, run_hydra
+    from transfer.publish.summary import markdown_table
+
+    plan = plan_hydra(config)
+    for note in plan.notes:
+        print(note)
+    name = hydra_model_name(plan.config)
+    cache_dir = str(plan.config.cache_dir)
+    progress = RunProgress(len(plan.stages), key=artifact_key(name, "progress"))
+    result = run_hydra(plan, execute_stage=lambda spec, context: execute_as_task(spec, cache_dir, progress, context))
+    progress.update("finished")
+    labels = ("source_model_on_target", "adapted_step0", "hydra_trained")
+    rows = [[lang, *(f"{result.scores[lang].get(label, float('nan')):.4f}" for label in labels),
+             f"`{result.language_dirs[lang]}`"] for lang in result.scores]
+    table = markdown_table(["language", "source model", "step 0", "trained", "plain folder"], rows)
+    create_markdown_artifact(
+        markdown=f"# Hydra {name}\n\nOne body: `{result.model_dir}`\n\n{result.metric} on held-out texts:\n\n{table}\n",
+        key=artifact_key(name, "summary"), description="Hydra: each language's scores and plain folder")
     return result

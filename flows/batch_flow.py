@@ -51,8 +51,17 @@ def _outcome_from_result(code: str, name: str, params: AdaptParameters, state: S
         except Exception as error:  # noqa: BLE001 - a run on another machine keeps its result there
             row.message = f"result not readable here ({type(error).__name__}); see the run's artifacts"
             return row
+        from transfer.hydra.run import HydraResult
+
         if isinstance(result, dict):
-            result = AdaptResult.model_validate(result)
+            result = (HydraResult if "language_dirs" in result else AdaptResult).model_validate(result)
+        if isinstance(result, HydraResult):  # one body, a head per language: each language's score
+            row.metric = result.metric
+            row.message = "hydra, trained: " + ", ".join(
+                f"{lang} {scores.get('hydra_trained', float('nan')):.4f}" for lang, scores in result.scores.items())
+            row.seconds = round(result.seconds, 1)
+            row.model_dir = result.model_dir
+            return row
         summary = RunSummary.from_result(result)
         row.metric = summary.metric
         row.bpb_source_model = summary.source_model

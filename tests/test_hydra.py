@@ -256,3 +256,29 @@ def test_the_baseline_is_the_source_model_on_its_own_tokenizer() -> None:
         baseline, tokenizers = source_model_translator(lm, tokenizer, "en", "sw")
         assert torch.equal(baseline.read_write(ids, "en", "sw"), expected)
     assert tokenizers["sw"] is tokenizer and baseline.languages == ["en", "sw"]
+
+
+def test_hydra_from_the_prefect_form(prefect_harness, tmp_path: Path, tiny_source: Path) -> None:
+    """The form's ``hydra: true`` runs the Hydra plan in the adapt flow (stages as tasks, a
+    progress bar, a summary of each language's scores), and the batch flow reports it."""
+    from flows.adapt_flow import adapt_flow
+    from flows.batch_flow import _outcome_from_result
+    from flows.parameters import AdaptParameters
+    from tests.helpers import flow_artifacts
+    from transfer.hydra.run import HydraResult
+
+    de = tmp_path / "de.txt"
+    de.write_text("".join(f"{s} ({i})\n" for i in range(12) for s in GERMAN_SENTENCES))
+    cfg = config(tmp_path, tiny_source, de, target_language="de", hydra=True, train_steps=2)
+    params = AdaptParameters.model_validate(cfg.model_dump())
+    state = adapt_flow(params, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert isinstance(result, HydraResult) and set(result.scores) == {"de"}
+    assert Path(result.language_dirs["de"], "config.json").is_file()
+    artifacts = flow_artifacts(state.state_details.flow_run_id)
+    assert {"progress", "markdown"} <= {a.type for a in artifacts}
+    summary = next(a.data for a in artifacts if a.type == "markdown")
+    assert f"{result.scores['de']['hydra_trained']:.4f}" in summary
+    row = _outcome_from_result("de", "German", params, state)
+    assert row.state == "Completed" and row.model_dir == result.model_dir and "de " in row.message

@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from transfer.engine.cache import StageCache, StageOutput, replacing_directory
-from transfer.engine.stages import BuildContext, execute, read_json
+from transfer.engine.stages import BuildContext, StageSpec, execute, read_json
 from transfer.errors import TrainingError
 from transfer.planning.plan import PlannedStage, RunPlan, plan_adaptation
 from transfer.settings.config import AdaptConfig
@@ -118,8 +118,11 @@ class HydraResult(BaseModel):
 
 
 def run_hydra(plan: HydraPlan | AdaptConfig, *, listener: Listener | None = None,
-              context: BuildContext = BuildContext()) -> HydraResult:
-    """Execute a Hydra plan (a config is planned first) and export it (see the module doc)."""
+              context: BuildContext = BuildContext(),
+              execute_stage: Callable[[StageSpec, BuildContext], StageOutput] | None = None) -> HydraResult:
+    """Execute a Hydra plan (a config is planned first) and export it (see the module doc).
+    ``execute_stage`` runs one stage instead of the local cache (the Prefect flow wraps each
+    in a task, as ``run_adaptation``'s)."""
     from transfer.hydra.store import export_language, load_hydra
 
     started = time.perf_counter()
@@ -132,7 +135,11 @@ def run_hydra(plan: HydraPlan | AdaptConfig, *, listener: Listener | None = None
     for planned in plan.stages:
         if listener:
             listener(planned.label, "running")
-        built[planned.label], cached[planned.label] = execute(planned.spec, cache, context)
+        if execute_stage is None:
+            built[planned.label], cached[planned.label] = execute(planned.spec, cache, context)
+        else:
+            cached[planned.label] = cache.is_complete(planned.spec.stage, planned.spec.key)
+            built[planned.label] = execute_stage(planned.spec, context)
         if listener:
             listener(planned.label, "cached" if cached[planned.label] else "built")
     scores: dict[str, dict[str, float]] = {}
