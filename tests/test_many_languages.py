@@ -201,3 +201,17 @@ def test_languages_file_and_prefect_form_take_a_list(tmp_path: Path, tiny_source
                                "corpus": {"files": [f"de={corpora['de']}"]}, "strategy": "mean"}}}))
     with pytest.raises(Exception, match="'xx'"):
         load_languages(path)
+
+
+def test_one_language_reads_its_own_lang_equals_path_entries(tmp_path: Path) -> None:
+    # the several-language spelling on a one-language run: its own language is dropped, a
+    # file whose name holds '=' and exists stays, another language's entry is left to the
+    # file check (which names it)
+    from transfer.settings.config import AdaptConfig
+
+    odd = tmp_path / "de=odd.txt"
+    odd.write_text("Im Anfang war das Wort.\n")
+    cfg = AdaptConfig(target_language="de", target_files=[f"DE={tmp_path / 'a.txt'}", str(odd), "sw=b.txt"],
+                      parallel_files=[f"de={tmp_path / 'p.tsv'}"])
+    assert cfg.target_files == [str(tmp_path / "a.txt"), str(odd), "sw=b.txt"]
+    assert cfg.parallel_files == [str(tmp_path / "p.tsv")]

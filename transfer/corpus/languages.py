@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from transfer.corpus.bible_languages import (
@@ -67,7 +68,9 @@ def split_language_entries(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(language, (list, tuple)):
         data = {**data, "target_language": language[0] if len(language) == 1 else joined_languages(language)}
         language = data["target_language"]
-    if not isinstance(language, str) or JOIN not in language:
+    if isinstance(language, str) and JOIN not in language:
+        return _strip_own_language(data, language)
+    if not isinstance(language, str):
         return data
     languages = joined_languages(language.split(JOIN)).split(JOIN)
     for field, languages_field in (("target_files", "target_file_languages"),
@@ -77,6 +80,29 @@ def split_language_entries(data: dict[str, Any]) -> dict[str, Any]:
             paths, langs = _split_entries(entries, languages, field)
             data = {**data, field: paths, languages_field: langs}
     return data
+
+
+def _strip_own_language(data: dict[str, Any], language: str) -> dict[str, Any]:
+    """A run of one language given its files as ``lang=path`` (as a several-language run takes
+    them): the run's own language is dropped from the entry, so the path is read; a file whose
+    name holds a '=' and exists stays as it is."""
+    for field in ("target_files", "parallel_files"):
+        entries = list(data.get(field) or [])
+        kept = []
+        for entry in entries:
+            prefix, sep, rest = str(entry).partition("=")
+            own = sep and rest and not Path(str(entry)).exists() and _same_language(prefix, language)
+            kept.append(rest if own else entry)
+        if entries and kept != entries:
+            data = {**data, field: kept}
+    return data
+
+
+def _same_language(prefix: str, language: str) -> bool:
+    try:
+        return canonical_language_tag(prefix) == canonical_language_tag(language)
+    except ValueError:
+        return False
 
 
 def default_bibles(language: str, files: list[str] | None, file_languages: list[str] | None) -> list[str]:
