@@ -89,14 +89,16 @@ def main() -> None:
     if tmp is not None:
         common.update(cache_dir=tmp / "cache", output_dir=tmp / "models")
     n = len(args.languages)
+    # the joint model and the single ones first: OFA's joint run (fastText on every language,
+    # an induced dictionary) is the slowest, so it comes last
     cases: list[tuple[str, dict[str, Any]]] = [
         ("joint", {"target_language": args.languages, "strategy": args.strategy, "train_steps": args.train_steps * n})]
+    cases += [(f"single {lang}", {"target_language": lang, "strategy": args.strategy,
+                                  "train_steps": args.train_steps}) for lang in args.languages]
     if not args.no_ofa:
         cases.append((f"joint, ofa rank {args.rank}", {"target_language": args.languages, "strategy": "ofa",
                                                         "strategy_params": {"rank": args.rank},
                                                         "train_steps": args.train_steps * n}))
-    cases += [(f"single {lang}", {"target_language": lang, "strategy": args.strategy,
-                                  "train_steps": args.train_steps}) for lang in args.languages]
     rows: list[dict[str, Any]] = json.loads(args.output.read_text()) if args.output.is_file() else []
     done = {(row["case"], tuple(row["settings"]["languages"]), row["settings"]["vocab_size"],
              row["settings"]["train_steps"]) for row in rows}
@@ -110,9 +112,45 @@ def main() -> None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(rows, indent=1) + "\n")
         print(name, json.dumps({k: v for k, v in measured.items() if k != "model_dir"}), flush=True)
+        write_table(rows, args.output.with_suffix(".md"))
     singles = [row for row in rows if row["case"].startswith("single ") and row["settings"] == settings]
     if singles:
         print("single models together:", sum(row["parameters"] for row in singles), "parameters")
+
+
+def write_table(rows: list[dict[str, Any]], path: Path) -> None:
+    """One markdown table per settings: a row per model, BPB per language after training, the
+    byte-weighted mean of the joint runs, parameters (the single models also summed)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(json.dumps(row["settings"], sort_keys=True), []).append(row)
+    lines = ["# One model of several languages against one per language (benchmarks/many_languages.py)", ""]
+    for key, group in groups.items():
+        settings = json.loads(key)
+        langs = settings["languages"]
+        lines += [(f"SmolLM2-135M-Instruct, strategy `{settings['strategy']}` (OFA: `ofa`), one {settings['vocab_size']}"
+                  f"-token tokenizer per model, {settings['train_steps']} embeddings-only steps per language "
+                  f"(the joint runs {settings['train_steps'] * len(langs)}), test-split bits per byte of "
+                  f"{settings['eval_texts']} verses per language (lower is better)."), "",
+                  "| model | " + " | ".join(langs) + " | mean | parameters | seconds |",
+                  "|---|" + "---|" * (len(langs) + 3)]
+        singles = {row["case"].removeprefix("single "): row for row in group if row["case"].startswith("single ")}
+        for row in group:
+            if row["case"].startswith("single "):
+                continue
+            cells = [f"{row['languages'].get(lang, float('nan')):.3f}" for lang in langs]
+            lines.append(f"| {row['case']} | " + " | ".join(cells) + f" | {row['mean']:.3f} | "
+                         f"{row['parameters'] / 1e6:.1f}M | {row['seconds']:.0f} |")
+        if singles:
+            cells = [f"{singles[lang]['languages'][lang]:.3f}" if lang in singles else "" for lang in langs]
+            total = sum(row["parameters"] for row in singles.values())
+            seconds = sum(row["seconds"] for row in singles.values())
+            lines.append(f"| one model per language ({len(singles)}) | " + " | ".join(cells)
+                         + f" | | {total / 1e6:.1f}M together | {seconds:.0f} |")
+        lines.append("")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":
