@@ -152,6 +152,24 @@ def test_cli_and_prefect_form_take_the_helper(tmp_path: Path, tiny_source: Path,
     assert "source.helper" in out.output and "init" in out.output
 
 
+def test_progressive_from_the_prefect_form(prefect_harness, tmp_path: Path, tiny_source: Path,
+                                          tiny_corpus: Path) -> None:
+    # the form's progressive: true runs both models' stages as tasks, as the CLI does
+    from flows.adapt_flow import adapt_flow
+    from flows.parameters import AdaptParameters
+
+    large = tmp_path / "large"
+    tokenizer = tiny_byte_bpe_tokenizer(ENGLISH_SENTENCES, 400)
+    save_model(tiny_llama(len(tokenizer), seed=5, hidden_size=48, intermediate_size=96), tokenizer, large)
+    cfg = config(tmp_path, large, tiny_corpus, progressive=True, progressive_source=str(tiny_source),
+                 strategy="clp", target_bible=[], train_steps=1, eval_texts=4)
+    state = adapt_flow(AdaptParameters.model_validate(cfg.model_dump()), return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+    assert {"progressive_step0", "progressive_trained", "adapted_step0", "adapted_trained"} <= set(result.scores)
+    assert result.init_report["counts"].get("copied", 0) + result.init_report["counts"].get("computed", 0) > 0
+
+
 def _refused(tmp_path: Path, source: Path, corpus: Path, error: type[Exception], match: str, case: str,
              **fields) -> None:
     """Refused by planning (validation) before any stage, artifacts unchanged; recorded for
