@@ -196,7 +196,7 @@ def _hydra_run(config: AdaptParameters):
     ``hydra`` stage as tasks, a progress bar, and a summary of every language's scores."""
     from prefect.artifacts import create_markdown_artifact
 
-    from transfer.hydra.run import hydra_model_name, plan_hydra, run_hydra
+    from transfer.hydra.run import SCORE_LABELS, hydra_model_name, plan_hydra, run_hydra
     from transfer.publish.summary import markdown_table
 
     plan = plan_hydra(config)
@@ -207,7 +207,7 @@ def _hydra_run(config: AdaptParameters):
     progress = RunProgress(len(plan.stages), key=artifact_key(name, "progress"))
     result = run_hydra(plan, execute_stage=lambda spec, context: execute_as_task(spec, cache_dir, progress, context))
     progress.update("finished")
-    labels = ("source_model_on_target", "adapted_step0", "hydra_trained")
+    labels = SCORE_LABELS
     rows = [[lang, *(f"{result.scores[lang].get(label, float('nan')):.4f}" for label in labels),
              f"`{result.language_dirs[lang]}`"] for lang in result.scores]
     table = markdown_table(["language", "source model", "step 0", "trained", "plain folder"], rows)

@@ -163,7 +163,7 @@ def adapt(
 def _hydra(cfg, *, dry_run: bool) -> None:
     """A Hydra run (trans-tokenization): plan (bad input refused here), then run it locally and
     print each language's scores and folders."""
-    from transfer.hydra.run import hydra_model_name, plan_hydra, run_hydra
+    from transfer.hydra.run import SCORE_LABELS, hydra_model_name, plan_hydra, run_hydra
 
     plan = plan_hydra(cfg, measure=dry_run)
     print_notes(plan.notes)
@@ -181,7 +181,7 @@ def _hydra(cfg, *, dry_run: bool) -> None:
 
     result = run_hydra(plan, listener=listener)
     table = Table(title=f"Hydra {hydra_model_name(cfg)}: {result.metric} on held-out {cfg.eval_split} texts")
-    labels = ("source_model_on_target", "adapted_step0", "hydra_trained")
+    labels = SCORE_LABELS
     for column in ("language", *labels, "folder"):
         table.add_column(column)
     for lang, scores in result.scores.items():

@@ -88,18 +88,17 @@ def test_activation_checkpointing_keeps_layer_inputs_and_one_layer() -> None:
 
 
 def test_one_process_is_the_trainers_estimate(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
-    # one process, the whole logits: the plan is the trainer's own estimate_for_run
-    import torch
+    # one process, the whole logits: the plan is the per-phase estimate, nothing on top
 
     from transfer.settings.memory_budget import training_model_shape
-    from transfer.train.memory import estimate_for_run
+    from transfer.train.memory import estimate_for_phases
 
     cfg = config(tmp_path, tiny_source, tiny_corpus, full_steps=2, loss_kernel="full")
     source = source_model_config(cfg)
     plan = training_memory_plan(cfg, source)
     assert plan.sharding == "none" and plan.world_size == 1
-    trainer = estimate_for_run(training_model_shape(cfg, source), ["embeddings", "full"], batch_size=cfg.batch_size,
-                               block_size=cfg.block_size, device=torch.device("cpu"), bf16=False)
+    trainer = estimate_for_phases(training_model_shape(cfg, source), ["embeddings", "full"], batch_size=cfg.batch_size,
+                                  block_size=cfg.block_size)
     assert plan.peak == trainer
 
 

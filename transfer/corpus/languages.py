@@ -91,18 +91,12 @@ def _strip_own_language(data: dict[str, Any], language: str) -> dict[str, Any]:
         kept = []
         for entry in entries:
             prefix, sep, rest = str(entry).partition("=")
-            own = sep and rest and not Path(str(entry)).exists() and _same_language(prefix, language)
+            own = (sep and rest and not Path(str(entry)).exists()
+                   and canonical_language_tag(prefix) == canonical_language_tag(language))
             kept.append(rest if own else entry)
         if entries and kept != entries:
             data = {**data, field: kept}
     return data
-
-
-def _same_language(prefix: str, language: str) -> bool:
-    try:
-        return canonical_language_tag(prefix) == canonical_language_tag(language)
-    except ValueError:
-        return False
 
 
 def default_bibles(language: str, files: list[str] | None, file_languages: list[str] | None) -> list[str]:

@@ -29,6 +29,8 @@ from transfer.settings.config import AdaptConfig
 #: (stage label, "cached" | "built" | "running")
 Listener = Callable[[str, str], None]
 RESULT_FILE = "hydra_result.json"
+#: each language's scores in a HydraResult, in report order
+SCORE_LABELS = ("source_model_on_target", "adapted_step0", "hydra_trained")
 
 
 def hydra_model_name(cfg: AdaptConfig) -> str:

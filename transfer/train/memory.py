@@ -168,16 +168,6 @@ def estimate_for_phases(
 
 
 
-def estimate_for_run(model: torch.nn.Module, phases: list[str], *, batch_size: int, block_size: int,
-                     device: torch.device, bf16: bool) -> MemoryEstimate:
-    """The estimate with the inputs the trainer trains with: bf16 activations where it
-    autocasts, fused (SDPA) attention on a GPU. The one owner of those inputs: the trainer's
-    own check and the refusal before the first stage (``transfer.settings.memory_budget``)
-    both call it."""
-    return estimate_for_phases(model, phases, batch_size=batch_size, block_size=block_size,
-                               activation_bytes=2 if bf16 else 4,
-                               fused_attention=True if device.type == "cuda" else None)
-
 def _cgroup_limit() -> int | None:
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
