@@ -211,7 +211,10 @@ def _hydra_run(config: AdaptParameters):
     rows = [[lang, *(f"{result.scores[lang].get(label, float('nan')):.4f}" for label in labels),
              f"`{result.language_dirs[lang]}`"] for lang in result.scores]
     table = markdown_table(["language", "source model", "step 0", "trained", "plain folder"], rows)
+    registered = "".join(f"\n- {lang}: registered `{reg.name}` version {reg.version}"
+                         for lang, reg in result.registrations.items())
     create_markdown_artifact(
-        markdown=f"# Hydra {name}\n\nOne body: `{result.model_dir}`\n\n{result.metric} on held-out texts:\n\n{table}\n",
+        markdown=f"# Hydra {name}\n\nOne body: `{result.model_dir}`\n\n{result.metric} on held-out texts:\n\n"
+                 f"{table}\n{registered}\n",
         key=artifact_key(name, "summary"), description="Hydra: each language's scores and plain folder")
     return result

@@ -188,6 +188,8 @@ def _hydra(cfg, *, dry_run: bool) -> None:
         table.add_row(lang, *(f"{scores[label]:.4f}" for label in labels), result.language_dirs[lang])
     console.print(table)
     console.print(f"Hydra folder (the body once): {result.model_dir} ({result.seconds:.0f} s)")
+    for lang, reg in result.registrations.items():
+        console.print(f"{lang}: registered {reg.name} version {reg.version}" + (" (best)" if "best" in reg.aliases else ""))
 
 
 def _run_local(plan, callbacks=()):

@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.helpers import config
+from tests.helpers import config, registry_uri
 from tests.tiny import ENGLISH_SENTENCES, GERMAN_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -195,9 +195,10 @@ def test_hydra_config_refusals(tmp_path: Path, tiny_source: Path, tiny_corpus: P
                           target_files=[f"de={tiny_corpus}"], hydra=True))
 
 
-def test_adapt_hydra_then_translate_through_the_cli(tmp_path: Path, tiny_source: Path) -> None:
+def test_adapt_hydra_then_translate_through_the_cli(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                    tiny_source: Path) -> None:
     """``adapt --hydra`` with two languages, each with its own tokenizer and rows; the exported
-    folders load in plain transformers; ``translate`` writes one line per input line and chrF."""
+    folders load in plain transformers, each with a card and a registry version; ``translate`` writes one line per input line and chrF."""
     from transformers import AutoModelForCausalLM
 
     from flows.cli import app
@@ -207,8 +208,9 @@ def test_adapt_hydra_then_translate_through_the_cli(tmp_path: Path, tiny_source:
     de.write_text("".join(f"{s} ({i})\n" for i in range(12) for s in GERMAN_SENTENCES))
     sv = tmp_path / "sv.txt"
     sv.write_text("".join(f"{s} [{i}]\n" for i in range(12) for s in ENGLISH_SENTENCES))
+    uri = registry_uri(tmp_path, tmp_path_factory)
     cfg = config(tmp_path, tiny_source, de, target_language=["de", "sv"], target_files=[f"de={de}", f"sv={sv}"],
-                 hydra=True, train_steps=3, full_steps=1)
+                 hydra=True, train_steps=3, full_steps=1, tracking_uri=uri)
     cfg_file = tmp_path / "hydra.json"
     cfg_file.write_text(cfg.model_dump_json())
     result = runner.invoke(app, ["adapt", "--config", str(cfg_file), "--dry-run"], terminal_width=250)
@@ -222,6 +224,16 @@ def test_adapt_hydra_then_translate_through_the_cli(tmp_path: Path, tiny_source:
     assert set(record["scores"]) == {"de", "sv"}
     assert set(record["scores"]["de"]) == {"source_model_on_target", "adapted_step0", "hydra_trained"}
     assert sorted(record["train_log"]["steps_per_language"]) == ["de", "sv"]
+    # each language folder: a model card with its scores, and a registry version of its own language
+    from transfer.publish.registry_store import Registry
+
+    for lang in ("de", "sv"):
+        card = (tmp_path / "models" / f"{name}-{lang}" / "README.md").read_text()
+        assert f"{record['scores'][lang]['hydra_trained']:.4f}" in card and "hydra" in card
+        (version,) = Registry(uri).versions(lang)
+        assert version.final_bpb == pytest.approx(record["scores"][lang]["hydra_trained"])
+        assert version.tag("strategy") == "hydra/mean" and "best" in version.aliases
+        assert record["registrations"][lang]["version"] == version.version
     loaded = load_hydra(run)
     assert loaded.languages == ["en", "de", "sv"]
     assert len(loaded.tokenizers["de"]) != len(loaded.tokenizers["sv"]) or \

@@ -8,7 +8,8 @@ scores), so a language's folders are the very folders a single-language run buil
 and adds the one ``hydra`` stage over their init and corpus stages (``transfer.hydra.stage``).
 ``run_hydra`` executes the plan through the stage cache and exports the run: the Hydra folder
 (the body once) at ``output_dir/<name>``, and one plain Hugging Face folder per target language
-at ``output_dir/<name>-<lang>``, with ``hydra_result.json`` holding every language's scores.
+at ``output_dir/<name>-<lang>`` (each with a model card, and registered in MLflow when the
+config says: ``transfer.hydra.publish``), with ``hydra_result.json`` holding every language's scores.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from transfer.engine.cache import StageCache, StageOutput, replacing_directory
 from transfer.engine.stages import BuildContext, StageSpec, execute, read_json
 from transfer.errors import TrainingError
 from transfer.planning.plan import PlannedStage, RunPlan, plan_adaptation
+from transfer.publish.registry_records import Registration
 from transfer.settings.config import AdaptConfig
 
 #: (stage label, "cached" | "built" | "running")
@@ -117,6 +119,7 @@ class HydraResult(BaseModel):
     stages_cached: dict[str, bool]
     train_log: dict
     seconds: float
+    registrations: dict[str, Registration] = Field(default_factory=dict)  # language -> registry version
 
 
 def run_hydra(plan: HydraPlan | AdaptConfig, *, listener: Listener | None = None,
@@ -125,6 +128,7 @@ def run_hydra(plan: HydraPlan | AdaptConfig, *, listener: Listener | None = None
     """Execute a Hydra plan (a config is planned first) and export it (see the module doc).
     ``execute_stage`` runs one stage instead of the local cache (the Prefect flow wraps each
     in a task, as ``run_adaptation``'s)."""
+    from transfer.hydra.publish import publish_hydra
     from transfer.hydra.store import export_language, load_hydra
 
     started = time.perf_counter()
@@ -167,6 +171,8 @@ def run_hydra(plan: HydraPlan | AdaptConfig, *, listener: Listener | None = None
         config=cfg, model_dir=str(model_dir), language_dirs=language_dirs, scores=scores, metric=metric,
         stage_keys={p.label: f"{p.stage}:{p.key}" for p in plan.stages}, stages_cached=cached,
         train_log=read_json(hydra_out.file("train_log.json")), seconds=time.perf_counter() - started)
+    # each language folder is an ordinary model: a card in it, and a registry version
+    result.registrations = publish_hydra(result, plan)
     tmp_file = model_dir / f".{RESULT_FILE}.tmp"
     tmp_file.write_text(result.model_dump_json(indent=2) + "\n")
     tmp_file.replace(model_dir / RESULT_FILE)
