@@ -33,7 +33,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from transfer.publish.labels import ADAPTED_TRAINED, final_language_scores, final_metric
+from transfer.publish.labels import (
+    ADAPTED_STEP0,
+    ADAPTED_TRAINED,
+    SOURCE_ON_TARGET,
+    final_language_scores,
+    final_metric,
+    language_scores,
+)
 from transfer.settings.config import AdaptConfig
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -61,9 +68,14 @@ def run(cfg: AdaptConfig) -> dict[str, Any]:
     started = time.perf_counter()
     result = run_adaptation(cfg)
     langs = cfg.target_languages
-    per_language = final_language_scores(result.scores, langs) if len(langs) > 1 else {
-        langs[0]: final_metric(result.scores)}
-    return {"languages": per_language, "mean": result.scores.get(ADAPTED_TRAINED),
+    scores = result.scores
+    if len(langs) > 1:
+        per_language = final_language_scores(scores, langs)
+        step0, source = language_scores(scores, ADAPTED_STEP0, langs), language_scores(scores, SOURCE_ON_TARGET, langs)
+    else:
+        per_language = {langs[0]: final_metric(scores)}
+        step0, source = {langs[0]: scores.get(ADAPTED_STEP0)}, {langs[0]: scores.get(SOURCE_ON_TARGET)}
+    return {"languages": per_language, "step0": step0, "source": source, "mean": scores.get(ADAPTED_TRAINED),
             "parameters": parameter_count(Path(result.model_dir)), "seconds": round(time.perf_counter() - started, 1),
             "model_dir": result.model_dir}
 
@@ -77,12 +89,17 @@ def main() -> None:
     parser.add_argument("--strategy", default="fvt")
     parser.add_argument("--rank", type=int, default=100)
     parser.add_argument("--no-ofa", action="store_true", help="skip the OFA-factorized joint run")
+    parser.add_argument("--ofa-parallel-pairs", type=int, default=5000,
+                        help="OFA's eflomal dictionary from the first N train verse pairs of each "
+                             "section (parallel_max_pairs; 0: all): all five Bibles' pairs take eflomal "
+                             "over 20 minutes on 2 cores")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS / "many_languages.json")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp()) if args.smoke else None
     if args.smoke:
         args.languages, args.vocab_size, args.train_steps, args.eval_texts = args.languages[:2], 2000, 2, 20
+        args.ofa_parallel_pairs = min(args.ofa_parallel_pairs or 500, 500)
         args.output = tmp / "many_languages.json"
     common: dict[str, Any] = {"vocab_size": args.vocab_size, "eval_texts": args.eval_texts, "register_model": False,
                               "card_samples": 0, "source_bible": ["k"], "seed": 0}
@@ -98,12 +115,15 @@ def main() -> None:
     if not args.no_ofa:
         cases.append((f"joint, ofa rank {args.rank}", {"target_language": args.languages, "strategy": "ofa",
                                                         "strategy_params": {"rank": args.rank},
+                                                        "parallel_max_pairs": args.ofa_parallel_pairs or None,
                                                         "train_steps": args.train_steps * n}))
     rows: list[dict[str, Any]] = json.loads(args.output.read_text()) if args.output.is_file() else []
     done = {(row["case"], tuple(row["settings"]["languages"]), row["settings"]["vocab_size"],
              row["settings"]["train_steps"]) for row in rows}
     settings = {"languages": args.languages, "vocab_size": args.vocab_size, "train_steps": args.train_steps,
                 "eval_texts": args.eval_texts, "strategy": args.strategy}
+    if not args.no_ofa:
+        settings["ofa_parallel_pairs"] = args.ofa_parallel_pairs
     for name, fields in cases:
         if (name, tuple(args.languages), args.vocab_size, args.train_steps) in done:
             continue
@@ -131,10 +151,16 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
         lines += [(f"SmolLM2-135M-Instruct, strategy `{settings['strategy']}` (OFA: `ofa`), one {settings['vocab_size']}"
                   f"-token tokenizer per model, {settings['train_steps']} embeddings-only steps per language "
                   f"(the joint runs {settings['train_steps'] * len(langs)}), test-split bits per byte of "
-                  f"{settings['eval_texts']} verses per language (lower is better)."), "",
+                  f"{settings['eval_texts']} verses per language (lower is better)."
+                  + (f" OFA's eflomal dictionary from the first {settings['ofa_parallel_pairs']} train verse pairs "
+                     "of each language (`parallel_max_pairs`)." if settings.get("ofa_parallel_pairs") else "")), "",
                   "| model | " + " | ".join(langs) + " | mean | parameters | seconds |",
                   "|---|" + "---|" * (len(langs) + 3)]
         singles = {row["case"].removeprefix("single "): row for row in group if row["case"].startswith("single ")}
+        source = {lang: value for row in group for lang, value in row.get("source", {}).items() if value is not None}
+        if source:  # the same texts in every run: the source model on its own tokenizer, once
+            lines.append("| source model, own tokenizer | " + " | ".join(
+                f"{source[lang]:.3f}" if lang in source else "" for lang in langs) + " | | | |")
         for row in group:
             if row["case"].startswith("single "):
                 continue
