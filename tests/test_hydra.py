@@ -75,6 +75,25 @@ def test_a_batch_in_one_language_moves_only_its_table_head_and_the_body(tie: boo
     assert changed == {"table.de", "head.de", "table.sv", "head.sv"}
 
 
+def test_bf16_autocast_when_asked() -> None:
+    """``precision='bf16'`` trains under bf16 autocast (CPU has it too): the losses move off the
+    float32 run's but stay close, and the weights stay float32."""
+    from transfer.hydra.train import HydraTraining, train_hydra
+    from transfer.train import PhaseConfig, pack_train_split
+
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        loaded = _hydra(tie=False)
+        data = {"de": pack_train_split(loaded.tokenizers["de"], GERMAN_SENTENCES * 4, 16)}
+        log = train_hydra(loaded.model, data, HydraTraining(phases=[PhaseConfig("full", steps=3, lr=1e-2)],
+                                                            batch_size=2, precision=precision))
+        runs[precision] = log
+        assert loaded.model.tables["de"].weight.dtype == torch.float32
+    assert runs["fp32"].precision == "fp32" and runs["bf16"].precision == "bf16"
+    assert runs["fp32"].losses != runs["bf16"].losses
+    assert runs["bf16"].losses == pytest.approx(runs["fp32"].losses, rel=0.05)
+
+
 def test_language_schedule_is_seeded_and_follows_the_shares() -> None:
     from transfer.hydra.train import language_schedule
 

@@ -82,7 +82,8 @@ def build_hydra(spec: StageSpec, out: Path, context: BuildContext) -> None:
     recipe = training_config(p)
     training = HydraTraining(phases=recipe.phases, batch_size=p["batch_size"],
                              grad_accumulation=p.get("grad_accumulation", 1), clip_norm=p.get("clip_norm", 1.0),
-                             alpha=p["alpha"], seed=p["seed"], loss_kernel=runtime.get("loss_kernel", "auto"))
+                             alpha=p["alpha"], seed=p["seed"], loss_kernel=runtime.get("loss_kernel", "auto"),
+                             precision=p.get("precision", "auto"))
     log = train_hydra(hydra, data, training, device=pick_device(runtime.get("device")))
     hydra.to("cpu")
     scores = {}

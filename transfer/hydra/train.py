@@ -8,7 +8,8 @@ tables and heads alone (body frozen), then optionally the body too. What Hydra a
 choice of a language per optimizer step: drawn from a generator seeded with ``seed``, language i
 with probability q_i proportional to n_i^alpha (its train bytes; part A's sampling,
 ``transfer.corpus.many_languages.sampling_shares``), and the swap of that language's table and
-head into the body before the step. The source language's own table and head stay as the source
+head into the body before the step. Precision follows the product trainer (``precision``:
+bf16 autocast on a GPU that supports it under ``auto``, or asked for; float32 weights). The source language's own table and head stay as the source
 model had them (they read the source language; nothing trains them), so only the body and the
 step's language's rows move in a step (AdamW skips parameters without a gradient).
 """
@@ -42,6 +43,7 @@ class HydraTraining:
     alpha: float = 0.3
     seed: int = 0
     loss_kernel: LossKernel = "auto"
+    precision: str = "auto"  # the product trainer's rule: bf16 autocast on a GPU that has it
 
 
 @dataclass
@@ -56,6 +58,7 @@ class HydraLog:
     steps_per_language: dict[str, int] = field(default_factory=dict)
     bytes_seen: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,7 +107,10 @@ def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTra
                 device: torch.device | str = "cpu") -> HydraLog:
     """Train ``hydra`` on each language's packed ``data`` (a target language without data is
     never drawn): ``config.phases`` in order, each optimizer step in one language."""
+    from contextlib import nullcontext
+
     from transfer.corpus.many_languages import sampling_shares
+    from transfer.train.run_inputs import uses_bf16
 
     unknown = [lang for lang in data if lang not in hydra.languages or lang == hydra.source_language]
     if unknown or not data:
@@ -112,12 +118,16 @@ def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTra
                             f"languages {[lang for lang in hydra.languages if lang != hydra.source_language]}")
     device = torch.device(device)
     hydra.to(device).train()
+    bf16 = uses_bf16(config.precision, device)
+    # weights and optimizer state stay float32; only the forward computes in bf16
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     shares = sampling_shares({lang: packed.n_bytes for lang, packed in data.items()}, config.alpha)
     total = sum(phase.steps for phase in config.phases)
     schedule = language_schedule(shares, total, config.seed)
     orders = {lang: BlockOrder(packed.n_blocks, config.seed) for lang, packed in data.items()}
     positions = dict.fromkeys(data, 0)
-    log = HydraLog(shares=shares, steps_per_language=dict.fromkeys(data, 0), bytes_seen=dict.fromkeys(data, 0))
+    log = HydraLog(shares=shares, steps_per_language=dict.fromkeys(data, 0), bytes_seen=dict.fromkeys(data, 0),
+                   precision="bf16" if bf16 else "fp32")
     started = time.perf_counter()
     step = 0
     for phase in config.phases:
@@ -131,7 +141,7 @@ def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTra
                        schedule=phase.schedule, min_lr_ratio=phase.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = _step(hydra, lang, data[lang], orders[lang], positions, config, device)
+            loss = _step(hydra, lang, data[lang], orders[lang], positions, config, device, autocast)
             if config.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], config.clip_norm)
             optimizer.step()
@@ -151,7 +161,7 @@ def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTra
 
 
 def _step(hydra: HydraModel, lang: str, data: PackedData, order: BlockOrder, positions: dict[str, int],
-          config: HydraTraining, device: torch.device) -> float:
+          config: HydraTraining, device: torch.device, autocast: Any) -> float:
     """One optimizer step's gradients in ``lang`` (its table and head swapped in); the mean loss."""
     lm = hydra.use(lang)
     micro = []
@@ -163,7 +173,8 @@ def _step(hydra: HydraModel, lang: str, data: PackedData, order: BlockOrder, pos
     n_targets = sum(batch.n_targets for batch in micro)
     total = 0.0
     for batch in micro:
-        summed = loss_sum(lm, batch, "causal", kernel=config.loss_kernel)
+        with autocast:
+            summed = loss_sum(lm, batch, "causal", kernel=config.loss_kernel)
         (summed / n_targets).backward()
         total += float(summed.detach())
     mean = total / n_targets
