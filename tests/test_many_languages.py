@@ -201,6 +201,21 @@ def test_languages_file_and_prefect_form_take_a_list(tmp_path: Path, tiny_source
                                "corpus": {"files": [f"de={corpora['de']}"]}, "strategy": "mean"}}}))
     with pytest.raises(Exception, match="'xx'"):
         load_languages(path)
+    # a Hydra entry: the same list with options.hydra; its form plans one table and head per language
+    from transfer.hydra.run import plan_hydra
+
+    path.write_text(yaml.safe_dump({
+        "defaults": {"source_model": str(tiny_source), "source_bible": [], "cache_dir": str(tmp_path / "cache"),
+                     "output_dir": str(tmp_path / "models"), "eval_texts": 8, "dev_fraction": 0.1,
+                     "test_fraction": 0.1},
+        "languages": {"hydra_de_sv": {"name": "Hydra German and Swedish", "target_languages": ["de", "sv"],
+                                      "corpus": {"files": [f"de={corpora['de']}", f"sv={corpora['en']}"]},
+                                      "strategy": "mean", "vocab_size": 350, "options": {"hydra": True}}}}))
+    params = load_languages(path).parameters("hydra_de_sv")
+    assert params.hydra and params.target_languages == ["de", "sv"]
+    plan = plan_hydra(params)
+    assert list(plan.languages) == ["de", "sv"] and not plan.hydra.cached
+    assert plan.languages["sv"].config.target_files == [str(corpora["en"])]
 
 
 def test_one_language_reads_its_own_lang_equals_path_entries(tmp_path: Path) -> None:
