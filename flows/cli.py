@@ -163,7 +163,15 @@ def adapt(
 def _hydra(cfg, *, dry_run: bool) -> None:
     """A Hydra run (trans-tokenization): plan (bad input refused here), then run it locally and
     print each language's scores and folders."""
-    from transfer.hydra.run import SCORE_LABELS, hydra_model_name, plan_hydra, run_hydra
+    from flows.cli_render import print_memory_plan
+    from transfer.hydra.memory import planned_hydra_memory
+    from transfer.hydra.run import (
+        SCORE_LABELS,
+        hydra_model_name,
+        plan_hydra,
+        run_hydra,
+        source_config,
+    )
 
     plan = plan_hydra(cfg, measure=dry_run)
     print_notes(plan.notes)
@@ -173,6 +181,10 @@ def _hydra(cfg, *, dry_run: bool) -> None:
         state = "cached" if plan.hydra.cached else "[yellow]to build[/]"
         console.print(f"hydra: {state} {plan.hydra.path} (one body trained with the tables and heads of "
                       f"{', '.join(plan.languages)}), exported as {hydra_model_name(cfg)}")
+        planned = planned_hydra_memory(cfg, source_config(plan), planning_only=True)
+        if planned is not None:
+            print_memory_plan(*planned, {"embeddings": cfg.train_steps, "full": cfg.full_steps},
+                              what=f"hydra training memory per device ({len(cfg.target_languages)} tables and heads)")
         return
 
     def listener(stage: str, state: str) -> None:

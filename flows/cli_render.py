@@ -73,17 +73,20 @@ def print_training_memory(plan) -> None:
     from pathlib import Path
 
     from transfer.settings.memory_budget import planned_memory
-    from transfer.train.memory import human_bytes
 
     if not plan.config.total_train_steps:
         return
     source = plan.stage("source")
     planned = planned_memory(plan.config, Path(source.path) if source.cached else None, planning_only=True)
-    if planned is None:
-        return
-    memory, available = planned
-    steps = {"embeddings": plan.config.train_steps, "full": plan.config.full_steps}
-    table = Table(title=(f"training memory per device: {memory.world_size} process(es) on {memory.device_type}, "
+    if planned is not None:
+        print_memory_plan(*planned, {"embeddings": plan.config.train_steps, "full": plan.config.full_steps})
+
+
+def print_memory_plan(memory, available: int, steps: dict[str, int], what: str = "training memory per device") -> None:
+    """The table of a ``MemoryPlan`` (a row per training stage) and whether it fits ``available``."""
+    from transfer.train.memory import human_bytes
+
+    table = Table(title=(f"{what}: {memory.world_size} process(es) on {memory.device_type}, "
                          f"sharding {memory.sharding}, loss {memory.loss_kernel}, activation checkpointing "
                          f"{'on' if memory.activation_checkpointing else 'off'}, {memory.batch_size} x "
                          f"{memory.block_size} tokens per micro-batch"))

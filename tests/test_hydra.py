@@ -235,6 +235,7 @@ def test_adapt_hydra_then_translate_through_the_cli(tmp_path: Path, tmp_path_fac
     result = runner.invoke(app, ["adapt", "--config", str(cfg_file), "--dry-run"], terminal_width=250)
     assert result.exit_code == 0, result.output
     assert "de: its tokenizer" in result.output and "sv: its tokenizer" in result.output and "hydra: to build" in result.output
+    assert "hydra training memory per device (2 tables and heads)" in result.output
     result = runner.invoke(app, ["adapt", "--config", str(cfg_file)], terminal_width=250)
     assert result.exit_code == 0, result.output
     name = "tiny-llama-hydra-de_sv-mean"
@@ -274,6 +275,34 @@ def test_adapt_hydra_then_translate_through_the_cli(tmp_path: Path, tmp_path_fac
     # again: every stage cached
     result = runner.invoke(app, ["adapt", "--config", str(cfg_file), "--dry-run"], terminal_width=250)
     assert "to build" not in result.output and "hydra: cached" in result.output
+
+
+def test_memory_plan_adds_the_resident_tables_and_refuses_what_does_not_fit(tmp_path: Path, tiny_source: Path,
+                                                                           tiny_corpus: Path) -> None:
+    """The Hydra plan is the one-language plan plus the source's table and every other target
+    language's table with its AdamW moments; a device too small is refused before any stage."""
+    from transformers import AutoConfig
+
+    from transfer.errors import MemoryBudgetError
+    from transfer.hydra.memory import hydra_memory_plan
+    from transfer.hydra.run import plan_hydra
+    from transfer.settings.memory_budget import training_memory_plan
+
+    source = AutoConfig.from_pretrained(tiny_source)
+    cfg = config(tmp_path, tiny_source, tiny_corpus, target_language=["de", "sv", "fi"],
+                 target_files=[f"de={tiny_corpus}", f"sv={tiny_corpus}", f"fi={tiny_corpus}"], hydra=True)
+    one = training_memory_plan(cfg, source, device_type="cpu", available=1 << 40)
+    hydra = hydra_memory_plan(cfg, source, device_type="cpu", available=1 << 40)
+    factor = 1 if source.tie_word_embeddings else 2
+    table = cfg.vocab_size * source.hidden_size * 4 * factor
+    (single,), (multi,) = one.stages, hydra.stages
+    assert multi.estimate.weights - single.estimate.weights == source.vocab_size * source.hidden_size * 4 * factor + 2 * table
+    assert multi.estimate.optimizer - single.estimate.optimizer == 2 * 2 * table
+    assert (multi.estimate.gradients, multi.estimate.activations) == (single.estimate.gradients, single.estimate.activations)
+    assert one.peak.total <= hydra.peak.total - 1  # the same budget would take the run of one language
+    with pytest.raises(MemoryBudgetError, match="hydra .3 target tables and heads"):  # one byte short
+        plan_hydra(cfg.model_copy(update={"device_memory": f"{hydra.peak.total - 1}B"}))
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("*/*/.complete"))
 
 
 def test_the_baseline_is_the_source_model_on_its_own_tokenizer() -> None:

@@ -84,9 +84,23 @@ def _output(planned: PlannedStage) -> StageOutput:
     return StageOutput(planned.stage, planned.key, Path(planned.path))
 
 
+def _source_config(cfg: AdaptConfig, plan: RunPlan):
+    """The source model's config (weights unread), from its cached copy when there is one."""
+    from transfer.settings.memory_budget import source_model_config
+
+    source = plan.stage("source")
+    return source_model_config(cfg, Path(source.path) if source.cached else None)
+
+
+def source_config(plan: HydraPlan):
+    """The Hydra run's source model config (for its memory table)."""
+    return _source_config(plan.config, next(iter(plan.languages.values())))
+
+
 def plan_hydra(cfg: AdaptConfig, *, measure: bool = False) -> HydraPlan:
     """Validate a Hydra config and plan its stages; bad input raises here, before any stage."""
     from transfer.hydra.checks import hydra_notes, hydra_problem
+    from transfer.hydra.memory import check_hydra_memory
     from transfer.hydra.stage import hydra_spec
 
     if not cfg.hydra:
@@ -96,6 +110,7 @@ def plan_hydra(cfg: AdaptConfig, *, measure: bool = False) -> HydraPlan:
         raise TrainingError(problem)
     plans = {lang: plan_adaptation(language_config(cfg, lang), measure=measure) for lang in cfg.target_languages}
     first = next(iter(plans.values()))
+    check_hydra_memory(cfg, _source_config(cfg, first), planning_only=measure)
     source = _output(first.stage("source"))
     spec = hydra_spec(cfg, source, {lang: (_output(plan.stage("init")), _output(plan.stage("corpus")))
                                     for lang, plan in plans.items()})
