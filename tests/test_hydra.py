@@ -94,6 +94,49 @@ def test_bf16_autocast_when_asked() -> None:
     assert runs["bf16"].losses == pytest.approx(runs["fp32"].losses, rel=0.05)
 
 
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_as_the_uninterrupted_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints every 2 steps through both phases; a run that dies in its 5th step resumes from
+    step 4 (the full phase's optimizer moments, positions and log restored) and ends with the
+    uninterrupted run's weights and losses; a checkpoint of other settings is refused."""
+    from transfer.errors import CheckpointError
+    from transfer.hydra import train as hydra_train
+    from transfer.train import PhaseConfig, pack_train_split
+
+    def run(checkpoints: Path | None, seed: int = 0):
+        loaded = _hydra(tie=False)
+        data = {lang: pack_train_split(loaded.tokenizers[lang], sentences * 4, 16)
+                for lang, sentences in (("de", GERMAN_SENTENCES), ("sv", ENGLISH_SENTENCES))}
+        training = hydra_train.HydraTraining(
+            phases=[PhaseConfig("embeddings", steps=3, lr=1e-2), PhaseConfig("full", steps=3, lr=5e-3)],
+            batch_size=2, seed=seed, checkpoint_every=2)
+        log = hydra_train.train_hydra(loaded.model, data, training, checkpoint_dir=checkpoints)
+        return loaded.model, log
+
+    plain_model, plain_log = run(None)
+    real_step = hydra_train._step
+    calls = {"n": 0}
+
+    def dies_in_step_five(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt("killed")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(hydra_train, "_step", dies_in_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "ckpt")
+    monkeypatch.setattr(hydra_train, "_step", real_step)
+    assert (tmp_path / "ckpt" / "step-00000004").is_dir()
+    resumed_model, resumed_log = run(tmp_path / "ckpt")
+    assert resumed_log.losses == pytest.approx(plain_log.losses, abs=1e-6)
+    assert resumed_log.languages == plain_log.languages and len(resumed_log.losses) == 6
+    after, expected = _snapshot(resumed_model), _snapshot(plain_model)
+    assert all(torch.allclose(v, expected[name][k], atol=1e-6) for name, state in after.items() for k, v in state.items())
+    with pytest.raises(CheckpointError, match="another run"):
+        run(tmp_path / "ckpt", seed=1)
+
+
 def test_language_schedule_is_seeded_and_follows_the_shares() -> None:
     from transfer.hydra.train import language_schedule
 

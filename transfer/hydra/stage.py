@@ -36,7 +36,8 @@ def hydra_spec(cfg: AdaptConfig, source: StageOutput, languages: dict[str, tuple
               "alpha": cfg.language_sampling_alpha, "eval_texts": cfg.eval_texts, "eval_split": cfg.eval_split}
     return StageSpec(stage="hydra", params=params, inputs=inputs, upstream=upstream,
                      runtime={"device": cfg.device, "eval_batch_size": cfg.eval_batch_size,
-                              "loss_kernel": cfg.loss_kernel})
+                              "loss_kernel": cfg.loss_kernel, "checkpoint_every": cfg.checkpoint_every,
+                              "checkpoint_dir": str(cfg.cache_dir / "_checkpoints" / "hydra")})
 
 
 def _language_parts(folder: Path) -> tuple[Any, Any, Any]:
@@ -83,8 +84,9 @@ def build_hydra(spec: StageSpec, out: Path, context: BuildContext) -> None:
     training = HydraTraining(phases=recipe.phases, batch_size=p["batch_size"],
                              grad_accumulation=p.get("grad_accumulation", 1), clip_norm=p.get("clip_norm", 1.0),
                              alpha=p["alpha"], seed=p["seed"], loss_kernel=runtime.get("loss_kernel", "auto"),
-                             precision=p.get("precision", "auto"))
-    log = train_hydra(hydra, data, training, device=pick_device(runtime.get("device")))
+                             precision=p.get("precision", "auto"), checkpoint_every=runtime.get("checkpoint_every", 0))
+    checkpoints = Path(runtime["checkpoint_dir"]) / spec.key if training.checkpoint_every else None
+    log = train_hydra(hydra, data, training, device=pick_device(runtime.get("device")), checkpoint_dir=checkpoints)
     hydra.to("cpu")
     scores = {}
     for lang in p["languages"]:

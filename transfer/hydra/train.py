@@ -8,7 +8,11 @@ tables and heads alone (body frozen), then optionally the body too. What Hydra a
 choice of a language per optimizer step: drawn from a generator seeded with ``seed``, language i
 with probability q_i proportional to n_i^alpha (its train bytes; part A's sampling,
 ``transfer.corpus.many_languages.sampling_shares``), and the swap of that language's table and
-head into the body before the step. Precision follows the product trainer (``precision``:
+head into the body before the step. With ``checkpoint_every`` the training writes the product
+trainer's atomic checkpoints (``transfer.train.checkpoint``: safetensors weights of every table,
+head and the body, the optimizer's moments, the generators, and the step, each language's
+position in its block order and the log so far); a run started again over the same folder
+resumes from the latest one and ends where the uninterrupted run would. Precision follows the product trainer (``precision``:
 bf16 autocast on a GPU that supports it under ``auto``, or asked for; float32 weights). The source language's own table and head stay as the source
 model had them (they read the source language; nothing trains them), so only the body and the
 step's language's rows move in a step (AdamW skips parameters without a gradient).
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,6 +49,7 @@ class HydraTraining:
     seed: int = 0
     loss_kernel: LossKernel = "auto"
     precision: str = "auto"  # the product trainer's rule: bf16 autocast on a GPU that has it
+    checkpoint_every: int = 0  # optimizer steps between checkpoints (0: none)
 
 
 @dataclass
@@ -103,10 +109,22 @@ def _optimizer(params: list[torch.nn.Parameter], phase: PhaseConfig) -> torch.op
     return torch.optim.AdamW(groups, lr=phase.lr)
 
 
+def _identity(hydra: HydraModel, data: dict[str, PackedData], config: HydraTraining) -> dict[str, str]:
+    """What a checkpoint must match to be resumed: the settings, the languages and their data."""
+    import hashlib
+    import json
+
+    settings = {k: v for k, v in asdict(config).items() if k != "checkpoint_every"}  # how often: not what
+    payload = {"config": settings, "languages": hydra.languages,
+               "data": {lang: [packed.n_blocks, packed.n_bytes] for lang, packed in sorted(data.items())}}
+    return {"hydra": hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]}
+
+
 def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTraining, *,
-                device: torch.device | str = "cpu") -> HydraLog:
+                device: torch.device | str = "cpu", checkpoint_dir: Path | None = None) -> HydraLog:
     """Train ``hydra`` on each language's packed ``data`` (a target language without data is
-    never drawn): ``config.phases`` in order, each optimizer step in one language."""
+    never drawn): ``config.phases`` in order, each optimizer step in one language; with
+    ``checkpoint_dir`` and ``config.checkpoint_every``, checkpointed and resumed there."""
     from contextlib import nullcontext
 
     from transfer.corpus.many_languages import sampling_shares
@@ -130,12 +148,27 @@ def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTra
                    precision="bf16" if bf16 else "fp32")
     started = time.perf_counter()
     step = 0
+    identity = _identity(hydra, data, config)
+    resumed = _resume(hydra, checkpoint_dir, identity, log, positions) if config.checkpoint_every else None
+    prior = 0.0  # seconds trained before the checkpoint resumed
+    if resumed is not None:
+        step, prior = resumed["step"], resumed["seconds"]
     for phase in config.phases:
         if phase.steps == 0:
             continue
         params = _trainable(hydra, phase.name)
         optimizer = _optimizer(params, phase)
-        for phase_step in range(1, phase.steps + 1):
+        first = 1
+        if resumed is not None:
+            done_before = sum(p.steps for p in config.phases[:config.phases.index(phase)])
+            if step >= done_before + phase.steps:
+                continue  # this phase ended before the checkpoint
+            first = step - done_before + 1
+            if first > 1 and resumed["phase"] == phase.name:
+                from transfer.train.checkpoint import load_optimizer
+
+                load_optimizer(resumed["path"], optimizer)
+        for phase_step in range(first, phase.steps + 1):
             lang = schedule[step]
             lr = lr_at(phase_step, peak=phase.lr, total_steps=phase.steps, warmup_steps=phase.warmup_steps,
                        schedule=phase.schedule, min_lr_ratio=phase.min_lr_ratio)
@@ -153,11 +186,39 @@ def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTra
             log.steps_per_language[lang] += 1
             log.bytes_seen[lang] += round(samples * data[lang].block_size * data[lang].bytes_per_token)
             step += 1
-    log.seconds = time.perf_counter() - started
+            if checkpoint_dir is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
+                from transfer.train.checkpoint import save_checkpoint
+
+                # the source's table in the body while saving, as in a model just built: the body's
+                # shared tensors then name the same table when a resume loads them
+                hydra.use(hydra.source_language)
+                save_checkpoint(checkpoint_dir, step, model=hydra, optimizer=optimizer, state={
+                    "identity": identity, "phase": phase.name, "positions": positions, "log": log.to_dict(),
+                    "seconds": prior + time.perf_counter() - started})
+    log.seconds = prior + time.perf_counter() - started
     for param in hydra.parameters():
         param.requires_grad_(False)
     hydra.use(hydra.source_language).eval()
     return log
+
+
+def _resume(hydra: HydraModel, checkpoint_dir: Path | None, identity: dict[str, str], log: HydraLog,
+            positions: dict[str, int]) -> dict[str, Any] | None:
+    """Load the latest checkpoint in ``checkpoint_dir`` (weights, generators, positions, log) when
+    there is one of this run; None when there is none (a checkpoint of another run is refused)."""
+    from transfer.train.checkpoint import check_identity, latest_checkpoint, load_weights, restore_rng
+
+    path = latest_checkpoint(checkpoint_dir)
+    if path is None:
+        return None
+    state = check_identity(path, identity)
+    hydra.use(hydra.source_language)  # as when the checkpoint was saved
+    load_weights(path, hydra)
+    restore_rng(path)
+    positions.update(state["positions"])
+    for name, value in state["log"].items():
+        setattr(log, name, value)
+    return {"path": path, "step": int(state["step"]), "phase": state["phase"], "seconds": float(state["seconds"])}
 
 
 def _step(hydra: HydraModel, lang: str, data: PackedData, order: BlockOrder, positions: dict[str, int],
