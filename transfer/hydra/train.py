@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -206,7 +206,12 @@ def _resume(hydra: HydraModel, checkpoint_dir: Path | None, identity: dict[str, 
             positions: dict[str, int]) -> dict[str, Any] | None:
     """Load the latest checkpoint in ``checkpoint_dir`` (weights, generators, positions, log) when
     there is one of this run; None when there is none (a checkpoint of another run is refused)."""
-    from transfer.train.checkpoint import check_identity, latest_checkpoint, load_weights, restore_rng
+    from transfer.train.checkpoint import (
+        check_identity,
+        latest_checkpoint,
+        load_weights,
+        restore_rng,
+    )
 
     path = latest_checkpoint(checkpoint_dir)
     if path is None:
