@@ -1,4 +1,5 @@
-"""One device's training memory for each stage (``transfer/settings/memory_budget.py``):
+"""One device's training memory for each stage (``transfer/train/memory_plan.py``, planned from a
+config by ``transfer/settings/memory_budget.py``):
 the loss kernel's figure, sharding over the processes, activation checkpointing, and the
 dry run's per-device table, for a model given by its config alone (no weights)."""
 
@@ -12,12 +13,9 @@ from transformers import LlamaConfig
 
 from tests.helpers import config
 from transfer.settings.config import AdaptConfig
-from transfer.settings.memory_budget import (
-    checkpointed_activations,
-    source_model_config,
-    training_memory_plan,
-)
+from transfer.settings.memory_budget import source_model_config, training_memory_plan
 from transfer.train.linear_cross_entropy import chunk_rows
+from transfer.train.memory_plan import checkpointed_activations
 
 GB80 = 80 * 10**9  # one 80 GB GPU
 

@@ -250,7 +250,7 @@ def test_the_trainer_refuses_at_the_figure_of_the_plan(tokenizer, data):
     # the trainer's own check uses the dry run's plan (here: activation checkpointing keeps
     # fewer activations): one byte under its peak is refused, the peak itself trains. (At
     # tiny vocabularies one chunk holds every position: chunked and full have one figure.)
-    from transfer.settings.memory_budget import device_memory_plan
+    from transfer.train.memory_plan import device_memory_plan
 
     model = tiny_llama(len(tokenizer), seed=0)
     plan = {"micro_batch": 4, "block_size": 16, "device_type": "cpu", "bf16": False, "sharding": "ddp"}

@@ -13,12 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from transfer.settings.memory_budget import (
-    MemoryPlan,
-    StageMemory,
-    planning_device,
-    training_memory_plan,
-)
+from transfer.settings.memory_budget import planning_device, training_memory_plan
+from transfer.train.memory_plan import MemoryPlan, StageMemory
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig

@@ -260,7 +260,7 @@ def setup(
     # Refuse a configuration that cannot fit before anything heavy happens: the figures of the
     # plan the dry run prints (loss kernel and activation checkpointing included), whole model
     # per device; the sharding decision below divides it.
-    from transfer.settings.memory_budget import device_memory_plan
+    from transfer.train.memory_plan import device_memory_plan
 
     estimate = device_memory_plan(
         model, [p.name for p in config.phases], micro_batch=config.batch_size, block_size=block_size,
