@@ -93,3 +93,29 @@ def test_plan_gives_the_links_stage_its_alignment_time(tmp_path: Path, tiny_sour
     assert 120 < links.seconds < 300
     capped = plan_adaptation(cfg.model_copy(update={"parallel_max_pairs": 100}), measure=True)
     assert next(s for s in capped.stages if s.stage == "links").seconds < 15
+
+
+def test_vector_stages_and_several_languages_get_their_own_estimates(tmp_path: Path, tiny_source: Path) -> None:
+    """fastText's time follows the bytes it reads times its epochs (each side its own text); an
+    align stage that induces its dictionary runs eflomal on every language's pairs; a run of
+    several languages pairs each language's first Bible with the source Bibles."""
+    from transfer.planning.estimates import SourceSize, parallel_pairs_estimate, stage_seconds
+
+    one = AdaptConfig(source_model=str(tiny_source), target_language="sw", cache_dir=tmp_path / "cache")
+    five = AdaptConfig(source_model=str(tiny_source), target_language=["sw", "id", "tr", "vi", "pl"],
+                       cache_dir=tmp_path / "cache")  # each language's packaged Bibles
+    assert parallel_pairs_estimate(five) == 5 * parallel_pairs_estimate(one)
+    capped = five.model_copy(update={"parallel_max_pairs": 5000})
+    assert parallel_pairs_estimate(capped) == 5 * 5000 * len(one.source_train_bible)
+
+    def seconds(cfg: AdaptConfig, label: str, **params) -> float:
+        return stage_seconds(label.split(".")[0], cfg, SourceSize(), 1e10, 0, label, params)
+
+    # the target side of five Bibles against the source side's English Bibles; more epochs, more time
+    assert seconds(five, "fasttext.target") > seconds(one, "fasttext.target") > 30
+    assert seconds(one, "fasttext.source") == pytest.approx(
+        2 + len(one.source_train_bible) * 4e6 * one.vector_epochs / 1.1e6)
+    more_epochs = one.model_copy(update={"vector_epochs": 20})
+    assert seconds(more_epochs, "fasttext.target") > 1.9 * seconds(one, "fasttext.target") - 5
+    assert seconds(five, "align", dictionaries="induced") > 200 > seconds(five, "align", dictionaries="file")
+    assert seconds(capped, "align", dictionaries="induced") < seconds(five, "align", dictionaries="induced")

@@ -28,6 +28,10 @@ _ALIGN_SECONDS_PER_SQRT_PAIR = 0.6
 _BIBLE_TRAIN_VERSES = 28_000  # train verses of one translation (about 90% of 31,102)
 _BYTES_PER_PARALLEL_PAIR = 250  # both sides of a sentence pair, UTF-8
 _GZIP_RATIO = 3  # gzip's usual ratio on sentence text: a .gz holds about 3x its size
+_BIBLE_BYTES = 4_000_000  # one translation's text (docs/DESIGN.md)
+# fastText skipgram (one thread, dim 100): the demo's German target text, 2 Bibles (~8 MB) x 10
+# epochs, took ~72 s on 2 cores (benchmarks/README.md, "fastText epochs"): ~1.1 MB per second an epoch
+_FASTTEXT_BYTES_PER_SECOND = 1.1e6
 
 
 @dataclass
@@ -82,8 +86,11 @@ def measure_flops_per_second(device: str | None) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - started)
 
 
-def stage_seconds(stage: str, cfg: AdaptConfig, size: SourceSize, flops: float, corpus_bytes: int) -> float:
-    """Rough seconds to build one stage of ``cfg``'s run on a device of ``flops`` FLOP/s."""
+def stage_seconds(stage: str, cfg: AdaptConfig, size: SourceSize, flops: float, corpus_bytes: int,
+                  label: str = "", params_of_stage: dict | None = None) -> float:
+    """Rough seconds to build one stage of ``cfg``'s run on a device of ``flops`` FLOP/s;
+    ``label`` names the stage in the run (``fasttext.source``), ``params_of_stage`` its spec's
+    parameters (an align stage that induces its dictionary runs eflomal)."""
     params = size.parameters or 0
     model_bytes = 4 * params
     io = 2 * model_bytes / _LOAD_SAVE_BYTES_PER_SECOND
@@ -99,6 +106,13 @@ def stage_seconds(stage: str, cfg: AdaptConfig, size: SourceSize, flops: float, 
     if stage == "links":
         rel = float(cfg.strategy_params.get("align_rel_iterations", 1.0))
         return io + 2.0 + _ALIGN_SECONDS_PER_SQRT_PAIR * rel * math.sqrt(parallel_pairs_estimate(cfg))
+    if stage == "fasttext":
+        side = "source" if label.endswith("source") else "target"
+        return 2.0 + fasttext_bytes(cfg, side) * cfg.vector_epochs / _FASTTEXT_BYTES_PER_SECOND
+    if stage == "align":
+        if "induced" in str((params_of_stage or {}).get("dictionaries", "")):
+            return 5.0 + _ALIGN_SECONDS_PER_SQRT_PAIR * math.sqrt(parallel_pairs_estimate(cfg))
+        return 5.0  # Procrustes on a dictionary: seconds
     if is_training_stage(stage):
         tokens = cfg.total_train_steps * cfg.batch_size * cfg.block_size
         return io + _TRAIN_FLOPS_PER_PARAM_TOKEN * params * tokens / flops
@@ -106,22 +120,32 @@ def stage_seconds(stage: str, cfg: AdaptConfig, size: SourceSize, flops: float, 
 
 
 def parallel_pairs_estimate(cfg: AdaptConfig) -> int:
-    """About how many sentence pairs the links stage aligns: the train verses of each source
-    Bible translation, or the parallel files' text size (gzip counted at 3x) over ~250
-    bytes a pair; each source capped at ``parallel_max_pairs``."""
+    """About how many sentence pairs an eflomal stage aligns: for each target language (a run of
+    several pairs each one's own), the train verses of its first Bible with each source Bible
+    translation, or its parallel files' text size (gzip counted at 3x) over ~250 bytes a pair;
+    each source capped at ``parallel_max_pairs``."""
+    from transfer.corpus.languages import language_corpora
+
     cap = cfg.parallel_max_pairs or float("inf")
-    if not cfg.parallel_files:
-        return int(min(_BIBLE_TRAIN_VERSES, cap) * len(cfg.source_train_bible))
+    total = 0
+    for corpus in language_corpora(cfg):
+        if not corpus.parallel:
+            # a run of one language pairs its Bible text (the config's default Bibles included)
+            if corpus.bible or not cfg.several_languages:
+                total += int(min(_BIBLE_TRAIN_VERSES, cap) * len(cfg.source_train_bible))
+            continue
+        total += _parallel_files_pairs(cfg, corpus.language, corpus.parallel, cap)
+    return total
+
+
+def _parallel_files_pairs(cfg: AdaptConfig, language: str, entries: list[str], cap: float) -> int:
     from transfer.corpus.parallel_files import resolve_parallel
     from transfer.errors import ParallelCorpusError
 
     total = 0
-    from transfer.corpus.languages import parallel_language
-
-    for i, entry in enumerate(cfg.parallel_files):
+    for entry in entries:
         try:  # the files the corpus stage will read (a Moses prefix names exactly two)
-            files = resolve_parallel(entry, cfg.parallel_source_language, parallel_language(cfg, i),
-                                     cfg.parallel_fields).files
+            files = resolve_parallel(entry, cfg.parallel_source_language, language, cfg.parallel_fields).files
         except ParallelCorpusError:
             continue  # validation refuses the entry with its own message
         text_bytes = sum(Path(f).stat().st_size * (_GZIP_RATIO if f.endswith(".gz") else 1) for f in files)
@@ -129,9 +153,18 @@ def parallel_pairs_estimate(cfg: AdaptConfig) -> int:
     return total
 
 
+def fasttext_bytes(cfg: AdaptConfig, side: str) -> int:
+    """About the bytes a fastText stage reads an epoch: the source side's train Bibles
+    (``source_train_bible``), or the target corpus; each Bible capped at ``vector_max_verses``."""
+    per_bible = _BIBLE_BYTES if cfg.vector_max_verses is None else min(_BIBLE_BYTES, cfg.vector_max_verses * 130)
+    if side == "source":
+        return per_bible * len(cfg.source_train_bible)
+    return corpus_bytes(cfg) - (_BIBLE_BYTES - per_bible) * len(cfg.target_bible)
+
+
 def corpus_bytes(cfg: AdaptConfig) -> int:
     """Approximate size of the target corpus (Bible: ~4 MB per translation, docs/DESIGN.md)."""
-    total = 4_000_000 * len(cfg.target_bible)
+    total = _BIBLE_BYTES * len(cfg.target_bible)
     for path in cfg.target_files:
         p = Path(path)
         files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]

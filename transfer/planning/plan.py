@@ -152,4 +152,5 @@ def _measure(plan: RunPlan, cache: StageCache) -> None:
     plan.flops_per_second = measure_flops_per_second(cfg.device)
     size = corpus_bytes(cfg)
     for stage in plan.to_build:
-        stage.seconds = stage_seconds(stage.stage, cfg, plan.source, plan.flops_per_second, size)
+        stage.seconds = stage_seconds(stage.stage, cfg, plan.source, plan.flops_per_second, size, stage.label,
+                                      stage.spec.params)
