@@ -251,6 +251,9 @@ def test_hydra_config_refusals(tmp_path: Path, tiny_source: Path, tiny_corpus: P
         plan_hydra(config(tmp_path, tiny_source, tiny_corpus, hydra=True, train_steps=0))
     with pytest.raises(TrainingError, match="plan_hydra"):
         plan_adaptation(config(tmp_path, tiny_source, tiny_corpus, hydra=True))
+    # several processes: each needs an equal share of every step, checked as for the train stage
+    with pytest.raises(TrainingError, match="nproc_per_node"):
+        plan_hydra(config(tmp_path, tiny_source, tiny_corpus, hydra=True, batch_size=3, nproc_per_node=2))
     # a language without a corpus: part A's check, naming the language
     with pytest.raises(TrainingError, match="target language 'sv' of \\['de', 'sv'\\]: no target corpus for 'sv'"):
         plan_hydra(config(tmp_path, tiny_source, tiny_corpus, target_language=["de", "sv"],
@@ -260,7 +263,8 @@ def test_hydra_config_refusals(tmp_path: Path, tiny_source: Path, tiny_corpus: P
 def test_adapt_hydra_then_translate_through_the_cli(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
                                                     tiny_source: Path) -> None:
     """``adapt --hydra`` with two languages, each with its own tokenizer and rows; the exported
-    folders load in plain transformers, each with a card and a registry version; ``translate`` writes one line per input line and chrF."""
+    folders load in plain transformers, each with a card and a registry version; two processes
+    train the Hydra of one; ``translate`` writes one line per input line and chrF."""
     from transformers import AutoModelForCausalLM
 
     from flows.cli import app
@@ -318,6 +322,31 @@ def test_adapt_hydra_then_translate_through_the_cli(tmp_path: Path, tmp_path_fac
     # again: every stage cached
     result = runner.invoke(app, ["adapt", "--config", str(cfg_file), "--dry-run"], terminal_width=250)
     assert "to build" not in result.output and "hydra: cached" in result.output
+
+    # two processes (torchrun, gloo): each takes half of every step's blocks, both draw the same
+    # language; the stages before the hydra stage come from this run's cache (the process
+    # count is in no key); losses and weights are the one-process run's to summation order
+    import shutil
+
+    from safetensors.torch import load_file
+
+    two = cfg.model_copy(update={"cache_dir": tmp_path / "two" / "cache", "output_dir": tmp_path / "two" / "models",
+                                 "register_model": False, "nproc_per_node": 2})
+    shutil.copytree(cfg.cache_dir, two.cache_dir,
+                    ignore=lambda folder, names: [n for n in names if n in ("hydra", "_checkpoints")])
+    cfg_file.write_text(two.model_dump_json())
+    result = runner.invoke(app, ["adapt", "--config", str(cfg_file)], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    second = json.loads((tmp_path / "two" / "models" / name / "hydra_result.json").read_text())
+    assert second["stage_keys"] == record["stage_keys"] and not second["stages_cached"]["hydra"]
+    assert second["train_log"]["world_size"] == 2 and second["train_log"]["languages"] == record["train_log"]["languages"]
+    assert second["train_log"]["losses"] == pytest.approx(record["train_log"]["losses"], rel=1e-4)
+    for lang in ("de", "sv"):
+        assert second["scores"][lang]["hydra_trained"] == pytest.approx(record["scores"][lang]["hydra_trained"], rel=1e-4)
+        weights = [load_file(str(Path(folder) / "model.safetensors"))
+                   for folder in (record["language_dirs"][lang], second["language_dirs"][lang])]
+        for key, tensor in weights[0].items():  # an AdamW step moves a weight by about lr at most
+            assert torch.allclose(tensor, weights[1][key], rtol=0, atol=4 * max(cfg.learning_rate, cfg.full_learning_rate)), key
 
 
 def test_memory_plan_adds_the_resident_tables_and_refuses_what_does_not_fit(tmp_path: Path, tiny_source: Path,

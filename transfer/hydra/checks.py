@@ -23,15 +23,14 @@ def hydra_problem(cfg: AdaptConfig) -> str | None:
         "progressive": cfg.progressive,
         "objective": cfg.objective != "next_token",
         "freeze_source_rows": cfg.freeze_source_rows,
-        "nproc_per_node": cfg.nproc_per_node > 1 or cfg.nnodes > 1,
         "sharding": cfg.sharding == "fsdp",
         "activation_checkpointing": cfg.activation_checkpointing,
         "strategy": cfg.strategy == "ofa",  # a factorized table is not one nn.Embedding per language
     }
     for name, bad in refused.items():
         if bad:
-            return (f"hydra: {name}={getattr(cfg, name)!r} is not supported with hydra (one process, next-token "
-                    f"objective, plain embedding tables); leave {name} at its default")
+            return (f"hydra: {name}={getattr(cfg, name)!r} is not supported with hydra (next-token objective, "
+                    f"plain embedding tables, no sharding); leave {name} at its default")
     if not cfg.total_train_steps:
         return "hydra: train_steps and full_steps are both 0; a Hydra run trains its tables and heads (train_steps >= 1)"
     return several_languages_problem(cfg) if cfg.several_languages else None

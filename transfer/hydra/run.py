@@ -108,6 +108,10 @@ def plan_hydra(cfg: AdaptConfig, *, measure: bool = False) -> HydraPlan:
     problem = hydra_problem(cfg)
     if problem:
         raise TrainingError(problem)
+    if cfg.nproc_per_node > 1 or cfg.nnodes > 1:  # each language's plan does not train: checked here
+        from transfer.settings.validate import check_processes
+
+        check_processes(cfg, other_hardware=measure and cfg.device_memory is not None)
     plans = {lang: plan_adaptation(language_config(cfg, lang), measure=measure) for lang in cfg.target_languages}
     first = next(iter(plans.values()))
     check_hydra_memory(cfg, _source_config(cfg, first), planning_only=measure)

@@ -37,7 +37,10 @@ def hydra_spec(cfg: AdaptConfig, source: StageOutput, languages: dict[str, tuple
     return StageSpec(stage="hydra", params=params, inputs=inputs, upstream=upstream,
                      runtime={"device": cfg.device, "eval_batch_size": cfg.eval_batch_size,
                               "loss_kernel": cfg.loss_kernel, "checkpoint_every": cfg.checkpoint_every,
-                              "checkpoint_dir": str(cfg.cache_dir / "_checkpoints" / "hydra")})
+                              "checkpoint_dir": str(cfg.cache_dir / "_checkpoints" / "hydra"),
+                              # several processes: speed only, as for the train stage
+                              "nproc_per_node": cfg.nproc_per_node, "nnodes": cfg.nnodes,
+                              "rdzv_endpoint": cfg.rdzv_endpoint, "rdzv_id": cfg.rdzv_id})
 
 
 def _language_parts(folder: Path) -> tuple[Any, Any, Any]:
@@ -62,9 +65,23 @@ def build_hydra(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.source.loading import load_source
     from transfer.source.objective import model_objective
     from transfer.train import pack_train_split
+    from transfer.train.distributed import barrier, context_from_env, shutdown
+    from transfer.train.launch import (
+        Processes,
+        inside_launcher,
+        launch_train_stage,
+        per_process_batch,
+    )
     from transfer.train.stage import training_config
 
     p, runtime = spec.params, spec.runtime
+    processes = Processes.from_runtime(runtime)
+    if processes.world_size > 1 and not inside_launcher():
+        # torchrun runs this builder in every process; each machine's first writes ``out``
+        launch_train_stage(spec.model_dump_json(), out, processes)
+        return
+    device = pick_device(runtime.get("device"))
+    ctx = context_from_env(device.type)
     lm, source_tokenizer = load_source(str(spec.upstream_path("source") / "model"))
     if model_objective(lm) != "causal":
         raise TrainingError(f"hydra: the source is a masked LM ({type(lm).__name__}); Hydra heads write text, "
@@ -81,13 +98,19 @@ def build_hydra(spec: StageSpec, out: Path, context: BuildContext) -> None:
         corpus = spec.upstream_path(f"corpus.{lang}")
         data[lang] = pack_train_split(tokenizer, iter_lines(corpus / "train.txt"), p["block_size"])
     recipe = training_config(p)
-    training = HydraTraining(phases=recipe.phases, batch_size=p["batch_size"],
-                             grad_accumulation=p.get("grad_accumulation", 1), clip_norm=p.get("clip_norm", 1.0),
+    # each process's share of an optimizer step (one process: the whole step)
+    batch_size, accumulation = per_process_batch(p["batch_size"], p.get("grad_accumulation", 1), ctx.world_size)
+    training = HydraTraining(phases=recipe.phases, batch_size=batch_size,
+                             grad_accumulation=accumulation, clip_norm=p.get("clip_norm", 1.0),
                              alpha=p["alpha"], seed=p["seed"], loss_kernel=runtime.get("loss_kernel", "auto"),
                              precision=p.get("precision", "auto"), checkpoint_every=runtime.get("checkpoint_every", 0))
     checkpoints = Path(runtime["checkpoint_dir"]) / spec.key if training.checkpoint_every else None
-    log = train_hydra(hydra, data, training, device=pick_device(runtime.get("device")), checkpoint_dir=checkpoints)
+    log = train_hydra(hydra, data, training, device=device, checkpoint_dir=checkpoints, ctx=ctx)
     hydra.to("cpu")
+    if not ctx.writes_node_files:  # the first process of each machine scores and writes
+        barrier(ctx)
+        shutdown(ctx)
+        return
     scores = {}
     for lang in p["languages"]:
         path = spec.upstream_path(f"corpus.{lang}") / eval_file(p["eval_split"], "target")
@@ -98,5 +121,7 @@ def build_hydra(spec: StageSpec, out: Path, context: BuildContext) -> None:
                         **score.details}
     hydra.use(source_language)
     save_hydra(LoadedHydra(hydra, tokenizers, configs), out / "model")
-    write_json(out / "train_log.json", log.to_dict())
+    write_json(out / "train_log.json", {**log.to_dict(), "world_size": ctx.world_size})
     write_json(out / "metrics.json", scores)
+    barrier(ctx)
+    shutdown(ctx)

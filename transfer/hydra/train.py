@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,6 +34,9 @@ from transfer.train.config import PhaseConfig
 from transfer.train.data import BlockOrder, PackedData
 from transfer.train.objectives import LossKernel, loss_sum, make_batch
 from transfer.train.schedule import lr_at
+
+if TYPE_CHECKING:
+    from transfer.train.distributed import DistContext
 
 
 @dataclass(frozen=True)
@@ -121,14 +124,25 @@ def _identity(hydra: HydraModel, data: dict[str, PackedData], config: HydraTrain
 
 
 def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTraining, *,
-                device: torch.device | str = "cpu", checkpoint_dir: Path | None = None) -> HydraLog:
+                device: torch.device | str = "cpu", checkpoint_dir: Path | None = None,
+                ctx: DistContext | None = None) -> HydraLog:
     """Train ``hydra`` on each language's packed ``data`` (a target language without data is
     never drawn): ``config.phases`` in order, each optimizer step in one language; with
-    ``checkpoint_dir`` and ``config.checkpoint_every``, checkpointed and resumed there."""
+    ``checkpoint_dir`` and ``config.checkpoint_every``, checkpointed and resumed there.
+
+    ``ctx``: this process's place among several (torchrun). Every process draws the same
+    language for a step (one seeded schedule) and takes its share of the step's blocks
+    (``config.batch_size`` and ``grad_accumulation`` are each process's, as the product
+    trainer's); the gradients of the step's parameters are summed over the processes in one
+    collective, so the step is that of one process with the whole batch. Only the first
+    process writes checkpoints."""
     from contextlib import nullcontext
 
     from transfer.corpus.many_languages import sampling_shares
+    from transfer.train.distributed import DistContext, barrier
     from transfer.train.run_inputs import uses_bf16
+
+    ctx = ctx or DistContext()
 
     unknown = [lang for lang in data if lang not in hydra.languages or lang == hydra.source_language]
     if unknown or not data:
@@ -174,12 +188,12 @@ def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTra
                        schedule=phase.schedule, min_lr_ratio=phase.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = _step(hydra, lang, data[lang], orders[lang], positions, config, device, autocast)
+            loss = _step(hydra, lang, data[lang], orders[lang], positions, config, device, autocast, ctx)
             if config.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], config.clip_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            samples = config.batch_size * config.grad_accumulation
+            samples = config.batch_size * config.grad_accumulation * ctx.world_size
             log.languages.append(lang)
             log.losses.append(loss)
             log.lrs.append(lr)
@@ -192,9 +206,11 @@ def train_hydra(hydra: HydraModel, data: dict[str, PackedData], config: HydraTra
                 # the source's table in the body while saving, as in a model just built: the body's
                 # shared tensors then name the same table when a resume loads them
                 hydra.use(hydra.source_language)
-                save_checkpoint(checkpoint_dir, step, model=hydra, optimizer=optimizer, state={
-                    "identity": identity, "phase": phase.name, "positions": positions, "log": log.to_dict(),
-                    "seconds": prior + time.perf_counter() - started})
+                if ctx.rank == 0:  # one folder every process resumes from
+                    save_checkpoint(checkpoint_dir, step, model=hydra, optimizer=optimizer, state={
+                        "identity": identity, "phase": phase.name, "positions": positions, "log": log.to_dict(),
+                        "seconds": prior + time.perf_counter() - started})
+                barrier(ctx)
     log.seconds = prior + time.perf_counter() - started
     for param in hydra.parameters():
         param.requires_grad_(False)
@@ -227,23 +243,47 @@ def _resume(hydra: HydraModel, checkpoint_dir: Path | None, identity: dict[str, 
 
 
 def _step(hydra: HydraModel, lang: str, data: PackedData, order: BlockOrder, positions: dict[str, int],
-          config: HydraTraining, device: torch.device, autocast: Any) -> float:
-    """One optimizer step's gradients in ``lang`` (its table and head swapped in); the mean loss."""
+          config: HydraTraining, device: torch.device, autocast: Any, ctx: DistContext) -> float:
+    """One optimizer step's gradients in ``lang`` (its table and head swapped in), this process's
+    share of the step's blocks, summed over the processes; the step's mean loss."""
+    from transfer.train.distributed import all_reduce_sum
+
     lm = hydra.use(lang)
+    world, rank, size = ctx.world_size, ctx.rank, config.batch_size
+    per_step = size * config.grad_accumulation * world
+    start = positions[lang]
+    indices = order.take(start, per_step)
+    positions[lang] += per_step
     micro = []
-    for _ in range(config.grad_accumulation):
-        index = order.take(positions[lang], config.batch_size)
-        sample_positions = torch.arange(positions[lang], positions[lang] + config.batch_size)
-        positions[lang] += config.batch_size
-        micro.append(make_batch(data.rows(index), sample_positions, "causal").to(device))
-    n_targets = sum(batch.n_targets for batch in micro)
-    total = 0.0
+    for m in range(config.grad_accumulation):
+        lo = (m * world + rank) * size  # the product trainer's split of a step over processes
+        micro.append(make_batch(data.rows(indices[lo:lo + size]), torch.arange(start + lo, start + lo + size),
+                                "causal").to(device))
+    n_targets = float(all_reduce_sum(torch.tensor(float(sum(b.n_targets for b in micro)), device=device), ctx))
+    total = torch.zeros((), device=device)
     for batch in micro:
         with autocast:
             summed = loss_sum(lm, batch, "causal", kernel=config.loss_kernel)
         (summed / n_targets).backward()
-        total += float(summed.detach())
-    mean = total / n_targets
+        total += summed.detach().float()
+    if ctx.enabled:
+        _sum_gradients(hydra, device, ctx)
+    mean = float(all_reduce_sum(total, ctx)) / n_targets
     if not math.isfinite(mean):
         raise NonFiniteLossError(f"Hydra training: loss {mean} in language {lang!r}; lower learning_rate")
     return mean
+
+
+def _sum_gradients(hydra: HydraModel, device: torch.device, ctx: DistContext) -> None:
+    """Sum the step's gradients over the processes in one collective (flattened): the same
+    parameters have them on every process, since every process trains the same language."""
+    from transfer.train.distributed import all_reduce_sum
+
+    grads = [p.grad for p in hydra.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = all_reduce_sum(torch.cat([g.reshape(-1) for g in grads]), ctx)
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset:offset + grad.numel()].view_as(grad))
+        offset += grad.numel()

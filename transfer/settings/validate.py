@@ -49,7 +49,7 @@ def validate_config(cfg: AdaptConfig, *, planning_only: bool = False) -> MemoryE
     if freeze_problem:
         raise TrainingError(freeze_problem)
     if (cfg.nproc_per_node > 1 or cfg.nnodes > 1) and cfg.total_train_steps:
-        _check_processes(cfg, other_hardware)
+        check_processes(cfg, other_hardware)
     if cfg.activation_checkpointing and cfg.total_train_steps:
         _check_activation_checkpointing(cfg)
     if cfg.loss_kernel == "fused" and cfg.total_train_steps and not other_hardware:
@@ -125,7 +125,7 @@ def _check_eval_files(cfg: AdaptConfig) -> None:
             raise CorpusError(f"eval_files ({eval_set.name}): {error}") from error
 
 
-def _check_processes(cfg: AdaptConfig, other_hardware: bool = False) -> None:
+def check_processes(cfg: AdaptConfig, other_hardware: bool = False) -> None:
     """Several training processes (``nproc_per_node`` on each of ``nnodes`` machines): the
     rendezvous of several machines, an equal share of every optimizer step for each process,
     on a GPU each its own device, and what sharding cannot do (transfer/train/sharding.py)."""
