@@ -179,8 +179,9 @@ def _hydra(cfg, *, dry_run: bool) -> None:
         for lang, language_plan in plan.languages.items():
             print_plan(language_plan, f"{lang}: its tokenizer and rows (a run of it alone, no training)")
         state = "cached" if plan.hydra.cached else "[yellow]to build[/]"
+        estimate = f", ~{plan.hydra.seconds / 60:.1f} min" if plan.hydra.seconds else ""
         console.print(f"hydra: {state} {plan.hydra.path} (one body trained with the tables and heads of "
-                      f"{', '.join(plan.languages)}), exported as {hydra_model_name(cfg)}")
+                      f"{', '.join(plan.languages)}{estimate}), exported as {hydra_model_name(cfg)}")
         planned = planned_hydra_memory(cfg, source_config(plan), planning_only=True)
         if planned is not None:
             print_memory_plan(*planned, {"embeddings": cfg.train_steps, "full": cfg.full_steps},

@@ -121,6 +121,12 @@ def plan_hydra(cfg: AdaptConfig, *, measure: bool = False) -> HydraPlan:
     cache = StageCache(cfg.cache_dir)
     hydra = PlannedStage(label="hydra", spec=spec, path=str(cache.path(spec.stage, spec.key)),
                          cached=cache.is_complete(spec.stage, spec.key))
+    if measure and not hydra.cached and first.flops_per_second:
+        from transfer.planning.estimates import stage_seconds
+
+        # the training of one model of the target vocabulary, then each language's test texts scored
+        hydra.seconds = stage_seconds("hydra", cfg, first.source, first.flops_per_second, 0) + len(plans) * (
+            stage_seconds("evaluate", cfg, first.source, first.flops_per_second, 0))
     notes = hydra_notes(cfg) + [f"{lang}: {note}" for lang, plan in plans.items() for note in plan.notes]
     return HydraPlan(config=cfg, languages=plans, hydra=hydra, notes=notes)
 
