@@ -65,7 +65,7 @@ def build_hydra(spec: StageSpec, out: Path, context: BuildContext) -> None:
     from transfer.source.loading import load_source
     from transfer.source.objective import model_objective
     from transfer.train import pack_train_split
-    from transfer.train.distributed import barrier, context_from_env, shutdown
+    from transfer.train.distributed import context_from_env, shutdown
     from transfer.train.launch import (
         Processes,
         inside_launcher,
@@ -107,9 +107,8 @@ def build_hydra(spec: StageSpec, out: Path, context: BuildContext) -> None:
     checkpoints = Path(runtime["checkpoint_dir"]) / spec.key if training.checkpoint_every else None
     log = train_hydra(hydra, data, training, device=device, checkpoint_dir=checkpoints, ctx=ctx)
     hydra.to("cpu")
-    if not ctx.writes_node_files:  # the first process of each machine scores and writes
-        barrier(ctx)
-        shutdown(ctx)
+    if not ctx.writes_node_files:  # the first process of each machine scores and writes; no
+        shutdown(ctx)               # barrier after the training: scoring may outlast its timeout
         return
     scores = {}
     for lang in p["languages"]:
@@ -123,5 +122,4 @@ def build_hydra(spec: StageSpec, out: Path, context: BuildContext) -> None:
     save_hydra(LoadedHydra(hydra, tokenizers, configs), out / "model")
     write_json(out / "train_log.json", {**log.to_dict(), "world_size": ctx.world_size})
     write_json(out / "metrics.json", scores)
-    barrier(ctx)
     shutdown(ctx)
