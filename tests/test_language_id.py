@@ -60,7 +60,8 @@ def _warnings(cfg, case: str) -> dict[str, list[str]]:
     by_check: dict[str, list[str]] = {}
     for warning in found:
         by_check.setdefault(warning.check, []).append(warning.message)
-    for check in ("language", "eval_language", "parallel_language", "dictionary_language", "language_not_checked"):
+    for check in ("language", "eval_language", "parallel_language", "dictionary_language", "vectors_language",
+                  "language_not_checked"):
         if check in by_check:
             record(case, "input_warnings (run notes, before the first stage)", by_check[check][0], seconds)
     return by_check
@@ -180,3 +181,50 @@ def test_a_dictionary_with_its_sides_swapped_warns(tmp_path: Path, tiny_source: 
     assert "look swapped" in message and "swap the columns" in message
     right = _write(tmp_path / "en-de.txt", [f"{e} {d}" for d, e in zip(de, en)])
     assert "dictionary_language" not in _warnings(cfg.model_copy(update={"dictionary": str(right)}), "")
+
+
+def _vec(path: Path, texts: list[str]) -> Path:
+    """A word2vec text file of ``texts``' words, commonest first (as fastText writes .vec)."""
+    from collections import Counter
+
+    words = [w for w, _ in Counter(w for t in texts for w in re.findall(r"\w+", t.lower())).most_common()]
+    return _write(path, [f"{len(words)} 8", *(f"{w}" + " 0.5 -0.5" * 4 for w in words)])
+
+
+def test_vectors_of_another_language_warn_and_swapped_ones_are_said(tmp_path: Path, tiny_source: Path,
+                                                                      tiny_corpus: Path, verses) -> None:
+    english, german, french = (_vec(tmp_path / f"cc.{lang}.vec", verses[code])
+                               for lang, code in (("en", "k"), ("de", "e"), ("fr", "l")))
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="wechsel", source_vectors=str(english),
+                 target_vectors=str(french), vector_dim=8)
+    warned = _warnings(cfg, "target_vectors cc.fr.vec for German (target de)")
+    (message,) = warned["vectors_language"]
+    assert "target_vectors" in message and "looks like French (fr)" in message and "German (de)" in message
+    swapped = cfg.model_copy(update={"source_vectors": str(german), "target_vectors": str(english)})
+    (message,) = _warnings(swapped, "source_vectors and target_vectors swapped (source en, target de)")["vectors_language"]
+    assert "look swapped" in message and "swap the two settings" in message
+    right = cfg.model_copy(update={"target_vectors": str(german)})
+    assert "vectors_language" not in _warnings(right, "")
+    # a strategy that reads no vectors: the files are not its inputs, nothing is said
+    assert "vectors_language" not in _warnings(cfg.model_copy(update={"strategy": "mean"}), "")
+
+
+def test_head_words_reads_a_fasttext_bin_dictionary_without_its_vectors(tmp_path: Path, verses) -> None:
+    import subprocess
+    import sys
+
+    from transfer.vectors.vector_formats import head_words
+
+    # tiny vectors, one epoch, in a child process as the product trains them (fastText stops at
+    # a NaN loss on some runs inside a process that has run other tests)
+    text = _write(tmp_path / "de.txt", [t.lower() for t in read_texts("e", "train")[:3000]])
+    script = ("import json, sys; from pathlib import Path; from transfer.vectors.fasttext_training import _train_model; "
+              "m = _train_model(Path(sys.argv[1]), {'dim': 8, 'epoch': 1, 'minCount': 1, 'bucket': 1000, 'seed': 0, "
+              "'thread': 1}); m.save_model(sys.argv[2]); print(json.dumps(m.get_words()[:50]))")
+    done = subprocess.run([sys.executable, "-c", script, str(text), str(tmp_path / "de.bin")], capture_output=True,
+                          text=True, check=True, timeout=120)
+    words = head_words(tmp_path / "de.bin", n=50)
+    assert words == json.loads(done.stdout)  # fastText's own order: commonest first
+    vec = _vec(tmp_path / "de.vec", verses["e"])
+    assert head_words(vec, n=5) == vec.read_text().splitlines()[1].split()[:1] + [
+        line.split()[0] for line in vec.read_text().splitlines()[2:6]]

@@ -90,7 +90,7 @@ class InputWarning:
 
     check: str  # "script" | "unspaced" | "borrowed_bible" | "repetition" | "vocab_size" | "normalization" | "eval_overlap"
     # language identification (transfer.settings.language_id): "language" (a target corpus file),
-    # "eval_language", "parallel_language", "dictionary_language", "language_not_checked"
+    # "eval_language", "parallel_language", "dictionary_language", "vectors_language", "language_not_checked"
     message: str
 
 

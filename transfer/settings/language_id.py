@@ -453,6 +453,50 @@ def vectors_source_language(cfg: AdaptConfig) -> str | None:
     return languages.pop()
 
 
+#: words of a vector file's head per passage the identifier reads (its commonest words)
+VECTOR_WORDS_PER_PASSAGE = 30
+
+
+def vectors_messages(cfg: AdaptConfig) -> list[tuple[str, str]]:
+    """(check, message) for each of the run's own vector files (a strategy that reads
+    vectors) whose commonest words (the file's head: ``head_words``) are mostly not its
+    side's language: the source model's (``parallel_source_language``) for ``source_vectors``,
+    ``target_language`` for ``target_vectors`` (a run of several languages: not checked, one
+    multilingual file serves them all). Swapped files are said as such."""
+    from transfer.vectors.vector_formats import head_words
+
+    if not _uses_vectors(cfg):
+        return []
+    sides = [("source", cfg.source_vectors, cfg.parallel_source_language)]
+    if not cfg.several_languages:
+        sides.append(("target", cfg.target_vectors, cfg.target_language))
+    found = []
+    shares = {}
+    for side, path, language in sides:
+        if not path or not is_checked(language) or not Path(path).exists():
+            continue
+        try:
+            words = head_words(path)
+        except (OSError, ValueError):  # unreadable: the vector checks refuse it in their own words
+            continue
+        step = VECTOR_WORDS_PER_PASSAGE
+        shares[side] = share = language_share([" ".join(words[i:i + step]) for i in range(0, len(words), step)],
+                                              language)
+        if share.mismatch:
+            found.append(("vectors_language", (
+                f"{side}_vectors {str(path)!r}: its commonest words: {share.summary(f'{side} language')}. "
+                f"Are they the {describe(language)} vectors?")))
+    source, target = shares.get("source"), shares.get("target")
+    if (source is not None and target is not None and source.mismatch and target.mismatch
+            and source.share_of(cfg.target_language) >= DECLARED_SHARE
+            and target.share_of(cfg.parallel_source_language) >= DECLARED_SHARE):
+        found = [("vectors_language", (
+            f"source_vectors {cfg.source_vectors!r} and target_vectors {cfg.target_vectors!r} look swapped: the "
+            f"source file's commonest words read as {describe(cfg.target_language)} and the target file's as "
+            f"{describe(cfg.parallel_source_language)}; swap the two settings"))]
+    return found
+
+
 def run_language_messages(cfg: AdaptConfig) -> list[tuple[str, str]]:
     """Every language check of a run's own files: target corpus files, evaluation files,
     both sides of parallel files and a dictionary file (a file strategy needs), then one
@@ -477,6 +521,7 @@ def run_language_messages(cfg: AdaptConfig) -> list[tuple[str, str]]:
     found = target_file_messages(cfg.target_files, cfg.target_language, cfg.text_field, cfg.document_boundary)
     found += eval_file_messages(cfg.eval_files, cfg.target_language)
     found += parallel_messages(cfg)
+    found += vectors_messages(cfg)
     if dictionary is not None:
         found += dictionary_messages(dictionary, source_language, cfg.target_language)
     return ([item for item in found if item[0] != "language_not_checked"]
@@ -505,4 +550,5 @@ def _several_language_messages(cfg: AdaptConfig) -> list[tuple[str, str]]:
         if (corpus.files or corpus.parallel) and not is_checked(corpus.language):
             unchecked.setdefault(corpus.language, []).append("its target corpus or parallel files")
     found += [item for item in parallel_messages(cfg) if item[0] != "language_not_checked"]
+    found += vectors_messages(cfg)
     return found + [("language_not_checked", not_checked_note(tag, ", ".join(whats))) for tag, whats in unchecked.items()]

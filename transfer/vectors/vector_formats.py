@@ -103,6 +103,56 @@ def load_vectors(path: Path | str, *, limit: int | None = None) -> StaticVectors
     return load_word2vec(path, limit=limit)
 
 
+def head_words(path: Path | str, n: int = 2000) -> list[str]:
+    """The first ``n`` words of a vector file, in file order, without reading its vectors:
+    fastText and word2vec files list the most frequent words first, so these are the
+    language's commonest words (what a language check reads). A fastText ``.bin``'s dictionary
+    (words only, not labels), a word2vec text file's line words (``.gz`` too), a word2vec
+    binary file's words (each followed by its ``dim`` float32 values); a spaCy folder: none."""
+    import mmap
+    import struct
+
+    path = Path(path)
+    if path.is_dir():
+        return []
+    head = _read_head(path, 4096)
+    words: list[str] = []
+    if is_fasttext_bin(head):
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            pos = 8 + 12 * 4 + 8  # magic, version, args (12 int32 and one double)
+            n_entries = struct.unpack_from("<i", data, pos)[0]
+            pos += 4 * 3 + 8 * 2
+            for _ in range(max(n_entries, 0)):
+                end = data.find(b"\0", pos)
+                if end < 0 or len(words) >= n:
+                    break
+                if data[end + 9] == 0:  # entry type 0: a word (1: a label)
+                    words.append(data[pos:end].decode("utf-8", "replace"))
+                pos = end + 1 + 8 + 1
+        return words
+    with open_binary(path) as handle:
+        first = handle.readline()
+        header = parse_header(first)
+        binary = header is not None and path.suffix.lower() == ".bin"
+        if header is None:
+            words.append(first.split(b" ", 1)[0].decode("utf-8", "replace"))
+        while len(words) < n:
+            if binary:
+                word = bytearray()
+                while (byte := handle.read(1)) not in (b" ", b""):
+                    word += byte
+                if not word:
+                    break
+                handle.read(header[1] * 4)
+                words.append(bytes(word).lstrip(b"\n").decode("utf-8", "replace"))
+                continue
+            line = handle.readline()
+            if not line:
+                break
+            words.append(line.split(b" ", 1)[0].decode("utf-8", "replace").strip())
+    return [w for w in words if w]
+
+
 def load_fasttext_bin(path: Path | str) -> StaticVectors:
     """A fastText ``.bin`` model through the ``fasttext`` package, with its n-gram table."""
     import fasttext
