@@ -61,7 +61,7 @@ def _warnings(cfg, case: str) -> dict[str, list[str]]:
     for warning in found:
         by_check.setdefault(warning.check, []).append(warning.message)
     for check in ("language", "eval_language", "parallel_language", "dictionary_language", "vectors_language",
-                  "language_not_checked"):
+                  "parallel_alignment", "language_not_checked"):
         if check in by_check:
             record(case, "input_warnings (run notes, before the first stage)", by_check[check][0], seconds)
     return by_check
@@ -228,3 +228,21 @@ def test_head_words_reads_a_fasttext_bin_dictionary_without_its_vectors(tmp_path
     vec = _vec(tmp_path / "de.vec", verses["e"])
     assert head_words(vec, n=5) == vec.read_text().splitlines()[1].split()[:1] + [
         line.split()[0] for line in vec.read_text().splitlines()[2:6]]
+
+
+def test_a_parallel_file_whose_lines_slipped_warns(tmp_path: Path, tiny_source: Path, tiny_corpus: Path,
+                                                   pairs) -> None:
+    """Both sides in the right languages, but the German side one line late (a header line on
+    it only): the sides' lengths no longer correlate, and the run is warned before any stage."""
+    from transfer.corpus.parallel_alignment import length_correlation
+
+    assert length_correlation(pairs) > 0.9  # aligned verses
+    _write(tmp_path / "bible.en", [s for s, _ in pairs])
+    _write(tmp_path / "bible.de", ["Die Heilige Schrift"] + [t for _, t in pairs][:-1])
+    cfg = config(tmp_path, tiny_source, tiny_corpus, strategy="trans_tokenization",
+                 parallel_files=[str(tmp_path / "bible")])
+    warned = _warnings(cfg, "parallel file whose German side is one line late (a header line)")
+    (message,) = warned["parallel_alignment"]
+    assert "'" + str(tmp_path / "bible") + "'" in message and "are the lines aligned" in message
+    _write(tmp_path / "bible.de", [t for _, t in pairs])
+    assert "parallel_alignment" not in _warnings(cfg, "")

@@ -89,6 +89,7 @@ class InputWarning:
     """One suspicious input: which check, and what to tell the user."""
 
     check: str  # "script" | "unspaced" | "borrowed_bible" | "repetition" | "vocab_size" | "normalization" | "eval_overlap"
+    # | "parallel_alignment" (transfer.corpus.parallel_alignment)
     # language identification (transfer.settings.language_id): "language" (a target corpus file),
     # "eval_language", "parallel_language", "dictionary_language", "vectors_language", "language_not_checked"
     message: str
@@ -250,7 +251,11 @@ def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
     borrowed = borrowed_bible_note(cfg.target_bible, cfg.target_language)
     if borrowed is not None:
         found.append(InputWarning("borrowed_bible", borrowed))
+    from transfer.corpus.parallel_alignment import alignment_messages
     from transfer.settings.language_id import run_language_messages
+
+    # parallel files whose lines do not look aligned (well-formed, in the right languages)
+    found.extend(InputWarning("parallel_alignment", message) for message in alignment_messages(cfg))
 
     # each file's language from a sample (target, evaluation, parallel sides, dictionary)
     languages = [InputWarning(check, message) for check, message in run_language_messages(cfg)]
