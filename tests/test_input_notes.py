@@ -37,3 +37,22 @@ def test_an_evaluation_file_from_the_training_corpus_is_warned(tmp_path: Path, t
     warned = _checks(config(tmp_path, tiny_source, corpus, eval_files=[str(seen), str(fresh)]))
     assert "'seen'" in warned["eval_overlap"] and "75% of its sampled texts" in warned["eval_overlap"]
     assert "'fresh'" not in warned["eval_overlap"]
+
+
+def test_an_evaluation_file_of_the_bible_verses_the_run_trains_on_is_warned(tmp_path: Path, tiny_source: Path) -> None:
+    """The packaged Bible is training text too: an evaluation file of its train-split verses
+    is warned; one of its test-split verses (held out by the same split) is not."""
+    from transfer.corpus.bible import read_texts
+    from transfer.corpus.splits import SplitFractions
+
+    train, test = tmp_path / "verses_train.txt", tmp_path / "verses_test.txt"
+    cfg = config(tmp_path, tiny_source, train, target_files=[], target_bible=["e"],
+                 eval_files=[f"bible_train={train}", f"bible_test={test}"])
+    fractions = SplitFractions(dev=cfg.dev_fraction, test=cfg.test_fraction)  # the run's own split
+    trained = read_texts("e", "train", fractions=fractions)
+    train.write_text("\n".join(trained[:50]) + "\n")
+    # test verses whose text no train verse repeats (a few verses stand in several places)
+    held_out = [t for t in read_texts("e", "test", fractions=fractions) if t not in set(trained)]
+    test.write_text("\n".join(held_out[:50]) + "\n")
+    (message,) = [w.message for w in input_warnings(cfg) if w.check == "eval_overlap"]
+    assert "'bible_train'" in message and "100% of its sampled texts" in message

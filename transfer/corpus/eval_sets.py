@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer.corpus.splits import SplitFractions
+
 #: the models scored on every set, by the key their label starts with
 SET_MODELS = ("source_model", "adapted_step0", "adapted_trained")
 _LABEL = re.compile(r"^(source_model|adapted_step0|adapted_trained)_on_eval_(.+)$")
@@ -83,17 +85,23 @@ def overlap_share(eval_texts: list[str], corpus_docs: list[str]) -> float:
     return sum(" ".join(text.split()) in seen for text in eval_texts) / len(eval_texts)
 
 
-def overlap_warnings(eval_files: list[str], target_files: list[str], text_field: str, boundary: str) -> list[str]:
-    """A sentence per evaluation set whose sampled texts stand in the target corpus."""
+def overlap_warnings(eval_files: list[str], target_files: list[str], text_field: str, boundary: str,
+                     bibles: list[str] | None = None, fractions: SplitFractions | None = None) -> list[str]:
+    """A sentence per evaluation set whose sampled texts stand in the target corpus: its
+    files, and the train split (by ``fractions``) of its packaged Bible translations
+    ``bibles`` (an evaluation file of Bible verses the run trains on)."""
     from itertools import islice
 
+    from transfer.corpus.bible import read_texts
     from transfer.corpus.readers import iter_documents
     from transfer.evaluate.texts import read_eval_texts
 
-    if not eval_files or not target_files:
+    if not eval_files or not (target_files or bibles):
         return []
     corpus = [doc for path in target_files
               for doc in islice(iter_documents(path, text_field, boundary), OVERLAP_CORPUS_DOCS)]
+    for code in bibles or []:
+        corpus += read_texts(code, "train", fractions=fractions or SplitFractions())
     found = []
     for eval_set in parse_eval_files(eval_files):
         texts = read_eval_texts(eval_set.path, max_texts=OVERLAP_EVAL_TEXTS).texts

@@ -263,13 +263,16 @@ def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
 
     # a given target tokenizer and the helper model
     found.extend(InputWarning(check, message) for check, message in helper_warnings(cfg))
-    if not cfg.target_files:
-        return found + languages
     from transfer.corpus.eval_sets import overlap_warnings
-    from transfer.corpus.normalization import normalization_note
+    from transfer.corpus.splits import SplitFractions
 
     found.extend(InputWarning("eval_overlap", message) for message in overlap_warnings(
-        cfg.eval_files, cfg.target_files, cfg.text_field, cfg.document_boundary))
+        cfg.eval_files, cfg.target_files, cfg.text_field, cfg.document_boundary, cfg.target_bible,
+        SplitFractions(dev=cfg.dev_fraction, test=cfg.test_fraction)))
+    if not cfg.target_files:
+        return found + languages
+    from transfer.corpus.normalization import normalization_note
+
     texts, whole = _sample(cfg)
     note = normalization_note(cfg.normalization, texts)
     if note is not None:
