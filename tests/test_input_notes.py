@@ -56,3 +56,31 @@ def test_an_evaluation_file_of_the_bible_verses_the_run_trains_on_is_warned(tmp_
     test.write_text("\n".join(held_out[:50]) + "\n")
     (message,) = [w.message for w in input_warnings(cfg) if w.check == "eval_overlap"]
     assert "'bible_train'" in message and "100% of its sampled texts" in message
+
+
+def test_a_source_folder_with_another_models_tokenizer(tmp_path: Path, tiny_source: Path, tiny_corpus: Path) -> None:
+    """A tokenizer with more tokens than the embedding has rows is refused before any stage; one
+    whose end-of-text id the config does not list is warned; the folder's own passes both."""
+    import json
+
+    import pytest
+
+    from tests.tiny import ENGLISH_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
+    from transfer.errors import ModelLoadError
+    from transfer.planning.plan import plan_adaptation
+    from transfer.source.loading import save_model
+
+    small = tiny_byte_bpe_tokenizer(ENGLISH_SENTENCES, 300)
+    bigger = tiny_byte_bpe_tokenizer(ENGLISH_SENTENCES[::-1] * 3, 420)
+    liar = tmp_path / "liar"
+    save_model(tiny_llama(len(small), tie=True, seed=0), bigger, liar)
+    with pytest.raises(ModelLoadError, match=r"tokenizer has \d+ tokens but the model's embedding has 300 rows"):
+        plan_adaptation(config(tmp_path, liar, tiny_corpus))
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("*/*/.complete"))
+    # same size, but the config ends text with an id the tokenizer does not
+    odd = tmp_path / "odd"
+    save_model(tiny_llama(len(small), tie=True, seed=0), small, odd)
+    settings = json.loads((odd / "config.json").read_text())
+    (odd / "config.json").write_text(json.dumps({**settings, "eos_token_id": 7}))
+    assert "config.json lists end ids [7]" in _checks(config(tmp_path, odd, tiny_corpus))["source_tokenizer"]
+    assert "source_tokenizer" not in _checks(config(tmp_path, tiny_source, tiny_corpus))

@@ -89,7 +89,7 @@ class InputWarning:
     """One suspicious input: which check, and what to tell the user."""
 
     check: str  # "script" | "unspaced" | "borrowed_bible" | "repetition" | "vocab_size" | "normalization" | "eval_overlap"
-    # | "parallel_alignment" (transfer.corpus.parallel_alignment)
+    # | "parallel_alignment" (transfer.corpus.parallel_alignment) | "source_tokenizer" (transfer.source.tokenizer_fit)
     # language identification (transfer.settings.language_id): "language" (a target corpus file),
     # "eval_language", "parallel_language", "dictionary_language", "vectors_language", "language_not_checked"
     message: str
@@ -260,6 +260,13 @@ def input_warnings(cfg: AdaptConfig) -> list[InputWarning]:
     # each file's language from a sample (target, evaluation, parallel sides, dictionary)
     languages = [InputWarning(check, message) for check, message in run_language_messages(cfg)]
     from transfer.settings.helper_checks import helper_warnings
+    from transfer.source.loading import resolve_source
+    from transfer.source.tokenizer_fit import tokenizer_fit_warning
+
+    source = resolve_source(cfg.source_model, cfg.source_revision)
+    fit = tokenizer_fit_warning(source.location) if source.kind == "folder" else None
+    if fit is not None:  # the folder's tokenizer ends text with an id its config does not know
+        found.append(InputWarning("source_tokenizer", fit))
 
     # a given target tokenizer and the helper model
     found.extend(InputWarning(check, message) for check, message in helper_warnings(cfg))

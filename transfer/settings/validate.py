@@ -206,6 +206,13 @@ def _check_source_weights(cfg: AdaptConfig) -> None:
     spec = resolve_source(cfg.source_model, cfg.source_revision)
     if spec.kind in ("gguf", "folder"):
         check_source_weights(Path(spec.location))
+    if spec.kind == "folder":  # a tokenizer of another model: more tokens than embedding rows
+        from transfer.errors import ModelLoadError
+        from transfer.source.tokenizer_fit import tokenizer_fit_problem
+
+        problem = tokenizer_fit_problem(Path(spec.location))
+        if problem:
+            raise ModelLoadError(problem)
 
 
 def _check_parallel_files(cfg: AdaptConfig) -> None:
