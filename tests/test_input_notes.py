@@ -77,6 +77,8 @@ def test_a_source_folder_with_another_models_tokenizer(tmp_path: Path, tiny_sour
     with pytest.raises(ModelLoadError, match=r"tokenizer has \d+ tokens but the model's embedding has 300 rows"):
         plan_adaptation(config(tmp_path, liar, tiny_corpus))
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("*/*/.complete"))
+    with pytest.raises(ModelLoadError, match="helper_model .*tokenizer has"):  # the same folder as a helper
+        plan_adaptation(config(tmp_path, tiny_source, tiny_corpus, helper_model=str(liar), strategy="clp"))
     # same size, but the config ends text with an id the tokenizer does not
     odd = tmp_path / "odd"
     save_model(tiny_llama(len(small), tie=True, seed=0), small, odd)

@@ -77,6 +77,12 @@ def _check_helper_model_files(cfg: AdaptConfig) -> None:
             check_source_weights(Path(spec.location))
     except ModelLoadError as error:
         raise ModelLoadError(f"helper_model: {error}") from error
+    if spec.kind == "folder":  # another model's tokenizer: rows missing for its last ids
+        from transfer.source.tokenizer_fit import tokenizer_fit_problem
+
+        problem = tokenizer_fit_problem(spec.location, "helper_model")
+        if problem:
+            raise ModelLoadError(problem)
 
 
 def given_target_tokenizer(cfg: AdaptConfig) -> PreTrainedTokenizerFast:
