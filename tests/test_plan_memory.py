@@ -114,7 +114,7 @@ def test_vector_stages_and_several_languages_get_their_own_estimates(tmp_path: P
     # the target side of five Bibles against the source side's English Bibles; more epochs, more time
     assert seconds(five, "fasttext.target") > seconds(one, "fasttext.target") > 30
     assert seconds(one, "fasttext.source") == pytest.approx(
-        2 + len(one.source_train_bible) * 4e6 * one.vector_epochs / 1.1e6)
+        2 + len(one.source_train_bible) * 4e6 * one.vector_epochs / 0.7e6)
     more_epochs = one.model_copy(update={"vector_epochs": 20})
     assert seconds(more_epochs, "fasttext.target") > 1.9 * seconds(one, "fasttext.target") - 5
     assert seconds(five, "align", dictionaries="induced") > 200 > seconds(five, "align", dictionaries="file")

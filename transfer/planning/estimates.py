@@ -29,9 +29,11 @@ _BIBLE_TRAIN_VERSES = 28_000  # train verses of one translation (about 90% of 31
 _BYTES_PER_PARALLEL_PAIR = 250  # both sides of a sentence pair, UTF-8
 _GZIP_RATIO = 3  # gzip's usual ratio on sentence text: a .gz holds about 3x its size
 _BIBLE_BYTES = 4_000_000  # one translation's text (docs/DESIGN.md)
-# fastText skipgram (one thread, dim 100): the demo's German target text, 2 Bibles (~8 MB) x 10
-# epochs, took ~72 s on 2 cores (benchmarks/README.md, "fastText epochs"): ~1.1 MB per second an epoch
-_FASTTEXT_BYTES_PER_SECOND = 1.1e6
+# fastText skipgram (one thread, dim 100, 10 epochs) on the shared 2-core machine, 2026-12-08: the
+# three English Bibles (12.5 MB) in 118 s, 1.06 MB a second an epoch; the sampled text of five
+# Bibles (sw, id, tr, vi, pl; 19.3 MB, longer words, more n-grams a byte) in 420 s, 0.46 MB/s.
+# Their geometric mean: each within 1.5x
+_FASTTEXT_BYTES_PER_SECOND = 0.7e6
 
 
 @dataclass
