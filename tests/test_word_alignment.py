@@ -62,3 +62,52 @@ def test_bad_parallel_input():
         align([], [])
     with pytest.raises(AlignmentError, match="whitespace"):
         align([["a b"]], [["x"]])
+
+
+def test_the_dictionary_of_several_languages_is_read_per_language() -> None:
+    """'god' links to a different word in each of four languages: pooled, each pair holds a
+    quarter of its links (under min_ratio 0.3) and none is kept; read per language, each
+    language keeps its own."""
+    from transfer.vectors.word_alignment import (
+        Alignment,
+        induce_dictionary_by_language,
+        induce_dictionary_report,
+    )
+
+    words = {"sw": "mungu", "id": "allah", "tr": "tanrı", "pl": "bóg"}
+    source, target, links, languages = [], [], [], []
+    for lang, word in words.items():
+        for _ in range(6):
+            source.append(["god", "said"])
+            target.append([word, f"said_{lang}"])
+            links.append([(0, 0), (1, 1)])
+            languages.append(lang)
+    alignment = Alignment(links, links, links)
+    pooled = induce_dictionary_report(source, target, alignment, min_count=3, min_ratio=0.3, with_identical=False)
+    assert not [p for p in pooled.pairs if p[0] == "god"]
+    found = induce_dictionary_by_language(source, target, alignment, languages, min_count=3, min_ratio=0.3,
+                                          with_identical=False)
+    assert {("god", word) for word in words.values()} <= set(found.pairs)
+    assert found.report["per_language"]["sw"]["pairs"] == 2 and found.report["pairs"] == 8
+    # one language (or none named): exactly the pooled reading
+    single = induce_dictionary_by_language(source, target, alignment, [None] * len(source), min_count=3,
+                                           min_ratio=0.3, with_identical=False)
+    assert single.pairs == pooled.pairs
+
+
+def test_each_train_pair_knows_its_language(tmp_path) -> None:
+    """A run of several languages names its pair sections ``<part>@<lang>``; the languages
+    follow train_pairs' rows under the same cap."""
+    import json
+
+    from transfer.corpus.stage import PARALLEL_TRAIN, train_pair_languages, train_pairs
+
+    rows = [f"s{i}\tt{i}\n" for i in range(7)]
+    (tmp_path / PARALLEL_TRAIN).write_text("".join(rows))
+    sections = [["bible:k-h@sw", 3], ["bible:4-h@sw", 2], ["parallel:0@id", 2]]
+    (tmp_path / "corpus.json").write_text(json.dumps({"sections": {PARALLEL_TRAIN: sections}}))
+    assert train_pair_languages(tmp_path) == ["sw"] * 5 + ["id"] * 2
+    capped = train_pair_languages(tmp_path, 2)
+    assert capped == ["sw", "sw", "sw", "sw", "id", "id"] and len(capped) == len(train_pairs(tmp_path, 2))
+    (tmp_path / "corpus.json").write_text(json.dumps({"sections": {PARALLEL_TRAIN: [["bible:k-e", 7]]}}))
+    assert train_pair_languages(tmp_path) == [None] * 7

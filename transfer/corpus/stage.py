@@ -152,6 +152,16 @@ def train_pairs(corpus_dir: Path, max_pairs: int | None = None) -> list[tuple[st
     return pairs
 
 
+def train_pair_languages(corpus_dir: Path, max_pairs: int | None = None) -> list[str | None]:
+    """The target language of each row :func:`train_pairs` returns (the same caps): a run of
+    several languages names each section ``<part>@<lang>``; a run of one gives None."""
+    languages: list[str | None] = []
+    for name, n in corpus_sections(corpus_dir, PARALLEL_TRAIN):
+        language = name.rpartition("@")[2] if "@" in name else None
+        languages += [language] * (n if max_pairs is None else min(n, max_pairs))
+    return languages
+
+
 def _hash_order(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 

@@ -243,16 +243,20 @@ def induced_parallel_pairs(spec: StageSpec) -> list[tuple[str, str]]:
 
 
 def _induced_pairs(spec: StageSpec, lowercase: bool) -> tuple[list[tuple[str, str]], dict[str, Any]]:
+    """One eflomal run over every pair; the dictionary read per target language (a run of
+    several: ``induce_dictionary_by_language``)."""
+    from transfer.corpus.stage import train_pair_languages
     from transfer.vectors.static_vectors import tokenize_words
-    from transfer.vectors.word_alignment import align, induce_dictionary_report
+    from transfer.vectors.word_alignment import align, induce_dictionary_by_language
 
     p = spec.params
     rows = induced_parallel_pairs(spec)
+    languages = train_pair_languages(spec.upstream_path("corpus"), p["max_parallel"])
     src_sents = [tokenize_words(s, lowercase=lowercase) for s, _ in rows]
     tgt_sents = [tokenize_words(t, lowercase=lowercase) for _, t in rows]
     alignment = align(src_sents, tgt_sents)
-    induced = induce_dictionary_report(src_sents, tgt_sents, alignment, min_count=p["min_count"],
-                                       min_ratio=p["min_ratio"])
+    induced = induce_dictionary_by_language(src_sents, tgt_sents, alignment, languages, min_count=p["min_count"],
+                                            min_ratio=p["min_ratio"])
     return induced.pairs, {**induced.report, "alignment": alignment.report}
 
 

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from transfer.errors import AlignmentError
 
@@ -141,7 +141,7 @@ def align(
 @dataclass
 class InducedDictionary:
     pairs: list[tuple[str, str]]
-    report: dict[str, int]
+    report: dict[str, Any]  # counts; a dictionary of several languages also each one's
 
 
 def induce_dictionary_report(
@@ -203,3 +203,38 @@ def induce_dictionary_report(
     pairs = [p for _, p in kept]
     return InducedDictionary(pairs, {"candidate_pairs": len(pair_counts), "aligned_pairs": n_aligned,
                                      "identical_pairs": n_identical, "pairs": len(pairs)})
+
+
+def induce_dictionary_by_language(
+    source_sents: Sequence[Sequence[str]],
+    target_sents: Sequence[Sequence[str]],
+    alignment: Alignment,
+    languages: Sequence[str | None],
+    **options: Any,
+) -> InducedDictionary:
+    """:func:`induce_dictionary_report` on each target language's sentences apart (``languages``:
+    each sentence's; all None: one language), the pairs of every language together. A run of
+    several target languages aligns all their pairs in one eflomal run, but its dictionary must
+    be read per language: an English word links to a word of each language, so pooled, none
+    holds ``min_ratio`` of its links once there are four languages or more, and the dictionary
+    keeps almost nothing but names (526 pairs from 75,000 verse pairs of five languages)."""
+    if len(languages) != len(source_sents):
+        raise AlignmentError(f"{len(languages)} languages for {len(source_sents)} sentences")
+    groups: dict[str | None, list[int]] = {}
+    for i, language in enumerate(languages):
+        groups.setdefault(language, []).append(i)
+    if len(groups) <= 1:
+        return induce_dictionary_report(source_sents, target_sents, alignment, **options)
+    pairs: dict[tuple[str, str], None] = {}
+    totals: Counter[str] = Counter()
+    per_language: dict[str, dict[str, int]] = {}
+    for language, rows in groups.items():
+        part = Alignment([alignment.forward[i] for i in rows], [alignment.reverse[i] for i in rows],
+                         [alignment.links[i] for i in rows], alignment.symmetrization)
+        found = induce_dictionary_report([source_sents[i] for i in rows], [target_sents[i] for i in rows], part,
+                                         **options)
+        pairs.update(dict.fromkeys(found.pairs))
+        per_language[str(language)] = found.report
+        totals.update(found.report)
+    report: dict[str, Any] = {**totals, "pairs": len(pairs), "per_language": per_language}
+    return InducedDictionary(list(pairs), report)
