@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "bad_inputs.json"
 TABLE = ROOT / "docs" / "bad_inputs.md"
 TESTS = ["tests/test_validation_values.py", "tests/test_security.py", "tests/test_corpus_formats.py",
-         "tests/test_weight_file_checks.py", "tests/test_language_id.py",
+         "tests/test_weight_file_checks.py", "tests/test_language_id.py", "tests/test_input_notes.py",
          "tests/test_helper_pipeline.py::test_bad_helper_inputs_are_refused_before_the_first_stage"]
 
 HEADER = """# Bad inputs: where each is refused, and how fast

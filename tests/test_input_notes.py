@@ -63,8 +63,7 @@ def test_a_source_folder_with_another_models_tokenizer(tmp_path: Path, tiny_sour
     whose end-of-text id the config does not list is warned; the folder's own passes both."""
     import json
 
-    import pytest
-
+    from tests.refusals import make_artifacts, refused
     from tests.tiny import ENGLISH_SENTENCES, tiny_byte_bpe_tokenizer, tiny_llama
     from transfer.errors import ModelLoadError
     from transfer.planning.plan import plan_adaptation
@@ -74,11 +73,15 @@ def test_a_source_folder_with_another_models_tokenizer(tmp_path: Path, tiny_sour
     bigger = tiny_byte_bpe_tokenizer(ENGLISH_SENTENCES[::-1] * 3, 420)
     liar = tmp_path / "liar"
     save_model(tiny_llama(len(small), tie=True, seed=0), bigger, liar)
-    with pytest.raises(ModelLoadError, match=r"tokenizer has \d+ tokens but the model's embedding has 300 rows"):
-        plan_adaptation(config(tmp_path, liar, tiny_corpus))
-    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("*/*/.complete"))
-    with pytest.raises(ModelLoadError, match="helper_model .*tokenizer has"):  # the same folder as a helper
-        plan_adaptation(config(tmp_path, tiny_source, tiny_corpus, helper_model=str(liar), strategy="clp"))
+    artifacts = make_artifacts(tmp_path)
+    where = {"cache_dir": artifacts / "cache", "output_dir": artifacts / "models"}
+    refused("source folder whose tokenizer.json has more tokens than its embedding rows", "plan_adaptation",
+            lambda: plan_adaptation(config(tmp_path, liar, tiny_corpus, **where)),
+            r"tokenizer has \d+ tokens but the model's embedding has 300 rows", artifacts, ModelLoadError)
+    refused("helper_model folder with another model's tokenizer", "plan_adaptation",  # the same folder as a helper
+            lambda: plan_adaptation(config(tmp_path, tiny_source, tiny_corpus, helper_model=str(liar), strategy="clp",
+                                           **where)),
+            "helper_model .*tokenizer has", artifacts, ModelLoadError)
     # same size, but the config ends text with an id the tokenizer does not
     odd = tmp_path / "odd"
     save_model(tiny_llama(len(small), tie=True, seed=0), small, odd)
