@@ -175,8 +175,10 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     for key, group in groups.items():
         settings = json.loads(key)
         langs = settings["languages"]
-        lines += [(f"SmolLM2-135M-Instruct, strategy `{settings['strategy']}` (OFA: `ofa`), one {settings['vocab_size']}"
-                  f"-token tokenizer per model, {settings['train_steps']} embeddings-only steps per language "
+        lines += [(f"SmolLM2-135M-Instruct, strategy `{settings['strategy']}` (OFA: `ofa`), one tokenizer of up to "
+                  f"{settings['vocab_size']} tokens per model (BPE keeps what the text supports: one Bible supports "
+                  "fewer, and the embedding column counts each model's rows), "
+                  f"{settings['train_steps']} embeddings-only steps per language "
                   f"(the joint runs {settings['train_steps'] * len(langs)}), test-split bits per byte of "
                   f"{settings['eval_texts']} verses per language (lower is better)."
                   + (f" OFA's eflomal dictionary from the first {settings['ofa_parallel_pairs']} train verse pairs of each "
