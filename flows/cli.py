@@ -182,7 +182,8 @@ def _hydra(cfg, *, dry_run: bool) -> None:
         estimate = f", ~{plan.hydra.seconds / 60:.1f} min" if plan.hydra.seconds else ""
         console.print(f"hydra: {state} {plan.hydra.path} (one body trained with the tables and heads of "
                       f"{', '.join(plan.languages)}{estimate}), exported as {hydra_model_name(cfg)}")
-        planned = planned_hydra_memory(cfg, source_config(plan), planning_only=True)
+        planned = planned_hydra_memory(cfg, source_config(cfg, next(iter(plan.languages.values()))),
+                                       planning_only=True)
         if planned is not None:
             print_memory_plan(*planned, {"embeddings": cfg.train_steps, "full": cfg.full_steps},
                               what=f"hydra training memory per device ({len(cfg.target_languages)} tables and heads)")

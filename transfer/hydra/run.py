@@ -84,17 +84,13 @@ def _output(planned: PlannedStage) -> StageOutput:
     return StageOutput(planned.stage, planned.key, Path(planned.path))
 
 
-def _source_config(cfg: AdaptConfig, plan: RunPlan):
-    """The source model's config (weights unread), from its cached copy when there is one."""
+def source_config(cfg: AdaptConfig, plan: RunPlan):
+    """The source model's config (weights unread), from the cached copy of ``plan``'s source
+    stage when there is one."""
     from transfer.settings.memory_budget import source_model_config
 
     source = plan.stage("source")
     return source_model_config(cfg, Path(source.path) if source.cached else None)
-
-
-def source_config(plan: HydraPlan):
-    """The Hydra run's source model config (for its memory table)."""
-    return _source_config(plan.config, next(iter(plan.languages.values())))
 
 
 def plan_hydra(cfg: AdaptConfig, *, measure: bool = False) -> HydraPlan:
@@ -114,7 +110,7 @@ def plan_hydra(cfg: AdaptConfig, *, measure: bool = False) -> HydraPlan:
         check_processes(cfg, other_hardware=measure and cfg.device_memory is not None)
     plans = {lang: plan_adaptation(language_config(cfg, lang), measure=measure) for lang in cfg.target_languages}
     first = next(iter(plans.values()))
-    check_hydra_memory(cfg, _source_config(cfg, first), planning_only=measure)
+    check_hydra_memory(cfg, source_config(cfg, first), planning_only=measure)
     source = _output(first.stage("source"))
     spec = hydra_spec(cfg, source, {lang: (_output(plan.stage("init")), _output(plan.stage("corpus")))
                                     for lang, plan in plans.items()})

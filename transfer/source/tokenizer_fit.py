@@ -16,8 +16,15 @@ from functools import lru_cache
 from pathlib import Path
 
 
-@lru_cache(maxsize=4)  # the refusal and the warning read the same folder
 def _config_and_tokenizer(folder: Path):
+    """The folder's config and tokenizer, read once per version of its files (the refusal and
+    the warning read the same folder; a long-lived process sees an edited folder afresh)."""
+    stamps = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.glob("*.json")))
+    return _read(folder, stamps)
+
+
+@lru_cache(maxsize=4)
+def _read(folder: Path, stamps: tuple):
     from transformers import AutoConfig, AutoTokenizer
 
     config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
